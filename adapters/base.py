@@ -1,0 +1,424 @@
+"""The adapter protocol and the one HTTP helper every provider adapter uses.
+
+An *adapter* is one model -> provider pair of an AI router. The checker only
+knows adapters through :class:`Adapter`: an object with a ``provider`` name, an
+``adapter_name`` for log lines, and an async ``check_health()`` returning a
+:class:`ProbeOutcome`.
+
+Deadlines are *not* enforced here: the checker wraps every ``check_health()`` in
+a Trio cancel scope, which cancels the whole request, headers and body read
+included (httpx's own timeouts are per read, so a body trickled byte by byte
+would never trip them). What this module does guarantee is that a body is read
+with a size cap, that upstream text is shortened and stripped of secrets before
+it becomes an error message, and that the probe's wire-format check (what a
+healthy answer looks like) stays apart from transport and scheduling.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import httpx
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "Adapter",
+    "FailureKind",
+    "HttpAdapter",
+    "ProbeOutcome",
+    "ProbeRequest",
+    "Secret",
+    "redact",
+]
+
+#: Health answers are small (a models list is a few KB, Ollama's tags maybe
+#: 100 KB); anything past this is a misbehaving upstream, not a health answer.
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+
+#: Longest upstream text kept in an error message.
+_MAX_ERROR_CHARS = 200
+
+
+class Secret:
+    """A string that never shows itself in ``repr``, ``str`` or f-strings.
+
+    API keys travel through config objects, adapters and error paths; wrapping
+    them means an accidental ``print(config)`` or log line cannot leak one.
+    Call :meth:`reveal` at the one place the raw value is needed (a header).
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __reduce__(self) -> Any:  # pickling would write the key to disk in clear
+        raise TypeError("Secret values cannot be pickled")
+
+
+# Shapes of provider keys, redacted even when they are not *our* key (an
+# upstream echoing some other key back in an error body is still a leak).
+_KEY_PATTERNS = re.compile(
+    r"(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}"
+    r"|(?i:bearer)\s+[A-Za-z0-9._\-]{8,})"
+)
+
+
+def redact(text: str, secrets: Iterable[Secret | str | None] = ()) -> str:
+    """Return ``text`` with every known secret and key-shaped token masked."""
+    for secret in secrets:
+        raw = secret.reveal() if isinstance(secret, Secret) else secret
+        if raw and len(raw) >= 4:
+            text = text.replace(raw, "***")
+    return _KEY_PATTERNS.sub("***", text)
+
+
+def _shorten(text: str, limit: int = _MAX_ERROR_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class FailureKind(enum.StrEnum):
+    """Why a probe failed, coarse enough for a metric label."""
+
+    HTTP_STATUS = "http_status"  # upstream answered with a non-2xx status
+    AUTH = "auth"  # 401/403: the key is wrong, revoked or lacks access
+    RATE_LIMITED = "rate_limited"  # 429
+    BAD_BODY = "bad_body"  # 2xx but not the provider's healthy shape
+    MODEL_MISSING = "model_missing"  # answered, but the configured model is not listed
+    CONNECT = "connect"  # refused, DNS, TLS, reset: no usable answer
+    BODY_TOO_LARGE = "body_too_large"
+    EXCEPTION = "exception"  # the adapter itself raised
+    RESOURCE = "resource"  # local exhaustion (EMFILE...): worth a sequential retry
+    TIMEOUT = "timeout"  # the adapter's own deadline passed
+    DEADLINE = "deadline"  # the model's or the run's budget ran out first
+    NOT_STARTED = "not_started"  # budget gone before the probe could start
+    NOT_OPEN = "not_open"  # the manager owning the HTTP clients is not open
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeOutcome:
+    """What one ``check_health()`` call concluded. Timing is the checker's job."""
+
+    healthy: bool
+    http_status: int | None = None
+    error: str | None = None
+    failure: FailureKind | None = None
+    retry_after: float | None = None  # seconds, from a 429/503 Retry-After header
+
+    @classmethod
+    def ok(cls, http_status: int | None = None) -> ProbeOutcome:
+        return cls(True, http_status=http_status)
+
+    @classmethod
+    def fail(
+        cls,
+        failure: FailureKind,
+        error: str,
+        *,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+    ) -> ProbeOutcome:
+        return cls(
+            False,
+            http_status=http_status,
+            error=_shorten(error),
+            failure=failure,
+            retry_after=retry_after,
+        )
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """What the checker needs of an adapter.
+
+    ``check_health`` may take as long as it likes and may raise anything: the
+    checker bounds it with a deadline and turns every exception into an
+    unhealthy result for this adapter alone. It must let ``trio.Cancelled``
+    propagate (never catch ``BaseException`` without re-raising it).
+    """
+
+    @property
+    def provider(self) -> str:
+        """The provider's name, unique within its model."""
+        ...
+
+    @property
+    def adapter_name(self) -> str:
+        """A name for log lines, e.g. ``OpenAIAdapter``."""
+        ...
+
+    async def check_health(self) -> ProbeOutcome: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRequest:
+    """One HTTP request that a provider adapter sends as its probe."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+    json_body: Any = None
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # HTTP-date form: rare from LLM providers, not worth a parser
+    return seconds if 0 <= seconds < 86_400 else None
+
+
+def _upstream_message(body: bytes) -> str:
+    """The provider's own error text if the body has the usual shapes, else the raw text."""
+    text = body.decode("utf-8", errors="replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("msg") or err.get("code")
+            if isinstance(msg, str | int):
+                return str(msg)
+        elif isinstance(err, str):
+            return err
+    return text
+
+
+class HttpAdapter:
+    """Base for adapters that probe a provider's HTTP API.
+
+    Subclasses set ``adapter_name`` and implement :meth:`build_request` (the
+    provider's path, auth headers and query) and :meth:`judge` (what a healthy
+    body looks like). Everything else — the capped body read, status and error
+    classification, redaction — lives here once, for every provider.
+
+    The HTTP client is bound by the owning manager when it opens
+    (:meth:`bind_client`), so the manager alone decides how connections are
+    pooled and when they close.
+    """
+
+    adapter_name: ClassVar[str] = "HttpAdapter"
+    #: Where the provider's public API lives; None means ``base_url`` is required.
+    default_base_url: ClassVar[str | None] = None
+    #: Whether config must supply a key (local servers usually need none).
+    key_required: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        base_url: str,
+        model: str,
+        api_key: Secret | None = None,
+        probe: str = "models",
+        verify_model: bool = True,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        timeout: float | None = None,
+        options: Mapping[str, str] | None = None,
+    ) -> None:
+        self.provider = provider
+        self.timeout = timeout  # overrides the checker's adapter_timeout when set
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key = api_key
+        self.probe = probe
+        self.verify_model = verify_model
+        self.max_body_bytes = max_body_bytes
+        self.options: dict[str, str] = dict(options or {})
+        self._client: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        # Deliberately lists no key (Secret hides it anyway; belt and braces).
+        return (
+            f"{type(self).__name__}(provider={self.provider!r}, base_url={self.base_url!r}, "
+            f"model={self.model!r}, probe={self.probe!r})"
+        )
+
+    def bind_client(self, client: httpx.AsyncClient | None) -> None:
+        self._client = client
+
+    # -- what subclasses provide -------------------------------------------
+
+    def build_request(self) -> ProbeRequest:
+        raise NotImplementedError
+
+    def judge(self, data: Any) -> ProbeOutcome:
+        """Decide health from a 2xx answer's parsed JSON body."""
+        raise NotImplementedError
+
+    # -- shared helpers for subclasses ---------------------------------------
+
+    def bearer_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key.reveal()}"} if self.api_key else {}
+
+    def model_listed(self, ids: Iterable[str], *, listed_as: str = "model list") -> ProbeOutcome:
+        if not self.verify_model:
+            return ProbeOutcome.ok()
+        id_set = set(ids)
+        if self.model in id_set:
+            return ProbeOutcome.ok()
+        return ProbeOutcome.fail(
+            FailureKind.MODEL_MISSING,
+            f"model {self.model!r} is not in the provider's {listed_as} "
+            f"({len(id_set)} entries); set verify_model = false if it is an alias",
+        )
+
+    @staticmethod
+    def bad_body(what: str) -> ProbeOutcome:
+        return ProbeOutcome.fail(FailureKind.BAD_BODY, f"unexpected response body: {what}")
+
+    # -- the probe -----------------------------------------------------------
+
+    async def check_health(self) -> ProbeOutcome:
+        if self._client is None:
+            return ProbeOutcome.fail(
+                FailureKind.NOT_OPEN,
+                "HTTP client not open: use the AdapterManager as `async with manager:`",
+            )
+        request = self.build_request()
+        try:
+            status, headers, body, truncated = await self._fetch(request)
+        except httpx.TransportError as exc:
+            return ProbeOutcome.fail(FailureKind.CONNECT, self._describe(exc))
+        except OSError as exc:
+            return ProbeOutcome.fail(_os_failure(exc), self._describe(exc))
+        return self._classify(status, headers, body, truncated)
+
+    async def _fetch(
+        self, request: ProbeRequest
+    ) -> tuple[int, httpx.Headers, bytes, bool]:
+        """Send the request and read at most ``max_body_bytes`` of the answer."""
+        assert self._client is not None
+        built = self._client.build_request(
+            request.method,
+            request.url,
+            headers={"Accept-Encoding": "identity", **request.headers},
+            params=dict(request.params) or None,
+            json=request.json_body,
+        )
+        response = await self._client.send(built, stream=True)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_raw():
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    return response.status_code, response.headers, b"", True
+                chunks.append(chunk)
+            # aiter_raw skips content decoding; decode here once, with the same cap.
+            body = _decode_body(
+                b"".join(chunks), response.headers.get("content-encoding"), self.max_body_bytes
+            )
+            if body is None:
+                return response.status_code, response.headers, b"", True
+            return response.status_code, response.headers, body, False
+        finally:
+            await response.aclose()
+
+    def _classify(
+        self, status: int, headers: httpx.Headers, body: bytes, truncated: bool
+    ) -> ProbeOutcome:
+        if truncated:
+            return ProbeOutcome.fail(
+                FailureKind.BODY_TOO_LARGE,
+                f"response body larger than {self.max_body_bytes} bytes (HTTP {status})",
+                http_status=status,
+            )
+        if not 200 <= status < 300:
+            message = self._scrub(_upstream_message(body)) or "(empty body)"
+            retry_after = _retry_after(headers)
+            if status in (401, 403):
+                kind = FailureKind.AUTH
+            elif status == 429:
+                kind = FailureKind.RATE_LIMITED
+            else:
+                kind = FailureKind.HTTP_STATUS
+            return ProbeOutcome.fail(
+                kind, f"HTTP {status}: {message}", http_status=status, retry_after=retry_after
+            )
+        try:
+            data = json.loads(body)
+        except ValueError:
+            snippet = self._scrub(body[:80].decode("utf-8", errors="replace"))
+            content_type = headers.get("content-type", "unknown content type")
+            return ProbeOutcome.fail(
+                FailureKind.BAD_BODY,
+                f"HTTP {status} body is not JSON ({content_type}): {snippet!r}",
+                http_status=status,
+            )
+        verdict = self.judge(data)
+        # judge() does not see the status; attach it so every result carries it.
+        return ProbeOutcome(
+            verdict.healthy,
+            http_status=status,
+            error=self._scrub(verdict.error) if verdict.error else None,
+            failure=verdict.failure,
+            retry_after=verdict.retry_after,
+        )
+
+    def _scrub(self, text: str) -> str:
+        return _shorten(redact(text, [self.api_key]))
+
+    def _describe(self, exc: BaseException) -> str:
+        detail = str(exc) or type(exc).__name__
+        return self._scrub(f"{type(exc).__name__}: {detail}")
+
+
+def _decode_body(raw: bytes, encoding: str | None, limit: int) -> bytes | None:
+    """Undo gzip/deflate with the same cap as the raw read (no zip bombs).
+
+    Returns None when the decoded body would pass ``limit``. We ask for
+    ``identity`` encoding, so this only runs for upstreams that ignore that.
+    """
+    if not encoding or encoding == "identity":
+        return raw
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding.lower())
+    if wbits is None:
+        return raw
+    try:
+        inflater = zlib.decompressobj(wbits)
+        body = inflater.decompress(raw, limit + 1)
+    except zlib.error:
+        return raw  # judged as a non-JSON body by the caller
+    return None if len(body) > limit else body
+
+
+_RESOURCE_ERRNOS = {23, 24, 105}  # ENFILE, EMFILE, ENOBUFS
+
+
+def _os_failure(exc: OSError) -> FailureKind:
+    return FailureKind.RESOURCE if exc.errno in _RESOURCE_ERRNOS else FailureKind.CONNECT
+

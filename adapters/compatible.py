@@ -1,0 +1,17 @@
+"""Generic OpenAI-compatible servers: vLLM, DeepSeek, LM Studio, llama.cpp, TGI..."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from .openai import OpenAIAdapter
+
+__all__ = ["OpenAICompatibleAdapter"]
+
+
+class OpenAICompatibleAdapter(OpenAIAdapter):
+    """OpenAI's wire format at a base URL you give; the key is optional (local servers)."""
+
+    adapter_name: ClassVar[str] = "OpenAICompatibleAdapter"
+    default_base_url: ClassVar[str | None] = None
+    key_required: ClassVar[bool] = False

@@ -1,0 +1,504 @@
+"""HealthChecker: the concurrent and sequential strategies, deadlines and fallback.
+
+Every adapter is probed under ``trio.move_on_at`` with the earliest of three
+deadlines: its own timeout, what remains of its model's budget, and what
+remains of the whole run. Whatever an adapter does — raise, hang, trickle a
+body, swallow a cancellation — it produces one :class:`ProbeResult` for itself
+and nothing else: every exception is caught inside the adapter's own task, so
+a nursery never sees one and siblings are never cancelled.
+
+Cancellation from *outside* (a client that went away, a shutdown) is never
+swallowed: it cancels every probe of the run, and the call raises
+``trio.Cancelled`` with no task left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from adapters.base import Adapter, FailureKind, ProbeOutcome, redact
+
+from .report import (
+    HealthReport,
+    ModelHealthReport,
+    ModelReport,
+    ProbeResult,
+    ProbeStatus,
+)
+
+__all__ = ["CheckerSettings", "HealthChecker", "ResultCallback"]
+
+logger = logging.getLogger("router_health.checker")
+
+#: Called with each result as soon as it exists (streaming, metrics).
+ResultCallback = Callable[[ProbeResult], None]
+
+# Exceptions that are not an adapter's business to report: they must reach
+# the caller (cancellation, Ctrl-C, interpreter exit).
+_PROPAGATE = (trio.Cancelled, KeyboardInterrupt, SystemExit, GeneratorExit)
+
+# A failure the concurrent pass itself may have caused (too many probes at
+# once), so a one-by-one re-check is a fair second opinion.
+_RECHECKABLE = (FailureKind.TIMEOUT, FailureKind.RESOURCE)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckerSettings:
+    """Budgets (seconds) and fallback switches; the defaults are the seed's."""
+
+    timeout: float = 30.0  # a whole run
+    model_timeout: float = 10.0  # one model's providers, from the model's start
+    adapter_timeout: float = 8.0  # one adapter, unless the adapter sets its own ``timeout``
+    # (1) the concurrent run failed as a whole: finish the rest one by one.
+    fallback_sequential: bool = True
+    # (2) adapters that timed out (or hit local resource limits) in the
+    # concurrent pass are re-checked one by one while budget remains.
+    recheck_timeouts: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("timeout", "model_timeout", "adapter_timeout"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+
+
+def _must_propagate(exc: BaseException) -> bool:
+    if isinstance(exc, _PROPAGATE):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(_PROPAGATE) is not None
+    return False
+
+
+def _adapter_timeout(adapter: Adapter, default: float) -> float:
+    value = getattr(adapter, "timeout", None)
+    return float(value) if isinstance(value, int | float) and value > 0 else default
+
+
+def _describe(exc: BaseException, adapter: Adapter) -> str:
+    detail = str(exc) or type(exc).__name__
+    return redact(f"{type(exc).__name__}: {detail}", [getattr(adapter, "api_key", None)])
+
+
+@dataclass(slots=True)
+class _Budget:
+    """The deadlines (trio clock) one probe runs under."""
+
+    model_deadline: float
+    run_deadline: float
+
+
+class _Run:
+    """Book-keeping for one run: results as they arrive, in config order at the end."""
+
+    def __init__(
+        self, plan: Mapping[str, Sequence[Adapter]], on_result: ResultCallback | None
+    ) -> None:
+        self.plan = plan
+        self.results: dict[str, dict[str, ProbeResult]] = {model: {} for model in plan}
+        self.on_result = on_result
+        self.id = uuid.uuid4().hex[:12]
+
+    def record(self, result: ProbeResult) -> None:
+        self.results[result.model][result.provider] = result
+        if self.on_result is not None:
+            self.on_result(result)
+
+    def missing(self) -> list[tuple[str, Adapter]]:
+        return [
+            (model, adapter)
+            for model, adapters in self.plan.items()
+            for adapter in adapters
+            if adapter.provider not in self.results[model]
+        ]
+
+    def model_reports(self) -> dict[str, ModelReport]:
+        return {
+            model: ModelReport(
+                model, {a.provider: self.results[model][a.provider] for a in adapters}
+            )
+            for model, adapters in self.plan.items()
+        }
+
+
+class HealthChecker:
+    """Checks adapters concurrently (one Trio task each) or one at a time.
+
+    The public methods carry the seed's names and signatures. Each accepts a
+    ``timeout`` in seconds; ``None`` means the configured default.
+    """
+
+    def __init__(
+        self,
+        settings: CheckerSettings | None = None,
+        *,
+        probe_limiter: trio.CapacityLimiter | None = None,
+    ) -> None:
+        self.settings = settings or CheckerSettings()
+        # Caps probes in flight across every run of this checker; waiting for
+        # a slot counts against the probe's deadline like any other delay.
+        self.probe_limiter = probe_limiter
+
+    # -- the seed's API --------------------------------------------------------
+
+    async def check_all_models_with_timeout(
+        self,
+        model_names: Sequence[str],
+        model_adapters: Mapping[str, Sequence[Adapter]],
+        timeout: float | None = None,
+        *,
+        use_concurrent: bool = True,
+        on_result: ResultCallback | None = None,
+    ) -> HealthReport:
+        """Check every named model's adapters, concurrently unless told otherwise."""
+        plan = _plan(model_names, model_adapters)
+        return await self.run(
+            plan, timeout=timeout, concurrent=use_concurrent, on_result=on_result
+        )
+
+    async def check_all_models_sequential(
+        self,
+        model_names: Sequence[str],
+        model_adapters: Mapping[str, Sequence[Adapter]],
+        timeout: float | None = None,
+        *,
+        on_result: ResultCallback | None = None,
+    ) -> HealthReport:
+        """The same checks one adapter at a time, under the same deadlines."""
+        plan = _plan(model_names, model_adapters)
+        return await self.run(plan, timeout=timeout, concurrent=False, on_result=on_result)
+
+    async def check_model_health_with_timeout(
+        self,
+        model_name: str,
+        adapters: Sequence[Adapter],
+        timeout: float | None = None,
+        *,
+        use_concurrent: bool = True,
+        on_result: ResultCallback | None = None,
+    ) -> ModelHealthReport:
+        """One model; ``timeout`` (default ``model_timeout``) is that model's whole budget."""
+        return await self._check_one_model(
+            model_name, adapters, timeout, concurrent=use_concurrent, on_result=on_result
+        )
+
+    async def check_model_health_sequential(
+        self,
+        model_name: str,
+        adapters: Sequence[Adapter],
+        timeout: float | None = None,
+        *,
+        on_result: ResultCallback | None = None,
+    ) -> ModelHealthReport:
+        return await self._check_one_model(
+            model_name, adapters, timeout, concurrent=False, on_result=on_result
+        )
+
+    # The seed calls its sequential methods with a leading underscore.
+    _check_all_models_sequential = check_all_models_sequential
+    _check_model_health_sequential = check_model_health_sequential
+
+    # -- the engine ------------------------------------------------------------
+
+    async def _check_one_model(
+        self,
+        model_name: str,
+        adapters: Sequence[Adapter],
+        timeout: float | None,
+        *,
+        concurrent: bool,
+        on_result: ResultCallback | None,
+    ) -> ModelHealthReport:
+        budget = self.settings.model_timeout if timeout is None else timeout
+        report = await self.run(
+            {model_name: list(adapters)},
+            timeout=budget,
+            concurrent=concurrent,
+            model_timeout=budget,
+            on_result=on_result,
+        )
+        return ModelHealthReport(
+            model=report.models[model_name],
+            timestamp=report.timestamp,
+            execution_time=report.execution_time,
+            concurrent=report.concurrent,
+            timeout=report.timeout,
+            fallback=report.fallback,
+            fallback_reason=report.fallback_reason,
+            run_id=report.run_id,
+        )
+
+    async def run(
+        self,
+        plan: Mapping[str, Sequence[Adapter]],
+        *,
+        timeout: float | None = None,
+        concurrent: bool = True,
+        model_timeout: float | None = None,
+        on_result: ResultCallback | None = None,
+    ) -> HealthReport:
+        """Check every adapter of ``plan`` (model -> adapters) within ``timeout``.
+
+        Returns within ``timeout`` plus scheduling noise, whatever the
+        adapters do; adapters without a verdict by then are ``timeout``
+        results. Raises ``trio.Cancelled`` if cancelled from outside.
+        """
+        settings = self.settings
+        timeout = settings.timeout if timeout is None else float(timeout)
+        model_timeout = settings.model_timeout if model_timeout is None else model_timeout
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
+        run = _Run(plan, on_result)
+        timestamp = time.time()
+        start = trio.current_time()
+        run_deadline = start + timeout
+        fallback_reason: str | None = None
+
+        if concurrent:
+            try:
+                await self._concurrent_pass(run, start + model_timeout, run_deadline)
+            except* Exception as group:
+                # Only our own machinery can get here (adapters' errors are
+                # caught in their tasks): finish the job one by one.
+                if not settings.fallback_sequential:
+                    raise
+                fallback_reason = (
+                    f"concurrent run failed ({_describe_group(group)}); "
+                    "finished sequentially"
+                )
+                logger.warning(
+                    "Concurrent health check failed, falling back to sequential: %s",
+                    _describe_group(group),
+                    extra={"run_id": run.id},
+                )
+                await self._sequential_pass(
+                    run, run.missing(), model_timeout, run_deadline, fallback=True
+                )
+            if settings.recheck_timeouts:
+                rechecked = await self._recheck_pass(run, start + model_timeout, run_deadline)
+                if rechecked and fallback_reason is None:
+                    fallback_reason = (
+                        f"{rechecked} adapter(s) that timed out concurrently were re-checked one by one"
+                    )
+        else:
+            await self._sequential_pass(run, run.missing(), model_timeout, run_deadline)
+
+        # Anything still without a verdict never got a chance to start.
+        for model, adapter in run.missing():
+            run.record(self._not_started(model, adapter))
+
+        report = HealthReport(
+            models=run.model_reports(),
+            timestamp=timestamp,
+            execution_time=trio.current_time() - start,
+            concurrent=concurrent,
+            timeout=timeout,
+            fallback=fallback_reason is not None,
+            fallback_reason=fallback_reason,
+            run_id=run.id,
+        )
+        logger.info(
+            "Health status: %s", report.status.value, extra={"run_id": run.id}
+        )
+        return report
+
+    async def _concurrent_pass(
+        self, run: _Run, model_deadline: float, run_deadline: float
+    ) -> None:
+        budget = _Budget(model_deadline=min(model_deadline, run_deadline), run_deadline=run_deadline)
+
+        async def check_model(adapters: Sequence[Adapter], model: str) -> None:
+            async with trio.open_nursery() as nursery:
+                for adapter in adapters:
+                    nursery.start_soon(self._probe_and_record, run, model, adapter, budget)
+
+        async with trio.open_nursery() as nursery:
+            for model, adapters in run.plan.items():
+                nursery.start_soon(check_model, adapters, model)
+
+    async def _sequential_pass(
+        self,
+        run: _Run,
+        todo: Sequence[tuple[str, Adapter]],
+        model_timeout: float,
+        run_deadline: float,
+        *,
+        fallback: bool = False,
+    ) -> None:
+        model_deadlines: dict[str, float] = {}
+        for model, adapter in todo:
+            if model not in model_deadlines:  # a model's budget starts when its first probe does
+                model_deadlines[model] = trio.current_time() + model_timeout
+            budget = _Budget(
+                model_deadline=min(model_deadlines[model], run_deadline), run_deadline=run_deadline
+            )
+            await self._probe_and_record(run, model, adapter, budget, fallback=fallback)
+
+    async def _recheck_pass(self, run: _Run, model_deadline: float, run_deadline: float) -> int:
+        todo = [
+            (model, adapter)
+            for model, adapters in run.plan.items()
+            for adapter in adapters
+            if run.results[model][adapter.provider].failure in _RECHECKABLE
+        ]
+        count = 0
+        budget = _Budget(model_deadline=min(model_deadline, run_deadline), run_deadline=run_deadline)
+        for model, adapter in todo:
+            if trio.current_time() >= budget.model_deadline:
+                continue  # keep the first verdict: there is no budget for a second
+            logger.warning(
+                "Re-checking %s - %s sequentially after a concurrent %s",
+                adapter.adapter_name,
+                adapter.provider,
+                run.results[model][adapter.provider].failure,
+                extra={"run_id": run.id},
+            )
+            await self._probe_and_record(run, model, adapter, budget, fallback=True)
+            count += 1
+        return count
+
+    async def _probe_and_record(
+        self, run: _Run, model: str, adapter: Adapter, budget: _Budget, *, fallback: bool = False
+    ) -> None:
+        run.record(await self._probe(model, adapter, budget, fallback=fallback, run_id=run.id))
+
+    async def _probe(
+        self, model: str, adapter: Adapter, budget: _Budget, *, fallback: bool, run_id: str
+    ) -> ProbeResult:
+        start = trio.current_time()
+        own_timeout = _adapter_timeout(adapter, self.settings.adapter_timeout)
+        deadline = min(start + own_timeout, budget.model_deadline, budget.run_deadline)
+        if deadline <= start:
+            return self._not_started(model, adapter, fallback=fallback)
+        if deadline == start + own_timeout:
+            limit = f"adapter timeout {own_timeout:g} s"
+        elif deadline == budget.run_deadline:
+            limit = "the run's deadline"
+        else:
+            limit = "the model's budget"
+        extra = {"run_id": run_id, "model": model, "provider": adapter.provider}
+        logger.info("Checking adapter: %s - %s", adapter.adapter_name, adapter.provider, extra=extra)
+
+        outcome: ProbeOutcome | None = None
+        with trio.move_on_at(deadline) as scope:
+            outcome = await self._call(adapter)
+        latency_ms = (trio.current_time() - start) * 1000.0
+
+        if outcome is None or (scope.cancel_called and not outcome.healthy):
+            # The deadline passed (an adapter that turned its cancellation
+            # into an error still timed out).
+            own = limit.startswith("adapter")
+            result = ProbeResult(
+                model=model,
+                provider=adapter.provider,
+                adapter=adapter.adapter_name,
+                status=ProbeStatus.TIMEOUT,
+                latency_ms=latency_ms,
+                checked_at=time.time(),
+                error=f"no answer within {deadline - start:.2f} s ({limit})",
+                failure=FailureKind.TIMEOUT if own else FailureKind.DEADLINE,
+                fallback=fallback,
+            )
+            logger.warning(
+                "%s - %s health check timed out: %s",
+                adapter.adapter_name,
+                adapter.provider,
+                result.error,
+                extra=extra,
+            )
+            return result
+
+        result = ProbeResult(
+            model=model,
+            provider=adapter.provider,
+            adapter=adapter.adapter_name,
+            status=ProbeStatus.HEALTHY if outcome.healthy else ProbeStatus.UNHEALTHY,
+            latency_ms=latency_ms,
+            checked_at=time.time(),
+            http_status=outcome.http_status,
+            error=outcome.error,
+            failure=outcome.failure,
+            retry_after=outcome.retry_after,
+            fallback=fallback,
+        )
+        if outcome.healthy:
+            logger.info("%s health check successful", adapter.adapter_name, extra=extra)
+        else:
+            logger.warning(
+                "%s - %s health check failed: %s",
+                adapter.adapter_name,
+                adapter.provider,
+                outcome.error,
+                extra=extra,
+            )
+        return result
+
+    async def _call(self, adapter: Adapter) -> ProbeOutcome:
+        """Run one ``check_health()``, turning anything it raises into an outcome."""
+        try:
+            if self.probe_limiter is None:
+                outcome: Any = await adapter.check_health()
+            else:
+                async with self.probe_limiter:
+                    outcome = await adapter.check_health()
+        except Exception as exc:
+            return ProbeOutcome.fail(FailureKind.EXCEPTION, _describe(exc, adapter))
+        except BaseException as exc:
+            if _must_propagate(exc):
+                raise
+            # A bare BaseException subclass from user code is still only
+            # this adapter's problem.
+            return ProbeOutcome.fail(FailureKind.EXCEPTION, _describe(exc, adapter))
+        if not isinstance(outcome, ProbeOutcome):
+            return ProbeOutcome.fail(
+                FailureKind.EXCEPTION,
+                f"check_health() returned {type(outcome).__name__}, expected ProbeOutcome",
+            )
+        return outcome
+
+    @staticmethod
+    def _not_started(model: str, adapter: Adapter, *, fallback: bool = False) -> ProbeResult:
+        return ProbeResult(
+            model=model,
+            provider=adapter.provider,
+            adapter=adapter.adapter_name,
+            status=ProbeStatus.TIMEOUT,
+            latency_ms=None,
+            checked_at=time.time(),
+            error="not started: the budget ran out before this adapter's turn",
+            failure=FailureKind.NOT_STARTED,
+            fallback=fallback,
+        )
+
+
+def _plan(
+    model_names: Sequence[str], model_adapters: Mapping[str, Sequence[Adapter]]
+) -> dict[str, list[Adapter]]:
+    if isinstance(model_names, str):
+        raise TypeError("model_names must be a sequence of names, not a single string")
+    unknown = [name for name in model_names if name not in model_adapters]
+    if unknown:
+        raise KeyError(f"no adapters for model(s) {', '.join(map(repr, unknown))}")
+    return {name: list(model_adapters[name]) for name in dict.fromkeys(model_names)}
+
+
+def _describe_group(group: BaseExceptionGroup[Exception]) -> str:
+    leaves: list[str] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+    walk(group)
+    return redact("; ".join(leaves[:3]) + (f" (+{len(leaves) - 3} more)" if len(leaves) > 3 else ""))

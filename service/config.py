@@ -1,0 +1,429 @@
+"""TOML -> typed, validated configuration.
+
+Every problem is reported with the file, the key path and what to do, all of
+them at once (fixing a config one error per run is miserable), as a single
+:class:`ConfigError` whose message is ready to print; never a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adapters import ADAPTER_TYPES
+from adapters.base import DEFAULT_MAX_BODY_BYTES, Secret
+
+from .checker import CheckerSettings
+
+__all__ = [
+    "ChecksConfig",
+    "Config",
+    "ConfigError",
+    "ModelConfig",
+    "ProviderConfig",
+    "ServerConfig",
+    "load_config",
+    "parse_config",
+]
+
+PROBES = ("models", "completion")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; ``str()`` is the user-facing message."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True, slots=True)
+class ChecksConfig:
+    """``[checks]``: the budgets and strategy switches (defaults are the seed's)."""
+
+    timeout: float = 30.0
+    model_timeout: float = 10.0
+    adapter_timeout: float = 8.0
+    use_concurrent: bool = True
+    fallback_sequential: bool = True
+    recheck_timeouts: bool = True
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    sync_threads: int = 16  # worker threads for user-registered blocking adapters
+
+    def checker_settings(self) -> CheckerSettings:
+        return CheckerSettings(
+            timeout=self.timeout,
+            model_timeout=self.model_timeout,
+            adapter_timeout=self.adapter_timeout,
+            fallback_sequential=self.fallback_sequential,
+            recheck_timeouts=self.recheck_timeouts,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """``[server]``: where ``router-health serve`` listens, and request limits."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_timeout: float = 120.0  # the largest ?timeout= a request may ask for
+    shutdown_grace: float = 10.0  # seconds in-flight requests get on SIGTERM
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One ``[[models.providers]]`` entry: one adapter."""
+
+    name: str
+    type: str
+    base_url: str
+    model: str
+    api_key: Secret | None = field(default=None, repr=False)
+    api_key_env: str | None = None
+    probe: str = "models"
+    timeout: float | None = None
+    verify_model: bool = True
+    options: Mapping[str, str] = field(default_factory=dict)  # deployment, api_version, ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    name: str
+    providers: tuple[ProviderConfig, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    checks: ChecksConfig
+    models: tuple[ModelConfig, ...]
+    server: ServerConfig = field(default_factory=ServerConfig)
+    source: str = "<config>"
+
+    def model(self, name: str) -> ModelConfig:
+        for model in self.models:
+            if model.name == name:
+                return model
+        raise KeyError(name)
+
+
+# -- validation ---------------------------------------------------------------
+
+_CHECK_KEYS: dict[str, type | tuple[type, ...]] = {
+    "timeout": (int, float),
+    "model_timeout": (int, float),
+    "adapter_timeout": (int, float),
+    "use_concurrent": bool,
+    "fallback_sequential": bool,
+    "recheck_timeouts": bool,
+    "max_body_bytes": int,
+    "sync_threads": int,
+}
+_SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
+    "host": str,
+    "port": int,
+    "max_timeout": (int, float),
+    "shutdown_grace": (int, float),
+}
+_PROVIDER_KEYS = {
+    "name",
+    "type",
+    "base_url",
+    "api_key",
+    "api_key_env",
+    "model",
+    "probe",
+    "timeout",
+    "verify_model",
+    # provider-specific
+    "deployment",
+    "api_version",
+    "anthropic_version",
+}
+_PROVIDER_OPTION_KEYS = {
+    "deployment": {"azure"},
+    "api_version": {"azure"},
+    "anthropic_version": {"anthropic"},
+}
+_TOP_KEYS = {"checks", "server", "models"}
+
+
+def _type_name(expected: type | tuple[type, ...]) -> str:
+    if expected == (int, float):
+        return "a number"
+    return {bool: "true or false", int: "an integer", str: "a string"}.get(
+        expected if isinstance(expected, type) else object, "a value"
+    )
+
+
+class _Validator:
+    def __init__(self, source: str, env: Mapping[str, str]) -> None:
+        self.source = source
+        self.env = env
+        self.problems: list[str] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    def unknown_keys(self, table: Mapping[str, Any], allowed: set[str], path: str) -> None:
+        for key in table:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else (
+                    f"; allowed: {', '.join(sorted(allowed))}"
+                )
+                self.problem(f"{path}.{key}" if path else key, f"unknown key{hint}")
+
+    def typed(
+        self, table: Mapping[str, Any], key: str, expected: type | tuple[type, ...], path: str
+    ) -> Any:
+        value = table[key]
+        # bool is an int in Python; a timeout of `true` is still a mistake.
+        ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+        if not ok:
+            self.problem(f"{path}.{key}", f"must be {_type_name(expected)}, got {value!r}")
+            return None
+        return value
+
+    def seconds(self, value: Any, path: str) -> float | None:
+        if value is None:
+            return None
+        if not math.isfinite(value) or value <= 0:
+            self.problem(path, f"must be a finite number of seconds > 0, got {value!r}")
+            return None
+        return float(value)
+
+    def section(
+        self, data: Mapping[str, Any], name: str, keys: dict[str, type | tuple[type, ...]]
+    ) -> dict[str, Any]:
+        table = data.get(name, {})
+        if not isinstance(table, dict):
+            self.problem(name, "must be a table, e.g. [" + name + "]")
+            return {}
+        self.unknown_keys(table, set(keys), name)
+        values: dict[str, Any] = {}
+        for key, expected in keys.items():
+            if key in table:
+                value = self.typed(table, key, expected, name)
+                if value is not None:
+                    values[key] = value
+        return values
+
+    def checks(self, data: Mapping[str, Any]) -> ChecksConfig:
+        values = self.section(data, "checks", _CHECK_KEYS)
+        for key in ("timeout", "model_timeout", "adapter_timeout"):
+            if key in values:
+                seconds = self.seconds(values[key], f"checks.{key}")
+                if seconds is None:
+                    del values[key]
+                else:
+                    values[key] = seconds
+        for key, low in (("max_body_bytes", 1024), ("sync_threads", 1)):
+            if key in values and values[key] < low:
+                self.problem(f"checks.{key}", f"must be at least {low}, got {values[key]}")
+                del values[key]
+        return ChecksConfig(**values)
+
+    def server(self, data: Mapping[str, Any]) -> ServerConfig:
+        values = self.section(data, "server", _SERVER_KEYS)
+        if "port" in values and not 0 <= values["port"] <= 65535:
+            self.problem("server.port", f"must be 0..65535, got {values['port']}")
+            del values["port"]
+        for key in ("max_timeout", "shutdown_grace"):
+            if key in values:
+                seconds = self.seconds(values[key], f"server.{key}")
+                if seconds is None:
+                    del values[key]
+                else:
+                    values[key] = seconds
+        return ServerConfig(**values)
+
+    def models(self, data: Mapping[str, Any]) -> tuple[ModelConfig, ...]:
+        models = data.get("models")
+        if models is None:
+            self.problem("models", "no models configured; add at least one [[models]] table")
+            return ()
+        if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+            self.problem("models", "must be an array of tables: [[models]]")
+            return ()
+        if not models:
+            self.problem("models", "no models configured; add at least one [[models]] table")
+        seen: set[str] = set()
+        result = []
+        for i, model in enumerate(models):
+            path = f"models[{i}]"
+            self.unknown_keys(model, {"name", "providers"}, path)
+            name = model.get("name")
+            if not isinstance(name, str) or not name.strip():
+                self.problem(f"{path}.name", "required: a non-empty string, e.g. name = \"gpt-4\"")
+                continue
+            path = f"models[{i}] ({name})"
+            if name in seen:
+                self.problem(f"{path}.name", f"duplicate model name {name!r}")
+            seen.add(name)
+            result.append(ModelConfig(name, self.providers(model, name, path)))
+        return tuple(result)
+
+    def providers(
+        self, model: Mapping[str, Any], model_name: str, path: str
+    ) -> tuple[ProviderConfig, ...]:
+        providers = model.get("providers")
+        if not isinstance(providers, list) or not providers:
+            self.problem(f"{path}.providers", "add at least one [[models.providers]] table")
+            return ()
+        seen: set[str] = set()
+        result = []
+        for j, table in enumerate(providers):
+            ppath = f"{path}.providers[{j}]"
+            if not isinstance(table, dict):
+                self.problem(ppath, "must be a table: [[models.providers]]")
+                continue
+            provider = self.provider(table, model_name, ppath)
+            if provider is None:
+                continue
+            if provider.name in seen:
+                self.problem(
+                    f"{ppath}.name",
+                    f"duplicate provider name {provider.name!r} in model {model_name!r}; "
+                    "names must be unique within a model",
+                )
+                continue
+            seen.add(provider.name)
+            result.append(provider)
+        return tuple(result)
+
+    def provider(
+        self, table: Mapping[str, Any], model_name: str, path: str
+    ) -> ProviderConfig | None:
+        self.unknown_keys(table, _PROVIDER_KEYS, path)
+        before = len(self.problems)
+        for key in _PROVIDER_KEYS - {"timeout", "verify_model"}:
+            if key in table:
+                self.typed(table, key, str, path)
+        if "timeout" in table and self.typed(table, "timeout", (int, float), path) is not None:
+            self.seconds(table["timeout"], f"{path}.timeout")
+        if "verify_model" in table:
+            self.typed(table, "verify_model", bool, path)
+        if len(self.problems) > before:
+            return None
+
+        name = table.get("name")
+        kind = table.get("type")
+        if not name:
+            self.problem(f"{path}.name", "required: the provider's name, unique within the model")
+        if not kind:
+            self.problem(
+                f"{path}.type", f"required: one of {', '.join(ADAPTER_TYPES)}"
+            )
+            return None
+        if kind not in ADAPTER_TYPES:
+            close = difflib.get_close_matches(kind, list(ADAPTER_TYPES), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.problem(
+                f"{path}.type",
+                f"unknown provider type {kind!r}{hint}; expected one of {', '.join(ADAPTER_TYPES)}",
+            )
+            return None
+        if not name:
+            return None
+        adapter_cls = ADAPTER_TYPES[kind]
+
+        base_url = table.get("base_url") or adapter_cls.default_base_url
+        if not base_url:
+            self.problem(f"{path}.base_url", f"required for type {kind!r} (no public default)")
+            return None
+        if not base_url.startswith(("http://", "https://")):
+            self.problem(f"{path}.base_url", f"must start with http:// or https://, got {base_url!r}")
+            return None
+
+        probe = table.get("probe", "models")
+        if probe not in PROBES:
+            self.problem(f"{path}.probe", f"must be one of {', '.join(PROBES)}, got {probe!r}")
+            return None
+
+        for key, kinds in _PROVIDER_OPTION_KEYS.items():
+            if key in table and kind not in kinds:
+                self.problem(f"{path}.{key}", f"only applies to type {' or '.join(sorted(kinds))}")
+
+        api_key = self.api_key(table, kind, adapter_cls.key_required, path)
+        options = {k: table[k] for k in _PROVIDER_OPTION_KEYS if k in table}
+        return ProviderConfig(
+            name=name,
+            type=kind,
+            base_url=base_url,
+            model=table.get("model") or model_name,
+            api_key=api_key,
+            api_key_env=table.get("api_key_env"),
+            probe=probe,
+            timeout=float(table["timeout"]) if "timeout" in table else None,
+            # Azure's list names base models, not deployments: nothing to match.
+            verify_model=table.get("verify_model", kind != "azure"),
+            options=options,
+        )
+
+    def api_key(
+        self, table: Mapping[str, Any], kind: str, required: bool, path: str
+    ) -> Secret | None:
+        literal = table.get("api_key")
+        env_name = table.get("api_key_env")
+        if literal and env_name:
+            self.problem(path, "set api_key_env or api_key, not both")
+            return None
+        if env_name:
+            value = self.env.get(env_name)
+            if not value:
+                self.problem(
+                    f"{path}.api_key_env",
+                    f"environment variable {env_name} is not set (or empty); "
+                    f"export {env_name}=... before starting",
+                )
+                return None
+            return Secret(value)
+        if literal:
+            return Secret(literal)
+        if required:
+            self.problem(
+                path,
+                f"type {kind!r} needs a key: set api_key_env = \"NAME_OF_ENV_VAR\" (preferred) "
+                "or api_key",
+            )
+        return None
+
+
+def parse_config(
+    data: Mapping[str, Any], *, source: str = "<config>", env: Mapping[str, str] | None = None
+) -> Config:
+    """Validate an already-parsed TOML document. Raises :class:`ConfigError`."""
+    validator = _Validator(source, os.environ if env is None else env)
+    validator.unknown_keys(data, _TOP_KEYS, "")
+    checks = validator.checks(data)
+    server = validator.server(data)
+    models = validator.models(data)
+    if validator.problems:
+        raise ConfigError(source, validator.problems)
+    return Config(checks=checks, models=models, server=server, source=source)
+
+
+def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a TOML config file. Raises :class:`ConfigError`."""
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(source, ["file not found"]) from None
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read: {exc.strerror or exc}"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(source, ["not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"invalid TOML: {exc}"]) from None
+    return parse_config(data, source=source, env=env)

@@ -1,0 +1,169 @@
+"""AdapterManager: models -> adapters, and the lifetime of their HTTP clients."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+import httpx
+import trio
+
+from adapters import ADAPTER_TYPES
+from adapters.base import Adapter, HttpAdapter
+from adapters.custom import SyncCallableAdapter
+
+from .checker import HealthChecker
+from .config import Config, ProviderConfig
+
+__all__ = ["AdapterManager", "UnknownModelError"]
+
+
+class UnknownModelError(KeyError):
+    """A model name that is not configured; the message lists the ones that are."""
+
+    def __init__(self, name: str, available: Sequence[str]) -> None:
+        self.name = name
+        self.available = list(available)
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        listed = ", ".join(self.available) or "(none)"
+        return f"unknown model {self.name!r}; configured models: {listed}"
+
+
+def build_adapter(provider: ProviderConfig, *, max_body_bytes: int) -> HttpAdapter:
+    cls = ADAPTER_TYPES[provider.type]
+    return cls(
+        provider=provider.name,
+        base_url=provider.base_url,
+        model=provider.model,
+        api_key=provider.api_key,
+        probe=provider.probe,
+        verify_model=provider.verify_model,
+        max_body_bytes=max_body_bytes,
+        timeout=provider.timeout,
+        options=provider.options,
+    )
+
+
+class AdapterManager:
+    """Owns the adapters of every configured model and their HTTP clients.
+
+    Use it as ``async with manager:``; the clients open on entry and close on
+    exit. Each HTTP adapter gets a client of its own, holding at most a couple
+    of connections: measured at 1,000 concurrent probes, one shared pool costs
+    about three times the CPU per probe (its bookkeeping grows with the number
+    of connections it holds), while a small pool per adapter still reuses the
+    adapter's connection from one run to the next. One TLS context is shared
+    by all of them, since building one per client is the costly part.
+    """
+
+    def __init__(self, config: Config, *, checker: HealthChecker | None = None) -> None:
+        self.config = config
+        self.health_checker = checker or HealthChecker(config.checks.checker_settings())
+        self.model_adapters: dict[str, list[Adapter]] = {
+            model.name: [
+                build_adapter(p, max_body_bytes=config.checks.max_body_bytes)
+                for p in model.providers
+            ]
+            for model in config.models
+        }
+        self.sync_limiter = trio.CapacityLimiter(config.checks.sync_threads)
+        self._clients: list[httpx.AsyncClient] = []
+        self._open = False
+
+    @classmethod
+    def from_config(cls, config: Config, *, checker: HealthChecker | None = None) -> Self:
+        return cls(config, checker=checker)
+
+    def __repr__(self) -> str:
+        adapters = sum(len(a) for a in self.model_adapters.values())
+        return (
+            f"AdapterManager(models={len(self.model_adapters)}, adapters={adapters}, "
+            f"open={self._open})"
+        )
+
+    # -- the seed's accessors --------------------------------------------------
+
+    def get_available_models(self) -> list[str]:
+        return list(self.model_adapters)
+
+    def get_model_adapters(self, model_name: str) -> list[Adapter]:
+        try:
+            return self.model_adapters[model_name]
+        except KeyError:
+            raise UnknownModelError(model_name, list(self.model_adapters)) from None
+
+    def all_adapters(self) -> list[tuple[str, Adapter]]:
+        return [(m, a) for m, adapters in self.model_adapters.items() for a in adapters]
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def register_adapter(self, model_name: str, adapter: Adapter) -> None:
+        """Add an adapter of your own (see ``adapters.custom``) to a model, new or existing."""
+        if not isinstance(adapter, Adapter):
+            raise TypeError(
+                f"{adapter!r} is not an adapter: it needs `provider`, `adapter_name` "
+                "and `async def check_health()`"
+            )
+        adapters = self.model_adapters.setdefault(model_name, [])
+        if any(a.provider == adapter.provider for a in adapters):
+            raise ValueError(
+                f"model {model_name!r} already has a provider named {adapter.provider!r}"
+            )
+        if isinstance(adapter, SyncCallableAdapter) and adapter.limiter is None:
+            adapter.limiter = self.sync_limiter
+        if isinstance(adapter, HttpAdapter) and self._open:
+            adapter.bind_client(self._new_client(adapter))
+        adapters.append(adapter)
+
+    # -- lifetime ----------------------------------------------------------------
+
+    def _new_client(self, adapter: HttpAdapter) -> httpx.AsyncClient:
+        timeout = adapter.timeout or self.health_checker.settings.adapter_timeout
+        client = httpx.AsyncClient(
+            verify=self._ssl_context,
+            # The checker's Trio deadline is the real bound; this only keeps a
+            # client used outside the checker from waiting forever.
+            timeout=httpx.Timeout(timeout + 1.0),
+            limits=httpx.Limits(max_connections=2, max_keepalive_connections=1),
+            follow_redirects=False,
+        )
+        self._clients.append(client)
+        return client
+
+    async def __aenter__(self) -> Self:
+        if self._open:
+            raise RuntimeError("AdapterManager is already open")
+        self._ssl_context = ssl.create_default_context()
+        for _, adapter in self.all_adapters():
+            if isinstance(adapter, HttpAdapter):
+                adapter.bind_client(self._new_client(adapter))
+        self._open = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every HTTP client; safe to call twice, and when cancelled."""
+        self._open = False
+        for _, adapter in self.all_adapters():
+            if isinstance(adapter, HttpAdapter):
+                adapter.bind_client(None)
+        clients, self._clients = self._clients, []
+        # Shielded with a bound: closing must finish even during a shutdown
+        # cancellation, but must not hang it either.
+        with trio.move_on_after(5) as scope:
+            scope.shield = True
+            for client in clients:
+                await client.aclose()

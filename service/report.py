@@ -1,0 +1,228 @@
+"""Results and reports, and their JSON.
+
+``HealthReport.to_dict()`` is exactly the seed's ``GET /v1/health/`` shape;
+per-provider details (latency, HTTP status, error, when, fallback) live under
+a separate ``details`` key so clients written against the seed see no change.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.base import FailureKind
+
+__all__ = [
+    "HealthReport",
+    "HealthStatus",
+    "ModelHealthReport",
+    "ModelReport",
+    "ProbeResult",
+    "ProbeStatus",
+    "overall_status",
+]
+
+
+class ProbeStatus(enum.StrEnum):
+    """One adapter's verdict."""
+
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"  # answered, but not with a healthy answer (or could not connect)
+    TIMEOUT = "timeout"  # no verdict before its deadline (or never started: see ``failure``)
+
+
+class HealthStatus(enum.StrEnum):
+    """A model's or a whole run's verdict."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One adapter's probe: verdict, timing and why."""
+
+    model: str
+    provider: str
+    adapter: str  # the adapter's class-like name, as in the log lines
+    status: ProbeStatus
+    latency_ms: float | None  # None when the probe never started
+    checked_at: float  # unix time the probe finished (or was given up)
+    http_status: int | None = None
+    error: str | None = None  # short and already redacted
+    failure: FailureKind | None = None
+    retry_after: float | None = None
+    fallback: bool = False  # came from the sequential fallback pass
+
+    @property
+    def healthy(self) -> bool:
+        return self.status is ProbeStatus.HEALTHY
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "status": self.status.value,
+            "adapter": self.adapter,
+            "latency_ms": _round(self.latency_ms, 1),
+            "http_status": self.http_status,
+            "error": self.error,
+            "failure": self.failure.value if self.failure else None,
+            "checked_at": _round(self.checked_at),
+            "fallback": self.fallback,
+        }
+        if self.retry_after is not None:
+            data["retry_after"] = self.retry_after
+        return data
+
+
+def model_status(results: Iterable[ProbeResult]) -> HealthStatus:
+    """healthy: every provider healthy; degraded: some; unhealthy: none (or no providers)."""
+    flags = [r.healthy for r in results]
+    if flags and all(flags):
+        return HealthStatus.HEALTHY
+    if any(flags):
+        return HealthStatus.DEGRADED
+    return HealthStatus.UNHEALTHY
+
+
+def overall_status(statuses: Iterable[HealthStatus]) -> HealthStatus:
+    """healthy: every model healthy; unhealthy: every model unhealthy; else degraded.
+
+    A router with at least one model still served by some provider is
+    degraded, not down; an empty selection is trivially healthy.
+    """
+    values = list(statuses)
+    if all(s is HealthStatus.HEALTHY for s in values):
+        return HealthStatus.HEALTHY
+    if all(s is HealthStatus.UNHEALTHY for s in values):
+        return HealthStatus.UNHEALTHY
+    return HealthStatus.DEGRADED
+
+
+@dataclass(frozen=True, slots=True)
+class ModelReport:
+    """One model across its providers (results keyed by provider name, config order)."""
+
+    name: str
+    results: Mapping[str, ProbeResult]
+
+    @property
+    def status(self) -> HealthStatus:
+        return model_status(self.results.values())
+
+    @property
+    def healthy_providers(self) -> int:
+        return sum(r.healthy for r in self.results.values())
+
+    @property
+    def total_providers(self) -> int:
+        return len(self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The seed's per-model object."""
+        return {
+            "status": self.status.value,
+            "providers": {name: r.status.value for name, r in self.results.items()},
+            "healthy_providers": self.healthy_providers,
+            "total_providers": self.total_providers,
+        }
+
+    def details(self) -> dict[str, Any]:
+        return {name: r.to_dict() for name, r in self.results.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """A whole run: every requested model, and how the run went."""
+
+    models: Mapping[str, ModelReport]
+    timestamp: float  # unix time the run started
+    execution_time: float  # seconds
+    concurrent: bool
+    timeout: float
+    fallback: bool = False  # some results came from the sequential fallback
+    fallback_reason: str | None = None
+    run_id: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> HealthStatus:
+        return overall_status(m.status for m in self.models.values())
+
+    @property
+    def healthy_models(self) -> int:
+        return sum(m.status is HealthStatus.HEALTHY for m in self.models.values())
+
+    @property
+    def total_models(self) -> int:
+        return len(self.models)
+
+    def results(self) -> list[ProbeResult]:
+        return [r for m in self.models.values() for r in m.results.values()]
+
+    def to_dict(self, *, details: bool = True) -> dict[str, Any]:
+        """The seed's shape, then ``fallback`` and (optionally) per-provider ``details``."""
+        data: dict[str, Any] = {
+            "status": self.status.value,
+            "timestamp": _round(self.timestamp),
+            "models": {name: m.to_dict() for name, m in self.models.items()},
+            "healthy_models": self.healthy_models,
+            "total_models": self.total_models,
+            "execution_time": _round(self.execution_time),
+            "concurrent": self.concurrent,
+            "timeout": self.timeout,
+            "fallback": self.fallback,
+        }
+        if self.fallback_reason:
+            data["fallback_reason"] = self.fallback_reason
+        if details:
+            data["details"] = {name: m.details() for name, m in self.models.items()}
+        data.update(self.extra)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class ModelHealthReport:
+    """One model checked on its own (``check_model_health_with_timeout``)."""
+
+    model: ModelReport
+    timestamp: float
+    execution_time: float
+    concurrent: bool
+    timeout: float
+    fallback: bool = False
+    fallback_reason: str | None = None
+    run_id: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def status(self) -> HealthStatus:
+        return self.model.status
+
+    @property
+    def results(self) -> Mapping[str, ProbeResult]:
+        return self.model.results
+
+    def to_dict(self, *, details: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {"model": self.model.name, **self.model.to_dict()}
+        data.update(
+            timestamp=_round(self.timestamp),
+            execution_time=_round(self.execution_time),
+            concurrent=self.concurrent,
+            timeout=self.timeout,
+            fallback=self.fallback,
+        )
+        if self.fallback_reason:
+            data["fallback_reason"] = self.fallback_reason
+        if details:
+            data["details"] = self.model.details()
+        return data
