@@ -296,6 +296,14 @@ class HttpAdapter:
             f"({len(id_set)} entries); set verify_model = false if it is an alias",
         )
 
+    def failure_kind(self, status: int, message: str) -> FailureKind:
+        """Classify a non-2xx answer; providers with their own conventions override this."""
+        if status in (401, 403):
+            return FailureKind.AUTH
+        if status == 429:
+            return FailureKind.RATE_LIMITED
+        return FailureKind.HTTP_STATUS
+
     @staticmethod
     def bad_body(what: str) -> ProbeOutcome:
         return ProbeOutcome.fail(FailureKind.BAD_BODY, f"unexpected response body: {what}")
@@ -311,10 +319,8 @@ class HttpAdapter:
         request = self.build_request()
         try:
             status, headers, body, truncated = await self._fetch(request)
-        except httpx.TransportError as exc:
-            return ProbeOutcome.fail(FailureKind.CONNECT, self._describe(exc))
-        except OSError as exc:
-            return ProbeOutcome.fail(_os_failure(exc), self._describe(exc))
+        except (httpx.TransportError, OSError) as exc:
+            return ProbeOutcome.fail(_transport_failure(exc), self._describe(exc))
         return self._classify(status, headers, body, truncated)
 
     async def _fetch(
@@ -360,14 +366,11 @@ class HttpAdapter:
         if not 200 <= status < 300:
             message = self._scrub(_upstream_message(body)) or "(empty body)"
             retry_after = _retry_after(headers)
-            if status in (401, 403):
-                kind = FailureKind.AUTH
-            elif status == 429:
-                kind = FailureKind.RATE_LIMITED
-            else:
-                kind = FailureKind.HTTP_STATUS
             return ProbeOutcome.fail(
-                kind, f"HTTP {status}: {message}", http_status=status, retry_after=retry_after
+                self.failure_kind(status, message),
+                f"HTTP {status}: {message}",
+                http_status=status,
+                retry_after=retry_after,
             )
         try:
             data = json.loads(body)
@@ -419,6 +422,18 @@ def _decode_body(raw: bytes, encoding: str | None, limit: int) -> bytes | None:
 _RESOURCE_ERRNOS = {23, 24, 105}  # ENFILE, EMFILE, ENOBUFS
 
 
-def _os_failure(exc: OSError) -> FailureKind:
-    return FailureKind.RESOURCE if exc.errno in _RESOURCE_ERRNOS else FailureKind.CONNECT
+def _transport_failure(exc: BaseException) -> FailureKind:
+    """CONNECT, unless the cause is our own process running out of sockets.
+
+    httpx wraps the OSError, so look down the cause chain: EMFILE and friends
+    say nothing about the provider and deserve a re-check one at a time.
+    """
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in _RESOURCE_ERRNOS:
+            return FailureKind.RESOURCE
+        seen = seen.__cause__ or seen.__context__
+    return FailureKind.CONNECT
 

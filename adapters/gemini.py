@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .base import HttpAdapter, ProbeOutcome, ProbeRequest
+from .base import FailureKind, HttpAdapter, ProbeOutcome, ProbeRequest
 
 __all__ = ["GeminiAdapter"]
 
@@ -24,6 +24,12 @@ class GeminiAdapter(HttpAdapter):
     def _model_path(self) -> str:
         name = self.model.removeprefix("models/")
         return f"{self.base_url}/models/{name}"
+
+    def failure_kind(self, status: int, message: str) -> FailureKind:
+        # Google answers a bad key with 400 INVALID_ARGUMENT, not 401.
+        if status == 400 and "api key" in message.lower():
+            return FailureKind.AUTH
+        return super().failure_kind(status, message)
 
     def build_request(self) -> ProbeRequest:
         headers = {"x-goog-api-key": self.api_key.reveal()} if self.api_key else {}

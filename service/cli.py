@@ -1,0 +1,276 @@
+"""``router-health``: serve, demo and check.
+
+Exit codes of ``check`` (for cron, CI and Kubernetes exec probes): 0 healthy,
+1 degraded, 2 unhealthy, 3 bad usage or config, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+import trio
+
+from .config import Config, ConfigError, load_config
+from .manager import AdapterManager, UnknownModelError
+from .report import HealthReport, HealthStatus, ProbeResult
+
+__all__ = ["main"]
+
+EXIT_CODES = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.UNHEALTHY: 2}
+EXIT_USAGE = 3
+EXIT_INTERRUPTED = 130
+
+LOG_FORMAT = "%(asctime)s | %(levelname)-5s | %(message)s"
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse exits 2 on bad usage, which `check` uses for "unhealthy".
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="router-health",
+        description="Concurrent, deadline-bounded health checks for AI router adapters.",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default: INFO for serve/demo, WARNING for check",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def add_config(p: argparse.ArgumentParser, required: bool) -> None:
+        p.add_argument(
+            "--config",
+            default=os.environ.get("ROUTER_HEALTH_CONFIG"),
+            required=required and not os.environ.get("ROUTER_HEALTH_CONFIG"),
+            help="TOML config file (or set ROUTER_HEALTH_CONFIG)",
+        )
+
+    serve = sub.add_parser("serve", help="serve the health API over HTTP")
+    add_config(serve, required=True)
+    serve.add_argument("--host", default=None, help="default: [server].host or 127.0.0.1")
+    serve.add_argument("--port", type=int, default=None, help="default: [server].port or 8000")
+
+    demo = sub.add_parser(
+        "demo", help="serve the health API against built-in simulated providers (offline)"
+    )
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+
+    check = sub.add_parser(
+        "check",
+        help="check once, print a table, exit 0 healthy / 1 degraded / 2 unhealthy",
+    )
+    add_config(check, required=False)
+    check.add_argument("--model", help="check only this model")
+    check.add_argument("--sequential", action="store_true", help="one adapter at a time")
+    check.add_argument("--timeout", type=float, default=None, help="seconds for the whole run")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
+
+
+# -- check --------------------------------------------------------------------
+
+
+def format_table(results: Sequence[ProbeResult]) -> str:
+    """A plain aligned table: readable in a terminal, a CI log or an email."""
+    header = ("MODEL", "PROVIDER", "STATUS", "LATENCY", "ERROR")
+    rows = [
+        (
+            r.model,
+            r.provider,
+            r.status.value + (" (fallback)" if r.fallback else ""),
+            "-" if r.latency_ms is None else f"{r.latency_ms:.0f} ms",
+            r.error or "",
+        )
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:4])]
+        return "  ".join([*cells, row[4]]).rstrip()
+
+    return "\n".join(line(row) for row in [header, *rows])
+
+
+def _summary(report: HealthReport) -> str:
+    results = report.results()
+    healthy = sum(r.healthy for r in results)
+    strategy = "concurrent" if report.concurrent else "sequential"
+    return (
+        f"status: {report.status.value} — {report.healthy_models}/{report.total_models} models "
+        f"healthy, {healthy}/{len(results)} adapters healthy, {report.execution_time:.2f} s "
+        f"({strategy}{', with fallback' if report.fallback else ''})"
+    )
+
+
+async def _check(config: Config, args: argparse.Namespace) -> int:
+    manager = AdapterManager.from_config(config)
+    async with manager:
+        names = [args.model] if args.model else manager.get_available_models()
+        if args.model:
+            manager.get_model_adapters(args.model)  # UnknownModelError lists the options
+        report = await manager.health_checker.check_all_models_with_timeout(
+            model_names=names,
+            model_adapters=manager.model_adapters,
+            timeout=args.timeout,
+            use_concurrent=not args.sequential and config.checks.use_concurrent,
+        )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(format_table(report.results()))
+        print()
+        print(_summary(report))
+    return EXIT_CODES[report.status]
+
+
+async def _check_demo(args: argparse.Namespace) -> int:
+    from .demo import demo_config, start_demo_upstream
+
+    async with trio.open_nursery() as nursery:
+        simulator = await start_demo_upstream(nursery)
+        code = await _check(demo_config(simulator), args)
+        nursery.cancel_scope.cancel()
+    return code
+
+
+# -- serve / demo -------------------------------------------------------------
+
+
+async def _wait_for_signal(event: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            logging.getLogger("router_health").info(
+                "Received %s: shutting down gracefully", signal.Signals(signum).name
+            )
+            event.set()
+            return
+
+
+async def _serve(config: Config, host: str, port: int, *, announce: str = "") -> None:
+    from .app import create_app
+
+    app = create_app(config)
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_wait_for_signal, stop)
+        urls = await nursery.start(_serve_task, app, host, port, stop)
+        base = urls[0] if urls else f"http://{host}:{port}"
+        print(announce.format(base=base) if announce else f"router-health serving on {base}",
+              flush=True)
+        # hypercorn drains in-flight requests once `stop` is set; the
+        # nursery then waits for serve() to return.
+
+
+async def _serve_task(
+    app: object,
+    host: str,
+    port: int,
+    stop: trio.Event,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    from .app import serve
+
+    await serve(app, host=host, port=port, shutdown_trigger=stop.wait, task_status=task_status)  # type: ignore[arg-type]
+
+
+DEMO_BANNER = """\
+router-health demo: simulated providers on {upstream}, health API on {{base}}
+
+Try:
+  curl -s {{base}}/v1/health/ | python3 -m json.tool
+  curl -s '{{base}}/v1/health/?use_concurrent=false' | python3 -m json.tool
+  curl -s {{base}}/v1/health/models/gpt-4 | python3 -m json.tool
+  curl -s {{base}}/v1/health/models
+  curl -s {{base}}/v1/health/performance | python3 -m json.tool
+  curl -s {{base}}/livez ; curl -s {{base}}/readyz
+
+Ctrl-C stops it."""
+
+
+async def _demo(args: argparse.Namespace) -> None:
+    from .demo import demo_config, start_demo_upstream
+
+    async with trio.open_nursery() as nursery:
+        simulator = await start_demo_upstream(nursery)
+        banner = DEMO_BANNER.format(upstream=simulator.root_url)
+        await _serve(demo_config(simulator), args.host, args.port, announce=banner)
+        nursery.cancel_scope.cancel()
+
+
+# -- entry point ----------------------------------------------------------------
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format=LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S", stream=sys.stderr)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """Trio raises errors from nurseries as groups; a lone error reads better bare."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, BaseExceptionGroup) and exc.subgroup(KeyboardInterrupt) is not None:
+        return KeyboardInterrupt()
+    return exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BaseExceptionGroup as group:
+        leaf = _leaf(group)
+        if isinstance(leaf, KeyboardInterrupt):
+            print("router-health: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if isinstance(leaf, ConfigError | UnknownModelError | ValueError):
+            print(f"router-health: {leaf}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    _configure_logging(args.log_level or ("WARNING" if args.command == "check" else "INFO"))
+    try:
+        if args.command == "demo":
+            trio.run(_demo, args)
+            return 0
+        if args.command == "check":
+            if args.config is None:
+                return trio.run(_check_demo, args)
+            return trio.run(_check, load_config(args.config), args)
+        config = load_config(args.config)
+        host = args.host or config.server.host
+        port = config.server.port if args.port is None else args.port
+        trio.run(_serve, config, host, port)
+        return 0
+    except ConfigError as exc:
+        print(f"router-health: invalid config\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UnknownModelError as exc:
+        print(f"router-health: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:
+        print(f"router-health: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("router-health: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The embedded default: simulated providers and the config that points at them.
+
+``router-health demo`` and ``router-health check`` (without ``--config``) run
+against this, so the project works on a fresh machine with no keys and no
+network: eight providers of seven wire formats with realistic latencies, one
+answering 503 and one that never answers (to show a timeout).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from .config import Config, parse_config
+from .simulator import Simulator, demo_providers
+
+__all__ = ["DEMO_CHECKS", "DEMO_MODELS", "demo_config", "start_demo_upstream"]
+
+#: Short budgets so the hanging provider costs the demo ~2 s, not the seed's 16.
+DEMO_CHECKS: dict[str, Any] = {"timeout": 2.0, "model_timeout": 3.0, "adapter_timeout": 1.0}
+
+#: model -> [(simulated provider, upstream model id)]
+DEMO_MODELS: dict[str, list[tuple[str, str]]] = {
+    "gpt-4": [("openai", "gpt-4"), ("azure", "gpt-4")],
+    "gpt-4o-mini": [("openai", "gpt-4o-mini")],
+    "claude-3-opus": [("anthropic", "claude-3-opus")],
+    "claude-3-haiku": [("anthropic", "claude-3-haiku")],
+    "doubao-pro": [("volcengine", "doubao-pro")],
+    "gemini-1.5-pro": [("gemini", "gemini-1.5-pro")],
+    "llama3": [("ollama", "llama3:latest")],
+    "deepseek-chat": [("deepseek", "deepseek-chat")],
+    "qwen2-72b": [("slow-vllm", "qwen2-72b")],
+}
+
+
+def demo_config_dict(simulator: Simulator) -> dict[str, Any]:
+    entries = {entry["name"]: entry for entry in simulator.provider_entries()}
+    models = []
+    for model, providers in DEMO_MODELS.items():
+        tables = []
+        for provider, upstream_model in providers:
+            table = {k: v for k, v in entries[provider].items() if v is not None}
+            table["model"] = upstream_model
+            tables.append(table)
+        models.append({"name": model, "providers": tables})
+    return {"checks": dict(DEMO_CHECKS), "models": models}
+
+
+def demo_config(simulator: Simulator) -> Config:
+    return parse_config(demo_config_dict(simulator), source="<demo>", env={})
+
+
+async def start_demo_upstream(nursery: trio.Nursery) -> Simulator:
+    """Start the demo's simulated providers in ``nursery`` on a free loopback port."""
+    simulator = Simulator(demo_providers())
+    await nursery.start(simulator.serve)
+    return simulator

@@ -1,0 +1,170 @@
+"""Config loading: the documented contract, and one clear line per mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adapters import AnthropicAdapter, AzureOpenAIAdapter, Secret
+from service import AdapterManager, ConfigError, load_config, parse_config
+
+GOOD = """
+[checks]
+timeout = 20
+adapter_timeout = 5.5
+
+[[models]]
+name = "gpt-4"
+
+  [[models.providers]]
+  name = "openai"
+  type = "openai"
+  api_key_env = "OPENAI_API_KEY"
+
+  [[models.providers]]
+  name = "azure"
+  type = "azure"
+  base_url = "https://example.openai.azure.com"
+  api_key = "literal-azure-key"
+  deployment = "gpt4-prod"
+  api_version = "2024-06-01"
+  probe = "completion"
+  timeout = 3
+
+[[models]]
+name = "claude-3"
+
+  [[models.providers]]
+  name = "anthropic"
+  type = "anthropic"
+  api_key_env = "ANTHROPIC_API_KEY"
+  model = "claude-3-opus-20240229"
+"""
+
+ENV = {"OPENAI_API_KEY": "sk-test-openai-000000", "ANTHROPIC_API_KEY": "sk-ant-test-000000"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "providers.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(text: str, tmp_path: Path, env: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env=ENV if env is None else env)
+    message = str(info.value)
+    assert "Traceback" not in message
+    return message
+
+
+def test_documented_config_loads_with_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), env=ENV)
+    assert config.checks.timeout == 20.0
+    assert config.checks.model_timeout == 10.0  # the seed's default
+    assert config.checks.adapter_timeout == 5.5
+    assert config.checks.use_concurrent is True
+    assert [m.name for m in config.models] == ["gpt-4", "claude-3"]
+    openai, azure = config.models[0].providers
+    assert openai.base_url == "https://api.openai.com/v1"
+    assert openai.model == "gpt-4"  # defaults to the model's name
+    assert openai.api_key == Secret("sk-test-openai-000000")
+    assert azure.probe == "completion"
+    assert azure.timeout == 3.0
+    assert azure.options == {"deployment": "gpt4-prod", "api_version": "2024-06-01"}
+    assert azure.verify_model is False  # Azure lists base models, not deployments
+    assert config.models[1].providers[0].model == "claude-3-opus-20240229"
+
+
+def test_manager_builds_the_right_adapters(tmp_path: Path) -> None:
+    manager = AdapterManager.from_config(load_config(write(tmp_path, GOOD), env=ENV))
+    assert manager.get_available_models() == ["gpt-4", "claude-3"]
+    azure = manager.get_model_adapters("gpt-4")[1]
+    assert isinstance(azure, AzureOpenAIAdapter)
+    assert azure.deployment == "gpt4-prod" and azure.timeout == 3.0
+    assert isinstance(manager.get_model_adapters("claude-3")[0], AnthropicAdapter)
+    with pytest.raises(KeyError, match="configured models: gpt-4, claude-3"):
+        manager.get_model_adapters("gpt-5")
+
+
+def test_keys_never_show_in_reprs(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), env=ENV)
+    manager = AdapterManager.from_config(config)
+    text = repr(config) + str(config) + repr(manager) + repr(manager.model_adapters)
+    for secret in [*ENV.values(), "literal-azure-key"]:
+        assert secret not in text
+    assert f"{Secret('abc')}" == "***"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="opena"\napi_key="k"',
+         "models[0] (m).providers[0].type: unknown provider type 'opena' (did you mean 'openai'?)"),
+        ('[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="ollama"\n'
+         '[[models.providers]]\nname="p"\ntype="ollama"',
+         "models[0] (m).providers[1].name: duplicate provider name 'p' in model 'm'"),
+        ('[checks]\ntimeout=-1\n[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="ollama"',
+         "checks.timeout: must be a finite number of seconds > 0, got -1"),
+        ('[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="ollama"\ntimeout=0',
+         "models[0] (m).providers[0].timeout: must be a finite number of seconds > 0, got 0"),
+        ('[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="openai"\napi_key_env="NOPE_KEY"',
+         "models[0] (m).providers[0].api_key_env: environment variable NOPE_KEY is not set"),
+        ('[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="anthropic"',
+         "type 'anthropic' needs a key"),
+        ('[checks]\ntimeot=3\n[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="ollama"',
+         "checks.timeot: unknown key; did you mean 'timeout'?"),
+        ('[checks]\nuse_concurrent="yes"\n[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="ollama"',
+         "checks.use_concurrent: must be true or false, got 'yes'"),
+        ('[checks]\ntimeout=true\n[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="ollama"',
+         "checks.timeout: must be a number, got True"),
+        ('[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="azure"\napi_key="k"',
+         "base_url: required for type 'azure'"),
+        ('[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="ollama"\nbase_url="localhost:11434"',
+         "base_url: must start with http:// or https://"),
+        ('[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="ollama"\nprobe="chat"',
+         "probe: must be one of models, completion, got 'chat'"),
+        ('[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="ollama"\ndeployment="d"',
+         "deployment: only applies to type azure"),
+        ('[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="openai"\napi_key="a"\napi_key_env="B"',
+         "set api_key_env or api_key, not both"),
+        ('[[models]]\nname="m"', "models[0] (m).providers: add at least one"),
+        ('[checks]\ntimeout=3', "models: no models configured"),
+        ('[[models]]\nname="m"\n[[models.providers]]\nname="a"\ntype="ollama"\n'
+         '[[models]]\nname="m"\n[[models.providers]]\nname="a"\ntype="ollama"',
+         "duplicate model name 'm'"),
+        ("this is = = not toml", "invalid TOML"),
+        ('[server]\nport=70000\n[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="ollama"',
+         "server.port: must be 0..65535"),
+        ('colour="blue"\n[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="ollama"',
+         "colour: unknown key"),
+    ],
+    ids=lambda v: v[:40] if isinstance(v, str) else v,
+)
+def test_each_mistake_gets_one_precise_line(tmp_path: Path, text: str, expected: str) -> None:
+    message = problems(text, tmp_path)
+    assert expected in message
+    assert message.startswith(str(tmp_path / "providers.toml"))
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = '[checks]\ntimeout=-1\nadapter_timeout="x"\n[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="nope"'
+    message = problems(text, tmp_path)
+    assert len(message.splitlines()) == 3
+
+
+def test_missing_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_parse_config_accepts_a_mapping() -> None:
+    config = parse_config(
+        {"models": [{"name": "llama3", "providers": [{"name": "local", "type": "ollama"}]}]},
+        env={},
+    )
+    provider = config.models[0].providers[0]
+    assert provider.base_url == "http://127.0.0.1:11434"
+    assert provider.api_key is None
+    assert config.source == "<config>"
