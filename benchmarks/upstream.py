@@ -1,0 +1,62 @@
+"""The simulated upstream in a process of its own, so the checker's CPU is measured alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+
+@contextmanager
+def upstream_process(spec: list[dict[str, Any]]) -> Iterator[str]:
+    """Start ``python -m service.simulator --spec ...``; yield its root URL; stop it."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(spec, handle)
+        spec_path = handle.name
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.simulator", "--spec", spec_path, "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        if not line.startswith("SIMULATOR "):
+            raise RuntimeError(f"simulator did not start: {line!r}")
+        yield line.split(" ", 1)[1]
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        os.unlink(spec_path)
+
+
+def set_behavior(root_url: str, provider: str, **changes: Any) -> None:
+    httpx.post(f"{root_url}/_sim/providers/{provider}", json=changes).raise_for_status()
+
+
+def entries(root_url: str, spec: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Config provider tables for each simulated provider of ``spec`` (all OpenAI kind)."""
+    tables = []
+    for provider in spec:
+        assert provider["kind"] == "openai", "benchmarks use the OpenAI wire format"
+        tables.append(
+            {
+                "name": provider["name"],
+                "type": "openai",
+                "base_url": f"{root_url}/{provider['name']}/v1",
+                "api_key": provider["api_key"],
+                "model": provider["models"][0],
+            }
+        )
+    return tables
