@@ -45,8 +45,8 @@ class CallableAdapter:
     """Wraps an async callable. Cancellation reaches it like any Trio code."""
 
     def __init__(self, provider: str, check: AsyncCheck, *, adapter_name: str | None = None) -> None:
-        self.provider = provider
-        self.adapter_name = adapter_name or getattr(check, "__name__", "CallableAdapter")
+        self.provider: str = provider
+        self.adapter_name: str = adapter_name or str(getattr(check, "__name__", "CallableAdapter"))
         self._check = check
 
     def __repr__(self) -> str:
@@ -74,8 +74,8 @@ class SyncCallableAdapter:
         adapter_name: str | None = None,
         limiter: trio.CapacityLimiter | None = None,
     ) -> None:
-        self.provider = provider
-        self.adapter_name = adapter_name or getattr(check, "__name__", "SyncCallableAdapter")
+        self.provider: str = provider
+        self.adapter_name: str = adapter_name or str(getattr(check, "__name__", "SyncCallableAdapter"))
         self.limiter = limiter
         self._check = check
 

@@ -14,6 +14,7 @@ The public API, and nothing else::
     print(report.to_dict())
 """
 
+from .app import create_app, serve
 from .checker import CheckerSettings, HealthChecker, ResultCallback
 from .config import (
     ChecksConfig,
@@ -53,6 +54,8 @@ __all__ = [
     "ResultCallback",
     "ServerConfig",
     "UnknownModelError",
+    "create_app",
     "load_config",
     "parse_config",
+    "serve",
 ]

@@ -13,13 +13,16 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import trio
 
 from .config import Config, ConfigError, load_config
 from .manager import AdapterManager, UnknownModelError
 from .report import HealthReport, HealthStatus, ProbeResult
+
+if TYPE_CHECKING:
+    from quart_trio import QuartTrio
 
 __all__ = ["main"]
 
@@ -177,7 +180,7 @@ async def _serve(config: Config, host: str, port: int, *, announce: str = "") ->
 
 
 async def _serve_task(
-    app: object,
+    app: QuartTrio,
     host: str,
     port: int,
     stop: trio.Event,
@@ -185,7 +188,7 @@ async def _serve_task(
 ) -> None:
     from .app import serve
 
-    await serve(app, host=host, port=port, shutdown_trigger=stop.wait, task_status=task_status)  # type: ignore[arg-type]
+    await serve(app, host=host, port=port, shutdown_trigger=stop.wait, task_status=task_status)
 
 
 DEMO_BANNER = """\

@@ -1,0 +1,721 @@
+"""The HTTP service: the seed's health API on a Quart-Trio app, served by hypercorn.
+
+Build the app with :func:`create_app` and run it with :func:`serve` (or mount it
+in any ASGI server running Trio). The app owns its :class:`AdapterManager` for
+its whole lifetime: the HTTP clients open when serving starts and close when it
+stops, and every request shares them.
+
+Routes (every body is JSON, errors included; ``HEAD`` works wherever ``GET`` does):
+
+``GET /v1/health/`` (also ``/v1/health``) ``?timeout=&use_concurrent=&details=``
+    Every model. Body: the seed's shape exactly (``status, timestamp, models,
+    healthy_models, total_models, execution_time, concurrent, timeout``), then
+    ``fallback`` (and ``fallback_reason`` when it happened) and, unless
+    ``details=false``, ``details``: model -> provider -> ``{status, adapter,
+    latency_ms, http_status, error, failure, checked_at, fallback}``.
+
+``GET /v1/health/models`` (also with a trailing slash), same parameters
+    Every model, as a list of per-model objects (same run, same status code)::
+
+        {"status", "timestamp", "models": [{"model", "status", "providers",
+          "healthy_providers", "total_providers", "details"?}, ...],
+         "healthy_models", "total_models", "execution_time", "concurrent",
+         "timeout", "fallback", "fallback_reason"?}
+
+``GET /v1/health/models/<name>``, same parameters, ``timeout`` defaults to ``model_timeout``
+    One model: ``{"model", "status", "providers", "healthy_providers",
+    "total_providers", "timestamp", "execution_time", "concurrent", "timeout",
+    "fallback", "fallback_reason"?, "details"?}``. The name is everything after
+    ``/models/``, percent-decoded, so ``llama3:latest``, ``gpt-4.1`` and
+    ``org/model`` (sent as ``org%2Fmodel`` or plainly) all work. Unknown name:
+    404 ``{"error": "unknown_model", "message", "available": [...]}``.
+
+``GET /v1/health/performance?timeout=``
+    Runs the concurrent strategy, then the sequential one, over every adapter,
+    each bounded by ``timeout``. Body: the seed's ``timestamp,
+    performance_metrics{concurrent_time, sequential_time, speedup,
+    improvement_percent, total_models, total_adapters},
+    concurrent_result_count, sequential_result_count``, then ``timeout``,
+    ``concurrent_status``, ``sequential_status`` and ``agreement: {"agreed",
+    "mismatches": [{"model", "provider", "concurrent", "sequential"}]}``.
+    A result count counts adapters that reached a verdict (everything but
+    ``not_started``); a verdict is a probe status, or ``not_started``.
+    ``speedup`` (2 decimals) and ``improvement_percent`` (1 decimal) are
+    ``null`` when a run took no measurable time. Always 200 once measured: the
+    verdicts are in the body, this endpoint is a measurement, not a probe.
+
+    Single-flight: at most one measurement is in flight. A caller arriving
+    while one runs joins it and gets its result, *whatever timeout it asked
+    for* (the body's ``timeout`` says which budget was used), so a burst of
+    callers cannot multiply the upstream load. The run lives in the app's
+    lifetime nursery, not in any request: a caller that disconnects leaves the
+    others' run alone; when the last caller leaves, the run is cancelled; when
+    the app stops, so is the run.
+
+``GET /livez``
+    ``{"status": "ok"}``; no upstream calls, always fast.
+
+``GET /readyz``
+    200 ``{"status": "ready", "models": n, "adapters": n}`` when the config is
+    loaded and the HTTP clients are open, else 503 ``{"status": "not_ready",
+    "reason"}``. It never probes upstream: a Kubernetes readiness probe runs
+    every few seconds on every replica, and making each of them call every
+    provider is the cost users of other routers complain about most.
+    "Ready only with at least one healthy model" belongs with background
+    checks (a cached last result), a later feature.
+
+Status codes: check routes answer 200 when healthy or degraded and 503 when
+unhealthy; 400 for a bad parameter, 404 for an unknown path or model, 405 for a
+wrong method (with ``Allow``), 503 while the service is not ready, and 500
+``{"error": "internal_error", "message", "error_id"}`` for anything unexpected
+(logged with the same id; no traceback or detail leaves the process).
+
+Query parameters (one parser, :func:`parse_check_params`, for every check route;
+the performance route validates all three but only uses ``timeout``):
+``timeout`` is a plain decimal number of seconds, finite, > 0 and <=
+``[server] max_timeout``; ``use_concurrent`` and ``details`` take
+true/false/1/0/yes/no in any case, surrounding whitespace allowed. An empty
+value is a 400, and so is a parameter given twice (``timeout=1&timeout=60``
+has no obvious meaning, and guessing one would hide the client's bug).
+Unknown parameters are ignored. Defaults come from ``[checks]``.
+
+Cancellation: a client that disconnects cancels its request's checks. Hypercorn
+turns the closed connection into an ASGI ``http.disconnect``, and Quart-Trio
+runs each request in a nursery next to a task that waits for that message and
+then cancels the nursery, so the handler — and every probe the checker started
+under it — gets ``trio.Cancelled`` and its upstream connections are closed
+(the end-to-end tests observe it at the simulated upstream). The app narrows
+that by one case (see ``_HTTPConnection``): once the response is being sent, a
+disconnect cancels nothing, because hypercorn sends one at the end of every
+response and Quart-Trio's cancel would interrupt the connection's close.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
+from quart import Quart, Request, Response, current_app, jsonify, request
+from quart.asgi import ASGIHTTPConnection
+from quart.json.provider import DefaultJSONProvider
+from quart.typing import ResponseTypes
+from quart_trio import QuartTrio
+from quart_trio.asgi import TrioASGIHTTPConnection
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from adapters.base import FailureKind
+
+from .config import Config
+from .manager import AdapterManager, UnknownModelError
+from .report import HealthReport, HealthStatus, ProbeResult
+
+__all__ = [
+    "EXTENSION_KEY",
+    "ApiError",
+    "CheckParams",
+    "create_app",
+    "get_manager",
+    "parse_check_params",
+    "serve",
+]
+
+logger = logging.getLogger("router_health.app")
+
+#: Where the app keeps its state in ``app.extensions``.
+EXTENSION_KEY: Final = "router_health"
+
+_ENDPOINTS: Final = (
+    "GET /v1/health/",
+    "GET /v1/health/models",
+    "GET /v1/health/models/<name>",
+    "GET /v1/health/performance",
+    "GET /livez",
+    "GET /readyz",
+)
+
+_BOOLEAN_ACCEPTED: Final = "one of true, false, 1, 0, yes, no (any case)"
+_TRUE: Final = frozenset({"true", "1", "yes"})
+_FALSE: Final = frozenset({"false", "0", "no"})
+# Plain decimal notation only: float() alone would also take "nan", "inf",
+# "1_000" and "0x1p3"-style oddities that no client means as a timeout.
+_NUMBER: Final = re.compile(r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Bounds how much of a bad value is echoed back in an error message.
+_MAX_SHOWN: Final = 60
+# How long shutdown waits for a cancelled performance run to unwind.
+_RUN_UNWIND_SECONDS: Final = 5.0
+
+
+# -- errors ---------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An error answer: an HTTP status and a JSON body with at least ``error`` and ``message``."""
+
+    def __init__(self, status: int, body: Mapping[str, Any]) -> None:
+        super().__init__(body["message"])
+        self.status = status
+        self.body = dict(body)
+
+
+class InvalidParameter(ApiError):
+    def __init__(self, parameter: str, message: str, accepted: str) -> None:
+        super().__init__(
+            400,
+            {
+                "error": "invalid_parameter",
+                "parameter": parameter,
+                "message": message,
+                "accepted": accepted,
+            },
+        )
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= _MAX_SHOWN else value[:_MAX_SHOWN] + "...")
+
+
+# -- query parameters -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CheckParams:
+    """A check route's validated query parameters."""
+
+    timeout: float
+    use_concurrent: bool
+    details: bool
+
+
+def _single(args: MultiDict[str, str], name: str, accepted: str) -> str | None:
+    values = args.getlist(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        shown = ", ".join(_shown(v) for v in values[:5])
+        raise InvalidParameter(
+            name, f"{name} must be given at most once, got {len(values)} values: {shown}", accepted
+        )
+    return values[0]
+
+
+def _parse_timeout(args: MultiDict[str, str], default: float, maximum: float) -> float:
+    accepted = f"a number of seconds > 0 and <= {maximum:g}, e.g. timeout={min(30, maximum):g}"
+    raw = _single(args, "timeout", accepted)
+    if raw is None:
+        return default
+    text = raw.strip()
+    value = float(text) if _NUMBER.fullmatch(text) else math.nan
+    if not (math.isfinite(value) and 0 < value <= maximum):
+        raise InvalidParameter(
+            "timeout",
+            f"timeout must be a number of seconds > 0 and <= {maximum:g}, got {_shown(raw)}",
+            accepted,
+        )
+    return value
+
+
+def _parse_bool(args: MultiDict[str, str], name: str, default: bool) -> bool:
+    raw = _single(args, name, _BOOLEAN_ACCEPTED)
+    if raw is None:
+        return default
+    text = raw.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InvalidParameter(
+        name, f"{name} must be {_BOOLEAN_ACCEPTED}, got {_shown(raw)}", _BOOLEAN_ACCEPTED
+    )
+
+
+def parse_check_params(
+    args: MultiDict[str, str], config: Config, *, default_timeout: float
+) -> CheckParams:
+    """Validate ``timeout``, ``use_concurrent`` and ``details``; raise :class:`ApiError` (400)."""
+    return CheckParams(
+        timeout=_parse_timeout(args, default_timeout, config.server.max_timeout),
+        use_concurrent=_parse_bool(args, "use_concurrent", config.checks.use_concurrent),
+        details=_parse_bool(args, "details", True),
+    )
+
+
+# -- app state --------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _PerformanceRun:
+    """One shared performance measurement and the callers waiting for it."""
+
+    timeout: float
+    cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    done: trio.Event = field(default_factory=trio.Event)
+    waiters: int = 0
+    payload: dict[str, Any] | None = None
+    failed: bool = False
+
+    @property
+    def joinable(self) -> bool:
+        return not (self.done.is_set() or self.cancel_scope.cancel_called)
+
+
+@dataclass(eq=False)
+class _ServiceState:
+    app: QuartTrio
+    config: Config
+    manager: AdapterManager
+    # Whether serving opened the manager (and so must close it); a manager
+    # that was already open belongs to whoever opened it.
+    owns_manager: bool = False
+    performance: _PerformanceRun | None = None
+
+
+def _state_of(app: Quart) -> _ServiceState:
+    state = app.extensions.get(EXTENSION_KEY)
+    if not isinstance(state, _ServiceState):
+        raise RuntimeError("not a router-health app: build it with service.app.create_app()")
+    return state
+
+
+def _state() -> _ServiceState:
+    return _state_of(current_app)
+
+
+def get_manager(app: Quart) -> AdapterManager:
+    """The :class:`AdapterManager` an app made by :func:`create_app` uses."""
+    return _state_of(app).manager
+
+
+def _ready_manager(state: _ServiceState) -> AdapterManager:
+    if not state.manager.is_open:
+        raise ApiError(
+            503,
+            {
+                "error": "not_ready",
+                "message": "the service is starting or shutting down; retry shortly",
+            },
+        )
+    return state.manager
+
+
+# -- responses ----------------------------------------------------------------------
+
+
+class _SeedOrderJSONProvider(DefaultJSONProvider):
+    # Keep the seed's key order (status first) instead of sorting keys.
+    sort_keys = False
+
+
+def _json(body: Mapping[str, Any], status: int = 200) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def _status_code(status: HealthStatus) -> int:
+    # Load balancers and Kubernetes read the code: degraded still serves.
+    return 503 if status is HealthStatus.UNHEALTHY else 200
+
+
+def _models_view(report: HealthReport, *, details: bool) -> dict[str, Any]:
+    data = report.to_dict(details=False)
+    data["models"] = [
+        {"model": name, **model.to_dict(), **({"details": model.details()} if details else {})}
+        for name, model in report.models.items()
+    ]
+    return data
+
+
+def _verdict(result: ProbeResult) -> str:
+    return "not_started" if result.failure is FailureKind.NOT_STARTED else result.status.value
+
+
+def _agreement(concurrent: HealthReport, sequential: HealthReport) -> dict[str, Any]:
+    mismatches: list[dict[str, str]] = []
+    for name, model in concurrent.models.items():
+        for provider, result in model.results.items():
+            other = sequential.models[name].results[provider]
+            if _verdict(result) != _verdict(other):
+                mismatches.append(
+                    {
+                        "model": name,
+                        "provider": provider,
+                        "concurrent": _verdict(result),
+                        "sequential": _verdict(other),
+                    }
+                )
+    return {"agreed": not mismatches, "mismatches": mismatches}
+
+
+def _performance_body(
+    concurrent: HealthReport, sequential: HealthReport, *, timestamp: float, timeout: float
+) -> dict[str, Any]:
+    c_time, s_time = concurrent.execution_time, sequential.execution_time
+
+    def reached(report: HealthReport) -> int:
+        return sum(_verdict(r) != "not_started" for r in report.results())
+
+    return {
+        "timestamp": round(timestamp, 3),
+        "performance_metrics": {
+            "concurrent_time": round(c_time, 3),
+            "sequential_time": round(s_time, 3),
+            "speedup": round(s_time / c_time, 2) if c_time > 0 else None,
+            "improvement_percent": round((1 - c_time / s_time) * 100, 1) if s_time > 0 else None,
+            "total_models": concurrent.total_models,
+            "total_adapters": len(concurrent.results()),
+        },
+        "concurrent_result_count": reached(concurrent),
+        "sequential_result_count": reached(sequential),
+        "timeout": timeout,
+        "concurrent_status": concurrent.status.value,
+        "sequential_status": sequential.status.value,
+        "agreement": _agreement(concurrent, sequential),
+    }
+
+
+# -- routes ---------------------------------------------------------------------------
+
+
+async def _check_all() -> tuple[HealthReport, CheckParams]:
+    state = _state()
+    params = parse_check_params(
+        request.args, state.config, default_timeout=state.config.checks.timeout
+    )
+    manager = _ready_manager(state)
+    report = await manager.health_checker.check_all_models_with_timeout(
+        model_names=manager.get_available_models(),
+        model_adapters=manager.model_adapters,
+        timeout=params.timeout,
+        use_concurrent=params.use_concurrent,
+    )
+    return report, params
+
+
+async def health_all() -> Response:
+    report, params = await _check_all()
+    return _json(report.to_dict(details=params.details), _status_code(report.status))
+
+
+async def health_models() -> Response:
+    report, params = await _check_all()
+    return _json(_models_view(report, details=params.details), _status_code(report.status))
+
+
+async def health_model(name: str) -> Response:
+    state = _state()
+    params = parse_check_params(
+        request.args, state.config, default_timeout=state.config.checks.model_timeout
+    )
+    manager = _ready_manager(state)
+    try:
+        adapters = manager.get_model_adapters(name)
+    except UnknownModelError as exc:
+        raise ApiError(
+            404,
+            {
+                "error": "unknown_model",
+                "message": f"unknown model {_shown(name)}; 'available' lists the configured models",
+                "available": exc.available,
+            },
+        ) from None
+    report = await manager.health_checker.check_model_health_with_timeout(
+        name, adapters, params.timeout, use_concurrent=params.use_concurrent
+    )
+    return _json(report.to_dict(details=params.details), _status_code(report.status))
+
+
+async def _measure(state: _ServiceState, run: _PerformanceRun) -> None:
+    """The shared run's task, in the app's nursery: fills ``run`` and sets ``run.done``."""
+    manager = state.manager
+    checker = manager.health_checker
+    try:
+        with run.cancel_scope:
+            timestamp = time.time()
+            names = manager.get_available_models()
+            concurrent = await checker.check_all_models_with_timeout(
+                names, manager.model_adapters, run.timeout, use_concurrent=True
+            )
+            sequential = await checker.check_all_models_sequential(
+                names, manager.model_adapters, run.timeout
+            )
+            run.payload = _performance_body(
+                concurrent, sequential, timestamp=timestamp, timeout=run.timeout
+            )
+    except Exception:
+        # Caught here: an exception escaping into the app's nursery would
+        # take the whole app down. The waiters answer 500.
+        logger.exception("performance measurement failed")
+        run.failed = True
+    finally:
+        run.done.set()
+        if state.performance is run:
+            state.performance = None
+
+
+async def health_performance() -> Response:
+    state = _state()
+    params = parse_check_params(
+        request.args, state.config, default_timeout=state.config.checks.timeout
+    )
+    _ready_manager(state)
+    # The app's lifetime nursery exists only while the app serves (ASGI
+    # lifespan); a manager opened by its owner does not imply that.
+    nursery: trio.Nursery | None = getattr(state.app, "nursery", None)
+    if nursery is None:
+        raise ApiError(503, {"error": "not_ready", "message": "the app is not serving"})
+    run = state.performance
+    if run is None or not run.joinable:
+        run = state.performance = _PerformanceRun(timeout=params.timeout)
+        nursery.start_soon(_measure, state, run)
+    run.waiters += 1
+    try:
+        await run.done.wait()
+    finally:
+        run.waiters -= 1
+        if run.waiters == 0 and not run.done.is_set():
+            # The last caller left (disconnected): nobody wants the result.
+            run.cancel_scope.cancel()
+    if run.failed:
+        raise RuntimeError("the shared performance measurement failed")
+    if run.payload is None:
+        # Cancelled by shutdown while this caller was still waiting.
+        raise ApiError(503, {"error": "not_ready", "message": "the service is shutting down"})
+    return _json(run.payload)
+
+
+async def livez() -> Response:
+    return _json({"status": "ok"})
+
+
+async def readyz() -> Response:
+    state = _state()
+    manager = state.manager
+    if not manager.is_open:
+        return _json(
+            {
+                "status": "not_ready",
+                "reason": "HTTP clients are not open: the service is starting or shutting down",
+            },
+            503,
+        )
+    return _json(
+        {
+            "status": "ready",
+            "models": len(manager.model_adapters),
+            "adapters": len(manager.all_adapters()),
+        }
+    )
+
+
+# -- error handlers ---------------------------------------------------------------------
+
+
+async def _api_error(error: ApiError) -> Response:
+    return _json(error.body, error.status)
+
+
+async def _http_error(error: HTTPException) -> Response:
+    code = error.code or 500
+    if code == 404:
+        body: dict[str, Any] = {
+            "error": "not_found",
+            "message": f"no endpoint at {_shown(request.path)}",
+            "endpoints": list(_ENDPOINTS),
+        }
+    elif code == 405:
+        body = {
+            "error": "method_not_allowed",
+            "message": f"{request.method} is not allowed on {_shown(request.path)}",
+        }
+    elif code >= 500:
+        body = _internal_body(error)
+    else:
+        body = {
+            "error": (error.name or "error").lower().replace(" ", "_"),
+            "message": error.description or error.name,
+        }
+    response = _json(body, code)
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        allowed = sorted(error.valid_methods)
+        body["allowed"] = allowed
+        response = _json(body, code)
+        response.headers["Allow"] = ", ".join(allowed)
+    return response
+
+
+def _internal_body(error: BaseException) -> dict[str, Any]:
+    error_id = uuid.uuid4().hex[:12]
+    original = getattr(error, "original_exception", None) or error
+    logger.error(
+        "internal error %s on %s %s", error_id, request.method, request.path, exc_info=original
+    )
+    return {
+        "error": "internal_error",
+        "message": f"internal error; the server log has the details under id {error_id}",
+        "error_id": error_id,
+    }
+
+
+async def _unexpected_error(error: Exception) -> Response:
+    return _json(_internal_body(error), 500)
+
+
+async def _no_store(response: Response) -> Response:
+    # A health answer is only true when it is made: no proxy may cache one.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- the factory and the server -----------------------------------------------------------
+
+
+class _HTTPConnection(TrioASGIHTTPConnection):
+    """Quart-Trio's per-request ASGI driver, minus one cancellation.
+
+    Quart-Trio cancels a request's nursery as soon as ``http.disconnect``
+    arrives; that is what cancels the checks of a client that went away, and
+    it stays. But hypercorn also sends ``http.disconnect`` at the *end* of
+    every response, from inside the app's last ``send()``, and then closes or
+    recycles the connection in that same call: cancelling there interrupts
+    the close half-way. The connection stays open, hypercorn's keep-alive
+    timer is never re-armed, and a graceful shutdown with a request in flight
+    waits out the whole grace period for a connection nobody uses. So once
+    the response is being sent, a disconnect no longer cancels anything (the
+    send cannot block on a vanished client: hypercorn drops it).
+    """
+
+    _responding = False
+
+    async def handle_messages(  # type: ignore[override]
+        self, nursery: trio.Nursery, request: Request, receive: ASGIReceiveCallable
+    ) -> None:
+        await ASGIHTTPConnection.handle_messages(self, request, receive)
+        if not self._responding:
+            nursery.cancel_scope.cancel()
+
+    async def _send_response(self, send: ASGISendCallable, response: ResponseTypes) -> None:
+        self._responding = True
+        await super()._send_response(send, response)
+
+
+class _RouterHealthApp(QuartTrio):
+    asgi_http_class = _HTTPConnection
+
+
+def create_app(config: Config, *, manager: AdapterManager | None = None) -> QuartTrio:
+    """Build the app for ``config``; it opens ``manager`` (or its own) while it serves.
+
+    A manager that is already open when serving starts is left open at the
+    end: its owner closes it. Otherwise the app opens it at startup and
+    closes it at shutdown.
+    """
+    app = _RouterHealthApp("router_health")
+    app.json = _SeedOrderJSONProvider(app)
+    # Match paths literally: model names are not paths to normalise, and a
+    # redirect would be the one non-JSON answer.
+    app.url_map.merge_slashes = False
+    state = _ServiceState(app=app, config=config, manager=manager or AdapterManager(config))
+    app.extensions[EXTENSION_KEY] = state
+
+    async def open_clients() -> None:
+        if state.manager.is_open:
+            state.owns_manager = False
+            return
+        await state.manager.__aenter__()
+        state.owns_manager = True
+
+    async def close_clients() -> None:
+        run = state.performance
+        if run is not None:
+            run.cancel_scope.cancel()
+            # Shielded but bounded: the run must be gone before its clients close.
+            with trio.move_on_after(_RUN_UNWIND_SECONDS, shield=True):
+                await run.done.wait()
+        if state.owns_manager:
+            await state.manager.aclose()
+
+    app.before_serving(open_clients)
+    app.after_serving(close_clients)
+    app.after_request(_no_store)
+
+    routes: list[tuple[str, str, Callable[..., Awaitable[Response]]]] = [
+        ("/v1/health/", "health_all", health_all),
+        ("/v1/health/models", "health_models", health_models),
+        ("/v1/health/models/<path:name>", "health_model", health_model),
+        ("/v1/health/performance", "health_performance", health_performance),
+        ("/livez", "livez", livez),
+        ("/readyz", "readyz", readyz),
+    ]
+    for rule, endpoint, view in routes:
+        # strict_slashes=False: "/v1/health" and "/v1/health/models/" match
+        # directly instead of redirecting.
+        # No automatic OPTIONS: its empty non-JSON answer would be the odd one
+        # out, and nothing here needs CORS preflights.
+        app.add_url_rule(
+            rule,
+            endpoint,
+            view,
+            methods=["GET"],
+            strict_slashes=False,
+            provide_automatic_options=False,
+        )
+
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    return app
+
+
+def _bind(host: str, port: int) -> str:
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal
+    return f"{host}:{port}"
+
+
+async def serve(
+    app: QuartTrio,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    access_log: bool = False,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` with hypercorn's Trio worker until ``shutdown_trigger`` returns.
+
+    ``host``/``port`` default to the app config's ``[server]`` section; port 0
+    picks a free port. Start it with ``await nursery.start(serve, app)`` (use
+    ``functools.partial`` for the keyword arguments) to get the bound URLs,
+    e.g. ``["http://127.0.0.1:8000"]``, once the app has started and the
+    sockets listen.
+
+    Shutdown (the trigger returned, or hypercorn's own signal): stop
+    accepting, give in-flight requests ``[server] shutdown_grace`` seconds,
+    cancel the rest (their probes with them), then close the HTTP clients.
+    If this call is cancelled instead, the clients are closed all the same.
+    """
+    state = _state_of(app)
+    server = state.config.server
+    config = HypercornConfig()
+    config.bind = [_bind(host or server.host, server.port if port is None else port)]
+    config.graceful_timeout = server.shutdown_grace
+    config.accesslog = "-" if access_log else None
+    try:
+        await hypercorn_serve(
+            app, config, shutdown_trigger=shutdown_trigger, task_status=task_status
+        )
+    finally:
+        # Cancelled from outside, hypercorn never runs the app's shutdown.
+        if state.owns_manager and state.manager.is_open:
+            await state.manager.aclose()

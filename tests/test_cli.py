@@ -1,0 +1,150 @@
+"""The ``router-health`` command, run as a real process against the simulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from service.simulator import Behavior, SimProvider, Simulator
+
+ROUTER_HEALTH = [sys.executable, "-m", "service.cli"]
+
+
+def toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def write_config(path: Path, sim: Simulator, checks: dict[str, Any] | None = None) -> Path:
+    lines = ["[checks]"] + [f"{k} = {toml(v)}" for k, v in (checks or {}).items()]
+    for entry in sim.provider_entries():
+        lines += ["[[models]]", f"name = {toml(entry['name'] + '-model')}", "[[models.providers]]"]
+        lines += [f"{k} = {toml(v)}" for k, v in entry.items() if v is not None]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+async def sim(nursery: trio.Nursery) -> AsyncIterator[Simulator]:
+    simulator = Simulator(
+        [
+            SimProvider("openai", "openai", "sk-sim-openai-0123456789", ["gpt-4"], Behavior(latency=0.01)),
+            SimProvider("claude", "anthropic", "sk-sim-claude-0123456789", ["claude-3"], Behavior(latency=0.01)),
+        ]
+    )
+    await nursery.start(simulator.serve)
+    yield simulator
+
+
+async def run_cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("ROUTER_HEALTH_CONFIG", None)
+    with trio.fail_after(60):
+        return await trio.run_process([*ROUTER_HEALTH, *args], capture_stdout=True, capture_stderr=True, check=False, env=env)
+
+
+async def test_check_exits_0_and_prints_a_table_when_healthy(sim: Simulator, tmp_path: Path) -> None:
+    done = await run_cli("check", "--config", str(write_config(tmp_path / "c.toml", sim)))
+    out = done.stdout.decode()
+    assert done.returncode == 0, done.stderr
+    assert out.splitlines()[0].split() == ["MODEL", "PROVIDER", "STATUS", "LATENCY", "ERROR"]
+    assert "openai-model" in out and "claude-model" in out
+    assert "status: healthy" in out
+
+
+async def test_check_exits_1_when_degraded_and_2_when_unhealthy(sim: Simulator, tmp_path: Path) -> None:
+    config = str(write_config(tmp_path / "c.toml", sim))
+    sim.set_behavior("openai", mode="status", status=503)
+    degraded = await run_cli("check", "--config", config)
+    assert degraded.returncode == 1
+    assert "HTTP 503" in degraded.stdout.decode()
+    sim.set_behavior("claude", mode="unauthorized")
+    unhealthy = await run_cli("check", "--config", config, "--sequential")
+    assert unhealthy.returncode == 2
+    assert "(sequential" in unhealthy.stdout.decode()
+
+
+async def test_check_json_is_the_seed_shape(sim: Simulator, tmp_path: Path) -> None:
+    done = await run_cli("check", "--config", str(write_config(tmp_path / "c.toml", sim)), "--json", "--model", "claude-model")
+    report = json.loads(done.stdout)
+    assert list(report)[:8] == [
+        "status", "timestamp", "models", "healthy_models", "total_models", "execution_time", "concurrent", "timeout",
+    ]
+    assert list(report["models"]) == ["claude-model"]
+    assert "sk-sim-claude-0123456789" not in done.stdout.decode()
+
+
+async def test_check_reports_a_bad_config_in_one_line_with_exit_3(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[models]]\nname = "m"\n[[models.providers]]\nname = "p"\ntype = "opneai"\n', encoding="utf-8")
+    done = await run_cli("check", "--config", str(bad))
+    err = done.stderr.decode()
+    assert done.returncode == 3
+    assert "unknown provider type 'opneai' (did you mean 'openai'?)" in err
+    assert "Traceback" not in err
+
+
+async def test_check_unknown_model_lists_the_configured_ones(sim: Simulator, tmp_path: Path) -> None:
+    done = await run_cli("check", "--config", str(write_config(tmp_path / "c.toml", sim)), "--model", "gpt-9")
+    assert done.returncode == 3
+    assert "configured models: openai-model, claude-model" in done.stderr.decode()
+
+
+async def test_check_without_config_runs_the_builtin_demo() -> None:
+    done = await run_cli("check")
+    out = done.stdout.decode()
+    assert done.returncode == 1, done.stderr  # the demo has one failing and one hanging provider
+    assert "deepseek" in out and "timeout" in out and "HTTP 503" in out
+
+
+async def test_bad_usage_exits_3_not_2() -> None:
+    done = await run_cli("check", "--timeout", "soon")
+    assert done.returncode == 3
+
+
+async def test_demo_serves_and_stops_cleanly_on_sigint() -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = await trio.lowlevel.open_process(
+        [*ROUTER_HEALTH, "demo", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        buffer = b""
+        with trio.fail_after(30):
+            while b"/readyz" not in buffer:
+                chunk = await process.stdout.receive_some()
+                assert chunk, "demo exited early"
+                buffer += chunk
+        banner = buffer.decode()
+        base = next(w for w in banner.split() if w.startswith("http://") and "/v1/health/" in w).split("/v1/")[0]
+        async with httpx.AsyncClient(timeout=30) as client:
+            health = await client.get(f"{base}/v1/health/")
+            assert health.status_code == 200
+            assert health.json()["status"] == "degraded"
+            assert (await client.get(f"{base}/livez")).json() == {"status": "ok"}
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(20):
+            code = await process.wait()
+        err_bytes = b""
+        while chunk := await process.stderr.receive_some():
+            err_bytes += chunk
+        err = err_bytes.decode()
+        assert code == 0, err
+        assert "Traceback" not in err
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
