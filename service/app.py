@@ -711,6 +711,9 @@ async def serve(
     config.bind = [_bind(host or server.host, server.port if port is None else port)]
     config.graceful_timeout = server.shutdown_grace
     config.accesslog = "-" if access_log else None
+    # Through the logging tree (one format, one handler) rather than
+    # hypercorn's own stderr handler, which would print every line twice.
+    config.errorlog = logging.getLogger("hypercorn.error")
     try:
         await hypercorn_serve(
             app, config, shutdown_trigger=shutdown_trigger, task_status=task_status

@@ -220,6 +220,9 @@ async def _demo(args: argparse.Namespace) -> None:
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S", stream=sys.stderr)
+    # httpx logs every request URL at INFO: noise next to the seed's lines,
+    # and a URL is the one place a careless base_url could carry a key.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _leaf(exc: BaseException) -> BaseException:
