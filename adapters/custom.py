@@ -10,12 +10,15 @@ Register one with ``AdapterManager.register_adapter(model, adapter)``::
 
 A callable returns ``True``/``False`` or a :class:`~adapters.base.ProbeOutcome`
 (to report an HTTP status or an error message); raising counts as unhealthy.
+``timeout=`` (seconds) gives the adapter a deadline of its own instead of
+``[checks] adapter_timeout``, as a provider's ``timeout`` key does.
 Any object with ``provider``, ``adapter_name`` and ``async def check_health()``
 works too: the checker needs nothing else.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -26,6 +29,16 @@ __all__ = ["CallableAdapter", "SyncCallableAdapter"]
 
 AsyncCheck = Callable[[], Awaitable[bool | ProbeOutcome]]
 SyncCheck = Callable[[], bool | ProbeOutcome]
+
+
+def _checked_timeout(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
+        math.isfinite(timeout) and timeout > 0
+    ):
+        raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
+    return float(timeout)
 
 
 def _as_outcome(value: object, provider: str) -> ProbeOutcome:
@@ -44,9 +57,17 @@ def _as_outcome(value: object, provider: str) -> ProbeOutcome:
 class CallableAdapter:
     """Wraps an async callable. Cancellation reaches it like any Trio code."""
 
-    def __init__(self, provider: str, check: AsyncCheck, *, adapter_name: str | None = None) -> None:
+    def __init__(
+        self,
+        provider: str,
+        check: AsyncCheck,
+        *,
+        adapter_name: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
         self.provider: str = provider
         self.adapter_name: str = adapter_name or str(getattr(check, "__name__", "CallableAdapter"))
+        self.timeout = _checked_timeout(timeout)
         self._check = check
 
     def __repr__(self) -> str:
@@ -73,10 +94,12 @@ class SyncCallableAdapter:
         *,
         adapter_name: str | None = None,
         limiter: trio.CapacityLimiter | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.provider: str = provider
         self.adapter_name: str = adapter_name or str(getattr(check, "__name__", "SyncCallableAdapter"))
         self.limiter = limiter
+        self.timeout = _checked_timeout(timeout)
         self._check = check
 
     def __repr__(self) -> str:

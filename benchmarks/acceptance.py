@@ -1,5 +1,8 @@
 """The core checker's acceptance scenarios (issue 2), over loopback.
 
+Each row has ``ok`` (its timing target met and its verdicts right) and
+``correct`` (its verdicts right): ``--quick`` fails only on the latter.
+
 15 adapters of 300 ms, one answering 500: concurrent and sequential, same
 statuses. Then one more adapter that never answers, adapter_timeout 1.0:
 with the timeout re-check off, and on with a 1.5 s run budget.
@@ -54,7 +57,9 @@ def _config(tables: list[dict[str, Any]], **checks: Any) -> Any:
     )
 
 
-async def _timed(manager: AdapterManager, *, repeats: int, **kwargs: Any) -> tuple[list[float], HealthReport]:
+async def _timed(
+    manager: AdapterManager, *, repeats: int, **kwargs: Any
+) -> tuple[list[float], HealthReport]:
     times = []
     report = None
     for _ in range(repeats):
@@ -69,7 +74,9 @@ def _statuses(report: HealthReport) -> dict[tuple[str, str], str]:
     return {(r.model, r.provider): r.status.value for r in report.results()}
 
 
-async def _scenarios(root_url: str, spec: list[dict[str, Any]], repeats: int) -> list[dict[str, Any]]:
+async def _scenarios(
+    root_url: str, spec: list[dict[str, Any]], repeats: int
+) -> list[dict[str, Any]]:
     tables = entries(root_url, spec)
     fifteen, stuck = tables[:15], tables[15:]
     rows: list[dict[str, Any]] = []
@@ -86,6 +93,7 @@ async def _scenarios(root_url: str, spec: list[dict[str, Any]], repeats: int) ->
             "max_s": max(conc),
             "target": "< 0.40 s",
             "ok": max(conc) < 0.40 and healthy == 14,
+            "correct": healthy == 14,
             "note": f"{healthy} healthy / {len(conc_report.results()) - healthy} unhealthy",
         }
     )
@@ -96,6 +104,7 @@ async def _scenarios(root_url: str, spec: list[dict[str, Any]], repeats: int) ->
             "max_s": max(seq),
             "target": "same statuses",
             "ok": _statuses(seq_report) == _statuses(conc_report),
+            "correct": _statuses(seq_report) == _statuses(conc_report),
             "note": f"speedup {statistics.median(seq) / statistics.median(conc):.1f}x",
         }
     )
@@ -116,6 +125,7 @@ async def _scenarios(root_url: str, spec: list[dict[str, Any]], repeats: int) ->
                 "max_s": max(times),
                 "target": f"{low:.2f}-{high:.2f} s",
                 "ok": low <= min(times) and max(times) <= high and unchanged,
+                "correct": unchanged,
                 "note": "others unchanged" if unchanged else "OTHER RESULTS CHANGED",
             }
         )

@@ -10,14 +10,30 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """A running simulator process: where it listens and its pid (to read its CPU)."""
+
+    url: str
+    pid: int
+
+
 @contextmanager
 def upstream_process(spec: list[dict[str, Any]]) -> Iterator[str]:
     """Start ``python -m service.simulator --spec ...``; yield its root URL; stop it."""
+    with simulator(spec) as upstream:
+        yield upstream.url
+
+
+@contextmanager
+def simulator(spec: list[dict[str, Any]]) -> Iterator[Upstream]:
+    """Start ``python -m service.simulator --spec ...``; yield it; stop it."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(spec, handle)
         spec_path = handle.name
@@ -31,7 +47,7 @@ def upstream_process(spec: list[dict[str, Any]]) -> Iterator[str]:
         line = process.stdout.readline().strip()
         if not line.startswith("SIMULATOR "):
             raise RuntimeError(f"simulator did not start: {line!r}")
-        yield line.split(" ", 1)[1]
+        yield Upstream(line.split(" ", 1)[1], process.pid)
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -11,8 +11,10 @@ Routes (every body is JSON, errors included; ``HEAD`` works wherever ``GET`` doe
     Every model. Body: the seed's shape exactly (``status, timestamp, models,
     healthy_models, total_models, execution_time, concurrent, timeout``), then
     ``fallback`` (and ``fallback_reason`` when it happened) and, unless
-    ``details=false``, ``details``: model -> provider -> ``{status, adapter,
-    latency_ms, http_status, error, failure, checked_at, fallback}``.
+    ``details=false`` (or auth withholds them), ``details``: model ->
+    provider -> ``{status, adapter, latency_ms, http_status, error, failure,
+    checked_at, fallback}``, plus ``retry_after``, ``queued_ms`` and
+    ``cached``/``age_s`` when they apply.
 
 ``GET /v1/health/models`` (also with a trailing slash), same parameters
     Every model, as a list of per-model objects (same run, same status code)::
@@ -47,10 +49,9 @@ Routes (every body is JSON, errors included; ``HEAD`` works wherever ``GET`` doe
     Single-flight: at most one measurement is in flight. A caller arriving
     while one runs joins it and gets its result, *whatever timeout it asked
     for* (the body's ``timeout`` says which budget was used), so a burst of
-    callers cannot multiply the upstream load. The run lives in the app's
-    lifetime nursery, not in any request: a caller that disconnects leaves the
-    others' run alone; when the last caller leaves, the run is cancelled; when
-    the app stops, so is the run.
+    callers cannot multiply the upstream load. It always probes (never
+    serves ``min_interval`` results: a measurement must measure). With auth
+    on, it needs the token (401 otherwise).
 
 ``GET /livez``
     ``{"status": "ok"}``; no upstream calls, always fast.
@@ -64,11 +65,38 @@ Routes (every body is JSON, errors included; ``HEAD`` works wherever ``GET`` doe
     "Ready only with at least one healthy model" belongs with background
     checks (a cached last result), a later feature.
 
+Sharing runs (single-flight, :mod:`service.singleflight`): concurrent
+requests for the same selection (every model — ``/v1/health/`` and
+``/v1/health/models`` share — or one model by name) with the same
+``timeout`` and ``use_concurrent`` share one run in flight; ``details`` only
+shapes each answer. So 100 concurrent ``GET /v1/health/`` probe each adapter
+once. Runs live in the app's lifetime nursery, not in any request: a caller
+that disconnects leaves the others' run alone; when the last caller leaves,
+the run is cancelled (its probes with it); when the app stops, every run is
+cancelled before the HTTP clients close. (Served without the app's lifespan,
+e.g. by an ASGI server that skips it, check routes run in the request and
+share nothing; ``/performance`` answers 503.)
+
+Recent results and caps (``[checks] min_interval``, ``max_concurrent_probes``,
+a provider's ``min_interval`` / ``max_concurrent``) live in the checker: see
+:mod:`service.checker`. A result served from ``min_interval`` carries
+``"cached": true`` and ``"age_s"`` in its details; with a cap configured,
+details carry ``queued_ms``.
+
+Auth (optional, :mod:`service.auth`): with ``[server] auth_token_env`` (or
+``auth_token``) set, ``/performance`` needs ``Authorization: Bearer <token>``
+(401 ``{"error": "unauthorized"}`` with ``WWW-Authenticate: Bearer``
+otherwise); check routes answer without the token but leave out ``details``
+and ``fallback_reason``; a *wrong* token is a 401 everywhere but ``/livez``
+and ``/readyz``, which stay open.
+
 Status codes: check routes answer 200 when healthy or degraded and 503 when
-unhealthy; 400 for a bad parameter, 404 for an unknown path or model, 405 for a
-wrong method (with ``Allow``), 503 while the service is not ready, and 500
+unhealthy; 400 for a bad parameter, 401 for missing or wrong credentials
+(see auth), 404 for an unknown path or model, 405 for a wrong method (with
+``Allow``), 503 while the service is not ready, and 500
 ``{"error": "internal_error", "message", "error_id"}`` for anything unexpected
-(logged with the same id; no traceback or detail leaves the process).
+(logged with the same id, keys redacted; no traceback or detail leaves the
+process).
 
 Query parameters (one parser, :func:`parse_check_params`, for every check route;
 the performance route validates all three but only uses ``timeout``):
@@ -92,14 +120,17 @@ response and Quart-Trio's cancel would interrupt the connection's close.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
 import time
+import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
+from urllib.parse import quote_from_bytes
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -114,11 +145,13 @@ from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from adapters.base import FailureKind
+from adapters.base import FailureKind, redact
 
+from .auth import Access, BearerAuth
 from .config import Config
 from .manager import AdapterManager, UnknownModelError
-from .report import HealthReport, HealthStatus, ProbeResult
+from .report import HealthReport, HealthStatus, ModelHealthReport, ProbeResult
+from .singleflight import FlightCancelled, SingleFlight
 
 __all__ = [
     "EXTENSION_KEY",
@@ -152,8 +185,10 @@ _FALSE: Final = frozenset({"false", "0", "no"})
 _NUMBER: Final = re.compile(r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 # Bounds how much of a bad value is echoed back in an error message.
 _MAX_SHOWN: Final = 60
-# How long shutdown waits for a cancelled performance run to unwind.
+# How long shutdown waits for cancelled shared runs to unwind.
 _RUN_UNWIND_SECONDS: Final = 5.0
+
+_T = TypeVar("_T")
 
 
 # -- errors ---------------------------------------------------------------------
@@ -162,10 +197,13 @@ _RUN_UNWIND_SECONDS: Final = 5.0
 class ApiError(Exception):
     """An error answer: an HTTP status and a JSON body with at least ``error`` and ``message``."""
 
-    def __init__(self, status: int, body: Mapping[str, Any]) -> None:
+    def __init__(
+        self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(body["message"])
         self.status = status
         self.body = dict(body)
+        self.headers = dict(headers or {})
 
 
 class InvalidParameter(ApiError):
@@ -254,30 +292,39 @@ def parse_check_params(
 
 
 @dataclass(eq=False)
-class _PerformanceRun:
-    """One shared performance measurement and the callers waiting for it."""
-
-    timeout: float
-    cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    done: trio.Event = field(default_factory=trio.Event)
-    waiters: int = 0
-    payload: dict[str, Any] | None = None
-    failed: bool = False
-
-    @property
-    def joinable(self) -> bool:
-        return not (self.done.is_set() or self.cancel_scope.cancel_called)
-
-
-@dataclass(eq=False)
 class _ServiceState:
     app: QuartTrio
     config: Config
     manager: AdapterManager
+    auth: BearerAuth
     # Whether serving opened the manager (and so must close it); a manager
     # that was already open belongs to whoever opened it.
     owns_manager: bool = False
-    performance: _PerformanceRun | None = None
+    # The app's lifetime nursery while it serves (shared runs live there).
+    nursery: trio.Nursery | None = None
+    # Shared runs, keyed by what makes two requests identical.
+    health_runs: SingleFlight[Hashable, HealthReport] = field(
+        default_factory=lambda: SingleFlight("health check")
+    )
+    model_runs: SingleFlight[Hashable, ModelHealthReport] = field(
+        default_factory=lambda: SingleFlight("model health check")
+    )
+    performance: SingleFlight[Hashable, dict[str, Any]] = field(
+        default_factory=lambda: SingleFlight("performance measurement")
+    )
+
+    def flights(self) -> list[SingleFlight[Hashable, Any]]:
+        return [self.health_runs, self.model_runs, self.performance]
+
+    async def wait_idle(self) -> None:
+        """Return once no shared run is in flight (cancelled ones unwound)."""
+        for flight in self.flights():
+            await flight.wait_idle()
+
+    def secrets(self) -> list[Any]:
+        """Every key this app knows, for redacting text that leaves the process."""
+        keys = [getattr(a, "api_key", None) for _, a in self.manager.all_adapters()]
+        return [*keys, self.config.server.auth_token]
 
 
 def _state_of(app: Quart) -> _ServiceState:
@@ -387,33 +434,86 @@ def _performance_body(
 # -- routes ---------------------------------------------------------------------------
 
 
-async def _check_all() -> tuple[HealthReport, CheckParams]:
+def _unauthorized(access: Access) -> ApiError:
+    message = (
+        "the bearer token is not valid"
+        if access is Access.DENIED
+        else "this endpoint needs a bearer token: send 'Authorization: Bearer <token>'"
+    )
+    return ApiError(
+        401,
+        {"error": "unauthorized", "message": message},
+        {"WWW-Authenticate": BearerAuth.challenge(access)},
+    )
+
+
+def _access(state: _ServiceState) -> Access:
+    """The request's access; a wrong credential is a 401 right away."""
+    access = state.auth.check(request.headers.getlist("Authorization"))
+    if access is Access.DENIED:
+        raise _unauthorized(access)
+    return access
+
+
+def _shape(data: dict[str, Any], access: Access) -> dict[str, Any]:
+    if access is not Access.GRANTED:
+        data.pop("fallback_reason", None)  # internal detail, like ``details``
+    return data
+
+
+async def _shared(
+    state: _ServiceState,
+    flights: SingleFlight[Hashable, _T],
+    key: Hashable,
+    work: Callable[[], Awaitable[_T]],
+) -> _T:
+    """``await work()``, shared with identical requests in flight when serving."""
+    if state.nursery is None:
+        return await work()  # no lifespan (see the module doc): nothing to share with
+    try:
+        return await flights.run(key, work, nursery=state.nursery)
+    except FlightCancelled:
+        raise ApiError(
+            503, {"error": "not_ready", "message": "the service is shutting down"}
+        ) from None
+
+
+async def _check_all() -> tuple[HealthReport, CheckParams, Access]:
     state = _state()
+    access = _access(state)
     params = parse_check_params(
         request.args, state.config, default_timeout=state.config.checks.timeout
     )
     manager = _ready_manager(state)
-    report = await manager.health_checker.check_all_models_with_timeout(
+    work = functools.partial(
+        manager.health_checker.check_all_models_with_timeout,
         model_names=manager.get_available_models(),
         model_adapters=manager.model_adapters,
         timeout=params.timeout,
         use_concurrent=params.use_concurrent,
     )
-    return report, params
+    key = ("all", params.timeout, params.use_concurrent)
+    report = await _shared(state, state.health_runs, key, work)
+    return report, params, access
 
 
 async def health_all() -> Response:
-    report, params = await _check_all()
-    return _json(report.to_dict(details=params.details), _status_code(report.status))
+    report, params, access = await _check_all()
+    details = params.details and access is Access.GRANTED
+    return _json(_shape(report.to_dict(details=details), access), _status_code(report.status))
 
 
 async def health_models() -> Response:
-    report, params = await _check_all()
-    return _json(_models_view(report, details=params.details), _status_code(report.status))
+    report, params, access = await _check_all()
+    details = params.details and access is Access.GRANTED
+    return _json(
+        _shape(_models_view(report, details=details), access), _status_code(report.status)
+    )
 
 
 async def health_model(name: str) -> Response:
     state = _state()
+    access = _access(state)
     params = parse_check_params(
         request.args, state.config, default_timeout=state.config.checks.model_timeout
     )
@@ -429,69 +529,53 @@ async def health_model(name: str) -> Response:
                 "available": exc.available,
             },
         ) from None
-    report = await manager.health_checker.check_model_health_with_timeout(
-        name, adapters, params.timeout, use_concurrent=params.use_concurrent
-    )
-    return _json(report.to_dict(details=params.details), _status_code(report.status))
-
-
-async def _measure(state: _ServiceState, run: _PerformanceRun) -> None:
-    """The shared run's task, in the app's nursery: fills ``run`` and sets ``run.done``."""
-    manager = state.manager
     checker = manager.health_checker
-    try:
-        with run.cancel_scope:
-            timestamp = time.time()
-            names = manager.get_available_models()
-            concurrent = await checker.check_all_models_with_timeout(
-                names, manager.model_adapters, run.timeout, use_concurrent=True
-            )
-            sequential = await checker.check_all_models_sequential(
-                names, manager.model_adapters, run.timeout
-            )
-            run.payload = _performance_body(
-                concurrent, sequential, timestamp=timestamp, timeout=run.timeout
-            )
-    except Exception:
-        # Caught here: an exception escaping into the app's nursery would
-        # take the whole app down. The waiters answer 500.
-        logger.exception("performance measurement failed")
-        run.failed = True
-    finally:
-        run.done.set()
-        if state.performance is run:
-            state.performance = None
+    work = functools.partial(
+        checker.check_model_health_with_timeout,
+        name,
+        adapters,
+        params.timeout,
+        use_concurrent=params.use_concurrent,
+    )
+    key = (name, params.timeout, params.use_concurrent)
+    report = await _shared(state, state.model_runs, key, work)
+    details = params.details and access is Access.GRANTED
+    return _json(_shape(report.to_dict(details=details), access), _status_code(report.status))
+
+
+async def _measure(manager: AdapterManager, budget: float) -> dict[str, Any]:
+    """Both strategies over every adapter, fresh probes only."""
+    checker = manager.health_checker
+    timestamp = time.time()
+    names = manager.get_available_models()
+    concurrent = await checker.check_all_models_with_timeout(
+        names, manager.model_adapters, budget, use_concurrent=True, use_cache=False
+    )
+    sequential = await checker.check_all_models_sequential(
+        names, manager.model_adapters, budget, use_cache=False
+    )
+    return _performance_body(concurrent, sequential, timestamp=timestamp, timeout=budget)
 
 
 async def health_performance() -> Response:
     state = _state()
+    access = state.auth.check(request.headers.getlist("Authorization"))
+    if access is not Access.GRANTED:
+        raise _unauthorized(access)  # before anything that costs
     params = parse_check_params(
         request.args, state.config, default_timeout=state.config.checks.timeout
     )
-    _ready_manager(state)
+    manager = _ready_manager(state)
     # The app's lifetime nursery exists only while the app serves (ASGI
-    # lifespan); a manager opened by its owner does not imply that.
-    nursery: trio.Nursery | None = getattr(state.app, "nursery", None)
-    if nursery is None:
+    # lifespan); a manager opened by its owner does not imply that, and this
+    # route must not run unshared.
+    if state.nursery is None:
         raise ApiError(503, {"error": "not_ready", "message": "the app is not serving"})
-    run = state.performance
-    if run is None or not run.joinable:
-        run = state.performance = _PerformanceRun(timeout=params.timeout)
-        nursery.start_soon(_measure, state, run)
-    run.waiters += 1
-    try:
-        await run.done.wait()
-    finally:
-        run.waiters -= 1
-        if run.waiters == 0 and not run.done.is_set():
-            # The last caller left (disconnected): nobody wants the result.
-            run.cancel_scope.cancel()
-    if run.failed:
-        raise RuntimeError("the shared performance measurement failed")
-    if run.payload is None:
-        # Cancelled by shutdown while this caller was still waiting.
-        raise ApiError(503, {"error": "not_ready", "message": "the service is shutting down"})
-    return _json(run.payload)
+    # One key: at most one measurement in flight, whatever budget callers ask for.
+    payload = await _shared(
+        state, state.performance, "performance", functools.partial(_measure, manager, params.timeout)
+    )
+    return _json(payload)
 
 
 async def livez() -> Response:
@@ -522,7 +606,9 @@ async def readyz() -> Response:
 
 
 async def _api_error(error: ApiError) -> Response:
-    return _json(error.body, error.status)
+    response = _json(error.body, error.status)
+    response.headers.update(error.headers)
+    return response
 
 
 async def _http_error(error: HTTPException) -> Response:
@@ -557,8 +643,16 @@ async def _http_error(error: HTTPException) -> Response:
 def _internal_body(error: BaseException) -> dict[str, Any]:
     error_id = uuid.uuid4().hex[:12]
     original = getattr(error, "original_exception", None) or error
+    # Formatted here rather than with exc_info, so that a key quoted in any
+    # message of the chain is redacted before it reaches a log handler.
+    trace = "".join(traceback.format_exception(original)).rstrip()
+    secrets = _state().secrets() if EXTENSION_KEY in current_app.extensions else []
     logger.error(
-        "internal error %s on %s %s", error_id, request.method, request.path, exc_info=original
+        "internal error %s on %s %s\n%s",
+        error_id,
+        request.method,
+        _shown(request.path),
+        redact(trace, secrets),
     )
     return {
         "error": "internal_error",
@@ -609,8 +703,33 @@ class _HTTPConnection(TrioASGIHTTPConnection):
         await super()._send_response(send, response)
 
 
+#: Bytes of a query string kept as they are; anything else is percent-encoded.
+_QUERY_SAFE: Final = bytes(range(0x21, 0x7F)).decode("ascii")
+
+
+def _ascii_query(scope: Any) -> Any:
+    """The scope with non-ASCII query bytes percent-encoded (what a browser would send).
+
+    Quart decodes the raw query string as UTF-8 while it builds the request,
+    before any error handler exists, so invalid bytes there (which some ASGI
+    servers pass through) would end in a bare 500. Percent-encoded, they
+    reach the parameter parser like any other bad value: a 400.
+    """
+    query = scope.get("query_string", b"")
+    if query.isascii() and b" " not in query:
+        return scope
+    return {**scope, "query_string": quote_from_bytes(query, safe=_QUERY_SAFE).encode("ascii")}
+
+
 class _RouterHealthApp(QuartTrio):
     asgi_http_class = _HTTPConnection
+
+    async def __call__(
+        self, scope: Any, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope.get("type") == "http":
+            scope = _ascii_query(scope)
+        await super().__call__(scope, receive, send)
 
 
 def create_app(config: Config, *, manager: AdapterManager | None = None) -> QuartTrio:
@@ -625,10 +744,17 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
     # Match paths literally: model names are not paths to normalise, and a
     # redirect would be the one non-JSON answer.
     app.url_map.merge_slashes = False
-    state = _ServiceState(app=app, config=config, manager=manager or AdapterManager(config))
+    state = _ServiceState(
+        app=app,
+        config=config,
+        manager=manager or AdapterManager(config),
+        auth=BearerAuth(config.server.auth_token),
+    )
     app.extensions[EXTENSION_KEY] = state
 
     async def open_clients() -> None:
+        # Quart-Trio runs startup inside the lifespan nursery it exposes.
+        state.nursery = app.nursery
         if state.manager.is_open:
             state.owns_manager = False
             return
@@ -636,12 +762,12 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
         state.owns_manager = True
 
     async def close_clients() -> None:
-        run = state.performance
-        if run is not None:
-            run.cancel_scope.cancel()
-            # Shielded but bounded: the run must be gone before its clients close.
-            with trio.move_on_after(_RUN_UNWIND_SECONDS, shield=True):
-                await run.done.wait()
+        state.nursery = None  # no new shared runs
+        for flights in state.flights():
+            flights.cancel_all()
+        # Shielded but bounded: the runs must be gone before their clients close.
+        with trio.move_on_after(_RUN_UNWIND_SECONDS, shield=True):
+            await state.wait_idle()
         if state.owns_manager:
             await state.manager.aclose()
 
@@ -700,6 +826,10 @@ async def serve(
     e.g. ``["http://127.0.0.1:8000"]``, once the app has started and the
     sockets listen.
 
+    Idle client connections close after ``[server] keep_alive_timeout``
+    seconds; hypercorn also keeps the socket of a client that hung up
+    mid-request until then, so that timeout bounds what dead clients hold.
+
     Shutdown (the trigger returned, or hypercorn's own signal): stop
     accepting, give in-flight requests ``[server] shutdown_grace`` seconds,
     cancel the rest (their probes with them), then close the HTTP clients.
@@ -710,6 +840,7 @@ async def serve(
     config = HypercornConfig()
     config.bind = [_bind(host or server.host, server.port if port is None else port)]
     config.graceful_timeout = server.shutdown_grace
+    config.keep_alive_timeout = server.keep_alive_timeout
     config.accesslog = "-" if access_log else None
     # Through the logging tree (one format, one handler) rather than
     # hypercorn's own stderr handler, which would print every line twice.

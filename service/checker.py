@@ -10,22 +10,36 @@ a nursery never sees one and siblings are never cancelled.
 Cancellation from *outside* (a client that went away, a shutdown) is never
 swallowed: it cancels every probe of the run, and the call raises
 ``trio.Cancelled`` with no task left behind.
+
+Cost controls, all off by default (see :class:`CheckerSettings`):
+
+* ``min_interval``: an adapter whose last verdict is younger than this is not
+  probed again; the run reports that verdict, marked ``cached`` with its age
+  (:mod:`service.cache` says exactly what is remembered).
+* ``max_concurrent_probes`` and per-provider caps: probes queue for a slot
+  (:mod:`service.limits`); the queueing happens inside the probe's deadline,
+  so a probe that cannot get a slot in time ends as a ``timeout`` whose
+  failure is ``resource`` (our capacity, not the provider, ran out), which
+  the re-check pass may retry and ``min_interval`` never remembers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
 from adapters.base import Adapter, FailureKind, ProbeOutcome, redact
 
+from .cache import RecentResults
+from .limits import ProbeSlots, SlotWait
 from .report import (
     HealthReport,
     ModelHealthReport,
@@ -62,12 +76,34 @@ class CheckerSettings:
     # (2) adapters that timed out (or hit local resource limits) in the
     # concurrent pass are re-checked one by one while budget remains.
     recheck_timeouts: bool = True
+    # Serve an adapter's last verdict while it is younger than this (seconds;
+    # 0 = always probe). Per-adapter overrides: (model, provider) -> seconds.
+    min_interval: float = 0.0
+    adapter_min_interval: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    # Probes in flight at once across every run (0 = unlimited), and per
+    # provider name across every model (absent = unlimited).
+    max_concurrent_probes: int = 0
+    provider_max_concurrent: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("timeout", "model_timeout", "adapter_timeout"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+        intervals = {"min_interval": self.min_interval, **{
+            f"min_interval of {model}/{provider}": value
+            for (model, provider), value in self.adapter_min_interval.items()
+        }}
+        for name, value in intervals.items():
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        caps = {"max_concurrent_probes": (self.max_concurrent_probes, 0), **{
+            f"max_concurrent of provider {name!r}": (value, 1)
+            for name, value in self.provider_max_concurrent.items()
+        }}
+        for name, (cap, low) in caps.items():
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {cap!r}")
 
 
 def _must_propagate(exc: BaseException) -> bool:
@@ -83,9 +119,9 @@ def _adapter_timeout(adapter: Adapter, default: float) -> float:
     return float(value) if isinstance(value, int | float) and value > 0 else default
 
 
-def _describe(exc: BaseException, adapter: Adapter) -> str:
+def _describe(exc: BaseException, secrets: Sequence[Any]) -> str:
     detail = str(exc) or type(exc).__name__
-    return redact(f"{type(exc).__name__}: {detail}", [getattr(adapter, "api_key", None)])
+    return redact(f"{type(exc).__name__}: {detail}", secrets)
 
 
 @dataclass(slots=True)
@@ -100,12 +136,22 @@ class _Run:
     """Book-keeping for one run: results as they arrive, in config order at the end."""
 
     def __init__(
-        self, plan: Mapping[str, Sequence[Adapter]], on_result: ResultCallback | None
+        self,
+        plan: Mapping[str, Sequence[Adapter]],
+        on_result: ResultCallback | None,
+        *,
+        use_cache: bool = True,
     ) -> None:
         self.plan = plan
         self.results: dict[str, dict[str, ProbeResult]] = {model: {} for model in plan}
         self.on_result = on_result
+        self.use_cache = use_cache
         self.id = uuid.uuid4().hex[:12]
+        # Every adapter's key, to redact from any text about this run: an
+        # adapter's error may quote another's key (a shared gateway, user code).
+        self.secrets: list[Any] = [
+            getattr(a, "api_key", None) for adapters in plan.values() for a in adapters
+        ]
 
     def record(self, result: ProbeResult) -> None:
         self.results[result.model][result.provider] = result
@@ -142,10 +188,25 @@ class HealthChecker:
         *,
         probe_limiter: trio.CapacityLimiter | None = None,
     ) -> None:
-        self.settings = settings or CheckerSettings()
+        self.settings = settings = settings or CheckerSettings()
         # Caps probes in flight across every run of this checker; waiting for
         # a slot counts against the probe's deadline like any other delay.
-        self.probe_limiter = probe_limiter
+        # ``probe_limiter`` (e.g. one shared by the whole process) wins over
+        # ``settings.max_concurrent_probes``.
+        self.slots = ProbeSlots(
+            max_concurrent_probes=settings.max_concurrent_probes,
+            provider_caps=settings.provider_max_concurrent,
+            global_limiter=probe_limiter,
+        )
+        self.recent = RecentResults(settings.min_interval, settings.adapter_min_interval)
+
+    def __repr__(self) -> str:
+        return f"HealthChecker({self.slots!r}, {self.recent!r})"
+
+    @property
+    def probe_limiter(self) -> trio.CapacityLimiter | None:
+        """The global cap on probes in flight (None: unlimited)."""
+        return self.slots.global_limiter
 
     # -- the seed's API --------------------------------------------------------
 
@@ -157,11 +218,20 @@ class HealthChecker:
         *,
         use_concurrent: bool = True,
         on_result: ResultCallback | None = None,
+        use_cache: bool = True,
     ) -> HealthReport:
-        """Check every named model's adapters, concurrently unless told otherwise."""
+        """Check every named model's adapters, concurrently unless told otherwise.
+
+        ``use_cache=False`` probes every adapter even if ``min_interval``
+        would serve a recent result (a measurement must measure).
+        """
         plan = _plan(model_names, model_adapters)
         return await self.run(
-            plan, timeout=timeout, concurrent=use_concurrent, on_result=on_result
+            plan,
+            timeout=timeout,
+            concurrent=use_concurrent,
+            on_result=on_result,
+            use_cache=use_cache,
         )
 
     async def check_all_models_sequential(
@@ -171,10 +241,13 @@ class HealthChecker:
         timeout: float | None = None,
         *,
         on_result: ResultCallback | None = None,
+        use_cache: bool = True,
     ) -> HealthReport:
         """The same checks one adapter at a time, under the same deadlines."""
         plan = _plan(model_names, model_adapters)
-        return await self.run(plan, timeout=timeout, concurrent=False, on_result=on_result)
+        return await self.run(
+            plan, timeout=timeout, concurrent=False, on_result=on_result, use_cache=use_cache
+        )
 
     async def check_model_health_with_timeout(
         self,
@@ -244,19 +317,22 @@ class HealthChecker:
         concurrent: bool = True,
         model_timeout: float | None = None,
         on_result: ResultCallback | None = None,
+        use_cache: bool = True,
     ) -> HealthReport:
         """Check every adapter of ``plan`` (model -> adapters) within ``timeout``.
 
         Returns within ``timeout`` plus scheduling noise, whatever the
         adapters do; adapters without a verdict by then are ``timeout``
         results. Raises ``trio.Cancelled`` if cancelled from outside.
+        With ``use_cache`` (the default), adapters with a result younger than
+        their ``min_interval`` are not probed: that result is reported.
         """
         settings = self.settings
         timeout = settings.timeout if timeout is None else float(timeout)
         model_timeout = settings.model_timeout if model_timeout is None else model_timeout
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
-        run = _Run(plan, on_result)
+        run = _Run(plan, on_result, use_cache=use_cache)
         timestamp = time.time()
         start = trio.current_time()
         run_deadline = start + timeout
@@ -270,13 +346,11 @@ class HealthChecker:
                 # caught in their tasks): finish the job one by one.
                 if not settings.fallback_sequential:
                     raise
-                fallback_reason = (
-                    f"concurrent run failed ({_describe_group(group)}); "
-                    "finished sequentially"
-                )
+                described = _describe_group(group, run.secrets)
+                fallback_reason = f"concurrent run failed ({described}); finished sequentially"
                 logger.warning(
                     "Concurrent health check failed, falling back to sequential: %s",
-                    _describe_group(group),
+                    described,
                     extra={"run_id": run.id},
                 )
                 await self._sequential_pass(
@@ -348,6 +422,7 @@ class HealthChecker:
             for model, adapters in run.plan.items()
             for adapter in adapters
             if run.results[model][adapter.provider].failure in _RECHECKABLE
+            and not run.results[model][adapter.provider].cached
         ]
         count = 0
         budget = _Budget(model_deadline=min(model_deadline, run_deadline), run_deadline=run_deadline)
@@ -361,17 +436,54 @@ class HealthChecker:
                 run.results[model][adapter.provider].failure,
                 extra={"run_id": run.id},
             )
-            await self._probe_and_record(run, model, adapter, budget, fallback=True)
+            # A second opinion, so never the remembered first one.
+            await self._probe_and_record(
+                run, model, adapter, budget, fallback=True, use_cache=False
+            )
             count += 1
         return count
 
     async def _probe_and_record(
-        self, run: _Run, model: str, adapter: Adapter, budget: _Budget, *, fallback: bool = False
+        self,
+        run: _Run,
+        model: str,
+        adapter: Adapter,
+        budget: _Budget,
+        *,
+        fallback: bool = False,
+        use_cache: bool | None = None,
     ) -> None:
-        run.record(await self._probe(model, adapter, budget, fallback=fallback, run_id=run.id))
+        use_cache = run.use_cache if use_cache is None else use_cache
+        if use_cache and (cached := self.recent.fresh(model, adapter)) is not None:
+            logger.debug(
+                "%s - %s: serving a result %.3f s old (min_interval)",
+                adapter.adapter_name,
+                adapter.provider,
+                cached.cached_age,
+                extra={"run_id": run.id, "model": model, "provider": adapter.provider},
+            )
+            run.record(cached)
+            return
+        run.record(await self._probe(model, adapter, budget, fallback=fallback, run=run))
 
     async def _probe(
-        self, model: str, adapter: Adapter, budget: _Budget, *, fallback: bool, run_id: str
+        self, model: str, adapter: Adapter, budget: _Budget, *, fallback: bool, run: _Run
+    ) -> ProbeResult:
+        wait = SlotWait()
+        result = await self._probe_once(model, adapter, budget, wait, fallback=fallback, run=run)
+        if wait.granted_at is not None:  # one that never got a slot says nothing of the provider
+            self.recent.remember(model, adapter, result)
+        return result
+
+    async def _probe_once(
+        self,
+        model: str,
+        adapter: Adapter,
+        budget: _Budget,
+        wait: SlotWait,
+        *,
+        fallback: bool,
+        run: _Run,
     ) -> ProbeResult:
         start = trio.current_time()
         own_timeout = _adapter_timeout(adapter, self.settings.adapter_timeout)
@@ -384,18 +496,31 @@ class HealthChecker:
             limit = "the run's deadline"
         else:
             limit = "the model's budget"
-        extra = {"run_id": run_id, "model": model, "provider": adapter.provider}
+        extra = {"run_id": run.id, "model": model, "provider": adapter.provider}
         logger.info("Checking adapter: %s - %s", adapter.adapter_name, adapter.provider, extra=extra)
 
         outcome: ProbeOutcome | None = None
         with trio.move_on_at(deadline) as scope:
-            outcome = await self._call(adapter)
-        latency_ms = (trio.current_time() - start) * 1000.0
+            outcome = await self._call(adapter, wait, run.secrets)
+        end = trio.current_time()
+        latency_ms = (end - start) * 1000.0
+        queued_ms: float | None = None
+        if self.slots.active:
+            queued_ms = ((end if wait.granted_at is None else wait.granted_at) - start) * 1000.0
 
         if outcome is None or (scope.cancel_called and not outcome.healthy):
             # The deadline passed (an adapter that turned its cancellation
             # into an error still timed out).
             own = limit.startswith("adapter")
+            failure = FailureKind.TIMEOUT if own else FailureKind.DEADLINE
+            error = f"no answer within {deadline - start:.2f} s ({limit})"
+            if wait.granted_at is None:
+                # Our own capacity ran out, not the provider's patience.
+                failure = FailureKind.RESOURCE
+                error = (
+                    f"no probe slot free within {deadline - start:.2f} s ({limit}); "
+                    "queued behind max_concurrent_probes / the provider's max_concurrent"
+                )
             result = ProbeResult(
                 model=model,
                 provider=adapter.provider,
@@ -403,9 +528,10 @@ class HealthChecker:
                 status=ProbeStatus.TIMEOUT,
                 latency_ms=latency_ms,
                 checked_at=time.time(),
-                error=f"no answer within {deadline - start:.2f} s ({limit})",
-                failure=FailureKind.TIMEOUT if own else FailureKind.DEADLINE,
+                error=error,
+                failure=failure,
                 fallback=fallback,
+                queued_ms=queued_ms,
             )
             logger.warning(
                 "%s - %s health check timed out: %s",
@@ -428,6 +554,7 @@ class HealthChecker:
             failure=outcome.failure,
             retry_after=outcome.retry_after,
             fallback=fallback,
+            queued_ms=queued_ms,
         )
         if outcome.healthy:
             logger.info("%s health check successful", adapter.adapter_name, extra=extra)
@@ -441,28 +568,37 @@ class HealthChecker:
             )
         return result
 
-    async def _call(self, adapter: Adapter) -> ProbeOutcome:
+    async def _call(
+        self, adapter: Adapter, wait: SlotWait, secrets: Sequence[Any]
+    ) -> ProbeOutcome:
         """Run one ``check_health()``, turning anything it raises into an outcome."""
         try:
-            if self.probe_limiter is None:
+            if not self.slots.active:
+                wait.granted_at = trio.current_time()
                 outcome: Any = await adapter.check_health()
             else:
-                async with self.probe_limiter:
+                async with self.slots.slot(adapter.provider, wait):
                     outcome = await adapter.check_health()
         except Exception as exc:
-            return ProbeOutcome.fail(FailureKind.EXCEPTION, _describe(exc, adapter))
+            return ProbeOutcome.fail(FailureKind.EXCEPTION, _describe(exc, secrets))
         except BaseException as exc:
             if _must_propagate(exc):
                 raise
             # A bare BaseException subclass from user code is still only
             # this adapter's problem.
-            return ProbeOutcome.fail(FailureKind.EXCEPTION, _describe(exc, adapter))
+            return ProbeOutcome.fail(FailureKind.EXCEPTION, _describe(exc, secrets))
         if not isinstance(outcome, ProbeOutcome):
             return ProbeOutcome.fail(
                 FailureKind.EXCEPTION,
                 f"check_health() returned {type(outcome).__name__}, expected ProbeOutcome",
             )
-        return outcome
+        checked: ProbeOutcome = outcome
+        if checked.error:
+            # A custom adapter's own message may quote a key it was given.
+            scrubbed = redact(checked.error, secrets)
+            if scrubbed != checked.error:
+                checked = dataclasses.replace(checked, error=scrubbed)
+        return checked
 
     @staticmethod
     def _not_started(model: str, adapter: Adapter, *, fallback: bool = False) -> ProbeResult:
@@ -490,7 +626,7 @@ def _plan(
     return {name: list(model_adapters[name]) for name in dict.fromkeys(model_names)}
 
 
-def _describe_group(group: BaseExceptionGroup[Exception]) -> str:
+def _describe_group(group: BaseExceptionGroup[Exception], secrets: Sequence[Any] = ()) -> str:
     leaves: list[str] = []
 
     def walk(exc: BaseException) -> None:
@@ -501,4 +637,5 @@ def _describe_group(group: BaseExceptionGroup[Exception]) -> str:
             leaves.append(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
     walk(group)
-    return redact("; ".join(leaves[:3]) + (f" (+{len(leaves) - 3} more)" if len(leaves) > 3 else ""))
+    text = "; ".join(leaves[:3]) + (f" (+{len(leaves) - 3} more)" if len(leaves) > 3 else "")
+    return redact(text, secrets)

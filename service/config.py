@@ -7,9 +7,11 @@ them at once (fixing a config one error per run is miserable), as a single
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,6 +59,16 @@ class ChecksConfig:
     recheck_timeouts: bool = True
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     sync_threads: int = 16  # worker threads for user-registered blocking adapters
+    # Serve an adapter's last verdict while younger than this many seconds
+    # instead of probing again (0 = off); providers may override it.
+    min_interval: float = 0.0
+    # Probes in flight at once, across all requests (0 = unlimited).
+    max_concurrent_probes: int = 0
+    # Filled by parse_config from the provider entries (not [checks] keys):
+    # provider name -> its ``max_concurrent``, and (model, provider) -> its
+    # ``min_interval`` override.
+    provider_max_concurrent: Mapping[str, int] = field(default_factory=dict)
+    adapter_min_interval: Mapping[tuple[str, str], float] = field(default_factory=dict)
 
     def checker_settings(self) -> CheckerSettings:
         return CheckerSettings(
@@ -65,17 +77,31 @@ class ChecksConfig:
             adapter_timeout=self.adapter_timeout,
             fallback_sequential=self.fallback_sequential,
             recheck_timeouts=self.recheck_timeouts,
+            min_interval=self.min_interval,
+            adapter_min_interval=dict(self.adapter_min_interval),
+            max_concurrent_probes=self.max_concurrent_probes,
+            provider_max_concurrent=dict(self.provider_max_concurrent),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """``[server]``: where ``router-health serve`` listens, and request limits."""
+    """``[server]``: where ``router-health serve`` listens, request limits and auth.
+
+    ``auth_token`` (read from the environment variable named by
+    ``auth_token_env``, or given literally) turns on bearer-token auth for
+    the detailed and expensive answers: see :mod:`service.auth`.
+    """
 
     host: str = "127.0.0.1"
     port: int = 8000
     max_timeout: float = 120.0  # the largest ?timeout= a request may ask for
     shutdown_grace: float = 10.0  # seconds in-flight requests get on SIGTERM
+    # Seconds an idle client connection is kept open. It also bounds how long
+    # the server holds the socket of a client that hung up mid-request.
+    keep_alive_timeout: float = 5.0
+    auth_token: Secret | None = field(default=None, repr=False)
+    auth_token_env: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +118,8 @@ class ProviderConfig:
     timeout: float | None = None
     verify_model: bool = True
     options: Mapping[str, str] = field(default_factory=dict)  # deployment, api_version, ...
+    min_interval: float | None = None  # overrides [checks] min_interval for this entry
+    max_concurrent: int | None = None  # cap on this provider name's probes in flight
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +153,26 @@ _CHECK_KEYS: dict[str, type | tuple[type, ...]] = {
     "recheck_timeouts": bool,
     "max_body_bytes": int,
     "sync_threads": int,
+    "min_interval": (int, float),
+    "max_concurrent_probes": int,
 }
 _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "host": str,
     "port": int,
     "max_timeout": (int, float),
     "shutdown_grace": (int, float),
+    "keep_alive_timeout": (int, float),
+    "auth_token": str,
+    "auth_token_env": str,
 }
+#: Keys whose values are secrets: a message about them never shows the value.
+_SECRET_KEYS = frozenset({"api_key", "auth_token"})
+#: A bearer token: long enough not to be guessed, and sendable in a header.
+_MIN_TOKEN_CHARS = 16
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+_TOKEN_HINT = (
+    "e.g. generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+)
 _PROVIDER_KEYS = {
     "name",
     "type",
@@ -142,6 +183,8 @@ _PROVIDER_KEYS = {
     "probe",
     "timeout",
     "verify_model",
+    "min_interval",
+    "max_concurrent",
     # provider-specific
     "deployment",
     "api_version",
@@ -188,15 +231,17 @@ class _Validator:
         # bool is an int in Python; a timeout of `true` is still a mistake.
         ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
         if not ok:
-            self.problem(f"{path}.{key}", f"must be {_type_name(expected)}, got {value!r}")
+            shown = f"a {type(value).__name__}" if key in _SECRET_KEYS else repr(value)
+            self.problem(f"{path}.{key}", f"must be {_type_name(expected)}, got {shown}")
             return None
         return value
 
-    def seconds(self, value: Any, path: str) -> float | None:
+    def seconds(self, value: Any, path: str, *, zero_ok: bool = False) -> float | None:
         if value is None:
             return None
-        if not math.isfinite(value) or value <= 0:
-            self.problem(path, f"must be a finite number of seconds > 0, got {value!r}")
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+            rule = ">= 0 (0 = off)" if zero_ok else "> 0"
+            self.problem(path, f"must be a finite number of seconds {rule}, got {value!r}")
             return None
         return float(value)
 
@@ -218,16 +263,22 @@ class _Validator:
 
     def checks(self, data: Mapping[str, Any]) -> ChecksConfig:
         values = self.section(data, "checks", _CHECK_KEYS)
-        for key in ("timeout", "model_timeout", "adapter_timeout"):
+        for key in ("timeout", "model_timeout", "adapter_timeout", "min_interval"):
             if key in values:
-                seconds = self.seconds(values[key], f"checks.{key}")
+                seconds = self.seconds(
+                    values[key], f"checks.{key}", zero_ok=key == "min_interval"
+                )
                 if seconds is None:
                     del values[key]
                 else:
                     values[key] = seconds
-        for key, low in (("max_body_bytes", 1024), ("sync_threads", 1)):
+        for key, low, note in (
+            ("max_body_bytes", 1024, ""),
+            ("sync_threads", 1, ""),
+            ("max_concurrent_probes", 0, " (0 = unlimited)"),
+        ):
             if key in values and values[key] < low:
-                self.problem(f"checks.{key}", f"must be at least {low}, got {values[key]}")
+                self.problem(f"checks.{key}", f"must be at least {low}{note}, got {values[key]}")
                 del values[key]
         return ChecksConfig(**values)
 
@@ -236,14 +287,52 @@ class _Validator:
         if "port" in values and not 0 <= values["port"] <= 65535:
             self.problem("server.port", f"must be 0..65535, got {values['port']}")
             del values["port"]
-        for key in ("max_timeout", "shutdown_grace"):
+        for key in ("max_timeout", "shutdown_grace", "keep_alive_timeout"):
             if key in values:
                 seconds = self.seconds(values[key], f"server.{key}")
                 if seconds is None:
                     del values[key]
                 else:
                     values[key] = seconds
+        values.pop("auth_token", None)
+        values["auth_token"] = self.auth_token(data.get("server", {}))
         return ServerConfig(**values)
+
+    def auth_token(self, table: Any) -> Secret | None:
+        """``[server] auth_token_env`` / ``auth_token``: the same rules as a provider's key."""
+        if not isinstance(table, dict):
+            return None
+        literal = table.get("auth_token")
+        env_name = table.get("auth_token_env")
+        if not isinstance(literal, str | None) or not isinstance(env_name, str | None):
+            return None  # already reported as a type problem
+        if literal is not None and env_name is not None:
+            self.problem("server", "set auth_token_env or auth_token, not both")
+            return None
+        if env_name is not None:
+            path = "server.auth_token_env"
+            value = self.env.get(env_name)
+            if not value:
+                self.problem(
+                    path,
+                    f"environment variable {env_name} is not set (or empty); "
+                    f"export {env_name}=... before starting, or remove auth_token_env "
+                    "to serve without auth",
+                )
+                return None
+            where = f"the token in {env_name}"
+        elif literal is not None:
+            path, value, where = "server.auth_token", literal, "the token"
+        else:
+            return None
+        if len(value) < _MIN_TOKEN_CHARS or not _TOKEN_CHARS.fullmatch(value):
+            self.problem(
+                path,
+                f"{where} must be at least {_MIN_TOKEN_CHARS} visible ASCII characters "
+                f"with no spaces (got {len(value)} characters); {_TOKEN_HINT}",
+            )
+            return None
+        return Secret(value)
 
     def models(self, data: Mapping[str, Any]) -> tuple[ModelConfig, ...]:
         models = data.get("models")
@@ -304,11 +393,25 @@ class _Validator:
     ) -> ProviderConfig | None:
         self.unknown_keys(table, _PROVIDER_KEYS, path)
         before = len(self.problems)
-        for key in _PROVIDER_KEYS - {"timeout", "verify_model"}:
+        for key in _PROVIDER_KEYS - {"timeout", "verify_model", "min_interval", "max_concurrent"}:
             if key in table:
                 self.typed(table, key, str, path)
         if "timeout" in table and self.typed(table, "timeout", (int, float), path) is not None:
             self.seconds(table["timeout"], f"{path}.timeout")
+        if (
+            "min_interval" in table
+            and self.typed(table, "min_interval", (int, float), path) is not None
+        ):
+            self.seconds(table["min_interval"], f"{path}.min_interval", zero_ok=True)
+        if (
+            "max_concurrent" in table
+            and self.typed(table, "max_concurrent", int, path) is not None
+            and table["max_concurrent"] < 1
+        ):
+            self.problem(
+                f"{path}.max_concurrent",
+                f"must be at least 1 (leave it out for no cap), got {table['max_concurrent']}",
+            )
         if "verify_model" in table:
             self.typed(table, "verify_model", bool, path)
         if len(self.problems) > before:
@@ -366,6 +469,43 @@ class _Validator:
             # Azure's list names base models, not deployments: nothing to match.
             verify_model=table.get("verify_model", kind != "azure"),
             options=options,
+            min_interval=float(table["min_interval"]) if "min_interval" in table else None,
+            max_concurrent=table.get("max_concurrent"),
+        )
+
+    def provider_policies(
+        self, checks: ChecksConfig, models: tuple[ModelConfig, ...]
+    ) -> ChecksConfig:
+        """Collect the providers' ``max_concurrent`` and ``min_interval`` into ``checks``.
+
+        ``max_concurrent`` caps a provider *name* across every model (one
+        account, one rate limit), so it may be written on any one of that
+        name's entries; two different values for one name are a mistake.
+        ``min_interval`` belongs to its entry alone.
+        """
+        caps: dict[str, tuple[int, str]] = {}
+        intervals: dict[tuple[str, str], float] = {}
+        for i, model in enumerate(models):
+            for j, provider in enumerate(model.providers):
+                path = f"models[{i}] ({model.name}).providers[{j}]"
+                if provider.min_interval is not None:
+                    intervals[(model.name, provider.name)] = provider.min_interval
+                cap = provider.max_concurrent
+                if cap is None:
+                    continue
+                if provider.name in caps and caps[provider.name][0] != cap:
+                    first, where = caps[provider.name]
+                    self.problem(
+                        f"{path}.max_concurrent",
+                        f"{cap} conflicts with {first} at {where}: the cap is shared by every "
+                        f"entry named {provider.name!r}, so give it one value",
+                    )
+                    continue
+                caps.setdefault(provider.name, (cap, path))
+        return dataclasses.replace(
+            checks,
+            provider_max_concurrent={name: cap for name, (cap, _) in caps.items()},
+            adapter_min_interval=intervals,
         )
 
     def api_key(
@@ -406,6 +546,7 @@ def parse_config(
     checks = validator.checks(data)
     server = validator.server(data)
     models = validator.models(data)
+    checks = validator.provider_policies(checks, models)
     if validator.problems:
         raise ConfigError(source, validator.problems)
     return Config(checks=checks, models=models, server=server, source=source)

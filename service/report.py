@@ -3,6 +3,10 @@
 ``HealthReport.to_dict()`` is exactly the seed's ``GET /v1/health/`` shape;
 per-provider details (latency, HTTP status, error, when, fallback) live under
 a separate ``details`` key so clients written against the seed see no change.
+A detail gains ``retry_after`` (a 429/503's Retry-After), ``queued_ms`` (time
+spent waiting for a probe slot, while a cap is configured) and ``cached`` /
+``age_s`` (served from ``min_interval`` instead of probing) only when they
+apply.
 """
 
 from __future__ import annotations
@@ -60,6 +64,16 @@ class ProbeResult:
     failure: FailureKind | None = None
     retry_after: float | None = None
     fallback: bool = False  # came from the sequential fallback pass
+    #: Seconds since the probe behind this result ran, when it was served
+    #: from the recent results (``min_interval``) instead of probing; else None.
+    cached_age: float | None = None
+    #: Time spent waiting for a probe slot (``max_concurrent*`` caps), when
+    #: any cap is configured; included in ``latency_ms``.
+    queued_ms: float | None = None
+
+    @property
+    def cached(self) -> bool:
+        return self.cached_age is not None
 
     @property
     def healthy(self) -> bool:
@@ -78,6 +92,11 @@ class ProbeResult:
         }
         if self.retry_after is not None:
             data["retry_after"] = self.retry_after
+        if self.queued_ms is not None:
+            data["queued_ms"] = _round(self.queued_ms, 1)
+        if self.cached_age is not None:
+            data["cached"] = True
+            data["age_s"] = _round(self.cached_age)
         return data
 
 

@@ -8,7 +8,7 @@ a ``fail_after`` guard so a regression fails instead of hanging.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -45,12 +45,15 @@ def fleet() -> list[SimProvider]:
 
 
 def config_for(
-    sim: Simulator, checks: Mapping[str, Any], server: Mapping[str, Any]
+    sim: Simulator,
+    checks: Mapping[str, Any],
+    server: Mapping[str, Any],
+    models_map: Mapping[str, Sequence[str]] = MODELS,
 ) -> dict[str, Any]:
     entries = {entry["name"]: entry for entry in sim.provider_entries()}
     models = [
         {"name": model, "providers": [{**entries[p], "model": model} for p in providers]}
-        for model, providers in MODELS.items()
+        for model, providers in models_map.items()
     ]
     return {"checks": dict(checks), "server": dict(server), "models": models}
 
@@ -68,15 +71,25 @@ class Service:
 
 @asynccontextmanager
 async def running_service(
-    *, checks: Mapping[str, Any] | None = None, server: Mapping[str, Any] | None = None
+    *,
+    checks: Mapping[str, Any] | None = None,
+    server: Mapping[str, Any] | None = None,
+    providers: Sequence[SimProvider] | None = None,
+    models: Mapping[str, Sequence[str]] | None = None,
+    guard: float = 30,
 ) -> AsyncIterator[Service]:
-    """The simulator, the app served by ``serve`` on a free port, and a client."""
+    """The simulator, the app served by ``serve`` on a free port, and a client.
+
+    ``providers`` and ``models`` (model -> provider names) replace the
+    default fleet; ``guard`` bounds the whole block.
+    """
     checks = {"timeout": 10, "model_timeout": 10, "adapter_timeout": 10, **(checks or {})}
-    with trio.fail_after(30):
+    with trio.fail_after(guard):
         async with trio.open_nursery() as upstream:
-            sim = Simulator(fleet())
+            sim = Simulator(fleet() if providers is None else providers)
             await upstream.start(sim.serve)
-            config = parse_config(config_for(sim, checks, server or {}), source="<e2e>", env={})
+            document = config_for(sim, checks, server or {}, MODELS if models is None else models)
+            config = parse_config(document, source="<e2e>", env={})
             app = create_app(config)
             stop, stopped = trio.Event(), trio.Event()
 

@@ -1,0 +1,557 @@
+"""Markdown tables, the targets check, the PNG plot and RESULTS.md from one run's results."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from . import acceptance, workload
+from .suite import SEED_TABLE, Results
+
+HERE = Path(__file__).resolve().parent
+PACKAGES = ("trio", "httpx", "httpcore", "h11", "hypercorn", "quart-trio", "rich", "matplotlib")
+
+
+def machine() -> str:
+    def ver(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "-"
+
+    packages = ", ".join(f"{p} {ver(p)}" for p in PACKAGES)
+    return (
+        f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}; {packages}"
+    )
+
+
+# -- formatting ----------------------------------------------------------------
+
+
+def _load(results: Results) -> str:
+    if not results.load_average:
+        return "load average not recorded"
+    shown = " → ".join(f"{v:.2f}" for v in results.load_average)
+    return f"1-minute load average {shown} (the 2 cores are shared: other processes compete)"
+
+
+def _s(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f} s"
+
+
+def _x(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _ok(result: dict[str, Any] | None) -> str:
+    if not result:
+        return "—"
+    if "error" in result:
+        return f"**error**: {result['error'][:80]}"
+    if not result.get("finished", True):
+        return (
+            f"**unfinished** ({result['correct']}/{result['expected']})"
+            if result.get("correct")
+            else "**unfinished**"
+        )
+    mark = "yes" if result["all_correct"] else "**NO**"
+    if "correct" not in result:
+        return mark
+    return f"{mark} {result['correct']}/{result['expected']}"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "—" if a is None or b is None or b == 0 else f"{a / b:.1f}x"
+
+
+def _table(headers: list[str], rows: list[list[str]], align: str = "") -> str:
+    align = align or "l" + "r" * (len(headers) - 1)
+    marks = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(marks) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _wall(result: dict[str, Any] | None) -> float | None:
+    if not result or "error" in result or not result.get("finished", True):
+        return None
+    return result.get("wall_s")
+
+
+def _speedup(seq: dict[str, Any] | None, conc: dict[str, Any] | None) -> float | None:
+    a, b = _wall(seq), _wall(conc)
+    return None if a is None or b is None or b == 0 else a / b
+
+
+# -- sections ------------------------------------------------------------------
+
+
+def seed_table(results: Results) -> str:
+    rows = []
+    for row in results.seed_table:
+        n = row["n"]
+        serial, conc, seed_speedup = SEED_TABLE[n]
+        ours = _speedup(row["trio_sequential"], row["trio"])
+        base = _speedup(row["seed_sequential"], row["seed"])
+        rows.append(
+            [
+                str(n),
+                f"{serial} / {conc} s",
+                f"{seed_speedup:.1f}x ({(1 - conc / serial) * 100:.0f}%)",
+                f"{_s(_wall(row['trio_sequential']), 2)} / {_s(_wall(row['trio']))}",
+                "—" if ours is None else f"**{ours:.2f}x** ({(1 - 1 / ours) * 100:.1f}%)",
+                "—" if ours is None else f"{ours / n:.3f}",
+                f"{_s(_wall(row['seed_sequential']), 2)} / {_s(_wall(row['seed']))}",
+                "—" if base is None else f"{base:.2f}x ({(1 - 1 / base) * 100:.1f}%)",
+                f"{n}x",
+                _ok(row["trio"]),
+            ]
+        )
+    latency = results.seed_table[0]["latency"] if results.seed_table else 0
+    return (
+        f"Each adapter answers after {latency:g} s"
+        + (
+            " (the seed's serial column / N)"
+            if not results.plan.quick
+            else " (scaled down for --quick)"
+        )
+        + ". Sequential / concurrent wall time, speedup (improvement %).\n\n"
+        + _table(
+            [
+                "N",
+                "seed: serial / concurrent",
+                "seed: speedup",
+                "ours: sequential / concurrent",
+                "ours: speedup",
+                "ours: speedup / N",
+                "seed design re-run: sequential / concurrent",
+                "seed design re-run: speedup",
+                "ideal",
+                "ours correct",
+            ],
+            rows,
+        )
+    )
+
+
+def scale_table(results: Results) -> str:
+    rows = []
+    for row in results.scale:
+        t, b = row["trio"], row["seed"]
+        lat = row["latency"]
+        tw, bw = _wall(t), _wall(b)
+        rows.append(
+            [
+                f"{row['n']:,} + {len(workload.SENTINELS)}",
+                _s(tw),
+                _x(tw / lat if tw else None),
+                _x(t.get("cpu_ms_per_probe"), 3),
+                _x(t.get("sim_cpu_ms_per_probe"), 3),
+                _x(t.get("peak_rss_mb"), 0),
+                str(t.get("peak_fds", "—")),
+                _ok(t),
+                _s(bw) if b.get("finished", True) else f"> {b.get('cap_s', 0):.0f} s (cap)",
+                _x(bw / lat if bw else None),
+                _x(b.get("cpu_ms_per_probe"), 3),
+                _x(b.get("peak_rss_mb"), 0),
+                str(b.get("peak_fds", "—")),
+                _ok(b),
+                _ratio(bw, tw)
+                if bw
+                else (f"> {_ratio(b.get('cap_s'), tw)}" if tw and b.get("cap_s") else "—"),
+            ]
+        )
+    lat = results.scale[0]["latency"] if results.scale else 0
+    return (
+        f"Every provider answers after {lat:g} s; each run also probes {len(workload.SENTINELS)} "
+        "failure-mode sentinels (status 500, 429, 401, key echo, malformed JSON, HTML, wrong shape, "
+        "reset, 10 MB body, hang, trickled body), which must come back with their own status and "
+        "failure kind (ours) or unhealthy (the seed design, which has nothing finer). Median of the "
+        "measured runs after a warm-up run; CPU is the checker process's alone.\n\n"
+        + _table(
+            [
+                "N + sentinels",
+                "ours: wall",
+                "wall / latency",
+                "CPU ms/probe",
+                "upstream CPU ms/request",
+                "peak RSS MB",
+                "peak fds",
+                "correct",
+                "seed design: wall",
+                "wall / latency",
+                "CPU ms/probe",
+                "peak RSS MB",
+                "peak fds",
+                "correct",
+                "seed wall / ours",
+            ],
+            rows,
+        )
+    )
+
+
+def sequential_table(results: Results) -> str:
+    rows = []
+    for row in results.sequential:
+        n = row["n"]
+        ours = _speedup(row["trio_sequential"], row["trio"])
+        base = _speedup(row["seed_sequential"], row["seed"])
+        rows.append(
+            [
+                str(n),
+                _s(_wall(row["trio_sequential"])),
+                _s(_wall(row["trio"])),
+                _x(ours),
+                _x(ours / n if ours else None, 3),
+                _s(_wall(row["seed_sequential"])),
+                _s(_wall(row["seed"])),
+                _x(base),
+                f"{n}",
+                _ok(row["trio"]),
+            ]
+        )
+    lat = results.sequential[0]["latency"] if results.sequential else 0
+    return f"Every provider answers after {lat:g} s; no sentinels.\n\n" + _table(
+        [
+            "N",
+            "ours: sequential",
+            "ours: concurrent",
+            "speedup",
+            "speedup / N",
+            "seed design: sequential",
+            "seed design: concurrent",
+            "speedup",
+            "ideal",
+            "ours correct",
+        ],
+        rows,
+    )
+
+
+def strategy_table(results: Results) -> str:
+    from .worker import TRANSPORTS
+
+    rows = []
+    for row in results.strategies:
+        r = row["trio"]
+        w = _wall(r)
+        budget = r.get("connection_budget") or {}
+        rows.append(
+            [
+                row["strategy"],
+                f"{row['n']:,}",
+                str(row["fd_limit"] or r.get("fd_limit", "—")),
+                _s(w),
+                _x(w / results.plan.scale_latency if w else None),
+                _x(r.get("cpu_ms_per_probe"), 3),
+                _x(r.get("sim_cpu_ms_per_probe"), 3),
+                str(r.get("peak_fds", "—")),
+                str(budget.get("evicted", "—")) if row["fd_limit"] else "—",
+                _ok(r),
+            ]
+        )
+    legend = "\n".join(f"- `{k}`: {v}" for k, v in TRANSPORTS.items())
+    return (
+        f"Same fleet as the scale curve ({results.plan.scale_latency:g} s, with sentinels). "
+        "`fd limit` rows lower RLIMIT_NOFILE (soft and hard) in the checker process first.\n\n"
+        + _table(
+            [
+                "strategy",
+                "N",
+                "fd limit",
+                "wall",
+                "wall / latency",
+                "CPU ms/probe",
+                "upstream CPU ms/request",
+                "peak fds",
+                "sockets evicted",
+                "correct",
+            ],
+            rows,
+        )
+        + "\n\n"
+        + legend
+    )
+
+
+def http_table(results: Results) -> str:
+    direct = {row["n"]: _wall(row["trio"]) for row in results.scale}
+    rows = []
+    for row in results.http:
+        h = row["http"]
+        w = _wall(h)
+        rows.append(
+            [
+                f"{row['n']:,} + {len(workload.SENTINELS)}",
+                _s(w),
+                _s(h.get("checker_s")),
+                _s(w - h["checker_s"] if w and h.get("checker_s") else None),
+                _x(w / row["latency"] if w else None),
+                _s(direct.get(row["n"])),
+                _x(h.get("cpu_ms_per_probe"), 3),
+                _x(h.get("peak_rss_mb"), 0),
+                str(h.get("peak_fds", "—")),
+                f"{h['body_bytes'] / 1024:,.0f} KB" if "body_bytes" in h else "—",
+                _ok(h),
+            ]
+        )
+    perf_rows = []
+    for row in results.performance:
+        h = row["http"]
+        n = row["n"]
+        perf_rows.append(
+            [
+                str(n),
+                _s(h.get("concurrent_s")),
+                _s(h.get("sequential_s"), 2),
+                "—" if h.get("speedup") is None else f"**{h['speedup']:.2f}x**",
+                "—" if h.get("improvement_percent") is None else f"{h['improvement_percent']:.1f}%",
+                f"{SEED_TABLE[n][2]:.1f}x" if n in SEED_TABLE else "—",
+                f"{n}x",
+                _ok(h),
+            ]
+        )
+    lat = results.http[0]["latency"] if results.http else 0
+    plat = results.performance[0]["latency"] if results.performance else 0
+    return (
+        f"`GET /v1/health/` on the real app (hypercorn, Trio worker) in its own process, "
+        f"{lat:g} s upstream, sentinels included, `details` on (the default). Wall is measured "
+        "at the client; *checker* is the body's `execution_time`; CPU, RSS and fds are the "
+        "server process's.\n\n"
+        + _table(
+            [
+                "N + sentinels",
+                "wall (client)",
+                "checker",
+                "HTTP overhead",
+                "wall / latency",
+                "same run, no HTTP",
+                "server CPU ms/probe",
+                "peak RSS MB",
+                "peak fds",
+                "body",
+                "correct",
+            ],
+            rows,
+        )
+        + f"\n\n`GET /v1/health/performance` (the seed's own endpoint: concurrent, then "
+        f"sequential), {plat:g} s per adapter:\n\n"
+        + _table(
+            [
+                "N",
+                "concurrent",
+                "sequential",
+                "speedup",
+                "improvement",
+                "seed claimed",
+                "ideal",
+                "agree + healthy",
+            ],
+            perf_rows,
+        )
+    )
+
+
+# -- targets -------------------------------------------------------------------
+
+
+def targets(results: Results) -> list[dict[str, Any]]:
+    """Each issue target, its measured value and how far off it is."""
+    out: list[dict[str, Any]] = []
+
+    def add(
+        name: str,
+        value: float | None,
+        limit: float,
+        *,
+        higher_is_better: bool = False,
+        unit: str = "",
+    ) -> None:
+        if value is None:
+            out.append({"target": name, "measured": "—", "met": False, "margin": "not measured"})
+            return
+        met = value >= limit if higher_is_better else value <= limit
+        margin = (value / limit - 1) * 100 if not higher_is_better else (1 - value / limit) * 100
+        out.append(
+            {
+                "target": name,
+                "measured": f"{value:.3f}{unit}",
+                "met": met,
+                "margin": "" if met else f"missed by {abs(margin):.0f}%",
+            }
+        )
+
+    for row in results.scale:
+        n, t = row["n"], row["trio"]
+        w = _wall(t)
+        ratio = w / row["latency"] if w else None
+        limit = 1.03 if n <= 15 else 1.10 if n <= 100 else 1.5 if n <= 1000 else 3.0
+        add(f"scale N={n:,}: wall / latency ≤ {limit}", ratio, limit)
+        if n == 1000:
+            add("CPU ≤ 0.3 ms per probe at N=1,000", t.get("cpu_ms_per_probe"), 0.3, unit=" ms")
+        if n >= 10000:
+            out.append(
+                {
+                    "target": f"N={n:,} completes, every result correct, fds bounded",
+                    "measured": f"{t.get('correct', 0)}/{t.get('expected', '?')} correct, peak fds {t.get('peak_fds', '—')} of limit {t.get('fd_limit', '—')}",
+                    "met": bool(t.get("all_correct")),
+                    "margin": "",
+                }
+            )
+    for row in results.seed_table:
+        n = row["n"]
+        sp = _speedup(row["trio_sequential"], row["trio"])
+        add(
+            f"seed table N={n}: speedup ≥ 0.95·N = {0.95 * n:.2f}",
+            sp,
+            0.95 * n,
+            higher_is_better=True,
+        )
+        w = _wall(row["trio"])
+        add(f"seed table N={n}: wall / latency ≤ 1.03", w / row["latency"] if w else None, 1.03)
+    return out
+
+
+def targets_table(results: Results) -> str:
+    rows = [
+        [t["target"], t["measured"], "yes" if t["met"] else "**no**", t["margin"]]
+        for t in targets(results)
+    ]
+    return _table(["target", "measured", "met", "margin"], rows, "lrll")
+
+
+def markdown(results: Results) -> str:
+    parts = [f"Machine: {machine()}", f"Suite time: {results.seconds:.0f} s; {_load(results)}"]
+    if results.acceptance:
+        parts += ["## Core checker acceptance (issue 2)", acceptance.markdown(results.acceptance)]
+    parts += ["## The seed's table", seed_table(results)]
+    parts += ["## The scale curve", scale_table(results)]
+    if results.sequential:
+        parts += ["## Sequential vs concurrent at low latency", sequential_table(results)]
+    if results.strategies:
+        parts += ["## Client strategies", strategy_table(results)]
+    parts += ["## Through HTTP", http_table(results)]
+    parts += ["## Targets", targets_table(results)]
+    failures = results.correctness_failures()
+    parts += [
+        "## Correctness",
+        "All of this project's results are correct."
+        if not failures
+        else "\n".join(f"- **wrong**: {f}" for f in failures),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+# -- plot ----------------------------------------------------------------------
+
+
+def plot(results: Results, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results.scale
+    if not rows:
+        return
+    lat = rows[0]["latency"]
+    ns = [r["n"] for r in rows]
+    probes = [r["n"] + len(workload.SENTINELS) for r in rows]
+    ours = [_wall(r["trio"]) for r in rows]
+    seed = [_wall(r["seed"]) for r in rows]
+    seed_cap = [
+        (r["n"], r["seed"].get("cap_s"))
+        for r in rows
+        if _wall(r["seed"]) is None and r["seed"].get("cap_s")
+    ]
+    http = {r["n"]: _wall(r["http"]) for r in results.http}
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
+    left.plot(ns, ours, "o-", color="tab:blue", label="router-health (Trio)")
+    if any(http.values()):
+        hn = [n for n in ns if http.get(n)]
+        left.plot(
+            hn,
+            [http[n] for n in hn],
+            "s--",
+            color="tab:cyan",
+            label="router-health via GET /v1/health/",
+        )
+    sn = [n for n, w in zip(ns, seed, strict=True) if w]
+    left.plot(
+        sn,
+        [w for w in seed if w],
+        "o-",
+        color="tab:red",
+        label="seed design (asyncio.gather, shared httpx client)",
+    )
+    if seed_cap:
+        left.plot(
+            [n for n, _ in seed_cap],
+            [c for _, c in seed_cap],
+            "x",
+            color="tab:red",
+            markersize=10,
+            label="seed design: unfinished at the cap",
+        )
+    left.plot(ns, [lat] * len(ns), "k:", label=f"ideal: the slowest adapter ({lat:g} s)")
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("healthy adapters N (+ 11 failure sentinels)")
+    left.set_ylabel("wall time of one check-all run (s)")
+    left.set_title(f"Wall time, {lat:g} s upstream latency")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=8)
+
+    def eff(walls: list[float | None]) -> list[float | None]:
+        return [None if w is None else p * lat / w for p, w in zip(probes, walls, strict=True)]
+
+    right.plot(ns, eff(ours), "o-", color="tab:blue", label="router-health (Trio)")
+    seff = eff(seed)
+    right.plot(
+        [n for n, v in zip(ns, seff, strict=True) if v],
+        [v for v in seff if v],
+        "o-",
+        color="tab:red",
+        label="seed design",
+    )
+    right.plot(ns, probes, "k:", label="ideal: N + 11 (every probe at once)")
+    for n, (_serial, _conc, sp) in SEED_TABLE.items():
+        right.plot(
+            [n], [sp], "^", color="tab:orange", label="seed's published table" if n == 5 else None
+        )
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("healthy adapters N")
+    right.set_ylabel("speedup = probes x latency / wall")
+    right.set_title("Speedup over a one-at-a-time run")
+    right.grid(True, which="both", alpha=0.3)
+    right.legend(fontsize=8)
+    fig.suptitle(
+        f"router-health benchmarks ({os.cpu_count()} cores, loopback simulator in its own process)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -- RESULTS.md ------------------------------------------------------------------
+
+
+def results_md(results: Results, narrative: str) -> str:
+    head = (
+        "# Benchmark results\n\n"
+        "Written by the last full run of `python -m benchmarks`; do not edit by hand "
+        "(the analysis below is `benchmarks/analysis.md`, kept with the code).\n\n"
+        f"- Command: `{results.command}` (from the repository root, after `pip install -e '.[dev,bench]'`)\n"
+        f"- Machine: {machine()}\n"
+        f"- Suite time: {results.seconds:.0f} s; {_load(results)}\n"
+        "- Plot: `benchmarks/scale.png`\n\n"
+    )
+    body = markdown(results).split("\n\n", 2)[2]  # drop the machine and time lines
+    return head + "![wall time and speedup vs N](scale.png)\n\n" + narrative.strip() + "\n\n" + body

@@ -1,0 +1,210 @@
+"""One measured configuration of this project's checker, in a process of its own.
+
+``python -m benchmarks.worker JOB.json`` prints one JSON result line. The
+parent (``python -m benchmarks``) starts one worker per row, so peak RSS and
+fds belong to that row alone and the simulator's CPU stays out of ours.
+
+Job keys: ``root_url, sim_pid, n, latency, sentinels, concurrent, warmup,
+repeats, timeout, adapter_timeout`` and optionally ``transport`` (the client
+strategies compared in RESULTS.md), ``fd_limit`` (lower RLIMIT_NOFILE, soft
+and hard, before starting: the EMFILE test) and ``probe_limiter``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import statistics
+import sys
+import time
+from typing import Any
+
+import httpcore
+import httpx
+import trio
+
+from adapters.base import (
+    HttpAdapter,
+    HttpConnection,
+    HttpxTransport,
+    ProbeRequest,
+    RawResponse,
+    TransportError,
+)
+from service import AdapterManager, HealthChecker, parse_config
+from service.manager import socket_budget
+
+from . import measure, workload
+
+TRANSPORTS = {
+    "direct": "HttpConnection per adapter, keep-alive (production)",
+    "direct-no-keepalive": "HttpConnection per adapter, a new connection per probe",
+    "httpx-per-adapter": "httpx.AsyncClient per adapter (max 2 conns, 1 keep-alive): the previous production strategy",
+    "httpx-shared": "one shared httpx.AsyncClient, unlimited connections, no keep-alive",
+    "httpx-shared-keepalive": "one shared httpx.AsyncClient, unlimited connections, all kept alive",
+    "httpcore-per-adapter": "httpcore.AsyncConnectionPool per adapter (no httpx layer), 1 keep-alive",
+}
+
+
+class _HttpcoreTransport:
+    """httpcore without httpx: measured, not used in production."""
+
+    def __init__(self, ssl_context: Any) -> None:
+        self.pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context, max_connections=2, max_keepalive_connections=1
+        )
+
+    async def fetch(self, request: ProbeRequest, *, max_body_bytes: int) -> RawResponse:
+        url = httpx.URL(request.url, params=dict(request.params) or None)
+        headers = [(b"Host", url.netloc), (b"Accept-Encoding", b"identity")]
+        headers += [(k.encode(), v.encode()) for k, v in request.headers.items()]
+        try:
+            async with self.pool.stream(request.method, str(url), headers=headers) as response:
+                chunks, size = [], 0
+                found = {k.decode().lower(): v.decode() for k, v in response.headers}
+                async for chunk in response.aiter_stream():
+                    size += len(chunk)
+                    if size > max_body_bytes:
+                        return RawResponse(response.status, found, b"", True)
+                    chunks.append(chunk)
+                return RawResponse(response.status, found, b"".join(chunks), False)
+        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.TimeoutException) as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+def _install_transport(name: str) -> None:
+    """Swap the manager's client strategy for this process (benchmark scaffolding)."""
+    if name == "direct":
+        return
+    shared: list[Any] = []
+
+    def new_client(self: AdapterManager, adapter: HttpAdapter) -> Any:
+        if name == "direct-no-keepalive":
+            client: Any = HttpConnection(
+                ssl_context=self._ssl_context, budget=self.connection_budget, keep_alive=False
+            )
+        elif name == "httpx-per-adapter":
+            client = HttpxTransport(
+                httpx.AsyncClient(
+                    verify=self._ssl_context,  # one TLS context for all, as production did
+                    timeout=60,
+                    limits=httpx.Limits(max_connections=2, max_keepalive_connections=1),
+                )
+            )
+        elif name.startswith("httpx-shared"):
+            if shared:
+                return shared[0]
+            keep = None if name.endswith("keepalive") else 0
+            client = HttpxTransport(
+                httpx.AsyncClient(
+                    verify=self._ssl_context,
+                    timeout=60,
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=keep),
+                )
+            )
+            shared.append(client)
+        elif name == "httpcore-per-adapter":
+            client = _HttpcoreTransport(self._ssl_context)
+        else:
+            raise SystemExit(f"unknown transport {name!r}")
+        self._clients.append(client)
+        return client
+
+    AdapterManager._new_client = new_client  # type: ignore[method-assign]
+
+
+async def _measure(job: dict[str, Any]) -> dict[str, Any]:
+    tabs = workload.targets(job["root_url"], job["n"], job["latency"], sentinels=job["sentinels"])
+    config = parse_config(
+        workload.config_document(
+            tabs, timeout=job["timeout"], adapter_timeout=job["adapter_timeout"]
+        ),
+        env={},
+    )
+    checker = None
+    if job.get("probe_limiter"):
+        size = job["probe_limiter"]
+        if size == "auto":
+            size = socket_budget(len(tabs))
+        checker = HealthChecker(
+            config.checks.checker_settings(), probe_limiter=trio.CapacityLimiter(size)
+        )
+    walls: list[float] = []
+    exec_times: list[float] = []
+    correct_runs: list[int] = []
+    wrong: list[str] = []
+    fallbacks = 0
+    async with AdapterManager(config, checker=checker) as manager:
+        for _ in range(job["warmup"]):  # connections open, caches fill
+            await manager.health_checker.run(manager.model_adapters, concurrent=job["concurrent"])
+        sim_cpu0 = measure.proc_cpu_seconds(job["sim_pid"]) if job.get("sim_pid") else None
+        with measure.FdSampler() as sampler:
+            cpu0 = measure.process_cpu()
+            for _ in range(job["repeats"]):
+                start = time.perf_counter()
+                report = await manager.health_checker.run(
+                    manager.model_adapters, concurrent=job["concurrent"]
+                )
+                walls.append(time.perf_counter() - start)
+                exec_times.append(report.execution_time)
+                fallbacks += report.fallback
+                verdicts = {
+                    r.provider: (
+                        r.status.value,
+                        r.failure.value if r.failure else "",
+                        r.error or "",
+                    )
+                    for r in report.results()
+                }
+                correct, wrong_now = workload.judge(tabs, verdicts, strict=True)
+                correct_runs.append(correct)
+                wrong = wrong or wrong_now
+            cpu = measure.process_cpu() - cpu0
+        sim_cpu = (
+            measure.proc_cpu_seconds(job["sim_pid"]) - sim_cpu0 if sim_cpu0 is not None else None
+        )
+        budget = manager.connection_budget.statistics() if manager.connection_budget else None
+    cpu -= sampler.cpu
+    probes = len(tabs) * job["repeats"]
+    return {
+        "impl": "trio",
+        "transport": job.get("transport", "direct"),
+        "n": job["n"],
+        "probes_per_run": len(tabs),
+        "walls": walls,
+        "wall_s": statistics.median(walls),
+        "checker_s": statistics.median(exec_times),
+        "cpu_ms_per_probe": cpu * 1000 / probes,
+        "sim_cpu_ms_per_probe": sim_cpu * 1000 / probes if sim_cpu is not None else None,
+        "peak_rss_mb": measure.peak_rss_mb(),
+        "peak_fds": sampler.peak,
+        "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "connection_budget": budget,
+        "correct": min(correct_runs),
+        "expected": len(tabs),
+        "all_correct": min(correct_runs) == len(tabs),
+        "wrong": wrong[:5],
+        "fallback_runs": fallbacks,
+        "finished": True,
+    }
+
+
+def main() -> int:
+    with open(sys.argv[1], encoding="utf-8") as handle:
+        job = json.load(handle)
+    logging.basicConfig(level=logging.CRITICAL)  # a log line per probe would be measured too
+    if job.get("fd_limit"):
+        limit = int(job["fd_limit"])
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    _install_transport(job.get("transport", "direct"))
+    result = trio.run(_measure, job)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

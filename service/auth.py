@@ -1,0 +1,85 @@
+"""Optional bearer-token auth for the detailed and expensive answers.
+
+Set ``[server] auth_token_env = "ROUTER_HEALTH_TOKEN"`` (preferred) or
+``auth_token`` and send ``Authorization: Bearer <token>``. With a token
+configured:
+
+* ``GET /v1/health/performance`` (two full runs over every provider) needs
+  the token: without it, 401.
+* The check routes (``/v1/health/``, ``/v1/health/models``,
+  ``/v1/health/models/<name>``) still answer everyone with the summary a load
+  balancer needs (status, per-model and per-provider verdicts, counts), but
+  the per-provider ``details`` (upstream error texts, HTTP statuses,
+  latencies) and the ``fallback_reason`` only go to callers with the token.
+  A caller that *sends* a wrong token gets 401 rather than a silently
+  reduced answer: a wrong credential is a bug worth surfacing.
+* ``/livez`` and ``/readyz`` stay open: orchestrators probe them without
+  credentials, and they never call upstream.
+
+Without a token configured every caller gets everything, as before.
+
+The comparison is constant-time (:func:`hmac.compare_digest` on SHA-256
+digests, so neither the content nor the length of the token leaks through
+timing), and the token is held in a :class:`~adapters.base.Secret`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+from adapters.base import Secret
+
+__all__ = ["Access", "BearerAuth"]
+
+_REALM = "router-health"
+
+
+class Access(enum.Enum):
+    """What a request's credentials allow."""
+
+    GRANTED = "granted"  # a valid token, or auth is off
+    ANONYMOUS = "anonymous"  # no Authorization header while auth is on
+    DENIED = "denied"  # an Authorization header that is not the valid token
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8", errors="surrogateescape")).digest()
+
+
+class BearerAuth:
+    """Checks ``Authorization: Bearer <token>`` against the configured token, if any."""
+
+    def __init__(self, token: Secret | None) -> None:
+        self._digest = _digest(token.reveal()) if token else None
+
+    def __repr__(self) -> str:
+        return f"BearerAuth(enabled={self.enabled})"
+
+    @property
+    def enabled(self) -> bool:
+        return self._digest is not None
+
+    def check(self, authorization: Sequence[str]) -> Access:
+        """Judge the request's ``Authorization`` header values (all of them)."""
+        if self._digest is None:
+            return Access.GRANTED
+        if not authorization:
+            return Access.ANONYMOUS
+        if len(authorization) != 1:
+            return Access.DENIED  # which one would we believe?
+        scheme, _, credentials = authorization[0].strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return Access.DENIED
+        # Always compare (even an empty credential) so every failure costs the same.
+        granted = hmac.compare_digest(_digest(credentials.strip()), self._digest)
+        return Access.GRANTED if granted else Access.DENIED
+
+    @staticmethod
+    def challenge(access: Access) -> str:
+        """The ``WWW-Authenticate`` value for a 401 (RFC 6750)."""
+        if access is Access.DENIED:
+            return f'Bearer realm="{_REALM}", error="invalid_token"'
+        return f'Bearer realm="{_REALM}"'

@@ -1,0 +1,99 @@
+"""Recent results: serve a young verdict instead of probing the provider again.
+
+``[checks] min_interval`` (seconds, default 0 = off) and the per-provider
+``min_interval`` override set how old an adapter's last result may be and
+still be served. Within that interval a check returns the remembered result,
+marked ``cached`` with its ``age``, and sends nothing upstream, so a
+dashboard polling every second, or several replicas' worth of requests,
+costs one probe per adapter per interval.
+
+What is remembered: every verdict the adapter itself earned (healthy,
+unhealthy for any reason, or its own timeout). What is not: outcomes that say
+more about the caller or this process than about the provider (the run's or
+the model's budget ran out, the probe never started, local resource
+exhaustion, no open HTTP client, or it never got a probe slot) — those would
+otherwise be served to callers with bigger budgets. Nothing is remembered
+from a probe that was cancelled.
+
+Ages are measured on the Trio clock (monotonic): a wall-clock jump neither
+expires nor revives a result. Entries are keyed by (model, provider) and
+belong to one adapter object: replacing an adapter forgets its result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import trio
+
+from adapters.base import Adapter, FailureKind
+
+from .report import ProbeResult
+
+__all__ = ["RecentResults"]
+
+#: Outcomes about the caller's budget or this process, not about the provider.
+_NOT_REMEMBERED = frozenset(
+    {FailureKind.DEADLINE, FailureKind.NOT_STARTED, FailureKind.RESOURCE, FailureKind.NOT_OPEN}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    adapter: Adapter
+    result: ProbeResult
+    at: float  # trio clock when the result was made
+
+
+class RecentResults:
+    """Per-adapter last results, served while younger than the adapter's ``min_interval``."""
+
+    def __init__(
+        self,
+        min_interval: float = 0.0,
+        overrides: Mapping[tuple[str, str], float] | None = None,
+    ) -> None:
+        self.min_interval = min_interval
+        # (model, provider) -> seconds; 0 turns caching off for that adapter.
+        self.overrides = dict(overrides or {})
+        self._entries: dict[tuple[str, str], _Entry] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"RecentResults(min_interval={self.min_interval:g}, overrides={len(self.overrides)}, "
+            f"entries={len(self._entries)})"
+        )
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def enabled(self) -> bool:
+        return self.min_interval > 0 or any(v > 0 for v in self.overrides.values())
+
+    def interval(self, model: str, provider: str) -> float:
+        return self.overrides.get((model, provider), self.min_interval)
+
+    def fresh(self, model: str, adapter: Adapter) -> ProbeResult | None:
+        """The remembered result, marked cached with its age, if young enough; else None."""
+        key = (model, adapter.provider)
+        entry = self._entries.get(key)
+        if entry is None or entry.adapter is not adapter:
+            return None
+        age = trio.current_time() - entry.at
+        if age >= self.interval(*key):
+            return None
+        return dataclasses.replace(entry.result, cached_age=max(age, 0.0))
+
+    def remember(self, model: str, adapter: Adapter, result: ProbeResult) -> None:
+        """Keep ``result`` if it is a verdict about the provider (see the module doc)."""
+        if result.cached_age is not None or self.interval(model, adapter.provider) <= 0:
+            return
+        if result.failure in _NOT_REMEMBERED:
+            return
+        self._entries[(model, adapter.provider)] = _Entry(adapter, result, trio.current_time())
+
+    def clear(self) -> None:
+        self._entries.clear()
