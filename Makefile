@@ -1,5 +1,6 @@
 # Two entry points: `make demo` (the service on simulated providers) and
 # `make test` (lint, types, the whole suite). Both create .venv on first use.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -17,10 +18,21 @@ demo: $(BIN)/.installed
 check: $(BIN)/.installed
 	$(BIN)/router-health check
 
+# The suite runs with DEBUG logs captured, then every output is grepped for
+# the test keys and tokens: a secret that reached any log line fails the run.
 test: $(BIN)/.installed
-	$(BIN)/ruff check service adapters tests
+	$(BIN)/ruff check service adapters tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	set -o pipefail; $(BIN)/python -m pytest --log-file=.test-debug.log --log-file-level=DEBUG 2>&1 | tee .test-output.log
+	@if grep -nE 'rhtestkey|rhtesttoken' .test-debug.log .test-output.log; then \
+		echo "a test key leaked into the test run's output or logs" >&2; exit 1; fi
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python -m benchmarks
+
+bench-quick: $(BIN)/.installed
+	$(BIN)/python -m benchmarks --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -22,7 +22,9 @@ from . import report, suite
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument(
-        "--quick", action="store_true", help="a seconds-long smoke run: small N, latency scaled down to 0.1-0.2 s"
+        "--quick",
+        action="store_true",
+        help="a seconds-long smoke run: small N, latency scaled down to 0.1-0.2 s",
     )
     parser.add_argument(
         "--json", metavar="FILE", help="also write the results as JSON to this file"

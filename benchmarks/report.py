@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,20 @@ from .suite import SEED_TABLE, Results
 
 HERE = Path(__file__).resolve().parent
 PACKAGES = ("trio", "httpx", "httpcore", "h11", "hypercorn", "quart-trio", "rich", "matplotlib")
+
+
+def calibration_ms() -> float:
+    """A fixed pure-Python workload (best of 5), to compare runs across machines and hours.
+
+    The 2 cores here are shared with other tenants: the same code has
+    measured up to 2x apart in CPU per probe at different times of a day.
+    """
+    best = float("inf")
+    for _ in range(5):
+        start = time.process_time()
+        sum(i * i for i in range(300_000))
+        best = min(best, time.process_time() - start)
+    return best * 1000
 
 
 def machine() -> str:
@@ -36,7 +51,11 @@ def _load(results: Results) -> str:
     if not results.load_average:
         return "load average not recorded"
     shown = " → ".join(f"{v:.2f}" for v in results.load_average)
-    return f"1-minute load average {shown} (the 2 cores are shared: other processes compete)"
+    calibration = " → ".join(f"{v:.1f}" for v in results.calibration_ms) or "—"
+    return (
+        f"1-minute load average {shown}; CPU calibration {calibration} ms "
+        "(a fixed pure-Python loop: lower is a faster machine; the 2 cores are shared)"
+    )
 
 
 def _s(value: float | None, digits: int = 3) -> str:
@@ -499,6 +518,18 @@ def plot(results: Results, path: Path) -> None:
             markersize=10,
             label="seed design: unfinished at the cap",
         )
+    for r in rows:  # a fast-because-wrong (or slow-and-wrong) point must say so
+        seed_result = r["seed"]
+        seed_wall = _wall(seed_result)
+        if seed_wall and not seed_result.get("all_correct"):
+            left.annotate(
+                f"wrong: {seed_result['correct']:,}/{seed_result['expected']:,} correct",
+                (r["n"], seed_wall),
+                textcoords="offset points",
+                xytext=(-165, -12),
+                color="tab:red",
+                fontsize=8,
+            )
     left.plot(ns, [lat] * len(ns), "k:", label=f"ideal: the slowest adapter ({lat:g} s)")
     left.set_xscale("log")
     left.set_yscale("log")
@@ -506,7 +537,7 @@ def plot(results: Results, path: Path) -> None:
     left.set_ylabel("wall time of one check-all run (s)")
     left.set_title(f"Wall time, {lat:g} s upstream latency")
     left.grid(True, which="both", alpha=0.3)
-    left.legend(fontsize=8)
+    left.legend(fontsize=8, loc="center left")
 
     def eff(walls: list[float | None]) -> list[float | None]:
         return [None if w is None else p * lat / w for p, w in zip(probes, walls, strict=True)]

@@ -130,6 +130,9 @@ class Results:
     errors: list[str] = field(default_factory=list)
     command: str = ""
     load_average: list[float] = field(default_factory=list)  # 1-min load at start and end
+    calibration_ms: list[float] = field(
+        default_factory=list
+    )  # report.calibration_ms, start and end
     seconds: float = 0.0
     section_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -540,9 +543,16 @@ def run_acceptance(plan: Plan, results: Results, step: Step) -> None:
     results.acceptance = acceptance.run(quick=plan.quick)
 
 
+def calibrate() -> float:
+    from .report import calibration_ms
+
+    return calibration_ms()
+
+
 def run(plan: Plan, step: Step) -> Results:
     results = Results(plan)
     results.load_average.append(round(os.getloadavg()[0], 2))
+    results.calibration_ms.append(round(calibrate(), 1))
     start = time.perf_counter()
     sections = [seed_table, scale, sequential, performance]
     if plan.acceptance:
@@ -553,4 +563,5 @@ def run(plan: Plan, step: Step) -> Results:
         results.section_seconds[section.__name__] = round(time.perf_counter() - began, 1)
     results.seconds = time.perf_counter() - start
     results.load_average.append(round(os.getloadavg()[0], 2))
+    results.calibration_ms.append(round(calibrate(), 1))
     return results

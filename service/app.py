@@ -704,7 +704,7 @@ class _HTTPConnection(TrioASGIHTTPConnection):
 
 
 #: Bytes of a query string kept as they are; anything else is percent-encoded.
-_QUERY_SAFE: Final = bytes(range(0x21, 0x7F)).decode("ascii")
+_QUERY_SAFE: Final = bytes(range(0x20, 0x7F)).decode("ascii")
 
 
 def _ascii_query(scope: Any) -> Any:
@@ -716,7 +716,7 @@ def _ascii_query(scope: Any) -> Any:
     reach the parameter parser like any other bad value: a 400.
     """
     query = scope.get("query_string", b"")
-    if query.isascii() and b" " not in query:
+    if query.isascii():
         return scope
     return {**scope, "query_string": quote_from_bytes(query, safe=_QUERY_SAFE).encode("ascii")}
 

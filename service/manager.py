@@ -14,15 +14,9 @@ import httpx
 import trio
 
 from adapters import ADAPTER_TYPES
-from adapters.base import (
-    Adapter,
-    ConnectionBudget,
-    HttpAdapter,
-    HttpConnection,
-    HttpxTransport,
-    ProbeTransport,
-)
+from adapters.base import Adapter, HttpAdapter
 from adapters.custom import SyncCallableAdapter
+from adapters.transport import ConnectionBudget, HttpConnection, HttpxTransport, ProbeTransport
 
 from .checker import HealthChecker
 from .config import Config, ProviderConfig
@@ -67,15 +61,16 @@ class AdapterManager:
 
     Use it as ``async with manager:``; the connections open on demand inside
     it and all close on exit. Each HTTP adapter gets an
-    :class:`~adapters.base.HttpConnection` of its own (HTTP/1.1 straight over
+    :class:`~adapters.transport.HttpConnection` of its own (HTTP/1.1 straight over
     a Trio socket, kept alive from one run to the next): measured at 1,000
-    concurrent probes it costs about a quarter of the CPU of an httpx client
-    per adapter, and an eighth of one shared httpx pool, whose bookkeeping
-    grows with the connections it holds (benchmarks/RESULTS.md). Adapters
+    concurrent probes it costs about a third of the CPU of an httpx client per
+    adapter, and a sixth of one shared httpx client (a sixtieth when that
+    pool keeps every connection alive: its bookkeeping grows with the
+    connections it holds). See benchmarks/RESULTS.md. Adapters
     whose URL the environment sends through a proxy get an httpx client
     instead. One TLS context is shared by all, since building one is costly.
 
-    All sockets share one :class:`~adapters.base.ConnectionBudget`, sized
+    All sockets share one :class:`~adapters.transport.ConnectionBudget`, sized
     from ``RLIMIT_NOFILE`` (whose soft limit is first raised towards the hard
     one if the fleet needs it): 10,000 adapters cannot exhaust the process's
     file descriptors, they queue for sockets instead.
