@@ -1,19 +1,29 @@
-"""The core checker's acceptance scenarios (issue 2), over loopback.
+"""The acceptance scenarios of the core checker (issue 2) and the service (issue 3).
 
 Each row has ``ok`` (its timing target met and its verdicts right) and
 ``correct`` (its verdicts right): ``--quick`` fails only on the latter.
 
 15 adapters of 300 ms, one answering 500: concurrent and sequential, same
 statuses. Then one more adapter that never answers, adapter_timeout 1.0:
-with the timeout re-check off, and on with a 1.5 s run budget.
+with the timeout re-check off, and on with a 1.5 s run budget. Last, a real
+``router-health serve`` process answering GET /v1/health/ for the same 15.
 """
 
 from __future__ import annotations
 
+import json
+import signal
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 
 from service import AdapterManager, HealthReport, parse_config
@@ -132,10 +142,99 @@ async def _scenarios(
     return rows
 
 
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def _write_toml(path: Path, document: dict[str, Any]) -> None:
+    lines = ["[checks]"] + [f"{k} = {_toml(v)}" for k, v in document["checks"].items()]
+    for model in document["models"]:
+        lines += ["[[models]]", f"name = {_toml(model['name'])}"]
+        for provider in model["providers"]:
+            lines.append("[[models.providers]]")
+            lines += [f"{k} = {_toml(v)}" for k, v in provider.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@contextmanager
+def _serve_process(config_path: Path) -> Iterator[str]:
+    """``router-health serve --port 0`` in its own process; yields its base URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "--log-level", "ERROR", "serve",
+         "--config", str(config_path), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        if "serving on " not in line:
+            raise RuntimeError(f"router-health serve did not start: {line!r}")
+        yield line.rsplit(" ", 1)[1]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _http_rows(tables: list[dict[str, Any]], repeats: int) -> list[dict[str, Any]]:
+    """Issue 3: `router-health serve`, 15 x 300 ms, GET /v1/health/ end to end."""
+    models: dict[str, list[dict[str, Any]]] = {}
+    for i, table in enumerate(tables):
+        models.setdefault(f"model-{i // 3}", []).append(table)
+    document = {"checks": {}, "models": [{"name": n, "providers": p} for n, p in models.items()]}
+    with tempfile.TemporaryDirectory() as folder:
+        config_path = Path(folder) / "providers.toml"
+        _write_toml(config_path, document)
+        with _serve_process(config_path) as base, httpx.Client(base_url=base, timeout=30) as client:
+            client.get("/v1/health/")  # warm-up: the server's upstream connections open
+            times, bodies = [], []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                response = client.get("/v1/health/")
+                times.append(time.perf_counter() - start)
+                bodies.append(response.json())
+            sequential = client.get("/v1/health/", params={"use_concurrent": "false"}).json()
+    seed_keys = ["status", "timestamp", "models", "healthy_models", "total_models",
+                 "execution_time", "concurrent", "timeout"]
+    shaped = all(list(body)[: len(seed_keys)] == seed_keys for body in bodies)
+    same = all(body["models"] == sequential["models"] for body in bodies)
+    healthy = sum(m["healthy_providers"] for m in bodies[-1]["models"].values())
+    return [
+        {
+            "scenario": "router-health serve, 15 x 300 ms: GET /v1/health/ end to end",
+            "median_s": statistics.median(times),
+            "max_s": max(times),
+            "target": "< 0.45 s, seed shape",
+            "ok": max(times) < 0.45 and shaped and healthy == 14,
+            "correct": shaped and healthy == 14,
+            "note": f"{healthy}/15 healthy, seed keys {'in order' if shaped else 'WRONG'}",
+        },
+        {
+            "scenario": "same, ?use_concurrent=false",
+            "median_s": sequential["execution_time"],
+            "max_s": sequential["execution_time"],
+            "target": "same statuses",
+            "ok": same,
+            "correct": same,
+            "note": "statuses equal" if same else "STATUSES DIFFER",
+        },
+    ]
+
+
 def run(*, quick: bool) -> list[dict[str, Any]]:
     spec = _spec(15, 0.3)
+    repeats = 3 if quick else 20
     with upstream_process(spec) as root_url:
-        return trio.run(_scenarios, root_url, spec, 3 if quick else 20)
+        rows = trio.run(_scenarios, root_url, spec, repeats)
+        rows += _http_rows(entries(root_url, spec)[:15], repeats)
+    return rows
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:

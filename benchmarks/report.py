@@ -447,7 +447,7 @@ def targets_table(results: Results) -> str:
 def markdown(results: Results) -> str:
     parts = [f"Machine: {machine()}", f"Suite time: {results.seconds:.0f} s; {_load(results)}"]
     if results.acceptance:
-        parts += ["## Core checker acceptance (issue 2)", acceptance.markdown(results.acceptance)]
+        parts += ["## Acceptance (issues 2 and 3)", acceptance.markdown(results.acceptance)]
     parts += ["## The seed's table", seed_table(results)]
     parts += ["## The scale curve", scale_table(results)]
     if results.sequential:

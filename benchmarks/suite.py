@@ -539,7 +539,7 @@ def performance(plan: Plan, results: Results, step: Step) -> None:
 
 
 def run_acceptance(plan: Plan, results: Results, step: Step) -> None:
-    step("acceptance scenarios (issue 2)")
+    step("acceptance scenarios (issues 2 and 3)")
     results.acceptance = acceptance.run(quick=plan.quick)
 
 
