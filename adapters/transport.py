@@ -187,7 +187,13 @@ class HttpConnection:
             try:
                 return await self._exchange(origin, stream, head, body, max_body_bytes, reused=True)
             except _StaleConnection:
-                pass  # the server closed it while idle: once more on a fresh socket
+                # The server closed it while idle. Once more on a fresh socket,
+                # but never a POST: a billed completion must not be sent twice.
+                if request.method not in ("GET", "HEAD"):
+                    raise TransportError(
+                        "the kept-alive connection was closed by the server; not retried "
+                        f"({request.method} is not idempotent)"
+                    ) from None
         stream = await self._connect(origin)
         return await self._exchange(origin, stream, head, body, max_body_bytes, reused=False)
 
@@ -365,7 +371,15 @@ def _request_head(request: ProbeRequest, target: bytes, host_header: str) -> tup
     given = {name.lower() for name in request.headers}
     headers = [(n, v) for n, v in headers if n.lower() not in given]
     headers.extend(request.headers.items())
-    return h11.Request(method=request.method, target=target, headers=headers), body
+    try:
+        return h11.Request(method=request.method, target=target, headers=headers), body
+    except h11.LocalProtocolError:
+        # h11 quotes the offending value, which may be the API key itself.
+        bad = [n for n, v in headers if any(c in str(v) for c in "\r\n\0")]
+        raise TransportError(
+            f"invalid request header value for {', '.join(bad) or 'a header'} "
+            "(control characters; check the key for a stray newline)"
+        ) from None
 
 
 def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType:
@@ -407,13 +421,17 @@ class HttpxTransport:
         self.client = client
 
     async def fetch(self, request: ProbeRequest, *, max_body_bytes: int) -> RawResponse:
-        built = self.client.build_request(
-            request.method,
-            request.url,
-            headers={"Accept-Encoding": "identity", **request.headers},
-            params=dict(request.params) or None,
-            json=request.json_body,
-        )
+        try:
+            built = self.client.build_request(
+                request.method,
+                request.url,
+                headers={"Accept-Encoding": "identity", **request.headers},
+                params=dict(request.params) or None,
+                json=request.json_body,
+            )
+        except (httpx.LocalProtocolError, ValueError):
+            # httpx may quote the offending header value: the API key.
+            raise TransportError("invalid request (a header value has control characters)") from None
         try:
             response = await self.client.send(built, stream=True)
             try:

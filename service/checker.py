@@ -508,9 +508,9 @@ class HealthChecker:
         if self.slots.active:
             queued_ms = ((end if wait.granted_at is None else wait.granted_at) - start) * 1000.0
 
-        if outcome is None or (scope.cancel_called and not outcome.healthy):
-            # The deadline passed (an adapter that turned its cancellation
-            # into an error still timed out).
+        if outcome is None or scope.cancel_called:
+            # The deadline passed: whatever the adapter produced after that
+            # (an error made of its cancellation, a late answer) came too late.
             own = limit.startswith("adapter")
             failure = FailureKind.TIMEOUT if own else FailureKind.DEADLINE
             error = f"no answer within {deadline - start:.2f} s ({limit})"

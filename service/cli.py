@@ -237,45 +237,45 @@ def _leaf(exc: BaseException) -> BaseException:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
-    except BaseExceptionGroup as group:
-        leaf = _leaf(group)
-        if isinstance(leaf, KeyboardInterrupt):
-            print("router-health: interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        if isinstance(leaf, ConfigError | UnknownModelError | ValueError):
-            print(f"router-health: {leaf}", file=sys.stderr)
-            return EXIT_USAGE
-        raise
+    except BaseException as exc:
+        code = _report(_leaf(exc))
+        if code is None:
+            raise
+        return code
+
+
+def _report(exc: BaseException) -> int | None:
+    """Print what went wrong in one line and pick the exit code; None: not ours to explain."""
+    if isinstance(exc, KeyboardInterrupt):
+        print("router-health: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if isinstance(exc, ConfigError):
+        print(f"router-health: invalid config\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(exc, UnknownModelError | ValueError):
+        print(f"router-health: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(exc, OSError):  # e.g. the port is taken: hypercorn's bind error says which
+        print(f"router-health: cannot start: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return None
 
 
 def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging(args.log_level or ("WARNING" if args.command == "check" else "INFO"))
-    try:
-        if args.command == "demo":
-            trio.run(_demo, args)
-            return 0
-        if args.command == "check":
-            if args.config is None:
-                return trio.run(_check_demo, args)
-            return trio.run(_check, load_config(args.config), args)
-        config = load_config(args.config)
-        host = args.host or config.server.host
-        port = config.server.port if args.port is None else args.port
-        trio.run(_serve, config, host, port)
+    if args.command == "demo":
+        trio.run(_demo, args)
         return 0
-    except ConfigError as exc:
-        print(f"router-health: invalid config\n{exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except UnknownModelError as exc:
-        print(f"router-health: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ValueError as exc:
-        print(f"router-health: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("router-health: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    if args.command == "check":
+        if args.config is None:
+            return trio.run(_check_demo, args)
+        return trio.run(_check, load_config(args.config), args)
+    config = load_config(args.config)
+    host = args.host or config.server.host
+    port = config.server.port if args.port is None else args.port
+    trio.run(_serve, config, host, port)
+    return 0
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from adapters import ADAPTER_TYPES
 from adapters.base import DEFAULT_MAX_BODY_BYTES, Secret
@@ -169,6 +170,7 @@ _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
 _SECRET_KEYS = frozenset({"api_key", "auth_token"})
 #: A bearer token: long enough not to be guessed, and sendable in a header.
 _MIN_TOKEN_CHARS = 16
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 _TOKEN_HINT = (
     "e.g. generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
@@ -442,8 +444,7 @@ class _Validator:
         if not base_url:
             self.problem(f"{path}.base_url", f"required for type {kind!r} (no public default)")
             return None
-        if not base_url.startswith(("http://", "https://")):
-            self.problem(f"{path}.base_url", f"must start with http:// or https://, got {base_url!r}")
+        if self.base_url(base_url, f"{path}.base_url") is None:
             return None
 
         probe = table.get("probe", "models")
@@ -517,6 +518,14 @@ class _Validator:
             self.problem(path, "set api_key_env or api_key, not both")
             return None
         if env_name:
+            if not _ENV_NAME.fullmatch(env_name):
+                # Never echo it: the usual mistake is pasting the key itself here.
+                self.problem(
+                    f"{path}.api_key_env",
+                    "is not an environment variable name (letters, digits, _); it looks like "
+                    "a key was pasted here — put the key in the environment and its name here",
+                )
+                return None
             value = self.env.get(env_name)
             if not value:
                 self.problem(
@@ -525,9 +534,9 @@ class _Validator:
                     f"export {env_name}=... before starting",
                 )
                 return None
-            return Secret(value)
+            return self.key_value(value.strip(), f"{path}.api_key_env", f"the key in {env_name}")
         if literal:
-            return Secret(literal)
+            return self.key_value(literal.strip(), f"{path}.api_key", "the key")
         if required:
             self.problem(
                 path,
@@ -535,6 +544,39 @@ class _Validator:
                 "or api_key",
             )
         return None
+
+
+    def key_value(self, value: str, path: str, what: str) -> Secret | None:
+        # A stray newline (a CRLF .env file, a secret file) would otherwise
+        # fail every probe with an error that could quote the key.
+        if not _TOKEN_CHARS.fullmatch(value):
+            self.problem(path, f"{what} has spaces or control characters inside it (value not shown)")
+            return None
+        return Secret(value)
+
+    def base_url(self, value: str, path: str) -> str | None:
+        problem = _url_problem(value)
+        if problem:
+            self.problem(path, f"{problem}, got {value!r}")
+            return None
+        return value
+
+
+def _url_problem(url: str) -> str | None:
+    if not url.startswith(("http://", "https://")):
+        return "must start with http:// or https://"
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        return "must not contain spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # raises ValueError for a port out of range
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    if not parts.hostname:
+        return "has no host name"
+    if parts.query or parts.fragment:
+        return "must not have a query or fragment (keys go in api_key_env, never in the URL)"
+    return None
 
 
 def parse_config(

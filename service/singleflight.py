@@ -113,11 +113,14 @@ class SingleFlight(Generic[K, V]):
         flight = self._current.get(key)
         if flight is None or not flight.joinable:
             flight = _Flight()
+            # Start first: if the nursery is closed this raises, and no caller
+            # is left joining a run that never began.
+            nursery.start_soon(self._fly, key, flight, work)
             self._current[key] = flight
             self._running.add(flight)
-            self._idle = trio.Event()
+            if self._idle.is_set():  # a fresh event only after idling, so waiters are kept
+                self._idle = trio.Event()
             self._started += 1
-            nursery.start_soon(self._fly, key, flight, work)
         else:
             self._joined += 1
         flight.waiters += 1

@@ -1,0 +1,97 @@
+"""Regressions for defects found in review: each test failed before its fix."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from adapters import CallableAdapter
+from service import CheckerSettings, ConfigError, HealthChecker, ProbeStatus, parse_config
+from service.singleflight import SingleFlight
+
+AZURE_LIKE_KEY = "0123456789abcdef0123456789abcdef"  # no prefix a pattern could catch
+
+
+def config_with(provider: dict[str, object], env: dict[str, str] | None = None) -> str:
+    document = {"models": [{"name": "m", "providers": [{"name": "p", "type": "azure", **provider}]}]}
+    with pytest.raises(ConfigError) as info:
+        parse_config(document, env=env or {})
+    return str(info.value)
+
+
+def test_a_key_with_a_stray_newline_is_rejected_without_showing_it() -> None:
+    message = config_with(
+        {"base_url": "https://r.openai.azure.com", "api_key_env": "AZ_KEY"},
+        env={"AZ_KEY": AZURE_LIKE_KEY[:16] + "\r" + AZURE_LIKE_KEY[16:]},
+    )
+    assert "control characters" in message
+    assert AZURE_LIKE_KEY[:16] not in message
+
+
+def test_a_trailing_newline_from_a_secret_file_is_forgiven() -> None:
+    document = {"models": [{"name": "m", "providers": [
+        {"name": "p", "type": "azure", "base_url": "https://r.openai.azure.com", "api_key_env": "AZ_KEY"}]}]}
+    config = parse_config(document, env={"AZ_KEY": AZURE_LIKE_KEY + "\n"})
+    key = config.models[0].providers[0].api_key
+    assert key is not None and key.reveal() == AZURE_LIKE_KEY
+
+
+def test_a_key_pasted_into_api_key_env_is_not_echoed() -> None:
+    message = config_with({"base_url": "https://r.openai.azure.com", "api_key_env": "sk-proj-" + AZURE_LIKE_KEY})
+    assert "looks like a key" in message
+    assert AZURE_LIKE_KEY not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://", "has no host name"),
+        ("https://example.com:99999/v1", "is not a valid URL"),
+        ("http://exa mple.com/v1", "spaces"),
+        ("https://[::1/v1", "is not a valid URL"),
+        ("https://example.com/v1?key=abc", "must not have a query"),
+    ],
+)
+def test_malformed_base_urls_are_config_errors(url: str, expected: str) -> None:
+    assert expected in config_with({"base_url": url, "api_key": "k" * 20})
+
+
+async def test_an_answer_after_the_deadline_is_a_timeout(autojump_clock: trio.testing.MockClock) -> None:
+    async def late() -> bool:
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            return True  # swallows its cancellation and claims health anyway
+        return True
+
+    checker = HealthChecker(CheckerSettings(adapter_timeout=0.5, recheck_timeouts=False))
+    report = await checker.run({"m": [CallableAdapter("late", late)]})
+    assert report.models["m"].results["late"].status is ProbeStatus.TIMEOUT
+
+
+async def test_wait_idle_returns_when_overlapping_runs_finish(nursery: trio.Nursery) -> None:
+    flights: SingleFlight[str, int] = SingleFlight("test")
+    release_a, release_b = trio.Event(), trio.Event()
+
+    async def work(event: trio.Event) -> int:
+        await event.wait()
+        return 1
+
+    nursery.start_soon(lambda: flights.run("a", lambda: work(release_a), nursery=nursery))
+    await trio.testing.wait_all_tasks_blocked()
+    idle = trio.Event()
+
+    async def waiter() -> None:
+        await flights.wait_idle()
+        idle.set()
+
+    nursery.start_soon(waiter)
+    await trio.testing.wait_all_tasks_blocked()
+    nursery.start_soon(lambda: flights.run("b", lambda: work(release_b), nursery=nursery))
+    await trio.testing.wait_all_tasks_blocked()
+    release_a.set()
+    release_b.set()
+    with trio.fail_after(5):
+        await idle.wait()
+    assert flights.statistics().runs_in_flight == 0
