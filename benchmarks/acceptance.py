@@ -11,7 +11,6 @@ with the timeout re-check off, and on with a 1.5 s run budget. Last, a real
 
 from __future__ import annotations
 
-import json
 import signal
 import statistics
 import subprocess
@@ -27,6 +26,7 @@ import httpx
 import trio
 
 from service import AdapterManager, HealthReport, parse_config
+from service.config import dump_toml
 
 from .upstream import entries, upstream_process
 
@@ -142,24 +142,6 @@ async def _scenarios(
     return rows
 
 
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(value)  # a JSON string is a valid TOML basic string
-
-
-def _write_toml(path: Path, document: dict[str, Any]) -> None:
-    lines = ["[checks]"] + [f"{k} = {_toml(v)}" for k, v in document["checks"].items()]
-    for model in document["models"]:
-        lines += ["[[models]]", f"name = {_toml(model['name'])}"]
-        for provider in model["providers"]:
-            lines.append("[[models.providers]]")
-            lines += [f"{k} = {_toml(v)}" for k, v in provider.items()]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
 @contextmanager
 def _serve_process(config_path: Path) -> Iterator[str]:
     """``router-health serve --port 0`` in its own process; yields its base URL."""
@@ -191,7 +173,7 @@ def _http_rows(tables: list[dict[str, Any]], repeats: int) -> list[dict[str, Any
     document = {"checks": {}, "models": [{"name": n, "providers": p} for n, p in models.items()]}
     with tempfile.TemporaryDirectory() as folder:
         config_path = Path(folder) / "providers.toml"
-        _write_toml(config_path, document)
+        config_path.write_text(dump_toml(document), encoding="utf-8")
         with _serve_process(config_path) as base, httpx.Client(base_url=base, timeout=30) as client:
             client.get("/v1/health/")  # warm-up: the server's upstream connections open
             times, bodies = [], []

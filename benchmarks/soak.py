@@ -59,6 +59,8 @@ from typing import Any
 import httpx
 import trio
 
+from service.config import dump_toml
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "SOAK.md"
 
@@ -127,30 +129,21 @@ def simulator_spec() -> list[dict[str, Any]]:
     return spec
 
 
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(value)  # a JSON string is a valid TOML basic string
-
-
 def config_toml(entries: Sequence[dict[str, Any]]) -> str:
     """The service's config, from the simulator's ``/_sim/providers`` entries."""
-    lines = ["[checks]", *(f"{k} = {_toml(v)}" for k, v in CHECKS.items())]
-    lines += ["[server]", *(f"{k} = {_toml(v)}" for k, v in SERVER.items())]
     by_name = {entry["name"]: entry for entry in entries}
+    models = []
     for model in MODELS:
-        lines += ["[[models]]", f"name = {_toml(model)}"]
+        providers = []
         for i in range(N_PROVIDERS):
             if model_name(i) != model:
                 continue
-            entry = {k: v for k, v in by_name[provider_name(i)].items() if v is not None}
+            entry = dict(by_name[provider_name(i)])
             if FAILING.get(i, {}).get("mode") == "hang":
                 entry["timeout"] = HANG_TIMEOUT
-            lines.append("[[models.providers]]")
-            lines += [f"{k} = {_toml(v)}" for k, v in entry.items()]
-    return "\n".join(lines) + "\n"
+            providers.append(entry)
+        models.append({"name": model, "providers": providers})
+    return dump_toml({"checks": CHECKS, "server": SERVER, "models": models})
 
 
 # -- the request mix -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import os
 import re
@@ -31,6 +32,7 @@ __all__ = [
     "ModelConfig",
     "ProviderConfig",
     "ServerConfig",
+    "dump_toml",
     "load_config",
     "parse_config",
 ]
@@ -577,6 +579,35 @@ def _url_problem(url: str) -> str | None:
     if parts.query or parts.fragment:
         return "must not have a query or fragment (keys go in api_key_env, never in the URL)"
     return None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    raise TypeError(f"cannot write {type(value).__name__} to a config file")
+
+
+def dump_toml(document: Mapping[str, Any]) -> str:
+    """A config document (what :func:`parse_config` takes) as TOML text.
+
+    For tools that generate configs (the benchmarks, the soak, tests): the
+    result loads back with :func:`load_config` into the same config.
+    """
+    lines: list[str] = []
+    for section in ("checks", "server"):
+        if section in document:
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in document[section].items()]
+    for model in document.get("models", ()):
+        lines += ["", "[[models]]", f"name = {_toml_value(model['name'])}"]
+        for provider in model.get("providers", ()):
+            lines += ["", "  [[models.providers]]"]
+            lines += [f"  {k} = {_toml_value(v)}" for k, v in provider.items() if v is not None]
+    return "\n".join(lines) + "\n"
 
 
 def parse_config(

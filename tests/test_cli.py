@@ -15,25 +15,17 @@ import httpx
 import pytest
 import trio
 
+from service.config import dump_toml
 from service.simulator import Behavior, SimProvider, Simulator
 
 ROUTER_HEALTH = [sys.executable, "-m", "service.cli"]
 
 
-def toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(value)  # a JSON string is a valid TOML basic string
-
-
 def write_config(path: Path, sim: Simulator, checks: dict[str, Any] | None = None) -> Path:
-    lines = ["[checks]"] + [f"{k} = {toml(v)}" for k, v in (checks or {}).items()]
-    for entry in sim.provider_entries():
-        lines += ["[[models]]", f"name = {toml(entry['name'] + '-model')}", "[[models.providers]]"]
-        lines += [f"{k} = {toml(v)}" for k, v in entry.items() if v is not None]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    models = [
+        {"name": entry["name"] + "-model", "providers": [entry]} for entry in sim.provider_entries()
+    ]
+    path.write_text(dump_toml({"checks": checks or {}, "models": models}), encoding="utf-8")
     return path
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from adapters import AnthropicAdapter, AzureOpenAIAdapter, Secret
 from service import AdapterManager, ConfigError, load_config, parse_config
+from service.config import dump_toml
 
 GOOD = """
 [checks]
@@ -172,3 +173,16 @@ def test_parse_config_accepts_a_mapping() -> None:
     assert provider.base_url == "http://127.0.0.1:11434"
     assert provider.api_key is None
     assert config.source == "<config>"
+
+
+def test_dump_toml_round_trips_through_load_config(tmp_path: Path) -> None:
+    document = {
+        "checks": {"timeout": 12.5, "use_concurrent": False, "max_concurrent_probes": 8},
+        "server": {"port": 9000},
+        "models": [
+            {"name": 'quote"d', "providers": [{"name": "local", "type": "ollama", "model": "llama3:latest"}]},
+        ],
+    }
+    path = tmp_path / "generated.toml"
+    path.write_text(dump_toml(document), encoding="utf-8")
+    assert load_config(path, env={}) == parse_config(document, source=str(path), env={})
