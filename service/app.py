@@ -32,6 +32,22 @@ Routes (every body is JSON, errors included; ``HEAD`` works wherever ``GET`` doe
     ``org/model`` (sent as ``org%2Fmodel`` or plainly) all work. Unknown name:
     404 ``{"error": "unknown_model", "message", "available": [...]}``.
 
+Filters (every check route above): ``?tags=a,b`` keeps the adapters whose
+effective tags (model's plus provider's, see the config) include *all* of
+them; ``?exclude=c,d`` drops those having *any* of them. Only the selected
+adapters are probed and models left without any are dropped; when nothing
+is left: 404 ``{"error": "empty_selection", "message", "selection"}``.
+The selection → adapters mapping is :meth:`AdapterManager.select`.
+
+``POST /v1/health/batch`` with a JSON object (``Content-Type:
+application/json``, at most 64 KB), every field optional: ``models``,
+``providers`` (non-empty lists of names), ``tags``, ``exclude`` (non-empty
+lists of tags), ``timeout``, ``use_concurrent``, ``details``. Answers the
+``/v1/health/`` report for that subset, with its status codes, auth and
+sharing rules. Unknown names: 404 ``unknown_model`` / ``unknown_provider``
+with ``available``; a bad body: 400 ``{"error": "invalid_body", "field",
+"message", "accepted"}``; another content type: 415.
+
 ``GET /v1/health/performance?timeout=``
     Runs the concurrent strategy, then the sequential one, over every adapter,
     each bounded by ``timeout``. Body: the seed's ``timestamp,
@@ -66,8 +82,9 @@ Routes (every body is JSON, errors included; ``HEAD`` works wherever ``GET`` doe
     checks (a cached last result), a later feature.
 
 Sharing runs (single-flight, :mod:`service.singleflight`): concurrent
-requests for the same selection (every model — ``/v1/health/`` and
-``/v1/health/models`` share — or one model by name) with the same
+requests for the same selection (every model — ``/v1/health/``,
+``/v1/health/models`` and a batch of ``{}`` share — or one model by name,
+with the same filters, models and providers) with the same
 ``timeout`` and ``use_concurrent`` share one run in flight; ``details`` only
 shapes each answer. So 100 concurrent ``GET /v1/health/`` probe each adapter
 once. Runs live in the app's lifetime nursery, not in any request: a caller
@@ -99,7 +116,9 @@ unhealthy; 400 for a bad parameter, 401 for missing or wrong credentials
 process).
 
 Query parameters (one parser, :func:`parse_check_params`, for every check route;
-the performance route validates all three but only uses ``timeout``):
+the performance route validates them all but only uses ``timeout``):
+``tags`` and ``exclude`` are comma-separated tags (``[A-Za-z0-9_.:-]+``, at
+most 32, spaces around commas allowed);
 ``timeout`` is a plain decimal number of seconds, finite, > 0 and <=
 ``[server] max_timeout``; ``use_concurrent`` and ``details`` take
 true/false/1/0/yes/no in any case, surrounding whitespace allowed. An empty
@@ -120,14 +139,16 @@ response and Quart-Trio's cancel would interrupt the connection's close.
 
 from __future__ import annotations
 
+import difflib
 import functools
+import json
 import logging
 import math
 import re
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 from urllib.parse import quote_from_bytes
@@ -143,12 +164,12 @@ from quart.typing import ResponseTypes
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
-from adapters.base import FailureKind, redact
+from adapters.base import Adapter, FailureKind, redact
 
 from .auth import Access, BearerAuth
-from .config import Config
+from .config import MAX_TAGS, Config, tag_problem
 from .manager import AdapterManager, UnknownModelError
 from .report import HealthReport, HealthStatus, ModelHealthReport, ProbeResult
 from .singleflight import FlightCancelled, SingleFlight
@@ -157,6 +178,7 @@ __all__ = [
     "EXTENSION_KEY",
     "ApiError",
     "CheckParams",
+    "Selection",
     "create_app",
     "get_manager",
     "parse_check_params",
@@ -173,6 +195,7 @@ _ENDPOINTS: Final = (
     "GET /v1/health/models",
     "GET /v1/health/models/<name>",
     "GET /v1/health/performance",
+    "POST /v1/health/batch",
     "GET /livez",
     "GET /readyz",
 )
@@ -185,6 +208,12 @@ _FALSE: Final = frozenset({"false", "0", "no"})
 _NUMBER: Final = re.compile(r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 # Bounds how much of a bad value is echoed back in an error message.
 _MAX_SHOWN: Final = 60
+# The largest POST /v1/health/batch body read.
+_MAX_BATCH_BYTES: Final = 64 * 1024
+_FILTER_ACCEPTED: Final = (
+    f"a comma-separated list of at most {MAX_TAGS} tags (letters, digits and _ . : -), "
+    "e.g. tags=prod,eu"
+)
 # How long shutdown waits for cancelled shared runs to unwind.
 _RUN_UNWIND_SECONDS: Final = 5.0
 
@@ -233,6 +262,9 @@ class CheckParams:
     timeout: float
     use_concurrent: bool
     details: bool
+    #: ``?tags=``: keep adapters having all of these; ``?exclude=``: drop any having one.
+    tags: frozenset[str] = frozenset()
+    exclude: frozenset[str] = frozenset()
 
 
 def _single(args: MultiDict[str, str], name: str, accepted: str) -> str | None:
@@ -277,14 +309,263 @@ def _parse_bool(args: MultiDict[str, str], name: str, default: bool) -> bool:
     )
 
 
+def _parse_tags(args: MultiDict[str, str], name: str) -> frozenset[str]:
+    raw = _single(args, name, _FILTER_ACCEPTED)
+    if raw is None:
+        return frozenset()
+    tags = [part.strip() for part in raw.split(",")]
+    if len(tags) > MAX_TAGS:
+        raise InvalidParameter(
+            name, f"{name} takes at most {MAX_TAGS} tags, got {len(tags)}", _FILTER_ACCEPTED
+        )
+    for tag in tags:
+        if tag_problem(tag) is not None:
+            raise InvalidParameter(
+                name,
+                f"{name} must be {_FILTER_ACCEPTED}; {_shown(tag)} in {_shown(raw)} is not a tag",
+                _FILTER_ACCEPTED,
+            )
+    return frozenset(tags)
+
+
 def parse_check_params(
     args: MultiDict[str, str], config: Config, *, default_timeout: float
 ) -> CheckParams:
-    """Validate ``timeout``, ``use_concurrent`` and ``details``; raise :class:`ApiError` (400)."""
+    """Validate ``timeout``, ``use_concurrent``, ``details``, ``tags`` and ``exclude``.
+
+    Raises :class:`ApiError` (400) naming the parameter.
+    """
     return CheckParams(
         timeout=_parse_timeout(args, default_timeout, config.server.max_timeout),
         use_concurrent=_parse_bool(args, "use_concurrent", config.checks.use_concurrent),
         details=_parse_bool(args, "details", True),
+        tags=_parse_tags(args, "tags"),
+        exclude=_parse_tags(args, "exclude"),
+    )
+
+
+# -- selections ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which adapters a check covers; hashable, so it is part of a single-flight key.
+
+    ``models``/``providers`` are None for "all"; names are kept sorted so the
+    order a client lists them in does not split shared runs.
+    """
+
+    models: tuple[str, ...] | None = None
+    providers: tuple[str, ...] | None = None
+    tags: frozenset[str] = frozenset()
+    exclude: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(
+        cls,
+        params: CheckParams,
+        *,
+        models: Sequence[str] | None = None,
+        providers: Sequence[str] | None = None,
+    ) -> Selection:
+        return cls(
+            models=None if models is None else tuple(sorted(set(models))),
+            providers=None if providers is None else tuple(sorted(set(providers))),
+            tags=params.tags,
+            exclude=params.exclude,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {}
+        if self.models is not None:
+            shown["models"] = list(self.models)
+        if self.providers is not None:
+            shown["providers"] = list(self.providers)
+        shown["tags"] = sorted(self.tags)
+        shown["exclude"] = sorted(self.exclude)
+        return shown
+
+
+def _plan(manager: AdapterManager, selection: Selection) -> dict[str, list[Adapter]]:
+    """The adapters ``selection`` covers (model -> adapters); 404 for unknown names or none."""
+    if selection.models is not None:
+        unknown = [m for m in selection.models if m not in manager.model_adapters]
+        if unknown:
+            listed = ", ".join(_shown(m) for m in unknown[:10])
+            raise ApiError(
+                404,
+                {
+                    "error": "unknown_model",
+                    "message": f"unknown model {listed}; 'available' lists the configured models",
+                    "available": manager.get_available_models(),
+                },
+            )
+    if selection.providers is not None:
+        known = sorted({a.provider for _, a in manager.all_adapters()})
+        unknown = [p for p in selection.providers if p not in known]
+        if unknown:
+            listed = ", ".join(_shown(p) for p in unknown[:10])
+            raise ApiError(
+                404,
+                {
+                    "error": "unknown_provider",
+                    "message": (
+                        f"unknown provider {listed}; 'available' lists the configured providers"
+                    ),
+                    "available": known,
+                },
+            )
+    plan = manager.select(selection.models, selection.providers, selection.tags, selection.exclude)
+    if not plan:
+        raise ApiError(
+            404,
+            {
+                "error": "empty_selection",
+                "message": "no adapter matches this selection; 'selection' shows the filters",
+                "selection": selection.to_dict(),
+            },
+        )
+    return plan
+
+
+# -- the batch body -----------------------------------------------------------------
+
+_BATCH_FIELDS: Final = {
+    "models": 'a non-empty list of model names, e.g. ["gpt-4", "llama3"]',
+    "providers": 'a non-empty list of provider names, e.g. ["openai", "azure"]',
+    "tags": f'a non-empty list of at most {MAX_TAGS} tags (letters, digits and _ . : -), '
+    'e.g. ["prod", "eu"]',
+    "exclude": f'a non-empty list of at most {MAX_TAGS} tags (letters, digits and _ . : -), '
+    'e.g. ["local"]',
+    "timeout": "a number of seconds > 0 and <= [server] max_timeout, e.g. 30",
+    "use_concurrent": "true or false",
+    "details": "true or false",
+}
+_BODY_ACCEPTED: Final = (
+    "a JSON object with any of: " + ", ".join(_BATCH_FIELDS) + f" (at most {_MAX_BATCH_BYTES // 1024} KB)"
+)
+
+
+class InvalidBody(ApiError):
+    def __init__(self, field: str, message: str, accepted: str) -> None:
+        super().__init__(
+            400,
+            {"error": "invalid_body", "field": field, "message": message, "accepted": accepted},
+        )
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"key {key!r} appears twice")
+        result[key] = value
+    return result
+
+
+def _body_names(body: Mapping[str, Any], name: str, *, tags: bool) -> list[str] | None:
+    if name not in body:
+        return None
+    value = body[name]
+    accepted = _BATCH_FIELDS[name]
+    if not isinstance(value, list) or not value:
+        got = "an empty list" if value == [] else _json_type(value)
+        raise InvalidBody(name, f"{name} must be {accepted}, got {got}", accepted)
+    if tags and len(value) > MAX_TAGS:
+        raise InvalidBody(name, f"{name} takes at most {MAX_TAGS} tags, got {len(value)}", accepted)
+    for item in value:
+        bad = (
+            tag_problem(item)
+            if tags
+            else (None if isinstance(item, str) and item else "names must be non-empty strings")
+        )
+        if bad is not None:
+            shown = _shown(item) if isinstance(item, str) else _json_type(item)
+            raise InvalidBody(name, f"{name} must be {accepted}; {shown} is not valid", accepted)
+    return value
+
+
+def _json_type(value: Any) -> str:
+    """``value``'s JSON type with its article, for messages: "a string", "an object", "null"."""
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+             list: "a list", dict: "an object"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def parse_batch_body(
+    raw: bytes, config: Config
+) -> tuple[CheckParams, Sequence[str] | None, Sequence[str] | None]:
+    """Validate a ``POST /v1/health/batch`` body: the options, ``models`` and ``providers``.
+
+    Raises :class:`ApiError` (400 ``invalid_body``) naming the field and the accepted form.
+    """
+    if len(raw) > _MAX_BATCH_BYTES:
+        raise InvalidBody(
+            "body", f"the body is larger than {_MAX_BATCH_BYTES // 1024} KB", _BODY_ACCEPTED
+        )
+    try:
+        body = json.loads(
+            raw.decode("utf-8"), parse_constant=_no_constant, object_pairs_hook=_unique_keys
+        )
+    except (ValueError, RecursionError) as exc:
+        reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "not valid JSON"
+        detail = f" ({exc})" if isinstance(exc, ValueError) and reason != "not UTF-8" else ""
+        raise InvalidBody("body", f"the body is {reason}{detail[:200]}", _BODY_ACCEPTED) from None
+    if not isinstance(body, dict):
+        raise InvalidBody(
+            "body", f"the body must be a JSON object, got {_json_type(body)}", _BODY_ACCEPTED
+        )
+    for key in body:
+        if key not in _BATCH_FIELDS:
+            close = difflib.get_close_matches(key, list(_BATCH_FIELDS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise InvalidBody(key, f"unknown field {_shown(key)}{hint}", _BODY_ACCEPTED)
+
+    maximum = config.server.max_timeout
+    timeout = config.checks.timeout
+    if "timeout" in body:
+        value = body["timeout"]
+        accepted = f"a number of seconds > 0 and <= {maximum:g}, e.g. {min(30, maximum):g}"
+        number = (
+            float(value)
+            if isinstance(value, int | float) and not isinstance(value, bool)
+            and abs(value) < 1e300
+            else math.nan
+        )
+        if not (math.isfinite(number) and 0 < number <= maximum):
+            shown = repr(value) if isinstance(value, int | float) else _json_type(value)
+            raise InvalidBody(
+                "timeout",
+                f"timeout must be a number of seconds > 0 and <= {maximum:g}, got {shown[:60]}",
+                accepted,
+            )
+        timeout = number
+    flags = {"use_concurrent": config.checks.use_concurrent, "details": True}
+    for name in flags:
+        if name in body:
+            if not isinstance(body[name], bool):
+                raise InvalidBody(
+                    name, f"{name} must be true or false, got {_json_type(body[name])}",
+                    _BATCH_FIELDS[name],
+                )
+            flags[name] = body[name]
+    params = CheckParams(
+        timeout=timeout,
+        use_concurrent=flags["use_concurrent"],
+        details=flags["details"],
+        tags=frozenset(_body_names(body, "tags", tags=True) or ()),
+        exclude=frozenset(_body_names(body, "exclude", tags=True) or ()),
+    )
+    return (
+        params,
+        _body_names(body, "models", tags=False),
+        _body_names(body, "providers", tags=False),
     )
 
 
@@ -478,22 +759,30 @@ async def _shared(
         ) from None
 
 
+async def _run_selection(
+    state: _ServiceState, params: CheckParams, selection: Selection
+) -> HealthReport:
+    """One shared run over ``selection`` (the ``/v1/health/`` report shape)."""
+    manager = _ready_manager(state)
+    plan = _plan(manager, selection)
+    work = functools.partial(
+        manager.health_checker.check_all_models_with_timeout,
+        model_names=list(plan),
+        model_adapters=plan,
+        timeout=params.timeout,
+        use_concurrent=params.use_concurrent,
+    )
+    key = ("all", selection, params.timeout, params.use_concurrent)
+    return await _shared(state, state.health_runs, key, work)
+
+
 async def _check_all() -> tuple[HealthReport, CheckParams, Access]:
     state = _state()
     access = _access(state)
     params = parse_check_params(
         request.args, state.config, default_timeout=state.config.checks.timeout
     )
-    manager = _ready_manager(state)
-    work = functools.partial(
-        manager.health_checker.check_all_models_with_timeout,
-        model_names=manager.get_available_models(),
-        model_adapters=manager.model_adapters,
-        timeout=params.timeout,
-        use_concurrent=params.use_concurrent,
-    )
-    key = ("all", params.timeout, params.use_concurrent)
-    report = await _shared(state, state.health_runs, key, work)
+    report = await _run_selection(state, params, Selection.of(params))
     return report, params, access
 
 
@@ -519,7 +808,7 @@ async def health_model(name: str) -> Response:
     )
     manager = _ready_manager(state)
     try:
-        adapters = manager.get_model_adapters(name)
+        manager.get_model_adapters(name)
     except UnknownModelError as exc:
         raise ApiError(
             404,
@@ -529,6 +818,8 @@ async def health_model(name: str) -> Response:
                 "available": exc.available,
             },
         ) from None
+    selection = Selection.of(params, models=[name])
+    adapters = _plan(manager, selection)[name]
     checker = manager.health_checker
     work = functools.partial(
         checker.check_model_health_with_timeout,
@@ -537,8 +828,48 @@ async def health_model(name: str) -> Response:
         params.timeout,
         use_concurrent=params.use_concurrent,
     )
-    key = (name, params.timeout, params.use_concurrent)
+    key = (name, selection, params.timeout, params.use_concurrent)
     report = await _shared(state, state.model_runs, key, work)
+    details = params.details and access is Access.GRANTED
+    return _json(_shape(report.to_dict(details=details), access), _status_code(report.status))
+
+
+async def _read_body(limit: int) -> bytes:
+    """The request body, refusing (400) past ``limit`` bytes without reading it all."""
+    too_large = InvalidBody(
+        "body", f"the body is larger than {limit // 1024} KB", _BODY_ACCEPTED
+    )
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    data = bytearray()
+    try:
+        async for chunk in request.body:
+            data += chunk
+            if len(data) > limit:
+                raise too_large
+    except RequestEntityTooLarge:
+        raise too_large from None
+    return bytes(data)
+
+
+async def health_batch() -> Response:
+    state = _state()
+    access = _access(state)
+    if request.mimetype != "application/json":
+        shown = _shown(request.content_type) if request.content_type else "none"
+        raise ApiError(
+            415,
+            {
+                "error": "unsupported_media_type",
+                "message": f"the body must be JSON (Content-Type: application/json), got {shown}",
+                "accepted": "application/json",
+            },
+        )
+    params, models, providers = parse_batch_body(
+        await _read_body(_MAX_BATCH_BYTES), state.config
+    )
+    selection = Selection.of(params, models=models, providers=providers)
+    report = await _run_selection(state, params, selection)
     details = params.details and access is Access.GRANTED
     return _json(_shape(report.to_dict(details=details), access), _status_code(report.status))
 
@@ -780,6 +1111,7 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
         ("/v1/health/models", "health_models", health_models),
         ("/v1/health/models/<path:name>", "health_model", health_model),
         ("/v1/health/performance", "health_performance", health_performance),
+        ("/v1/health/batch", "health_batch", health_batch),
         ("/livez", "livez", livez),
         ("/readyz", "readyz", readyz),
     ]
@@ -792,7 +1124,7 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
             rule,
             endpoint,
             view,
-            methods=["GET"],
+            methods=["POST"] if view is health_batch else ["GET"],
             strict_slashes=False,
             provide_automatic_options=False,
         )

@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from adapters import ADAPTER_TYPES
@@ -26,6 +26,8 @@ from adapters.base import DEFAULT_MAX_BODY_BYTES, Secret
 from .checker import CheckerSettings
 
 __all__ = [
+    "MAX_TAGS",
+    "TAG_PATTERN",
     "ChecksConfig",
     "Config",
     "ConfigError",
@@ -35,9 +37,29 @@ __all__ = [
     "dump_toml",
     "load_config",
     "parse_config",
+    "tag_problem",
 ]
 
 PROBES = ("models", "completion")
+
+#: A tag: letters, digits and ``_ . : -`` (Kubernetes-label-like), non-empty.
+TAG_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:-]+")
+#: At most this many tags on one model or provider entry (and in one filter).
+MAX_TAGS: Final = 32
+TAG_ACCEPTED: Final = (
+    f"a list of at most {MAX_TAGS} distinct non-empty strings of letters, digits and _ . : -, "
+    'e.g. ["prod", "eu"]'
+)
+
+
+def tag_problem(tag: object) -> str | None:
+    """Why ``tag`` is not a valid tag, or None when it is (config and filters share it)."""
+    if not isinstance(tag, str):
+        return f"a tag must be a string, got {type(tag).__name__}"
+    if not TAG_PATTERN.fullmatch(tag):
+        shown = tag if len(tag) <= 40 else tag[:40] + "..."
+        return f"{shown!r} is not a valid tag (letters, digits and _ . : - only, non-empty)"
+    return None
 
 
 class ConfigError(ValueError):
@@ -123,12 +145,19 @@ class ProviderConfig:
     options: Mapping[str, str] = field(default_factory=dict)  # deployment, api_version, ...
     min_interval: float | None = None  # overrides [checks] min_interval for this entry
     max_concurrent: int | None = None  # cap on this provider name's probes in flight
+    # This entry's own tags; its effective tags add its model's (see effective_tags).
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
     name: str
     providers: tuple[ProviderConfig, ...]
+    tags: tuple[str, ...] = ()
+
+    def effective_tags(self, provider: ProviderConfig) -> tuple[str, ...]:
+        """A provider's tags: this model's, then the provider's own (each once)."""
+        return tuple(dict.fromkeys((*self.tags, *provider.tags)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +218,7 @@ _PROVIDER_KEYS = {
     "verify_model",
     "min_interval",
     "max_concurrent",
+    "tags",
     # provider-specific
     "deployment",
     "api_version",
@@ -239,6 +269,29 @@ class _Validator:
             self.problem(f"{path}.{key}", f"must be {_type_name(expected)}, got {shown}")
             return None
         return value
+
+    def tags(self, table: Mapping[str, Any], path: str) -> tuple[str, ...] | None:
+        """``tags = [...]``: () when absent, None (reported) when invalid."""
+        if "tags" not in table:
+            return ()
+        value = table["tags"]
+        path = f"{path}.tags"
+        if not isinstance(value, list):
+            self.problem(path, f"must be {TAG_ACCEPTED}, got a {type(value).__name__}")
+            return None
+        if len(value) > MAX_TAGS:
+            self.problem(path, f"at most {MAX_TAGS} tags, got {len(value)}")
+            return None
+        for tag in value:
+            problem = tag_problem(tag)
+            if problem is not None:
+                self.problem(path, f"{problem}; expected {TAG_ACCEPTED}")
+                return None
+        duplicates = sorted({t for t in value if value.count(t) > 1})
+        if duplicates:
+            self.problem(path, f"duplicate tag(s) {', '.join(map(repr, duplicates))}; list each once")
+            return None
+        return tuple(value)
 
     def seconds(self, value: Any, path: str, *, zero_ok: bool = False) -> float | None:
         if value is None:
@@ -352,7 +405,7 @@ class _Validator:
         result = []
         for i, model in enumerate(models):
             path = f"models[{i}]"
-            self.unknown_keys(model, {"name", "providers"}, path)
+            self.unknown_keys(model, {"name", "providers", "tags"}, path)
             name = model.get("name")
             if not isinstance(name, str) or not name.strip():
                 self.problem(f"{path}.name", "required: a non-empty string, e.g. name = \"gpt-4\"")
@@ -361,7 +414,10 @@ class _Validator:
             if name in seen:
                 self.problem(f"{path}.name", f"duplicate model name {name!r}")
             seen.add(name)
-            result.append(ModelConfig(name, self.providers(model, name, path)))
+            tags = self.tags(model, path)
+            providers = self.providers(model, name, path)
+            if tags is not None:
+                result.append(ModelConfig(name, providers, tags))
         return tuple(result)
 
     def providers(
@@ -397,9 +453,11 @@ class _Validator:
     ) -> ProviderConfig | None:
         self.unknown_keys(table, _PROVIDER_KEYS, path)
         before = len(self.problems)
-        for key in _PROVIDER_KEYS - {"timeout", "verify_model", "min_interval", "max_concurrent"}:
+        non_strings = {"timeout", "verify_model", "min_interval", "max_concurrent", "tags"}
+        for key in _PROVIDER_KEYS - non_strings:
             if key in table:
                 self.typed(table, key, str, path)
+        tags = self.tags(table, path)
         if "timeout" in table and self.typed(table, "timeout", (int, float), path) is not None:
             self.seconds(table["timeout"], f"{path}.timeout")
         if (
@@ -418,7 +476,7 @@ class _Validator:
             )
         if "verify_model" in table:
             self.typed(table, "verify_model", bool, path)
-        if len(self.problems) > before:
+        if len(self.problems) > before or tags is None:
             return None
 
         name = table.get("name")
@@ -474,6 +532,7 @@ class _Validator:
             options=options,
             min_interval=float(table["min_interval"]) if "min_interval" in table else None,
             max_concurrent=table.get("max_concurrent"),
+            tags=tags,
         )
 
     def provider_policies(
@@ -588,6 +647,8 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to a config file")
 
 
@@ -604,6 +665,8 @@ def dump_toml(document: Mapping[str, Any]) -> str:
             lines += [f"{k} = {_toml_value(v)}" for k, v in document[section].items()]
     for model in document.get("models", ()):
         lines += ["", "[[models]]", f"name = {_toml_value(model['name'])}"]
+        if "tags" in model:
+            lines.append(f"tags = {_toml_value(model['tags'])}")
         for provider in model.get("providers", ()):
             lines += ["", "  [[models.providers]]"]
             lines += [f"  {k} = {_toml_value(v)}" for k, v in provider.items() if v is not None]

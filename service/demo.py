@@ -3,7 +3,9 @@
 ``router-health demo`` and ``router-health check`` (without ``--config``) run
 against this, so the project works on a fresh machine with no keys and no
 network: eight providers of seven wire formats with realistic latencies, one
-answering 503 and one that never answers (to show a timeout).
+answering 503 and one that never answers (to show a timeout). Providers are
+tagged ``local`` (self-hosted: ollama, vLLM) or ``cloud`` (the rest), so the
+``?tags=``/``?exclude=`` filters have something to select.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import trio
 from .config import Config, parse_config
 from .simulator import Simulator, demo_providers
 
-__all__ = ["DEMO_CHECKS", "DEMO_MODELS", "demo_config", "start_demo_upstream"]
+__all__ = ["DEMO_CHECKS", "DEMO_LOCAL", "DEMO_MODELS", "demo_config", "start_demo_upstream"]
 
 #: Short budgets so the hanging provider costs a check ~2 s (1 s, then a 1 s
 #: re-check), not the seed's 16, while a sequential pass (~3.5 s) still fits.
@@ -35,6 +37,10 @@ DEMO_MODELS: dict[str, list[tuple[str, str]]] = {
 }
 
 
+#: Simulated providers that stand for self-hosted servers; the others are tagged "cloud".
+DEMO_LOCAL: frozenset[str] = frozenset({"ollama", "slow-vllm"})
+
+
 def demo_config_dict(simulator: Simulator) -> dict[str, Any]:
     entries = {entry["name"]: entry for entry in simulator.provider_entries()}
     models = []
@@ -43,6 +49,7 @@ def demo_config_dict(simulator: Simulator) -> dict[str, Any]:
         for provider, upstream_model in providers:
             table = {k: v for k, v in entries[provider].items() if v is not None}
             table["model"] = upstream_model
+            table["tags"] = ["local" if provider in DEMO_LOCAL else "cloud"]
             tables.append(table)
         models.append({"name": model, "providers": tables})
     return {"checks": dict(DEMO_CHECKS), "models": models}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import ssl
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from types import TracebackType
 from typing import Final, Self
 from urllib.parse import urlsplit
@@ -19,7 +19,7 @@ from adapters.custom import SyncCallableAdapter
 from adapters.transport import ConnectionBudget, HttpConnection, HttpxTransport, ProbeTransport
 
 from .checker import HealthChecker
-from .config import Config, ProviderConfig
+from .config import Config, ProviderConfig, tag_problem
 
 __all__ = ["AdapterManager", "UnknownModelError", "socket_budget"]
 
@@ -86,6 +86,12 @@ class AdapterManager:
             ]
             for model in config.models
         }
+        # (model, provider) -> the adapter's effective tags (its model's and its own).
+        self.adapter_tags: dict[tuple[str, str], frozenset[str]] = {
+            (model.name, p.name): frozenset(model.effective_tags(p))
+            for model in config.models
+            for p in model.providers
+        }
         self.sync_limiter = trio.CapacityLimiter(config.checks.sync_threads)
         self._clients: list[ProbeTransport] = []
         self.connection_budget: ConnectionBudget | None = None
@@ -120,13 +126,57 @@ class AdapterManager:
     def is_open(self) -> bool:
         return self._open
 
-    def register_adapter(self, model_name: str, adapter: Adapter) -> None:
-        """Add an adapter of your own (see ``adapters.custom``) to a model, new or existing."""
+    def select(
+        self,
+        models: Collection[str] | None = None,
+        providers: Collection[str] | None = None,
+        tags: Iterable[str] = (),
+        exclude: Iterable[str] = (),
+    ) -> dict[str, list[Adapter]]:
+        """The plan for a selection: model -> its adapters that match, in config order.
+
+        ``models``/``providers`` (None = all) restrict by name; an adapter is
+        kept when its effective tags include *all* of ``tags`` and *none* of
+        ``exclude``. Models left without adapters are left out. Raises
+        :class:`UnknownModelError` for a model name that is not configured.
+        """
+        if models is not None:
+            for name in models:
+                if name not in self.model_adapters:
+                    raise UnknownModelError(name, list(self.model_adapters))
+        wanted, unwanted = frozenset(tags), frozenset(exclude)
+        plan: dict[str, list[Adapter]] = {}
+        for model, adapters in self.model_adapters.items():
+            if models is not None and model not in models:
+                continue
+            kept = [
+                a
+                for a in adapters
+                if (providers is None or a.provider in providers)
+                and wanted <= (own := self.adapter_tags.get((model, a.provider), frozenset()))
+                and not unwanted & own
+            ]
+            if kept:
+                plan[model] = kept
+        return plan
+
+    def register_adapter(
+        self, model_name: str, adapter: Adapter, *, tags: Iterable[str] = ()
+    ) -> None:
+        """Add an adapter of your own (see ``adapters.custom``) to a model, new or existing.
+
+        ``tags`` are its effective tags for :meth:`select` (the filters).
+        """
         if not isinstance(adapter, Adapter):
             raise TypeError(
                 f"{adapter!r} is not an adapter: it needs `provider`, `adapter_name` "
                 "and `async def check_health()`"
             )
+        tags = frozenset(tags)
+        for tag in sorted(tags):
+            problem = tag_problem(tag)
+            if problem is not None:
+                raise ValueError(problem)
         adapters = self.model_adapters.setdefault(model_name, [])
         if any(a.provider == adapter.provider for a in adapters):
             raise ValueError(
@@ -137,6 +187,7 @@ class AdapterManager:
         if isinstance(adapter, HttpAdapter) and self._open:
             adapter.bind_client(self._new_client(adapter))
         adapters.append(adapter)
+        self.adapter_tags[(model_name, adapter.provider)] = tags
 
     # -- lifetime ----------------------------------------------------------------
 

@@ -37,9 +37,10 @@ import trio
 import trio.testing
 
 from service.app import EXTENSION_KEY
+from service.config import dump_toml
 from service.simulator import Behavior, SimProvider, Simulator
 from tests.test_app_e2e import GUARD, PROVIDERS, Service, running_service
-from tests.test_cli import ROUTER_HEALTH, toml
+from tests.test_cli import ROUTER_HEALTH
 
 SEED = 20241130
 SOAK_REQUESTS = 200
@@ -324,14 +325,15 @@ async def test_graceful_shutdown_under_load_ends_within_the_grace_period() -> No
 
 
 def serve_config(path: Path, sim: Simulator, grace: float) -> Path:
-    lines = [
-        "[checks]", "timeout = 60", "model_timeout = 60", "adapter_timeout = 60",
-        "[server]", f"shutdown_grace = {grace}",
-    ]
-    for entry in sim.provider_entries():
-        lines += ["[[models]]", f"name = {toml(entry['name'] + '-model')}", "[[models.providers]]"]
-        lines += [f"{k} = {toml(v)}" for k, v in entry.items()]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    document = {
+        "checks": {"timeout": 60, "model_timeout": 60, "adapter_timeout": 60},
+        "server": {"shutdown_grace": grace},
+        "models": [
+            {"name": entry["name"] + "-model", "providers": [entry]}
+            for entry in sim.provider_entries()
+        ],
+    }
+    path.write_text(dump_toml(document), encoding="utf-8")
     return path
 
 

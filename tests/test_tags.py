@@ -1,0 +1,409 @@
+"""Tags: in the config, in ``AdapterManager.select`` and as ``?tags=``/``?exclude=`` filters.
+
+In-memory adapters through Quart's test client, as in ``tests/test_app.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from quart_trio import QuartTrio
+from werkzeug.datastructures import MultiDict
+
+from adapters import Adapter
+from service import AdapterManager, ConfigError, load_config, parse_config
+from service.app import EXTENSION_KEY, ApiError, CheckParams, create_app, parse_check_params
+from service.config import dump_toml
+from tests.test_app import Probe, adapter, get_json, make_config, serving
+
+# -- config ----------------------------------------------------------------------------
+
+TAGGED = """
+[[models]]
+name = "gpt-4"
+tags = ["prod", "eu"]
+
+  [[models.providers]]
+  name = "openai"
+  type = "openai-compatible"
+  base_url = "http://127.0.0.1:9"
+  tags = ["cloud", "eu"]
+
+  [[models.providers]]
+  name = "local"
+  type = "ollama"
+  base_url = "http://127.0.0.1:9"
+
+[[models]]
+name = "llama3"
+
+  [[models.providers]]
+  name = "local"
+  type = "ollama"
+  base_url = "http://127.0.0.1:9"
+  tags = ["local", "gpu:a100"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tags.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_tags_load_as_tuples_and_a_provider_adds_its_models_tags(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, TAGGED), env={})
+    gpt4, llama = config.models
+    assert gpt4.tags == ("prod", "eu")
+    assert [p.tags for p in gpt4.providers] == [("cloud", "eu"), ()]
+    assert gpt4.effective_tags(gpt4.providers[0]) == ("prod", "eu", "cloud")
+    assert gpt4.effective_tags(gpt4.providers[1]) == ("prod", "eu")
+    assert llama.tags == ()
+    assert llama.effective_tags(llama.providers[0]) == ("local", "gpu:a100")
+
+
+def test_tags_are_optional_and_default_to_empty(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, TAGGED.replace('tags = ["prod", "eu"]\n', "")), env={})
+    assert config.models[0].tags == ()
+
+
+def test_tags_survive_dump_toml(tmp_path: Path) -> None:
+    document: dict[str, Any] = {
+        "models": [
+            {
+                "name": "gpt-4",
+                "tags": ["prod"],
+                "providers": [
+                    {
+                        "name": "openai",
+                        "type": "openai-compatible",
+                        "base_url": "http://127.0.0.1:9",
+                        "tags": ["cloud", "eu"],
+                    }
+                ],
+            }
+        ]
+    }
+    config = load_config(write(tmp_path, dump_toml(document)), env={})
+    assert config == parse_config(document, source=str(tmp_path / "tags.toml"), env={})
+    assert config.models[0].tags == ("prod",)
+    assert config.models[0].providers[0].tags == ("cloud", "eu")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('"prod"', "must be a list of at most 32 distinct non-empty strings"),
+        ('[""]', "'' is not a valid tag"),
+        ('["has space"]', "'has space' is not a valid tag"),
+        ('["é"]', "'é' is not a valid tag"),
+        ("[1]", "a tag must be a string, got int"),
+        ('["a", "a"]', "duplicate tag(s) 'a'; list each once"),
+        ("[" + ", ".join(f'"t{i}"' for i in range(33)) + "]", "at most 32 tags, got 33"),
+    ],
+)
+@pytest.mark.parametrize("where", ["model", "provider"])
+def test_bad_tags_get_one_line_with_the_file_the_key_path_and_the_rule(
+    tmp_path: Path, value: str, expected: str, where: str
+) -> None:
+    if where == "model":
+        text = TAGGED.replace('tags = ["prod", "eu"]', f"tags = {value}")
+        path = "models[0] (gpt-4).tags"
+    else:
+        text = TAGGED.replace('tags = ["cloud", "eu"]', f"tags = {value}")
+        path = "models[0] (gpt-4).providers[0].tags"
+    file = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(file, env={})
+    lines = str(info.value).splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{file}: {path}: ")
+    assert expected in lines[0]
+
+
+# -- AdapterManager.select -------------------------------------------------------------
+
+
+def manager_for(tmp_path: Path) -> AdapterManager:
+    return AdapterManager(load_config(write(tmp_path, TAGGED), env={}))
+
+
+def names(plan: Mapping[str, Sequence[Adapter]]) -> dict[str, list[str]]:
+    return {model: [a.provider for a in adapters] for model, adapters in plan.items()}
+
+
+def test_select_everything_by_default(tmp_path: Path) -> None:
+    manager = manager_for(tmp_path)
+    assert names(manager.select()) == {"gpt-4": ["openai", "local"], "llama3": ["local"]}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        # tags: ALL of them, the model's tags counting for each of its providers
+        ({"tags": ["eu"]}, {"gpt-4": ["openai", "local"]}),
+        ({"tags": ["eu", "cloud"]}, {"gpt-4": ["openai"]}),
+        ({"tags": ["prod", "local"]}, {}),
+        ({"tags": ["gpu:a100"]}, {"llama3": ["local"]}),
+        # exclude: ANY of them
+        ({"exclude": ["cloud"]}, {"gpt-4": ["local"], "llama3": ["local"]}),
+        ({"exclude": ["cloud", "gpu:a100"]}, {"gpt-4": ["local"]}),
+        ({"exclude": ["prod"]}, {"llama3": ["local"]}),
+        # both
+        ({"tags": ["eu"], "exclude": ["cloud"]}, {"gpt-4": ["local"]}),
+        # names
+        ({"models": ["llama3"]}, {"llama3": ["local"]}),
+        ({"providers": ["local"]}, {"gpt-4": ["local"], "llama3": ["local"]}),
+        ({"models": ["gpt-4"], "providers": ["openai"]}, {"gpt-4": ["openai"]}),
+        ({"models": ["llama3"], "providers": ["openai"]}, {}),
+        ({"models": ["llama3", "gpt-4"], "tags": ["local"]}, {"llama3": ["local"]}),
+        ({"providers": ["nobody"]}, {}),
+    ],
+)
+def test_select_semantics(
+    tmp_path: Path, kwargs: dict[str, Any], expected: dict[str, list[str]]
+) -> None:
+    assert names(manager_for(tmp_path).select(**kwargs)) == expected
+
+
+def test_select_keeps_the_config_order_and_the_adapter_objects(tmp_path: Path) -> None:
+    manager = manager_for(tmp_path)
+    plan = manager.select(models=["llama3", "gpt-4"])
+    assert list(plan) == ["gpt-4", "llama3"]
+    assert plan["gpt-4"][0] is manager.model_adapters["gpt-4"][0]
+
+
+def test_select_an_unknown_model_raises_listing_the_configured_ones(tmp_path: Path) -> None:
+    with pytest.raises(KeyError) as info:
+        manager_for(tmp_path).select(models=["gpt-5"])
+    assert "configured models: gpt-4, llama3" in str(info.value)
+
+
+def test_registered_adapters_carry_their_tags_and_bad_ones_are_refused(tmp_path: Path) -> None:
+    manager = manager_for(tmp_path)
+    manager.register_adapter("mine", adapter("custom", Probe()), tags=["local", "custom"])
+    assert names(manager.select(tags=["custom"])) == {"mine": ["custom"]}
+    with pytest.raises(ValueError, match="not a valid tag"):
+        manager.register_adapter("mine", adapter("other", Probe()), tags=["no spaces"])
+    assert [a.provider for a in manager.model_adapters["mine"]] == ["custom"]
+
+
+# -- ?tags= and ?exclude= on the GET routes ----------------------------------------------
+
+
+def tagged_app(
+    fleet: Mapping[str, Sequence[tuple[str, Probe, Sequence[str]]]],
+    *,
+    server: Mapping[str, Any] | None = None,
+) -> QuartTrio:
+    """An app over ``fleet``: model -> [(provider, probe, effective tags)]."""
+    config = make_config(server=server)
+    manager = AdapterManager(config)
+    manager.model_adapters.clear()
+    for model, entries in fleet.items():
+        for provider, probe, tags in entries:
+            manager.register_adapter(model, adapter(provider, probe), tags=tags)
+    return create_app(config, manager=manager)
+
+
+class Fleet:
+    """gpt-4: openai (cloud, eu), ollama (local, eu); llama3: ollama (local); claude: down."""
+
+    def __init__(self) -> None:
+        self.openai, self.ollama, self.llama, self.claude = Probe(), Probe(), Probe(), Probe([False])
+        self.app = tagged_app(
+            {
+                "gpt-4": [
+                    ("openai", self.openai, ["cloud", "eu"]),
+                    ("ollama", self.ollama, ["local", "eu"]),
+                ],
+                "llama3": [("ollama", self.llama, ["local"])],
+                "claude": [("anthropic", self.claude, ["cloud", "us"])],
+            }
+        )
+
+    def calls(self) -> list[int]:
+        return [p.calls for p in (self.openai, self.ollama, self.llama, self.claude)]
+
+
+async def test_tags_keep_adapters_having_all_of_them_and_only_those_are_probed() -> None:
+    fleet = Fleet()
+    async with serving(fleet.app) as client:
+        status, body = await get_json(client, "/v1/health/?tags=eu,cloud")
+    assert status == 200
+    assert body["models"] == {
+        "gpt-4": {
+            "status": "healthy",
+            "providers": {"openai": "healthy"},
+            "healthy_providers": 1,
+            "total_providers": 1,
+        }
+    }
+    assert (body["healthy_models"], body["total_models"]) == (1, 1)
+    assert list(body["details"]) == ["gpt-4"]
+    assert fleet.calls() == [1, 0, 0, 0]
+
+
+async def test_exclude_drops_adapters_having_any_of_them() -> None:
+    fleet = Fleet()
+    async with serving(fleet.app) as client:
+        status, body = await get_json(client, "/v1/health/?exclude=us,eu")
+    assert status == 200
+    assert {m: list(r["providers"]) for m, r in body["models"].items()} == {"llama3": ["ollama"]}
+    assert fleet.calls() == [0, 0, 1, 0]
+
+
+async def test_tags_and_exclude_combine_and_the_status_code_follows_the_subset() -> None:
+    fleet = Fleet()
+    async with serving(fleet.app) as client:
+        status, body = await get_json(client, "/v1/health/?tags=cloud&exclude=eu")
+        assert status == 503  # only claude is left, and it is down
+        assert list(body["models"]) == ["claude"]
+        status, body = await get_json(client, "/v1/health/?tags=local&exclude=cloud")
+        assert status == 200
+        assert {m: list(r["providers"]) for m, r in body["models"].items()} == {
+            "gpt-4": ["ollama"],
+            "llama3": ["ollama"],
+        }
+        status, body = await get_json(client, "/v1/health/")  # no filter: everything
+        assert status == 200 and body["total_models"] == 3 and body["status"] == "degraded"
+
+
+async def test_the_models_route_filters_the_same_way() -> None:
+    fleet = Fleet()
+    async with serving(fleet.app) as client:
+        status, body = await get_json(client, "/v1/health/models?tags=local&details=false")
+    assert status == 200
+    assert [(m["model"], list(m["providers"])) for m in body["models"]] == [
+        ("gpt-4", ["ollama"]),
+        ("llama3", ["ollama"]),
+    ]
+    assert body["total_models"] == 2
+
+
+async def test_the_one_model_route_filters_its_providers() -> None:
+    fleet = Fleet()
+    async with serving(fleet.app) as client:
+        status, body = await get_json(client, "/v1/health/models/gpt-4?exclude=local")
+        assert status == 200
+        assert body["providers"] == {"openai": "healthy"}
+        assert list(body["details"]) == ["openai"]
+        status, body = await get_json(client, "/v1/health/models/claude?tags=local")
+        assert status == 404
+        assert body["error"] == "empty_selection"
+        assert body["selection"] == {"models": ["claude"], "tags": ["local"], "exclude": []}
+        status, body = await get_json(client, "/v1/health/models/gpt-5?tags=local")
+        assert status == 404 and body["error"] == "unknown_model"
+    assert fleet.calls() == [1, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/health/", "/v1/health/models", "/v1/health/models/gpt-4"]
+)
+async def test_nothing_left_is_a_404_naming_the_filters_and_probes_nothing(path: str) -> None:
+    fleet = Fleet()
+    async with serving(fleet.app) as client:
+        status, body = await get_json(client, f"{path}?tags=eu&exclude=cloud,local")
+    assert status == 404
+    assert body["error"] == "empty_selection"
+    assert body["selection"]["tags"] == ["eu"]
+    assert body["selection"]["exclude"] == ["cloud", "local"]
+    assert "message" in body
+    assert fleet.calls() == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("tags=", "tags"),
+        ("tags=eu,", "tags"),
+        ("tags=a%20b", "tags"),
+        ("exclude=%C3%A9", "exclude"),
+        ("exclude=a;b", "exclude"),
+        ("tags=eu&tags=cloud", "tags"),
+        ("tags=" + ",".join(f"t{i}" for i in range(33)), "tags"),
+    ],
+)
+@pytest.mark.parametrize(
+    "path", ["/v1/health/", "/v1/health/models", "/v1/health/models/gpt-4"]
+)
+async def test_bad_filter_values_are_400_naming_the_parameter(
+    path: str, query: str, parameter: str
+) -> None:
+    fleet = Fleet()
+    async with serving(fleet.app) as client:
+        status, body = await get_json(client, f"{path}?{query}")
+    assert status == 400
+    assert body["error"] == "invalid_parameter"
+    assert body["parameter"] == parameter
+    assert "comma-separated list" in body["accepted"]
+    assert fleet.calls() == [0, 0, 0, 0]
+
+
+def test_the_parser_reads_filters_trimming_spaces() -> None:
+    config = make_config()
+    params = parse_check_params(
+        MultiDict({"tags": " eu , cloud", "exclude": "gpu:a100"}), config, default_timeout=5
+    )
+    assert params == CheckParams(
+        timeout=5,
+        use_concurrent=True,
+        details=True,
+        tags=frozenset({"eu", "cloud"}),
+        exclude=frozenset({"gpu:a100"}),
+    )
+    with pytest.raises(ApiError) as info:
+        parse_check_params(MultiDict({"exclude": "a b"}), config, default_timeout=5)
+    assert info.value.status == 400
+
+
+# -- single-flight keys ------------------------------------------------------------------
+
+
+async def test_different_filters_never_share_a_run_and_identical_ones_do() -> None:
+    gate = trio.Event()
+    openai, ollama = Probe(gate=gate), Probe(gate=gate)
+    app = tagged_app(
+        {"gpt-4": [("openai", openai, ["cloud"]), ("ollama", ollama, ["local"])]}
+    )
+    answers: dict[str, list[dict[str, Any]]] = {}
+
+    async def call(query: str) -> None:
+        _, body = await get_json(client, f"/v1/health/?{query}")
+        answers.setdefault(query, []).append(body)
+
+    queries = ["tags=cloud", "tags=cloud", "exclude=local", "tags=local", "tags=cloud,local"]
+    async with serving(app) as client, trio.open_nursery() as nursery:
+        for query in queries:
+            nursery.start_soon(call, query)
+        await trio.testing.wait_all_tasks_blocked()
+        stats = app.extensions[EXTENSION_KEY].health_runs.statistics()
+        # tags=cloud twice: one run; exclude=local selects the same adapters
+        # but is another filter, so another run; tags=cloud,local is empty.
+        assert (stats.runs_started, stats.callers_joined) == (3, 1)
+        gate.set()
+    assert openai.calls == 2 and ollama.calls == 1
+    assert answers["tags=cloud"][0] == answers["tags=cloud"][1]
+    assert list(answers["tags=local"][0]["models"]["gpt-4"]["providers"]) == ["ollama"]
+    assert answers["tags=cloud,local"][0]["error"] == "empty_selection"
+
+
+async def test_the_one_model_route_keys_its_runs_by_filter_too() -> None:
+    gate = trio.Event()
+    openai, ollama = Probe(gate=gate), Probe(gate=gate)
+    app = tagged_app(
+        {"gpt-4": [("openai", openai, ["cloud"]), ("ollama", ollama, ["local"])]}
+    )
+    async with serving(app) as client, trio.open_nursery() as nursery:
+        for query in ["tags=cloud", "tags=cloud", "tags=local", ""]:
+            nursery.start_soon(get_json, client, f"/v1/health/models/gpt-4?{query}")
+        await trio.testing.wait_all_tasks_blocked()
+        stats = app.extensions[EXTENSION_KEY].model_runs.statistics()
+        assert (stats.runs_started, stats.callers_joined) == (3, 1)
+        gate.set()
+    assert (openai.calls, ollama.calls) == (2, 2)
