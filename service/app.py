@@ -69,6 +69,22 @@ with ``available``; a bad body: 400 ``{"error": "invalid_body", "field",
     serves ``min_interval`` results: a measurement must measure). With auth
     on, it needs the token (401 otherwise).
 
+``GET /v1/health/history?model=&provider=``
+    With background checks on: ``{"adapters": [{"model", "provider", "status",
+    "history": [{"checked_at", "status", "latency_ms", "failure"}, ...]}]}``,
+    the last 50 results per selected adapter (``status`` is the reported one,
+    null before the first result). 404 ``unknown_model`` / ``unknown_provider``
+    / ``empty_selection`` for filters that match nothing; 404
+    ``background_checks_off`` when background checks are off. With auth on,
+    it needs the token.
+
+Background checks (``[checks] interval`` > 0, :mod:`service.background`):
+the check routes answer from the live state (:mod:`service.state`) when
+every selected adapter's latest result is younger than its ``max_age``,
+marked ``"source": "background"`` (details carry ``cached``/``age_s``), and
+run live otherwise, marked ``"source": "live"``; ``?fresh=true`` (batch:
+``"fresh": true``) always runs live. Live results feed the state.
+
 ``GET /livez``
     ``{"status": "ok"}``; no upstream calls, always fast.
 
@@ -139,6 +155,7 @@ response and Quart-Trio's cancel would interrupt the connection's close.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import json
@@ -169,10 +186,12 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTo
 from adapters.base import Adapter, FailureKind, redact
 
 from .auth import Access, BearerAuth
+from .background import BackgroundChecker
 from .config import MAX_TAGS, Config, tag_problem
 from .manager import AdapterManager, UnknownModelError
 from .report import HealthReport, HealthStatus, ModelHealthReport, ProbeResult
 from .singleflight import FlightCancelled, SingleFlight
+from .state import HealthState
 
 __all__ = [
     "EXTENSION_KEY",
@@ -180,6 +199,7 @@ __all__ = [
     "CheckParams",
     "Selection",
     "create_app",
+    "get_health_state",
     "get_manager",
     "parse_check_params",
     "serve",
@@ -195,6 +215,7 @@ _ENDPOINTS: Final = (
     "GET /v1/health/models",
     "GET /v1/health/models/<name>",
     "GET /v1/health/performance",
+    "GET /v1/health/history",
     "POST /v1/health/batch",
     "GET /livez",
     "GET /readyz",
@@ -265,6 +286,8 @@ class CheckParams:
     #: ``?tags=``: keep adapters having all of these; ``?exclude=``: drop any having one.
     tags: frozenset[str] = frozenset()
     exclude: frozenset[str] = frozenset()
+    #: ``?fresh=true``: probe now even when background checks have a fresh result.
+    fresh: bool = False
 
 
 def _single(args: MultiDict[str, str], name: str, accepted: str) -> str | None:
@@ -341,6 +364,7 @@ def parse_check_params(
         details=_parse_bool(args, "details", True),
         tags=_parse_tags(args, "tags"),
         exclude=_parse_tags(args, "exclude"),
+        fresh=_parse_bool(args, "fresh", False),
     )
 
 
@@ -440,6 +464,7 @@ _BATCH_FIELDS: Final = {
     "timeout": "a number of seconds > 0 and <= [server] max_timeout, e.g. 30",
     "use_concurrent": "true or false",
     "details": "true or false",
+    "fresh": "true or false",
 }
 _BODY_ACCEPTED: Final = (
     "a JSON object with any of: " + ", ".join(_BATCH_FIELDS) + f" (at most {_MAX_BATCH_BYTES // 1024} KB)"
@@ -546,7 +571,7 @@ def parse_batch_body(
                 accepted,
             )
         timeout = number
-    flags = {"use_concurrent": config.checks.use_concurrent, "details": True}
+    flags = {"use_concurrent": config.checks.use_concurrent, "details": True, "fresh": False}
     for name in flags:
         if name in body:
             if not isinstance(body[name], bool):
@@ -561,6 +586,7 @@ def parse_batch_body(
         details=flags["details"],
         tags=frozenset(_body_names(body, "tags", tags=True) or ()),
         exclude=frozenset(_body_names(body, "exclude", tags=True) or ()),
+        fresh=flags["fresh"],
     )
     return (
         params,
@@ -593,6 +619,10 @@ class _ServiceState:
     performance: SingleFlight[Hashable, dict[str, Any]] = field(
         default_factory=lambda: SingleFlight("performance measurement")
     )
+    # With background checks on (some adapter's ``interval`` > 0): the live
+    # state, and the checker feeding it while the app serves.
+    health: HealthState | None = None
+    background: BackgroundChecker | None = None
 
     def flights(self) -> list[SingleFlight[Hashable, Any]]:
         return [self.health_runs, self.model_runs, self.performance]
@@ -617,6 +647,11 @@ def _state_of(app: Quart) -> _ServiceState:
 
 def _state() -> _ServiceState:
     return _state_of(current_app)
+
+
+def get_health_state(app: Quart) -> HealthState | None:
+    """The live :class:`HealthState` of an app with background checks on, else None."""
+    return _state_of(app).health
 
 
 def get_manager(app: Quart) -> AdapterManager:
@@ -765,15 +800,24 @@ async def _run_selection(
     """One shared run over ``selection`` (the ``/v1/health/`` report shape)."""
     manager = _ready_manager(state)
     plan = _plan(manager, selection)
+    health = state.health
+    if health is not None and not params.fresh:
+        served = health.report(plan, timeout=params.timeout, concurrent=params.use_concurrent)
+        if served is not None:
+            return served
     work = functools.partial(
         manager.health_checker.check_all_models_with_timeout,
         model_names=list(plan),
         model_adapters=plan,
         timeout=params.timeout,
         use_concurrent=params.use_concurrent,
+        on_result=None if health is None else health.record,
     )
     key = ("all", selection, params.timeout, params.use_concurrent)
-    return await _shared(state, state.health_runs, key, work)
+    report = await _shared(state, state.health_runs, key, work)
+    if health is not None:
+        report = dataclasses.replace(report, extra={**report.extra, "source": "live"})
+    return report
 
 
 async def _check_all() -> tuple[HealthReport, CheckParams, Access]:
@@ -819,19 +863,76 @@ async def health_model(name: str) -> Response:
             },
         ) from None
     selection = Selection.of(params, models=[name])
-    adapters = _plan(manager, selection)[name]
+    plan = _plan(manager, selection)
+    details = params.details and access is Access.GRANTED
+    health = state.health
+    if health is not None and not params.fresh:
+        served = health.report(plan, timeout=params.timeout, concurrent=params.use_concurrent)
+        if served is not None:
+            data = ModelHealthReport(
+                model=served.models[name],
+                timestamp=served.timestamp,
+                execution_time=served.execution_time,
+                concurrent=served.concurrent,
+                timeout=served.timeout,
+            ).to_dict(details=details)
+            data["source"] = "background"
+            return _json(_shape(data, access), _status_code(served.status))
     checker = manager.health_checker
     work = functools.partial(
         checker.check_model_health_with_timeout,
         name,
-        adapters,
+        plan[name],
         params.timeout,
         use_concurrent=params.use_concurrent,
+        on_result=None if health is None else health.record,
     )
     key = (name, selection, params.timeout, params.use_concurrent)
     report = await _shared(state, state.model_runs, key, work)
-    details = params.details and access is Access.GRANTED
-    return _json(_shape(report.to_dict(details=details), access), _status_code(report.status))
+    data = report.to_dict(details=details)
+    if health is not None:
+        data["source"] = "live"
+    return _json(_shape(data, access), _status_code(report.status))
+
+
+async def health_history() -> Response:
+    state = _state()
+    access = state.auth.check(request.headers.getlist("Authorization"))
+    if access is not Access.GRANTED:
+        raise _unauthorized(access)
+    accepted = "a configured name, e.g. model=gpt-4"
+    model = _single(request.args, "model", accepted)
+    provider = _single(request.args, "provider", accepted)
+    health = state.health
+    if health is None:
+        raise ApiError(
+            404,
+            {
+                "error": "background_checks_off",
+                "message": "history is kept by background checks; set [checks] interval > 0",
+            },
+        )
+    selection = Selection(
+        models=None if model is None else (model,),
+        providers=None if provider is None else (provider,),
+    )
+    plan = _plan(state.manager, selection)
+    adapters: list[dict[str, Any]] = []
+    for name, members in plan.items():
+        for each in members:
+            current = health.get(name, each.provider)
+            adapters.append(
+                {
+                    "model": name,
+                    "provider": each.provider,
+                    "status": None if current is None else current.reported.value,
+                    "history": [e.to_dict() for e in health.history(name, each.provider)],
+                }
+            )
+    return _json({"adapters": adapters})
+
+
+_BODY_READ_TIMEOUT = 10.0  # seconds for a whole batch body (at most 64 KB)
 
 
 async def _read_body(limit: int) -> bytes:
@@ -842,13 +943,20 @@ async def _read_body(limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise too_large
     data = bytearray()
-    try:
-        async for chunk in request.body:
-            data += chunk
-            if len(data) > limit:
-                raise too_large
-    except RequestEntityTooLarge:
-        raise too_large from None
+    # A client that announces a body and never sends it must not hold a
+    # handler (and a socket) for ever: the whole body gets a deadline.
+    with trio.move_on_after(_BODY_READ_TIMEOUT) as scope:
+        try:
+            async for chunk in request.body:
+                data += chunk
+                if len(data) > limit:
+                    raise too_large
+        except RequestEntityTooLarge:
+            raise too_large from None
+    if scope.cancelled_caught:
+        raise InvalidBody(
+            "body", f"the body did not arrive within {_BODY_READ_TIMEOUT:g} s", _BODY_ACCEPTED
+        )
     return bytes(data)
 
 
@@ -1083,17 +1191,32 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
     )
     app.extensions[EXTENSION_KEY] = state
 
+    if config.checks.background_enabled:
+        state.health = HealthState(config.checks.schedule_for)
+
     async def open_clients() -> None:
         # Quart-Trio runs startup inside the lifespan nursery it exposes.
         state.nursery = app.nursery
         if state.manager.is_open:
             state.owns_manager = False
-            return
-        await state.manager.__aenter__()
-        state.owns_manager = True
+        else:
+            await state.manager.__aenter__()
+            state.owns_manager = True
+        if state.health is not None:
+            state.background = BackgroundChecker(
+                state.manager.health_checker, state.manager.all_adapters(), state.health
+            )
+            await app.nursery.start(state.background.run)
 
     async def close_clients() -> None:
         state.nursery = None  # no new shared runs
+        background, state.background = state.background, None
+        if background is not None:
+            background.stop()
+            with trio.move_on_after(_RUN_UNWIND_SECONDS, shield=True):
+                await background.wait_stopped()
+        if state.health is not None:
+            state.health.close()
         for flights in state.flights():
             flights.cancel_all()
         # Shielded but bounded: the runs must be gone before their clients close.
@@ -1112,6 +1235,7 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
         ("/v1/health/models/<path:name>", "health_model", health_model),
         ("/v1/health/performance", "health_performance", health_performance),
         ("/v1/health/batch", "health_batch", health_batch),
+        ("/v1/health/history", "health_history", health_history),
         ("/livez", "livez", livez),
         ("/readyz", "readyz", readyz),
     ]

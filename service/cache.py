@@ -32,7 +32,7 @@ from adapters.base import Adapter, FailureKind
 
 from .report import ProbeResult
 
-__all__ = ["RecentResults"]
+__all__ = ["RecentResults", "says_about_provider"]
 
 #: Outcomes about the caller's budget or this process, not about the provider.
 _NOT_REMEMBERED = frozenset(
@@ -40,11 +40,17 @@ _NOT_REMEMBERED = frozenset(
 )
 
 
+def says_about_provider(result: ProbeResult) -> bool:
+    """Whether ``result`` is a verdict the provider earned (see the module doc)."""
+    return result.failure not in _NOT_REMEMBERED
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     adapter: Adapter
     result: ProbeResult
     at: float  # trio clock when the result was made
+    run: object  # the trio.run it was made in: another run's clock is not comparable
 
 
 class RecentResults:
@@ -82,8 +88,10 @@ class RecentResults:
         entry = self._entries.get(key)
         if entry is None or entry.adapter is not adapter:
             return None
+        if entry.run is not trio.lowlevel.current_trio_token():
+            return None  # made under another trio.run, whose clock had another origin
         age = trio.current_time() - entry.at
-        if age >= self.interval(*key):
+        if not 0 <= age < self.interval(*key):
             return None
         return dataclasses.replace(entry.result, cached_age=max(age, 0.0))
 
@@ -91,9 +99,11 @@ class RecentResults:
         """Keep ``result`` if it is a verdict about the provider (see the module doc)."""
         if result.cached_age is not None or self.interval(model, adapter.provider) <= 0:
             return
-        if result.failure in _NOT_REMEMBERED:
+        if not says_about_provider(result):
             return
-        self._entries[(model, adapter.provider)] = _Entry(adapter, result, trio.current_time())
+        self._entries[(model, adapter.provider)] = _Entry(
+            adapter, result, trio.current_time(), trio.lowlevel.current_trio_token()
+        )
 
     def clear(self) -> None:
         self._entries.clear()

@@ -30,7 +30,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,16 +141,19 @@ class _Run:
         on_result: ResultCallback | None,
         *,
         use_cache: bool = True,
+        known_secrets: Sequence[Any] = (),
     ) -> None:
         self.plan = plan
         self.results: dict[str, dict[str, ProbeResult]] = {model: {} for model in plan}
         self.on_result = on_result
         self.use_cache = use_cache
         self.id = uuid.uuid4().hex[:12]
-        # Every adapter's key, to redact from any text about this run: an
-        # adapter's error may quote another's key (a shared gateway, user code).
+        # Every key we know, to redact from any text about this run: an
+        # adapter's error may quote another's key (a shared gateway, user
+        # code), including the key of an adapter this selection left out.
         self.secrets: list[Any] = [
-            getattr(a, "api_key", None) for adapters in plan.values() for a in adapters
+            *known_secrets,
+            *(getattr(a, "api_key", None) for adapters in plan.values() for a in adapters),
         ]
 
     def record(self, result: ProbeResult) -> None:
@@ -189,6 +192,9 @@ class HealthChecker:
         probe_limiter: trio.CapacityLimiter | None = None,
     ) -> None:
         self.settings = settings = settings or CheckerSettings()
+        #: Keys redacted from every run's text, whatever the run selects; the
+        #: manager adds each adapter's key here (see :meth:`add_secrets`).
+        self.known_secrets: list[Any] = []
         # Caps probes in flight across every run of this checker; waiting for
         # a slot counts against the probe's deadline like any other delay.
         # ``probe_limiter`` (e.g. one shared by the whole process) wins over
@@ -207,6 +213,10 @@ class HealthChecker:
     def probe_limiter(self) -> trio.CapacityLimiter | None:
         """The global cap on probes in flight (None: unlimited)."""
         return self.slots.global_limiter
+
+    def add_secrets(self, secrets: Iterable[Any]) -> None:
+        """Redact these (``Secret`` or str) from every run's text from now on."""
+        self.known_secrets.extend(s for s in secrets if s)
 
     # -- the seed's API --------------------------------------------------------
 
@@ -275,6 +285,30 @@ class HealthChecker:
             model_name, adapters, timeout, concurrent=False, on_result=on_result
         )
 
+    async def probe_one(
+        self,
+        model: str,
+        adapter: Adapter,
+        timeout: float | None = None,
+        *,
+        use_cache: bool = True,
+        on_result: ResultCallback | None = None,
+    ) -> ProbeResult:
+        """One adapter's result, through the same path as a run's probes.
+
+        ``min_interval`` results, probe slots, redaction and the adapter's
+        own timeout all apply; ``timeout`` (None: only the adapter's own)
+        caps it further. Raises ``trio.Cancelled`` if cancelled from outside.
+        """
+        if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
+        run = _Run(
+            {model: [adapter]}, on_result, use_cache=use_cache, known_secrets=self.known_secrets
+        )
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        await self._probe_and_record(run, model, adapter, _Budget(deadline, deadline))
+        return run.results[model][adapter.provider]
+
     # The seed calls its sequential methods with a leading underscore.
     _check_all_models_sequential = check_all_models_sequential
     _check_model_health_sequential = check_model_health_sequential
@@ -332,7 +366,7 @@ class HealthChecker:
         model_timeout = settings.model_timeout if model_timeout is None else model_timeout
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
-        run = _Run(plan, on_result, use_cache=use_cache)
+        run = _Run(plan, on_result, use_cache=use_cache, known_secrets=self.known_secrets)
         timestamp = time.time()
         start = trio.current_time()
         run_deadline = start + timeout

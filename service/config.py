@@ -27,7 +27,9 @@ from .checker import CheckerSettings
 
 __all__ = [
     "MAX_TAGS",
+    "SCHEDULE_KEYS",
     "TAG_PATTERN",
+    "CheckSchedule",
     "ChecksConfig",
     "Config",
     "ConfigError",
@@ -73,6 +75,48 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class CheckSchedule:
+    """One adapter's background-check policy (``[checks]`` keys, a provider may override).
+
+    ``interval`` 0 means no background checks for that adapter.
+    """
+
+    interval: float = 0.0
+    jitter: float = 0.1  # fraction of the delay, drawn uniformly in [-jitter, +jitter]
+    unhealthy_interval: float | None = None  # None: ``interval``
+    healthy_threshold: int = 1
+    unhealthy_threshold: int = 1
+    max_age: float | None = None  # None: 2 x ``interval``
+
+    @property
+    def enabled(self) -> bool:
+        return self.interval > 0
+
+    @property
+    def fast_interval(self) -> float:
+        """The interval while the adapter is unhealthy or changing state."""
+        return self.interval if self.unhealthy_interval is None else self.unhealthy_interval
+
+    @property
+    def served_max_age(self) -> float:
+        """How old a background result may be and still be served (0 when off)."""
+        if not self.enabled:
+            return 0.0
+        return 2 * self.interval if self.max_age is None else self.max_age
+
+
+#: The schedule keys, valid in ``[checks]`` and in a provider entry (an override).
+SCHEDULE_KEYS: Final = (
+    "interval",
+    "jitter",
+    "unhealthy_interval",
+    "healthy_threshold",
+    "unhealthy_threshold",
+    "max_age",
+)
+
+
+@dataclass(frozen=True, slots=True)
 class ChecksConfig:
     """``[checks]``: the budgets and strategy switches (defaults are the seed's)."""
 
@@ -94,6 +138,22 @@ class ChecksConfig:
     # ``min_interval`` override.
     provider_max_concurrent: Mapping[str, int] = field(default_factory=dict)
     adapter_min_interval: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    # Background checks (see service.background): the [checks] schedule, and
+    # (model, provider) -> that entry's overrides of it.
+    schedule: CheckSchedule = field(default_factory=CheckSchedule)
+    adapter_schedule: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+
+    def schedule_for(self, model: str, provider: str) -> CheckSchedule:
+        """An adapter's schedule: ``[checks]``, with its provider entry's overrides."""
+        overrides = self.adapter_schedule.get((model, provider))
+        return dataclasses.replace(self.schedule, **overrides) if overrides else self.schedule
+
+    @property
+    def background_enabled(self) -> bool:
+        """Whether any adapter is checked in the background."""
+        return self.schedule.enabled or any(
+            self.schedule_for(m, p).enabled for m, p in self.adapter_schedule
+        )
 
     def checker_settings(self) -> CheckerSettings:
         return CheckerSettings(
@@ -147,6 +207,8 @@ class ProviderConfig:
     max_concurrent: int | None = None  # cap on this provider name's probes in flight
     # This entry's own tags; its effective tags add its model's (see effective_tags).
     tags: tuple[str, ...] = ()
+    # Background-check keys this entry overrides (see CheckSchedule).
+    schedule: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +250,14 @@ _CHECK_KEYS: dict[str, type | tuple[type, ...]] = {
     "min_interval": (int, float),
     "max_concurrent_probes": int,
 }
+_SCHEDULE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "interval": (int, float),
+    "jitter": (int, float),
+    "unhealthy_interval": (int, float),
+    "healthy_threshold": int,
+    "unhealthy_threshold": int,
+    "max_age": (int, float),
+}
 _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "host": str,
     "port": int,
@@ -219,6 +289,7 @@ _PROVIDER_KEYS = {
     "min_interval",
     "max_concurrent",
     "tags",
+    *SCHEDULE_KEYS,
     # provider-specific
     "deployment",
     "api_version",
@@ -303,13 +374,17 @@ class _Validator:
         return float(value)
 
     def section(
-        self, data: Mapping[str, Any], name: str, keys: dict[str, type | tuple[type, ...]]
+        self,
+        data: Mapping[str, Any],
+        name: str,
+        keys: dict[str, type | tuple[type, ...]],
+        also_allowed: tuple[str, ...] = (),
     ) -> dict[str, Any]:
         table = data.get(name, {})
         if not isinstance(table, dict):
             self.problem(name, "must be a table, e.g. [" + name + "]")
             return {}
-        self.unknown_keys(table, set(keys), name)
+        self.unknown_keys(table, {*keys, *also_allowed}, name)
         values: dict[str, Any] = {}
         for key, expected in keys.items():
             if key in table:
@@ -318,8 +393,38 @@ class _Validator:
                     values[key] = value
         return values
 
+    def schedule(self, table: Mapping[str, Any], path: str) -> dict[str, Any] | None:
+        """The schedule keys present in ``table``, validated; None (reported) when invalid."""
+        values: dict[str, Any] = {}
+        before = len(self.problems)
+        for key in SCHEDULE_KEYS:
+            if key not in table:
+                continue
+            value = self.typed(table, key, _SCHEDULE_TYPES[key], path)
+            if value is None:
+                continue
+            where = f"{path}.{key}"
+            if key in ("healthy_threshold", "unhealthy_threshold"):
+                if value < 1:
+                    self.problem(where, f"must be an integer >= 1 (consecutive results), got {value}")
+                    continue
+            elif key == "jitter":
+                if not (math.isfinite(value) and 0 <= value <= 1):
+                    self.problem(where, f"must be a fraction of the interval from 0 to 1, got {value!r}")
+                    continue
+                value = float(value)
+            else:
+                value = self.seconds(value, where, zero_ok=key == "interval")
+                if value is None:
+                    continue
+            values[key] = value
+        return None if len(self.problems) > before else values
+
     def checks(self, data: Mapping[str, Any]) -> ChecksConfig:
-        values = self.section(data, "checks", _CHECK_KEYS)
+        values = self.section(data, "checks", _CHECK_KEYS, SCHEDULE_KEYS)
+        table = data.get("checks", {})
+        schedule = self.schedule(table, "checks") if isinstance(table, dict) else {}
+        values["schedule"] = CheckSchedule(**(schedule or {}))
         for key in ("timeout", "model_timeout", "adapter_timeout", "min_interval"):
             if key in values:
                 seconds = self.seconds(
@@ -453,11 +558,14 @@ class _Validator:
     ) -> ProviderConfig | None:
         self.unknown_keys(table, _PROVIDER_KEYS, path)
         before = len(self.problems)
-        non_strings = {"timeout", "verify_model", "min_interval", "max_concurrent", "tags"}
+        non_strings = {
+            "timeout", "verify_model", "min_interval", "max_concurrent", "tags", *SCHEDULE_KEYS
+        }
         for key in _PROVIDER_KEYS - non_strings:
             if key in table:
                 self.typed(table, key, str, path)
         tags = self.tags(table, path)
+        schedule = self.schedule(table, path)
         if "timeout" in table and self.typed(table, "timeout", (int, float), path) is not None:
             self.seconds(table["timeout"], f"{path}.timeout")
         if (
@@ -476,7 +584,7 @@ class _Validator:
             )
         if "verify_model" in table:
             self.typed(table, "verify_model", bool, path)
-        if len(self.problems) > before or tags is None:
+        if len(self.problems) > before or tags is None or schedule is None:
             return None
 
         name = table.get("name")
@@ -533,6 +641,7 @@ class _Validator:
             min_interval=float(table["min_interval"]) if "min_interval" in table else None,
             max_concurrent=table.get("max_concurrent"),
             tags=tags,
+            schedule=schedule,
         )
 
     def provider_policies(
@@ -547,9 +656,12 @@ class _Validator:
         """
         caps: dict[str, tuple[int, str]] = {}
         intervals: dict[tuple[str, str], float] = {}
+        schedules: dict[tuple[str, str], Mapping[str, Any]] = {}
         for i, model in enumerate(models):
             for j, provider in enumerate(model.providers):
                 path = f"models[{i}] ({model.name}).providers[{j}]"
+                if provider.schedule:
+                    schedules[(model.name, provider.name)] = provider.schedule
                 if provider.min_interval is not None:
                     intervals[(model.name, provider.name)] = provider.min_interval
                 cap = provider.max_concurrent
@@ -568,6 +680,7 @@ class _Validator:
             checks,
             provider_max_concurrent={name: cap for name, (cap, _) in caps.items()},
             adapter_min_interval=intervals,
+            adapter_schedule=schedules,
         )
 
     def api_key(
@@ -646,7 +759,9 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
+        # A JSON string is a TOML basic string, given raw non-ASCII (JSON's
+        # surrogate-pair escapes are not valid TOML) and an escaped DEL.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to a config file")
@@ -662,10 +777,12 @@ def dump_toml(document: Mapping[str, Any]) -> str:
     for section in ("checks", "server"):
         if section in document:
             lines.append(f"[{section}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in document[section].items()]
+            lines += [
+                f"{k} = {_toml_value(v)}" for k, v in document[section].items() if v is not None
+            ]
     for model in document.get("models", ()):
         lines += ["", "[[models]]", f"name = {_toml_value(model['name'])}"]
-        if "tags" in model:
+        if model.get("tags") is not None:
             lines.append(f"tags = {_toml_value(model['tags'])}")
         for provider in model.get("providers", ()):
             lines += ["", "  [[models.providers]]"]

@@ -79,6 +79,9 @@ class AdapterManager:
     def __init__(self, config: Config, *, checker: HealthChecker | None = None) -> None:
         self.config = config
         self.health_checker = checker or HealthChecker(config.checks.checker_settings())
+        self.health_checker.add_secrets(
+            [config.server.auth_token, *(p.api_key for m in config.models for p in m.providers)]
+        )
         self.model_adapters: dict[str, list[Adapter]] = {
             model.name: [
                 build_adapter(p, max_body_bytes=config.checks.max_body_bytes)
@@ -186,6 +189,7 @@ class AdapterManager:
             adapter.limiter = self.sync_limiter
         if isinstance(adapter, HttpAdapter) and self._open:
             adapter.bind_client(self._new_client(adapter))
+        self.health_checker.add_secrets([getattr(adapter, "api_key", None)])
         adapters.append(adapter)
         self.adapter_tags[(model_name, adapter.provider)] = tags
 

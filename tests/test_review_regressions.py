@@ -95,3 +95,50 @@ async def test_wait_idle_returns_when_overlapping_runs_finish(nursery: trio.Nurs
     with trio.fail_after(5):
         await idle.wait()
     assert flights.statistics().runs_in_flight == 0
+
+
+async def test_a_key_quoted_by_another_adapter_is_redacted_in_a_partial_selection() -> None:
+    from service import AdapterManager
+
+    document = {
+        "models": [
+            {"name": "a-model", "providers": [{"name": "a", "type": "ollama", "tags": ["ta"]}]},
+            {"name": "b-model", "providers": [
+                {"name": "b", "type": "azure", "base_url": "https://r.openai.azure.com", "api_key": AZURE_LIKE_KEY}]},
+        ]
+    }
+    manager = AdapterManager.from_config(parse_config(document, env={}))
+
+    async def quotes_b() -> bool:
+        raise RuntimeError(f"gateway says: bad key {AZURE_LIKE_KEY}")
+
+    manager.register_adapter("a-model", CallableAdapter("gateway", quotes_b))
+    report = await manager.health_checker.run(manager.select(models=["a-model"]), timeout=5)
+    error = report.models["a-model"].results["gateway"].error or ""
+    assert AZURE_LIKE_KEY not in error and "***" in error
+
+
+def test_cached_verdicts_from_another_trio_run_are_not_served() -> None:
+    calls = 0
+
+    async def check() -> bool:
+        nonlocal calls
+        calls += 1
+        return True
+
+    checker = HealthChecker(CheckerSettings(min_interval=3600))
+    plan = {"m": [CallableAdapter("p", check)]}
+    for _ in range(2):  # each trio.run has its own clock origin
+        trio.run(checker.run, plan, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert calls == 2
+
+
+def test_dump_toml_writes_non_bmp_text_that_loads_back(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from service.config import dump_toml, load_config
+
+    document = {"models": [{"name": "chat-😀\x7f", "providers": [{"name": "p", "type": "ollama"}]}]}
+    path = Path(str(tmp_path)) / "c.toml"
+    path.write_text(dump_toml(document), encoding="utf-8")
+    assert load_config(path, env={}).models[0].name == "chat-😀\x7f"

@@ -1,0 +1,107 @@
+"""Background checks: every adapter probed on its own interval, into the live state.
+
+:class:`BackgroundChecker` runs one task per adapter whose schedule has an
+``interval`` > 0 (:class:`~service.config.CheckSchedule`). Each task:
+
+1. waits a random fraction ``[0, jitter]`` of its interval first, so adapters
+   started together do not probe together;
+2. probes through :meth:`HealthChecker.probe_one` (the checker's own path:
+   deadlines, probe slots, ``min_interval``, redaction) and records the result
+   in the :class:`~service.state.HealthState`;
+3. sleeps ``interval`` — or ``unhealthy_interval`` while the adapter's
+   reported status is not healthy or its results disagree with it — times a
+   uniform factor in ``[1 - jitter, 1 + jitter]``, measured from the end of the
+   probe, and goes back to 2.
+
+The tasks live in the nursery :meth:`BackgroundChecker.run` opens (the app
+starts it in its lifetime nursery); :meth:`stop` cancels them and
+:meth:`wait_stopped` waits until they have unwound. The adapters are the
+ones configured when it starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+
+import trio
+
+from adapters.base import Adapter
+
+from .checker import HealthChecker
+from .config import CheckSchedule
+from .state import HealthState
+
+__all__ = ["BackgroundChecker", "next_delay"]
+
+logger = logging.getLogger("router_health.background")
+
+
+def next_delay(
+    schedule: CheckSchedule, *, fast: bool, rng: random.Random
+) -> float:
+    """Seconds until the next probe: the interval (fast or not) with uniform jitter."""
+    base = schedule.fast_interval if fast else schedule.interval
+    return base * (1 + rng.uniform(-schedule.jitter, schedule.jitter))
+
+
+class BackgroundChecker:
+    """Probes ``adapters`` ((model, adapter) pairs) on their schedules into ``state``."""
+
+    def __init__(
+        self,
+        checker: HealthChecker,
+        adapters: Sequence[tuple[str, Adapter]],
+        state: HealthState,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.checker = checker
+        self.state = state
+        self.rng = rng or random.Random()
+        self.adapters = [
+            (model, adapter)
+            for model, adapter in adapters
+            if state.schedule_for(model, adapter.provider).enabled
+        ]
+        self._scope = trio.CancelScope()
+        self._stopped = trio.Event()
+
+    def __repr__(self) -> str:
+        return f"BackgroundChecker(adapters={len(self.adapters)}, {self.state!r})"
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run every adapter's loop until :meth:`stop` (or cancellation)."""
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    for model, adapter in self.adapters:
+                        nursery.start_soon(self._loop, model, adapter)
+                    task_status.started()
+        finally:
+            self._stopped.set()
+
+    def stop(self) -> None:
+        self._scope.cancel()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def _loop(self, model: str, adapter: Adapter) -> None:
+        schedule = self.state.schedule_for(model, adapter.provider)
+        await trio.sleep(schedule.interval * self.rng.uniform(0, schedule.jitter))
+        while True:
+            try:
+                result = await self.checker.probe_one(model, adapter)
+            except Exception:
+                # The checker turns every adapter error into a result; this is
+                # our own bug. Keep the other adapters (and the app) going.
+                logger.exception(
+                    "background check of %s - %s failed", adapter.adapter_name, adapter.provider
+                )
+            else:
+                self.state.record(result)
+            current = self.state.get(model, adapter.provider)
+            fast = current is not None and (not current.reported_healthy or current.changing)
+            await trio.sleep(next_delay(schedule, fast=fast, rng=self.rng))

@@ -1,0 +1,184 @@
+"""HealthState: hysteresis, history bound, and serving from memory (fresh vs stale).
+
+All on Trio's MockClock (ages are measured on the Trio clock).
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from adapters import FailureKind
+from service.config import CheckSchedule
+from service.report import HealthStatus, ProbeResult, ProbeStatus
+from service.state import HISTORY_LENGTH, HealthState
+from tests.test_app import ok
+
+
+def result(status: ProbeStatus, *, provider: str = "openai", failure: FailureKind | None = None,
+           cached_age: float | None = None) -> ProbeResult:
+    return ProbeResult(
+        model="gpt-4",
+        provider=provider,
+        adapter="OpenaiAdapter",
+        status=status,
+        latency_ms=12.0,
+        checked_at=1_700_000_000.0,
+        failure=failure,
+        cached_age=cached_age,
+    )
+
+
+H, U, T = ProbeStatus.HEALTHY, ProbeStatus.UNHEALTHY, ProbeStatus.TIMEOUT
+
+
+def reported_after(statuses: list[ProbeStatus], schedule: CheckSchedule) -> list[ProbeStatus]:
+    state = HealthState(lambda model, provider: schedule)
+    seen = []
+    for status in statuses:
+        state.record(result(status))
+        current = state.get("gpt-4", "openai")
+        assert current is not None
+        seen.append(current.reported)
+    return seen
+
+
+async def test_first_result_sets_the_status_directly() -> None:
+    schedule = CheckSchedule(interval=10, healthy_threshold=3, unhealthy_threshold=3)
+    assert reported_after([U], schedule) == [U]
+    assert reported_after([H], schedule) == [H]
+
+
+async def test_thresholds_of_one_follow_every_result() -> None:
+    schedule = CheckSchedule(interval=10)
+    assert reported_after([H, U, H, T, H], schedule) == [H, U, H, T, H]
+
+
+async def test_unhealthy_threshold_needs_consecutive_failures() -> None:
+    schedule = CheckSchedule(interval=10, unhealthy_threshold=3)
+    # A blip (two failures, then healthy) never flips; three in a row do.
+    assert reported_after([H, U, T, H, U, U, T], schedule) == [H, H, H, H, H, H, T]
+
+
+async def test_healthy_threshold_needs_consecutive_successes() -> None:
+    schedule = CheckSchedule(interval=10, healthy_threshold=2)
+    assert reported_after([U, H, U, H, H, U], schedule) == [U, U, U, U, H, U]
+
+
+async def test_changing_while_results_disagree() -> None:
+    schedule = CheckSchedule(interval=10, unhealthy_threshold=2)
+    state = HealthState(lambda model, provider: schedule)
+    state.record(result(H))
+    state.record(result(U))
+    current = state.get("gpt-4", "openai")
+    assert current is not None and current.changing and current.reported is H
+    state.record(result(H))
+    current = state.get("gpt-4", "openai")
+    assert current is not None and not current.changing
+
+
+async def test_non_verdicts_and_cached_copies_are_not_recorded() -> None:
+    state = HealthState(lambda model, provider: CheckSchedule(interval=10))
+    for failure in (FailureKind.DEADLINE, FailureKind.NOT_STARTED, FailureKind.RESOURCE):
+        state.record(result(T, failure=failure))
+    state.record(result(H, cached_age=1.0))
+    assert state.get("gpt-4", "openai") is None
+    assert state.changes.value == 0
+    state.record(result(T, failure=FailureKind.TIMEOUT))
+    assert state.changes.value == 1
+
+
+async def test_history_keeps_the_last_results_only() -> None:
+    state = HealthState(lambda model, provider: CheckSchedule(interval=10))
+    for i in range(HISTORY_LENGTH + 7):
+        state.record(result(H if i % 2 else U))
+    history = state.history("gpt-4", "openai")
+    assert len(history) == HISTORY_LENGTH == 50
+    # The oldest seven went; the newest (index 56, even: unhealthy) is last.
+    assert history[-1].status is U
+    assert history[0].status is H  # index 7
+    assert history[-1].to_dict() == {
+        "checked_at": 1_700_000_000.0, "status": "unhealthy", "latency_ms": 12.0, "failure": None,
+    }
+    assert state.history("gpt-4", "nobody") == []
+
+
+async def test_report_is_served_while_younger_than_max_age(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    schedule = CheckSchedule(interval=10)  # max_age defaults to 20
+    state = HealthState(lambda model, provider: schedule)
+    plan = {"gpt-4": [ok("openai"), ok("azure")]}
+    state.record(result(H))
+    assert state.report(plan, timeout=30, concurrent=True) is None  # azure never checked
+    state.record(result(U, provider="azure"))
+    await trio.sleep(19.5)
+    report = state.report(plan, timeout=30, concurrent=True)
+    assert report is not None
+    assert report.status is HealthStatus.DEGRADED
+    body = report.to_dict()
+    assert body["source"] == "background"
+    assert body["details"]["gpt-4"]["openai"]["age_s"] == pytest.approx(19.5)
+    assert body["details"]["gpt-4"]["azure"]["status"] == "unhealthy"
+    # A refresh of one adapter does not make the other fresh.
+    state.record(result(H))
+    await trio.sleep(0.5)
+    assert state.report(plan, timeout=30, concurrent=True) is None  # azure is 20 s old
+    assert state.report({"gpt-4": plan["gpt-4"][:1]}, timeout=30, concurrent=True) is not None
+
+
+async def test_served_status_is_the_reported_one(autojump_clock: trio.testing.MockClock) -> None:
+    schedule = CheckSchedule(interval=10, max_age=5, unhealthy_threshold=2)
+    state = HealthState(lambda model, provider: schedule)
+    plan = {"gpt-4": [ok("openai")]}
+    state.record(result(H))
+    state.record(result(T, failure=FailureKind.TIMEOUT))  # one blip
+    report = state.report(plan, timeout=30, concurrent=True)
+    assert report is not None and report.status is HealthStatus.HEALTHY
+    await trio.sleep(5)
+    assert state.report(plan, timeout=30, concurrent=True) is None  # max_age overrides 2x
+
+
+async def test_an_adapter_without_background_checks_is_never_fresh() -> None:
+    state = HealthState(lambda model, provider: CheckSchedule(interval=0))
+    state.record(result(H))
+    assert state.report({"gpt-4": [ok("openai")]}, timeout=30, concurrent=True) is None
+
+
+# -- transitions ----------------------------------------------------------------------------
+
+
+async def test_subscribers_see_first_results_and_flips_only() -> None:
+    state = HealthState(lambda model, provider: CheckSchedule(interval=10, unhealthy_threshold=2))
+    updates = state.subscribe()
+    for status in (H, U, H, U, T, H, H):
+        state.record(result(status))
+    state.close()
+    seen = [(t.previous, t.current) async for t in updates]
+    # H; blip U then H (no flip); U, T flips to timeout; H flips back; H again is no change.
+    assert seen == [(None, H), (H, T), (T, H)]
+
+
+async def test_a_slow_subscriber_is_dropped_not_waited_for(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state = HealthState(lambda model, provider: CheckSchedule(interval=10))
+    slow = state.subscribe(buffer=2)
+    fast = state.subscribe(buffer=100)
+    for i in range(5):
+        state.record(result(H if i % 2 else U))  # every result flips
+    assert "dropping a status subscriber: 2 transitions unread" in caplog.text
+    assert [t.current async for t in slow] == [U, H]  # what it had, then the end
+    state.close()
+    assert [t.current async for t in fast] == [U, H, U, H, U]
+
+
+async def test_a_closed_subscriber_is_forgotten() -> None:
+    state = HealthState(lambda model, provider: CheckSchedule(interval=10))
+    gone = state.subscribe()
+    gone.close()
+    state.record(result(H))
+    assert state._subscribers == []
+    with pytest.raises(ValueError):
+        state.subscribe(buffer=0)
