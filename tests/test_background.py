@@ -196,20 +196,25 @@ async def test_app_serves_from_state_and_fresh_runs_live() -> None:
         assert status == 503 and one["source"] == "background"
         status, listed = await get_json(client, "/v1/health/models")
         assert listed["source"] == "background" and len(listed["models"]) == 2
+        response = await client.post("/v1/health/batch", json={"models": ["gpt-4"]})
+        batch = await response.get_json()
+        assert response.status_code == 200 and batch["source"] == "background"
         assert (openai.calls, ollama.calls) == (1, 1)  # nothing probed
+        response = await client.post("/v1/health/batch", json={"models": ["gpt-4"], "fresh": True})
+        assert (await response.get_json())["source"] == "live" and openai.calls == 2
 
         status, body = await get_json(client, "/v1/health/?fresh=true")
         assert body["source"] == "live" and "age_s" not in body["details"]["gpt-4"]["openai"]
-        assert (openai.calls, ollama.calls) == (2, 2)
+        assert (openai.calls, ollama.calls) == (3, 2)
         status, one = await get_json(client, "/v1/health/models/gpt-4?fresh=1")
-        assert status == 200 and one["source"] == "live" and openai.calls == 3
-        assert health.changes.value == 5  # live results feed the state too
+        assert status == 200 and one["source"] == "live" and openai.calls == 4
+        assert health.changes.value == 6  # live results feed the state too
 
         status, history = await get_json(client, "/v1/health/history?model=gpt-4")
         assert status == 200
         [entry] = history["adapters"]
         assert entry["model"] == "gpt-4" and entry["provider"] == "openai"
-        assert entry["status"] == "healthy" and len(entry["history"]) == 3
+        assert entry["status"] == "healthy" and len(entry["history"]) == 4
         assert set(entry["history"][0]) == {"checked_at", "status", "latency_ms", "failure"}
         status, everything = await get_json(client, "/v1/health/history")
         assert [a["provider"] for a in everything["adapters"]] == ["openai", "ollama"]
