@@ -191,7 +191,7 @@ from .config import MAX_TAGS, Config, tag_problem
 from .manager import AdapterManager, UnknownModelError
 from .report import HealthReport, HealthStatus, ModelHealthReport, ProbeResult
 from .singleflight import FlightCancelled, SingleFlight
-from .state import HealthState
+from .state import HealthState, percentile, stale_results
 
 __all__ = [
     "EXTENSION_KEY",
@@ -720,8 +720,34 @@ def _agreement(concurrent: HealthReport, sequential: HealthReport) -> dict[str, 
     return {"agreed": not mismatches, "mismatches": mismatches}
 
 
+def _spread(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"total": 0.0, "p50": None, "p95": None, "max": None}
+    return {
+        "total": round(sum(values), 1),
+        "p50": round(percentile(values, 50), 1),
+        "p95": round(percentile(values, 95), 1),
+        "max": round(max(values), 1),
+    }
+
+
+def _time_breakdown(report: HealthReport) -> dict[str, Any]:
+    """Per probe sent: time queued for a slot vs time the provider took (ms)."""
+    probed = [
+        r for r in report.results() if r.latency_ms is not None and not r.cached and r.source is None
+    ]
+    queued = [r.queued_ms or 0.0 for r in probed]
+    took = [(r.latency_ms or 0.0) - q for r, q in zip(probed, queued, strict=True)]
+    return {"probes": len(probed), "queue_wait_ms": _spread(queued), "execution_ms": _spread(took)}
+
+
 def _performance_body(
-    concurrent: HealthReport, sequential: HealthReport, *, timestamp: float, timeout: float
+    concurrent: HealthReport,
+    sequential: HealthReport,
+    *,
+    timestamp: float,
+    timeout: float,
+    limits: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     c_time, s_time = concurrent.execution_time, sequential.execution_time
 
@@ -744,6 +770,11 @@ def _performance_body(
         "concurrent_status": concurrent.status.value,
         "sequential_status": sequential.status.value,
         "agreement": _agreement(concurrent, sequential),
+        "time_breakdown": {
+            "concurrent": _time_breakdown(concurrent),
+            "sequential": _time_breakdown(sequential),
+        },
+        "limits": dict(limits or {}),
     }
 
 
@@ -794,6 +825,23 @@ async def _shared(
         ) from None
 
 
+def _from_state(
+    state: _ServiceState,
+    health: HealthState,
+    plan: Mapping[str, Sequence[Adapter]],
+    params: CheckParams,
+) -> HealthReport | None:
+    """The report from the live state, refreshing stale results behind it (or None: go live)."""
+    served = health.report(
+        plan, timeout=params.timeout, concurrent=params.use_concurrent, allow_stale=True
+    )
+    if served is not None and state.background is not None:
+        stale = stale_results(served)
+        if stale:
+            state.background.refresh(stale)
+    return served
+
+
 async def _run_selection(
     state: _ServiceState, params: CheckParams, selection: Selection
 ) -> HealthReport:
@@ -802,7 +850,7 @@ async def _run_selection(
     plan = _plan(manager, selection)
     health = state.health
     if health is not None and not params.fresh:
-        served = health.report(plan, timeout=params.timeout, concurrent=params.use_concurrent)
+        served = _from_state(state, health, plan, params)
         if served is not None:
             return served
     work = functools.partial(
@@ -867,7 +915,7 @@ async def health_model(name: str) -> Response:
     details = params.details and access is Access.GRANTED
     health = state.health
     if health is not None and not params.fresh:
-        served = health.report(plan, timeout=params.timeout, concurrent=params.use_concurrent)
+        served = _from_state(state, health, plan, params)
         if served is not None:
             data = ModelHealthReport(
                 model=served.models[name],
@@ -876,7 +924,7 @@ async def health_model(name: str) -> Response:
                 concurrent=served.concurrent,
                 timeout=served.timeout,
             ).to_dict(details=details)
-            data["source"] = "background"
+            data.update(served.extra)
             return _json(_shape(data, access), _status_code(served.status))
     checker = manager.health_checker
     work = functools.partial(
@@ -993,7 +1041,10 @@ async def _measure(manager: AdapterManager, budget: float) -> dict[str, Any]:
     sequential = await checker.check_all_models_sequential(
         names, manager.model_adapters, budget, use_cache=False
     )
-    return _performance_body(concurrent, sequential, timestamp=timestamp, timeout=budget)
+    limits = {"adaptive": checker.slots.adaptive, "current": checker.slots.statistics()}
+    return _performance_body(
+        concurrent, sequential, timestamp=timestamp, timeout=budget, limits=limits
+    )
 
 
 async def health_performance() -> Response:

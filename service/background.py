@@ -13,6 +13,11 @@
    uniform factor in ``[1 - jitter, 1 + jitter]``, measured from the end of the
    probe, and goes back to 2.
 
+:meth:`BackgroundChecker.refresh` probes given adapters now, once each, in
+the same nursery (stale-while-revalidate: a request served a stale result
+asks for a refresh and does not wait for it). An adapter is never probed
+twice at once: a refresh of one whose loop is probing it is skipped.
+
 The tasks live in the nursery :meth:`BackgroundChecker.run` opens (the app
 starts it in its lifetime nursery); :meth:`stop` cancels them and
 :meth:`wait_stopped` waits until they have unwound. The adapters are the
@@ -65,8 +70,12 @@ class BackgroundChecker:
             for model, adapter in adapters
             if state.schedule_for(model, adapter.provider).enabled
         ]
+        self._by_key = {(model, adapter.provider): adapter for model, adapter in self.adapters}
+        self._probing: set[tuple[str, str]] = set()
+        self._nursery: trio.Nursery | None = None
         self._scope = trio.CancelScope()
         self._stopped = trio.Event()
+        self.refreshes = 0  # refresh probes started (for tests and metrics)
 
     def __repr__(self) -> str:
         return f"BackgroundChecker(adapters={len(self.adapters)}, {self.state!r})"
@@ -76,11 +85,50 @@ class BackgroundChecker:
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
                     for model, adapter in self.adapters:
                         nursery.start_soon(self._loop, model, adapter)
                     task_status.started()
         finally:
+            self._nursery = None
             self._stopped.set()
+
+    def refresh(self, adapters: Sequence[tuple[str, str]]) -> int:
+        """Probe these (model, provider) now unless already being probed; returns how many.
+
+        Adapters without background checks are ignored. Never waits.
+        """
+        nursery = self._nursery
+        if nursery is None:
+            return 0
+        started = 0
+        for key in adapters:
+            adapter = self._by_key.get(key)
+            if adapter is None or key in self._probing:
+                continue
+            self._probing.add(key)  # claimed now, so a second request skips it
+            nursery.start_soon(self._refresh_one, key[0], adapter)
+            started += 1
+        self.refreshes += started
+        return started
+
+    async def _refresh_one(self, model: str, adapter: Adapter) -> None:
+        try:
+            await self._probe_and_record(model, adapter)
+        finally:
+            self._probing.discard((model, adapter.provider))
+
+    async def _probe_and_record(self, model: str, adapter: Adapter) -> None:
+        try:
+            result = await self.checker.probe_one(model, adapter)
+        except Exception:
+            # The checker turns every adapter error into a result; this is
+            # our own bug. Keep the other adapters (and the app) going.
+            logger.exception(
+                "background check of %s - %s failed", adapter.adapter_name, adapter.provider
+            )
+        else:
+            self.state.record(result)
 
     def stop(self) -> None:
         self._scope.cancel()
@@ -91,17 +139,16 @@ class BackgroundChecker:
     async def _loop(self, model: str, adapter: Adapter) -> None:
         schedule = self.state.schedule_for(model, adapter.provider)
         await trio.sleep(schedule.interval * self.rng.uniform(0, schedule.jitter))
+        key = (model, adapter.provider)
         while True:
-            try:
-                result = await self.checker.probe_one(model, adapter)
-            except Exception:
-                # The checker turns every adapter error into a result; this is
-                # our own bug. Keep the other adapters (and the app) going.
-                logger.exception(
-                    "background check of %s - %s failed", adapter.adapter_name, adapter.provider
-                )
-            else:
-                self.state.record(result)
+            if key not in self._probing:  # else a refresh is at it right now
+                self._probing.add(key)
+                try:
+                    await self._probe_and_record(model, adapter)
+                finally:
+                    self._probing.discard(key)
             current = self.state.get(model, adapter.provider)
-            fast = current is not None and (not current.reported_healthy or current.changing)
+            # Down or changing: look again soon. Degraded (busy, slow) is not:
+            # probing a rate-limited provider faster would only make it worse.
+            fast = current is not None and (not current.up or current.changing)
             await trio.sleep(next_delay(schedule, fast=fast, rng=self.rng))

@@ -15,6 +15,15 @@ exhaustion, no open HTTP client, or it never got a probe slot) — those would
 otherwise be served to callers with bigger budgets. Nothing is remembered
 from a probe that was cancelled.
 
+**Retry-After holds**: a 429 or 503 carrying ``Retry-After`` asks us not to
+come back before then. :meth:`RecentResults.hold` keeps that result for the
+adapter until the time is up (capped at :data:`MAX_RETRY_AFTER` seconds, so a
+hostile or buggy header cannot silence an adapter for ever), and every check
+meanwhile reports it instead of probing, marked ``"source": "retry_after"``
+with its age — whatever ``min_interval`` says, and even for the performance
+measurement: hammering a provider that asked for a pause is how a health
+checker gets an account rate-limited.
+
 Ages are measured on the Trio clock (monotonic): a wall-clock jump neither
 expires nor revives a result. Entries are keyed by (model, provider) and
 belong to one adapter object: replacing an adapter forgets its result.
@@ -32,7 +41,10 @@ from adapters.base import Adapter, FailureKind
 
 from .report import ProbeResult
 
-__all__ = ["RecentResults", "says_about_provider"]
+__all__ = ["MAX_RETRY_AFTER", "RecentResults", "says_about_provider"]
+
+#: The longest Retry-After honoured (seconds).
+MAX_RETRY_AFTER = 300.0
 
 #: Outcomes about the caller's budget or this process, not about the provider.
 _NOT_REMEMBERED = frozenset(
@@ -51,6 +63,7 @@ class _Entry:
     result: ProbeResult
     at: float  # trio clock when the result was made
     run: object  # the trio.run it was made in: another run's clock is not comparable
+    until: float = 0.0  # holds only: trio clock when the Retry-After ends
 
 
 class RecentResults:
@@ -65,6 +78,7 @@ class RecentResults:
         # (model, provider) -> seconds; 0 turns caching off for that adapter.
         self.overrides = dict(overrides or {})
         self._entries: dict[tuple[str, str], _Entry] = {}
+        self._holds: dict[tuple[str, str], _Entry] = {}
 
     def __repr__(self) -> str:
         return (
@@ -95,6 +109,36 @@ class RecentResults:
             return None
         return dataclasses.replace(entry.result, cached_age=max(age, 0.0))
 
+    def hold(self, model: str, adapter: Adapter, result: ProbeResult, seconds: float) -> None:
+        """Serve ``result`` instead of probing for ``seconds`` (a Retry-After; capped)."""
+        seconds = min(seconds, MAX_RETRY_AFTER)
+        if not seconds > 0:
+            return
+        now = trio.current_time()
+        self._holds[(model, adapter.provider)] = _Entry(
+            adapter, result, now, trio.lowlevel.current_trio_token(), until=now + seconds
+        )
+
+    def held(self, model: str, adapter: Adapter) -> ProbeResult | None:
+        """The held result while its Retry-After lasts, marked with its age; else None."""
+        key = (model, adapter.provider)
+        entry = self._holds.get(key)
+        if entry is None:
+            return None
+        now = trio.current_time()
+        if (
+            entry.adapter is not adapter
+            or entry.run is not trio.lowlevel.current_trio_token()
+            or now >= entry.until
+        ):
+            del self._holds[key]
+            return None
+        note = f"not probed: honouring Retry-After for {entry.until - now:.1f} s more"
+        error = f"{entry.result.error}; {note}" if entry.result.error else note
+        return dataclasses.replace(
+            entry.result, cached_age=max(now - entry.at, 0.0), source="retry_after", error=error
+        )
+
     def remember(self, model: str, adapter: Adapter, result: ProbeResult) -> None:
         """Keep ``result`` if it is a verdict about the provider (see the module doc)."""
         if result.cached_age is not None or self.interval(model, adapter.provider) <= 0:
@@ -107,3 +151,4 @@ class RecentResults:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._holds.clear()

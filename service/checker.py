@@ -21,6 +21,14 @@ Cost controls, all off by default (see :class:`CheckerSettings`):
   so a probe that cannot get a slot in time ends as a ``timeout`` whose
   failure is ``resource`` (our capacity, not the provider, ran out), which
   the re-check pass may retry and ``min_interval`` never remembers.
+* ``adaptive_concurrency``: per-provider limits that halve when a provider
+  pushes back and grow back as it answers (:mod:`service.limits`); a 429 or
+  503 with ``Retry-After`` also holds that adapter's verdict until then
+  (:meth:`service.cache.RecentResults.hold`), so nothing is sent meanwhile.
+
+``transient`` failure kinds (``rate_limited``, ``timeout``) make a result
+``degraded`` instead of ``unhealthy``/``timeout``: the provider is busy, not
+down. Passive adapters are judged by reported traffic (:mod:`service.passive`).
 """
 
 from __future__ import annotations
@@ -39,7 +47,8 @@ import trio
 from adapters.base import Adapter, FailureKind, ProbeOutcome, redact
 
 from .cache import RecentResults
-from .limits import ProbeSlots, SlotWait
+from .limits import ProbeSlots, Signal, SlotWait
+from .passive import PassiveHealth
 from .report import (
     HealthReport,
     ModelHealthReport,
@@ -63,6 +72,9 @@ _PROPAGATE = (trio.Cancelled, KeyboardInterrupt, SystemExit, GeneratorExit)
 # once), so a one-by-one re-check is a fair second opinion.
 _RECHECKABLE = (FailureKind.TIMEOUT, FailureKind.RESOURCE)
 
+#: What ``transient`` names, as failure kinds.
+_TRANSIENT_KINDS = {"rate_limited": FailureKind.RATE_LIMITED, "timeout": FailureKind.TIMEOUT}
+
 
 @dataclass(frozen=True, slots=True)
 class CheckerSettings:
@@ -84,6 +96,17 @@ class CheckerSettings:
     # provider name across every model (absent = unlimited).
     max_concurrent_probes: int = 0
     provider_max_concurrent: Mapping[str, int] = field(default_factory=dict)
+    # Limits that shrink when providers push back and grow back (service.limits).
+    adaptive_concurrency: bool = False
+    adaptive_ceiling: int = 32
+    # Failure kinds ("rate_limited", "timeout") reported as degraded, not
+    # unhealthy; per-adapter overrides: (model, provider) -> kinds.
+    transient: frozenset[str] = frozenset()
+    adapter_transient: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+
+    def transient_for(self, model: str, provider: str) -> frozenset[FailureKind]:
+        names = self.adapter_transient.get((model, provider), self.transient)
+        return frozenset(_TRANSIENT_KINDS[name] for name in names)
 
     def __post_init__(self) -> None:
         for name in ("timeout", "model_timeout", "adapter_timeout"):
@@ -101,9 +124,16 @@ class CheckerSettings:
             f"max_concurrent of provider {name!r}": (value, 1)
             for name, value in self.provider_max_concurrent.items()
         }}
+        caps["adaptive_ceiling"] = (self.adaptive_ceiling, 1)
         for name, (cap, low) in caps.items():
             if isinstance(cap, bool) or not isinstance(cap, int) or cap < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {cap!r}")
+        for kinds in (self.transient, *self.adapter_transient.values()):
+            unknown = sorted(set(kinds) - set(_TRANSIENT_KINDS))
+            if unknown:
+                raise ValueError(
+                    f"transient kinds must be among {sorted(_TRANSIENT_KINDS)}, got {unknown}"
+                )
 
 
 def _must_propagate(exc: BaseException) -> bool:
@@ -203,8 +233,12 @@ class HealthChecker:
             max_concurrent_probes=settings.max_concurrent_probes,
             provider_caps=settings.provider_max_concurrent,
             global_limiter=probe_limiter,
+            adaptive=settings.adaptive_concurrency,
+            adaptive_ceiling=settings.adaptive_ceiling,
         )
         self.recent = RecentResults(settings.min_interval, settings.adapter_min_interval)
+        #: Verdicts of passive adapters from reported traffic (:mod:`service.passive`).
+        self.passive = PassiveHealth()
 
     def __repr__(self) -> str:
         return f"HealthChecker({self.slots!r}, {self.recent!r})"
@@ -217,6 +251,33 @@ class HealthChecker:
     def add_secrets(self, secrets: Iterable[Any]) -> None:
         """Redact these (``Secret`` or str) from every run's text from now on."""
         self.known_secrets.extend(s for s in secrets if s)
+
+    def observe(
+        self,
+        model: str,
+        provider: str,
+        *,
+        ok: bool,
+        latency_ms: float | None = None,
+        http_status: int | None = None,
+        failure: FailureKind | str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Report one request the router sent (see :mod:`service.passive`).
+
+        Returns False (and keeps nothing) when that adapter is not passive.
+        ``error`` is redacted of every known key before it is kept.
+        """
+        return self.passive.observe(
+            model,
+            provider,
+            ok=ok,
+            latency_ms=latency_ms,
+            http_status=http_status,
+            failure=failure,
+            error=error,
+            secrets=self.known_secrets,
+        )
 
     # -- the seed's API --------------------------------------------------------
 
@@ -488,6 +549,20 @@ class HealthChecker:
         use_cache: bool | None = None,
     ) -> None:
         use_cache = run.use_cache if use_cache is None else use_cache
+        # A Retry-After is the provider's request, not our cache: it holds
+        # even for callers that asked for a fresh probe.
+        if (held := self.recent.held(model, adapter)) is not None:
+            logger.debug(
+                "%s - %s: not probed, honouring Retry-After",
+                adapter.adapter_name,
+                adapter.provider,
+                extra={"run_id": run.id, "model": model, "provider": adapter.provider},
+            )
+            run.record(held)
+            return
+        if (derived := self.passive.verdict(model, adapter)) is not None:
+            run.record(self._transient(derived))
+            return
         if use_cache and (cached := self.recent.fresh(model, adapter)) is not None:
             logger.debug(
                 "%s - %s: serving a result %.3f s old (min_interval)",
@@ -504,10 +579,28 @@ class HealthChecker:
         self, model: str, adapter: Adapter, budget: _Budget, *, fallback: bool, run: _Run
     ) -> ProbeResult:
         wait = SlotWait()
-        result = await self._probe_once(model, adapter, budget, wait, fallback=fallback, run=run)
+        result = self._transient(
+            await self._probe_once(model, adapter, budget, wait, fallback=fallback, run=run)
+        )
         if wait.granted_at is not None:  # one that never got a slot says nothing of the provider
             self.recent.remember(model, adapter, result)
+            self.slots.feedback(
+                adapter.provider,
+                _signal(result),
+                wait.granted_at,
+                local=result.failure is FailureKind.RESOURCE,
+            )
+            if result.retry_after is not None and _pushed_back(result):
+                self.recent.hold(model, adapter, result, result.retry_after)
         return result
+
+    def _transient(self, result: ProbeResult) -> ProbeResult:
+        """``result`` as degraded if its failure is one of its adapter's transient kinds."""
+        if result.usable or result.failure is None:
+            return result
+        if result.failure not in self.settings.transient_for(result.model, result.provider):
+            return result
+        return dataclasses.replace(result, status=ProbeStatus.DEGRADED)
 
     async def _probe_once(
         self,
@@ -647,6 +740,20 @@ class HealthChecker:
             failure=FailureKind.NOT_STARTED,
             fallback=fallback,
         )
+
+
+def _pushed_back(result: ProbeResult) -> bool:
+    """The provider said it is overloaded (429, or 503 as some gateways do)."""
+    return result.failure is FailureKind.RATE_LIMITED or result.http_status == 503
+
+
+def _signal(result: ProbeResult) -> Signal:
+    """What a probe that held a slot says about its provider's load."""
+    if _pushed_back(result) or result.failure in (FailureKind.TIMEOUT, FailureKind.RESOURCE):
+        return Signal.CONGESTED
+    if result.http_status is not None or result.healthy:
+        return Signal.ANSWERED
+    return Signal.NEUTRAL  # refused, raised, cut by the run's budget: not about load
 
 
 def _plan(

@@ -42,7 +42,11 @@ __all__ = [
     "tag_problem",
 ]
 
-PROBES = ("models", "completion")
+PROBES = ("models", "completion", "passive")
+#: The probes a passive adapter falls back to while the router sends it no traffic.
+ACTIVE_PROBES = ("models", "completion")
+#: Failure kinds ``transient`` may name: they make an adapter degraded, not unhealthy.
+TRANSIENT_KINDS: Final = ("rate_limited", "timeout")
 
 #: A tag: letters, digits and ``_ . : -`` (Kubernetes-label-like), non-empty.
 TAG_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -87,10 +91,35 @@ class CheckSchedule:
     healthy_threshold: int = 1
     unhealthy_threshold: int = 1
     max_age: float | None = None  # None: 2 x ``interval``
+    # Past max_age, a result is still served (marked stale) for this many more
+    # seconds while a refresh runs; None: as long as max_age; 0: never.
+    stale_while_revalidate: float | None = None
+    # Failure kinds (TRANSIENT_KINDS) that make the adapter degraded instead of
+    # unhealthy, until ``transient_limit`` of them in a row (0 = never escalate).
+    transient: tuple[str, ...] = ()
+    transient_limit: int = 3
+    # Latency SLO: degraded while the ``slo_percentile`` of the last
+    # ``slo_window`` answered probes is above ``latency_slo_ms`` (None = no SLO).
+    latency_slo_ms: float | None = None
+    slo_percentile: float = 95.0
+    slo_window: int = 20
+    # Passive adapters (probe = "passive"): how far back reported traffic
+    # counts, and the share of failed requests above which it is unhealthy.
+    passive_window: float = 60.0
+    passive_error_rate: float = 0.5
 
     @property
     def enabled(self) -> bool:
         return self.interval > 0
+
+    @property
+    def stale_for(self) -> float:
+        """Seconds past ``served_max_age`` a result is still served, marked stale."""
+        if not self.enabled:
+            return 0.0
+        if self.stale_while_revalidate is None:
+            return self.served_max_age
+        return self.stale_while_revalidate
 
     @property
     def fast_interval(self) -> float:
@@ -113,6 +142,14 @@ SCHEDULE_KEYS: Final = (
     "healthy_threshold",
     "unhealthy_threshold",
     "max_age",
+    "stale_while_revalidate",
+    "transient",
+    "transient_limit",
+    "latency_slo_ms",
+    "slo_percentile",
+    "slo_window",
+    "passive_window",
+    "passive_error_rate",
 )
 
 
@@ -133,6 +170,11 @@ class ChecksConfig:
     min_interval: float = 0.0
     # Probes in flight at once, across all requests (0 = unlimited).
     max_concurrent_probes: int = 0
+    # Per-provider limits that shrink on 429/503/timeouts and grow back
+    # (service.limits); a provider's ``max_concurrent`` is its ceiling, else
+    # ``adaptive_ceiling``.
+    adaptive_concurrency: bool = False
+    adaptive_ceiling: int = 32
     # Filled by parse_config from the provider entries (not [checks] keys):
     # provider name -> its ``max_concurrent``, and (model, provider) -> its
     # ``min_interval`` override.
@@ -166,6 +208,12 @@ class ChecksConfig:
             adapter_min_interval=dict(self.adapter_min_interval),
             max_concurrent_probes=self.max_concurrent_probes,
             provider_max_concurrent=dict(self.provider_max_concurrent),
+            adaptive_concurrency=self.adaptive_concurrency,
+            adaptive_ceiling=self.adaptive_ceiling,
+            transient=frozenset(self.schedule.transient),
+            adapter_transient={
+                key: frozenset(self.schedule_for(*key).transient) for key in self.adapter_schedule
+            },
         )
 
 
@@ -199,7 +247,8 @@ class ProviderConfig:
     model: str
     api_key: Secret | None = field(default=None, repr=False)
     api_key_env: str | None = None
-    probe: str = "models"
+    probe: str = "models"  # or "completion", or "passive" (see ``active_probe``)
+    passive_fallback: str = "models"  # the probe a passive entry sends while idle
     timeout: float | None = None
     verify_model: bool = True
     options: Mapping[str, str] = field(default_factory=dict)  # deployment, api_version, ...
@@ -209,6 +258,15 @@ class ProviderConfig:
     tags: tuple[str, ...] = ()
     # Background-check keys this entry overrides (see CheckSchedule).
     schedule: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def passive(self) -> bool:
+        return self.probe == "passive"
+
+    @property
+    def active_probe(self) -> str:
+        """The request this entry's adapter sends when it does probe."""
+        return self.passive_fallback if self.passive else self.probe
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +307,8 @@ _CHECK_KEYS: dict[str, type | tuple[type, ...]] = {
     "sync_threads": int,
     "min_interval": (int, float),
     "max_concurrent_probes": int,
+    "adaptive_concurrency": bool,
+    "adaptive_ceiling": int,
 }
 _SCHEDULE_TYPES: dict[str, type | tuple[type, ...]] = {
     "interval": (int, float),
@@ -257,6 +317,14 @@ _SCHEDULE_TYPES: dict[str, type | tuple[type, ...]] = {
     "healthy_threshold": int,
     "unhealthy_threshold": int,
     "max_age": (int, float),
+    "stale_while_revalidate": (int, float),
+    "transient": list,
+    "transient_limit": int,
+    "latency_slo_ms": (int, float),
+    "slo_percentile": (int, float),
+    "slo_window": int,
+    "passive_window": (int, float),
+    "passive_error_rate": (int, float),
 }
 _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "host": str,
@@ -284,6 +352,7 @@ _PROVIDER_KEYS = {
     "api_key_env",
     "model",
     "probe",
+    "passive_fallback",
     "timeout",
     "verify_model",
     "min_interval",
@@ -306,7 +375,7 @@ _TOP_KEYS = {"checks", "server", "models"}
 def _type_name(expected: type | tuple[type, ...]) -> str:
     if expected == (int, float):
         return "a number"
-    return {bool: "true or false", int: "an integer", str: "a string"}.get(
+    return {bool: "true or false", int: "an integer", str: "a string", list: "a list"}.get(
         expected if isinstance(expected, type) else object, "a value"
     )
 
@@ -404,21 +473,57 @@ class _Validator:
             if value is None:
                 continue
             where = f"{path}.{key}"
-            if key in ("healthy_threshold", "unhealthy_threshold"):
+            if key in ("healthy_threshold", "unhealthy_threshold", "slo_window"):
                 if value < 1:
-                    self.problem(where, f"must be an integer >= 1 (consecutive results), got {value}")
+                    what = "results in the window" if key == "slo_window" else "consecutive results"
+                    self.problem(where, f"must be an integer >= 1 ({what}), got {value}")
                     continue
-            elif key == "jitter":
+            elif key == "transient_limit":
+                if value < 0:
+                    self.problem(
+                        where, f"must be an integer >= 0 (0 = never escalate), got {value}"
+                    )
+                    continue
+            elif key == "transient":
+                value = self.transient(value, where)
+                if value is None:
+                    continue
+            elif key in ("jitter", "passive_error_rate"):
                 if not (math.isfinite(value) and 0 <= value <= 1):
-                    self.problem(where, f"must be a fraction of the interval from 0 to 1, got {value!r}")
+                    what = "of the interval " if key == "jitter" else "of requests "
+                    self.problem(where, f"must be a fraction {what}from 0 to 1, got {value!r}")
+                    continue
+                value = float(value)
+            elif key == "slo_percentile":
+                if not (math.isfinite(value) and 0 < value <= 100):
+                    self.problem(where, f"must be a percentile above 0 and up to 100, got {value!r}")
+                    continue
+                value = float(value)
+            elif key == "latency_slo_ms":
+                if not (math.isfinite(value) and value > 0):
+                    self.problem(
+                        where, f"must be a finite number of milliseconds > 0, got {value!r}"
+                    )
                     continue
                 value = float(value)
             else:
-                value = self.seconds(value, where, zero_ok=key == "interval")
+                zero_ok = key in ("interval", "stale_while_revalidate")
+                value = self.seconds(value, where, zero_ok=zero_ok)
                 if value is None:
                     continue
             values[key] = value
         return None if len(self.problems) > before else values
+
+    def transient(self, value: list[Any], path: str) -> tuple[str, ...] | None:
+        accepted = f"a list of {' and/or '.join(map(repr, TRANSIENT_KINDS))}"
+        bad = [v for v in value if v not in TRANSIENT_KINDS]
+        if bad:
+            self.problem(path, f"unknown failure kind {bad[0]!r}; expected {accepted}")
+            return None
+        if len(set(value)) != len(value):
+            self.problem(path, f"list each kind once; expected {accepted}")
+            return None
+        return tuple(value)
 
     def checks(self, data: Mapping[str, Any]) -> ChecksConfig:
         values = self.section(data, "checks", _CHECK_KEYS, SCHEDULE_KEYS)
@@ -438,6 +543,7 @@ class _Validator:
             ("max_body_bytes", 1024, ""),
             ("sync_threads", 1, ""),
             ("max_concurrent_probes", 0, " (0 = unlimited)"),
+            ("adaptive_ceiling", 1, " (the largest an adaptive provider limit grows)"),
         ):
             if key in values and values[key] < low:
                 self.problem(f"checks.{key}", f"must be at least {low}{note}, got {values[key]}")
@@ -619,6 +725,19 @@ class _Validator:
         if probe not in PROBES:
             self.problem(f"{path}.probe", f"must be one of {', '.join(PROBES)}, got {probe!r}")
             return None
+        fallback = table.get("passive_fallback", "models")
+        if "passive_fallback" in table and probe != "passive":
+            self.problem(
+                f"{path}.passive_fallback", 'only applies with probe = "passive"'
+            )
+            return None
+        if fallback not in ACTIVE_PROBES:
+            self.problem(
+                f"{path}.passive_fallback",
+                f"must be one of {', '.join(ACTIVE_PROBES)} (the probe sent while the router "
+                f"reports no traffic), got {fallback!r}",
+            )
+            return None
 
         for key, kinds in _PROVIDER_OPTION_KEYS.items():
             if key in table and kind not in kinds:
@@ -634,6 +753,7 @@ class _Validator:
             api_key=api_key,
             api_key_env=table.get("api_key_env"),
             probe=probe,
+            passive_fallback=fallback,
             timeout=float(table["timeout"]) if "timeout" in table else None,
             # Azure's list names base models, not deployments: nothing to match.
             verify_model=table.get("verify_model", kind != "azure"),

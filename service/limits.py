@@ -20,17 +20,44 @@ for a slot happens inside the probe's deadline: a probe that cannot get a
 slot in time ends as a ``timeout`` with failure ``resource`` and an error
 saying it was still queued, and every result reports its ``queued_ms`` while
 a cap is configured (see :class:`SlotWait`).
+
+**Adaptive limits** (``[checks] adaptive_concurrency = true``): every
+provider gets a limit that moves, AIMD-style like TCP's congestion window,
+between 1 and a ceiling (the provider's ``max_concurrent``, else
+``[checks] adaptive_ceiling``). It starts at the ceiling; a probe the
+provider pushed back on (429, 503, or the probe's own timeout) halves it; a
+probe the provider answered grows it by one once ``limit`` answers in a row
+have come back. One burst of 429s is one congestion episode: only probes
+granted their slot after the last decrease can shrink the limit again, so
+30 probes that were already in flight when the provider started refusing
+halve it once, not 30 times. The global cap, when set, shrinks only on local
+resource exhaustion (EMFILE...) and grows back the same way: a slow provider
+must never shrink everybody's share. A lowered limit takes effect as slots
+are released; nothing in flight is interrupted.
 """
 
 from __future__ import annotations
 
+import enum
+import logging
+import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import trio
 
-__all__ = ["ProbeSlots", "SlotWait"]
+__all__ = ["AdaptiveLimit", "ProbeSlots", "Signal", "SlotWait"]
+
+logger = logging.getLogger("router_health.limits")
+
+
+class Signal(enum.Enum):
+    """What one probe's outcome says about the load it put on its provider."""
+
+    CONGESTED = "congested"  # pushed back: shrink
+    ANSWERED = "answered"  # answered in time: may grow
+    NEUTRAL = "neutral"  # says nothing about load (never got a slot, cancelled...)
 
 
 @dataclass(slots=True)
@@ -38,6 +65,66 @@ class SlotWait:
     """When a probe got its slots (trio clock); ``None`` while it is still queued."""
 
     granted_at: float | None = None
+
+
+class AdaptiveLimit:
+    """An AIMD controller over one :class:`trio.CapacityLimiter` (see the module doc)."""
+
+    def __init__(
+        self, limiter: trio.CapacityLimiter, *, ceiling: int, name: str, floor: int = 1
+    ) -> None:
+        if not 1 <= floor <= ceiling:
+            raise ValueError(f"need 1 <= floor <= ceiling, got floor={floor}, ceiling={ceiling}")
+        self.limiter = limiter
+        self.name = name
+        self.ceiling = ceiling
+        self.floor = floor
+        self.decreases = 0
+        self.increases = 0
+        self._answered = 0  # answers in a row since the last change
+        self._last_decrease = -math.inf  # trio clock
+
+    def __repr__(self) -> str:
+        return f"AdaptiveLimit({self.name!r}, limit={self.limit}, ceiling={self.ceiling})"
+
+    @property
+    def limit(self) -> int:
+        return int(self.limiter.total_tokens)
+
+    def feedback(self, signal: Signal, granted_at: float | None) -> None:
+        """Adjust the limit after a probe that held a slot from ``granted_at``."""
+        if signal is Signal.NEUTRAL or granted_at is None:
+            return
+        if signal is Signal.CONGESTED:
+            self._answered = 0
+            if granted_at < self._last_decrease:
+                return  # already in flight when we last shrank: same episode
+            self._last_decrease = trio.current_time()
+            new = max(self.floor, self.limit // 2)
+            if new < self.limit:
+                self.decreases += 1
+                logger.warning(
+                    "%s pushed back: probe limit %d -> %d", self.name, self.limit, new
+                )
+                self.limiter.total_tokens = new
+            return
+        self._answered += 1
+        if self._answered >= self.limit and self.limit < self.ceiling:
+            self._answered = 0
+            self.increases += 1
+            self.limiter.total_tokens = self.limit + 1
+            logger.debug("%s answering: probe limit -> %d", self.name, self.limit)
+
+    def statistics(self) -> dict[str, int]:
+        s = self.limiter.statistics()
+        return {
+            "in_use": s.borrowed_tokens,
+            "limit": self.limit,
+            "queued": s.tasks_waiting,
+            "ceiling": self.ceiling,
+            "decreases": self.decreases,
+            "increases": self.increases,
+        }
 
 
 class ProbeSlots:
@@ -54,6 +141,8 @@ class ProbeSlots:
         max_concurrent_probes: int = 0,
         provider_caps: Mapping[str, int] | None = None,
         global_limiter: trio.CapacityLimiter | None = None,
+        adaptive: bool = False,
+        adaptive_ceiling: int = 32,
     ) -> None:
         if global_limiter is None and max_concurrent_probes > 0:
             global_limiter = trio.CapacityLimiter(max_concurrent_probes)
@@ -62,25 +151,70 @@ class ProbeSlots:
         for name, cap in self.provider_caps.items():
             if cap < 1:
                 raise ValueError(f"max_concurrent for provider {name!r} must be >= 1, got {cap}")
+        if adaptive_ceiling < 1:
+            raise ValueError(f"adaptive_ceiling must be >= 1, got {adaptive_ceiling}")
+        self.adaptive = adaptive
+        self.adaptive_ceiling = adaptive_ceiling
         self._provider_limiters: dict[str, trio.CapacityLimiter] = {}
+        self._adaptive: dict[str, AdaptiveLimit] = {}
+        self._global_adaptive: AdaptiveLimit | None = None
+        if adaptive and global_limiter is not None:
+            self._global_adaptive = AdaptiveLimit(
+                global_limiter, ceiling=int(global_limiter.total_tokens), name="all providers"
+            )
 
     def __repr__(self) -> str:
         total = "unlimited" if self.global_limiter is None else self.global_limiter.total_tokens
-        return f"ProbeSlots(global={total}, provider_caps={self.provider_caps!r})"
+        return (
+            f"ProbeSlots(global={total}, provider_caps={self.provider_caps!r}, "
+            f"adaptive={self.adaptive})"
+        )
 
     @property
     def active(self) -> bool:
         """Whether any cap is configured (otherwise :meth:`slot` never waits)."""
-        return self.global_limiter is not None or bool(self.provider_caps)
+        return self.global_limiter is not None or bool(self.provider_caps) or self.adaptive
 
     def provider_limiter(self, provider: str) -> trio.CapacityLimiter | None:
         cap = self.provider_caps.get(provider)
+        if cap is None and self.adaptive:
+            cap = self.adaptive_ceiling
         if cap is None:
             return None
         limiter = self._provider_limiters.get(provider)
         if limiter is None:
             limiter = self._provider_limiters[provider] = trio.CapacityLimiter(cap)
+            if self.adaptive:
+                self._adaptive[provider] = AdaptiveLimit(
+                    limiter, ceiling=cap, name=f"provider {provider!r}"
+                )
         return limiter
+
+    def adaptive_limit(self, provider: str) -> AdaptiveLimit | None:
+        """The provider's adaptive controller (made with its limiter), if adaptive is on."""
+        if self.adaptive and provider not in self._adaptive:
+            self.provider_limiter(provider)
+        return self._adaptive.get(provider)
+
+    def feedback(
+        self, provider: str, signal: Signal, granted_at: float | None, *, local: bool = False
+    ) -> None:
+        """Tell the adaptive limits how a probe went (no-op unless adaptive).
+
+        ``local``: the failure was this process's (EMFILE...), which is the
+        global limit's business and says nothing about the provider.
+        """
+        if not self.adaptive:
+            return
+        if local:
+            if self._global_adaptive is not None:
+                self._global_adaptive.feedback(signal, granted_at)
+            return
+        controller = self.adaptive_limit(provider)
+        if controller is not None:
+            controller.feedback(signal, granted_at)
+        if self._global_adaptive is not None and signal is Signal.ANSWERED:
+            self._global_adaptive.feedback(signal, granted_at)
 
     @asynccontextmanager
     async def slot(self, provider: str, wait: SlotWait | None = None) -> AsyncIterator[None]:
@@ -110,12 +244,21 @@ class ProbeSlots:
                 limiter.release()
 
     def statistics(self) -> dict[str, dict[str, int]]:
-        """Slots in use and probes queued, globally and per provider (for tests and metrics)."""
+        """Slots in use, limit and probes queued, globally (``"*"``) and per provider.
+
+        Adaptive limits add their ``ceiling`` and how often they moved.
+        """
         stats: dict[str, dict[str, int]] = {}
-        if self.global_limiter is not None:
-            s = self.global_limiter.statistics()
-            stats["*"] = {"in_use": s.borrowed_tokens, "limit": int(s.total_tokens), "queued": s.tasks_waiting}
+        if self._global_adaptive is not None:
+            stats["*"] = self._global_adaptive.statistics()
+        elif self.global_limiter is not None:
+            stats["*"] = _limiter_stats(self.global_limiter)
         for name, limiter in self._provider_limiters.items():
-            s = limiter.statistics()
-            stats[name] = {"in_use": s.borrowed_tokens, "limit": int(s.total_tokens), "queued": s.tasks_waiting}
+            controller = self._adaptive.get(name)
+            stats[name] = controller.statistics() if controller else _limiter_stats(limiter)
         return stats
+
+
+def _limiter_stats(limiter: trio.CapacityLimiter) -> dict[str, int]:
+    s = limiter.statistics()
+    return {"in_use": s.borrowed_tokens, "limit": int(s.total_tokens), "queued": s.tasks_waiting}

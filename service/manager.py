@@ -14,12 +14,13 @@ import httpx
 import trio
 
 from adapters import ADAPTER_TYPES
-from adapters.base import Adapter, HttpAdapter
+from adapters.base import Adapter, FailureKind, HttpAdapter
 from adapters.custom import SyncCallableAdapter
 from adapters.transport import ConnectionBudget, HttpConnection, HttpxTransport, ProbeTransport
 
 from .checker import HealthChecker
 from .config import Config, ProviderConfig, tag_problem
+from .passive import PassivePolicy
 
 __all__ = ["AdapterManager", "UnknownModelError", "socket_budget"]
 
@@ -48,7 +49,7 @@ def build_adapter(provider: ProviderConfig, *, max_body_bytes: int) -> HttpAdapt
         base_url=provider.base_url,
         model=provider.model,
         api_key=provider.api_key,
-        probe=provider.probe,
+        probe=provider.active_probe,
         verify_model=provider.verify_model,
         max_body_bytes=max_body_bytes,
         timeout=provider.timeout,
@@ -95,6 +96,16 @@ class AdapterManager:
             for model in config.models
             for p in model.providers
         }
+        # Passive entries are judged by the traffic the router reports (observe()).
+        for model in config.models:
+            for entry, adapter in zip(model.providers, self.model_adapters[model.name], strict=True):
+                if entry.passive:
+                    schedule = config.checks.schedule_for(model.name, entry.name)
+                    self.health_checker.passive.watch(
+                        model.name,
+                        adapter,
+                        PassivePolicy(schedule.passive_window, schedule.passive_error_rate),
+                    )
         self.sync_limiter = trio.CapacityLimiter(config.checks.sync_threads)
         self._clients: list[ProbeTransport] = []
         self.connection_budget: ConnectionBudget | None = None
@@ -163,12 +174,54 @@ class AdapterManager:
                 plan[model] = kept
         return plan
 
+    def observe(
+        self,
+        model: str,
+        provider: str,
+        *,
+        ok: bool,
+        latency_ms: float | None = None,
+        http_status: int | None = None,
+        failure: FailureKind | str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Report one request the router sent through ``model``'s ``provider``.
+
+        Passive adapters (``probe = "passive"``) are judged by these reports
+        instead of probes while traffic flows (see :mod:`service.passive`).
+        Returns whether the report counted (False: that adapter is not
+        passive). Raises :class:`UnknownModelError` or ``ValueError`` (an
+        unknown provider, or values that cannot describe a request).
+        """
+        adapters = self.get_model_adapters(model)
+        if not any(a.provider == provider for a in adapters):
+            listed = ", ".join(a.provider for a in adapters)
+            raise ValueError(
+                f"model {model!r} has no provider named {provider!r}; its providers: {listed}"
+            )
+        return self.health_checker.observe(
+            model,
+            provider,
+            ok=ok,
+            latency_ms=latency_ms,
+            http_status=http_status,
+            failure=failure,
+            error=error,
+        )
+
     def register_adapter(
-        self, model_name: str, adapter: Adapter, *, tags: Iterable[str] = ()
+        self,
+        model_name: str,
+        adapter: Adapter,
+        *,
+        tags: Iterable[str] = (),
+        passive: PassivePolicy | None = None,
     ) -> None:
         """Add an adapter of your own (see ``adapters.custom``) to a model, new or existing.
 
         ``tags`` are its effective tags for :meth:`select` (the filters).
+        ``passive``: judge it by reported traffic (:meth:`observe`) while
+        there is some, probing it only when quiet.
         """
         if not isinstance(adapter, Adapter):
             raise TypeError(
@@ -192,6 +245,8 @@ class AdapterManager:
         self.health_checker.add_secrets([getattr(adapter, "api_key", None)])
         adapters.append(adapter)
         self.adapter_tags[(model_name, adapter.provider)] = tags
+        if passive is not None:
+            self.health_checker.passive.watch(model_name, adapter, passive)
 
     # -- lifetime ----------------------------------------------------------------
 

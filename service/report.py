@@ -33,8 +33,17 @@ class ProbeStatus(enum.StrEnum):
     """One adapter's verdict."""
 
     HEALTHY = "healthy"
+    #: Still serving, but impaired: a failure configured as transient (a 429,
+    #: its own timeout; ``[checks] transient``) or, in the live state, a
+    #: latency above its SLO. Routers may keep using it; it is not healthy.
+    DEGRADED = "degraded"
     UNHEALTHY = "unhealthy"  # answered, but not with a healthy answer (or could not connect)
     TIMEOUT = "timeout"  # no verdict before its deadline (or never started: see ``failure``)
+
+    @property
+    def usable(self) -> bool:
+        """Healthy or degraded: the adapter still serves traffic."""
+        return self in (ProbeStatus.HEALTHY, ProbeStatus.DEGRADED)
 
 
 class HealthStatus(enum.StrEnum):
@@ -70,6 +79,15 @@ class ProbeResult:
     #: Time spent waiting for a probe slot (``max_concurrent*`` caps), when
     #: any cap is configured; included in ``latency_ms``.
     queued_ms: float | None = None
+    #: Where the verdict came from when not from a probe just sent:
+    #: ``"passive"`` (the router's own traffic) or ``"retry_after"`` (a
+    #: previous 429's Retry-After still holds, so nothing was sent).
+    source: str | None = None
+    #: For ``"passive"`` verdicts: how many reported requests they summarise.
+    samples: int | None = None
+    #: Served from the live state past its ``max_age`` while a refresh runs
+    #: (stale-while-revalidate).
+    stale: bool = False
 
     @property
     def cached(self) -> bool:
@@ -78,6 +96,10 @@ class ProbeResult:
     @property
     def healthy(self) -> bool:
         return self.status is ProbeStatus.HEALTHY
+
+    @property
+    def usable(self) -> bool:
+        return self.status.usable
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -97,15 +119,24 @@ class ProbeResult:
         if self.cached_age is not None:
             data["cached"] = True
             data["age_s"] = _round(self.cached_age)
+        if self.source is not None:
+            data["source"] = self.source
+        if self.samples is not None:
+            data["samples"] = self.samples
+        if self.stale:
+            data["stale"] = True
         return data
 
 
 def model_status(results: Iterable[ProbeResult]) -> HealthStatus:
-    """healthy: every provider healthy; degraded: some; unhealthy: none (or no providers)."""
-    flags = [r.healthy for r in results]
-    if flags and all(flags):
+    """healthy: every provider healthy; degraded: some usable (healthy or degraded); unhealthy: none.
+
+    A model with no providers is unhealthy.
+    """
+    statuses = [r.status for r in results]
+    if statuses and all(s is ProbeStatus.HEALTHY for s in statuses):
         return HealthStatus.HEALTHY
-    if any(flags):
+    if any(s.usable for s in statuses):
         return HealthStatus.DEGRADED
     return HealthStatus.UNHEALTHY
 

@@ -5,14 +5,30 @@ One :class:`HealthState` per app holds, per adapter (model, provider):
 * the latest result that says something about the provider (results served
   from ``min_interval``, and outcomes about the caller's budget or this
   process, are left out: :func:`service.cache.says_about_provider`);
-* the *reported* status after hysteresis: the first result sets it; after
-  that a flip to healthy needs ``healthy_threshold`` consecutive healthy
-  results, a flip to not-healthy ``unhealthy_threshold`` consecutive
-  not-healthy ones (``unhealthy`` and ``timeout`` both count), so one blip
-  does not flap a provider. While it stays on the not-healthy side the
-  reported status follows the results (``unhealthy`` / ``timeout``);
+* the *reported* status after hysteresis. Statuses fall on two sides: *up*
+  (``healthy``, ``degraded``: still serving) and *down* (``unhealthy``,
+  ``timeout``). The first result sets the status; after that crossing to up
+  needs ``healthy_threshold`` consecutive up results, crossing to down
+  ``unhealthy_threshold`` consecutive down ones, so one blip does not flap a
+  provider. Within a side the reported status follows the latest result;
+* **transient** failures (``[checks] transient``: a 429, the probe's own
+  timeout) arrive ``degraded`` from the checker and count as up, until
+  ``transient_limit`` of them in a row (0 = never): from then on they count
+  as what they are (``unhealthy`` / ``timeout``), because a provider that
+  has timed out five times running is down, not busy;
+* the **latency SLO** (``latency_slo_ms``): while up, an adapter whose
+  ``slo_percentile`` latency over its last ``slo_window`` answered probes
+  (at least :data:`SLO_MIN_SAMPLES`, or the whole window if smaller) is
+  above the SLO is reported ``degraded``, with the measured percentile in
+  its ``error``;
 * the last :data:`HISTORY_LENGTH` results (``checked_at``, raw ``status``,
   ``latency_ms``, ``failure``).
+
+Served results (:meth:`HealthState.report`) are fresh while younger than the
+adapter's ``max_age``; with ``allow_stale`` a result up to
+``stale_while_revalidate`` seconds older is still served, marked ``stale``
+(the caller starts a refresh: stale-while-revalidate); older than that, or
+missing, and the caller must check live.
 
 Readers (request handlers) only read memory; writers are the background
 checker and live runs. Entries are immutable and replaced whole; ``changes``
@@ -21,8 +37,8 @@ to move without polling. Ages are measured on the Trio clock.
 
 Embedders follow status changes with :meth:`HealthState.subscribe`: a memory
 channel of :class:`Transition` (an async iterator). A transition is an
-adapter's first result and every flip of its reported status between
-healthy and not healthy. The writer never waits for a subscriber: one whose
+adapter's first result and every change of its reported *level*: healthy,
+degraded, or down (``unhealthy`` and ``timeout`` are one level). The writer never waits for a subscriber: one whose
 buffer is full is dropped (its channel closes, a warning is logged).
 """
 
@@ -30,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -39,18 +56,42 @@ from typing import Any, Final
 import trio
 from trio_util import AsyncValue  # type: ignore[import-untyped]
 
-from adapters.base import Adapter
+from adapters.base import Adapter, FailureKind
 
 from .cache import says_about_provider
 from .config import CheckSchedule
 from .report import HealthReport, ModelReport, ProbeResult, ProbeStatus
 
-__all__ = ["HISTORY_LENGTH", "AdapterState", "HealthState", "HistoryEntry", "Transition"]
+__all__ = [
+    "HISTORY_LENGTH",
+    "SLO_MIN_SAMPLES",
+    "AdapterState",
+    "HealthState",
+    "HistoryEntry",
+    "Transition",
+    "level",
+]
 
 logger = logging.getLogger("router_health.state")
 
 #: Results kept per adapter for ``GET /v1/health/history``.
 HISTORY_LENGTH: Final = 50
+#: Answered probes needed before a latency SLO can make an adapter degraded.
+SLO_MIN_SAMPLES: Final = 5
+
+
+def level(status: ProbeStatus) -> str:
+    """``healthy``, ``degraded`` or ``down``: what a transition is a change of."""
+    if status.usable:
+        return status.value
+    return "down"
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """The nearest-rank ``pct`` percentile of ``values`` (non-empty)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
 
 Key = tuple[str, str]
 
@@ -88,28 +129,53 @@ class AdapterState:
 
     latest: ProbeResult
     at: float  # trio clock when ``latest`` was recorded
-    reported: ProbeStatus  # after hysteresis
-    streak: int = 0  # consecutive results disagreeing with ``reported``
+    reported: ProbeStatus  # after hysteresis, transient escalation and the SLO
+    streak: int = 0  # consecutive results on the other side from ``reported``
+    transient_streak: int = 0  # consecutive transient (degraded) failures
+    note: str | None = None  # why it is degraded when ``latest`` does not say (the SLO)
 
     @property
     def reported_healthy(self) -> bool:
         return self.reported is ProbeStatus.HEALTHY
 
     @property
+    def up(self) -> bool:
+        return self.reported.usable
+
+    @property
     def changing(self) -> bool:
-        """Some results disagree with the reported status, not yet enough to flip it."""
+        """Some results disagree with the reported side, not yet enough to flip it."""
         return self.streak > 0
+
+    @staticmethod
+    def first(result: ProbeResult, schedule: CheckSchedule) -> AdapterState:
+        status, transient = _effective(result, 0, schedule)
+        return AdapterState(result, trio.current_time(), status, 0, transient)
 
     def next(self, result: ProbeResult, schedule: CheckSchedule) -> AdapterState:
         """The state after ``result`` (the hysteresis rule, see the module doc)."""
         now = trio.current_time()
-        if result.healthy == self.reported_healthy:
-            return AdapterState(result, now, result.status)
+        status, transient = _effective(result, self.transient_streak, schedule)
+        if status.usable == self.up:
+            return AdapterState(result, now, status, 0, transient)
         streak = self.streak + 1
-        needed = schedule.healthy_threshold if result.healthy else schedule.unhealthy_threshold
+        needed = schedule.healthy_threshold if status.usable else schedule.unhealthy_threshold
         if streak >= needed:
-            return AdapterState(result, now, result.status)
-        return AdapterState(result, now, self.reported, streak)
+            return AdapterState(result, now, status, 0, transient)
+        return AdapterState(result, now, self.reported, streak, transient)
+
+
+def _effective(
+    result: ProbeResult, transient_streak: int, schedule: CheckSchedule
+) -> tuple[ProbeStatus, int]:
+    """``result``'s status once transient escalation applies, and the new transient streak."""
+    if result.status is not ProbeStatus.DEGRADED or result.failure is None:
+        return result.status, 0
+    streak = transient_streak + 1
+    if schedule.transient_limit and streak >= schedule.transient_limit:
+        down = ProbeStatus.TIMEOUT if result.failure is FailureKind.TIMEOUT else ProbeStatus.UNHEALTHY
+        return down, streak
+    return ProbeStatus.DEGRADED, streak
 
 
 class HealthState:
@@ -173,11 +239,11 @@ class HealthState:
             return
         key = (result.model, result.provider)
         previous = self._states.get(key)
+        schedule = self.schedule_for(*key)
         if previous is None:
-            state = AdapterState(result, trio.current_time(), result.status)
+            state = AdapterState.first(result, schedule)
         else:
-            state = previous.next(result, self.schedule_for(*key))
-        self._states[key] = state
+            state = previous.next(result, schedule)
         history = self._history.setdefault(key, deque(maxlen=HISTORY_LENGTH))
         history.append(
             HistoryEntry(
@@ -187,8 +253,10 @@ class HealthState:
                 failure=result.failure.value if result.failure else None,
             )
         )
+        state = _apply_slo(state, history, schedule)
+        self._states[key] = state
         self.changes.value = self.changes.value + 1
-        if previous is None or previous.reported_healthy != state.reported_healthy:
+        if previous is None or level(previous.reported) != level(state.reported):
             self._publish(
                 Transition(
                     model=result.model,
@@ -205,14 +273,19 @@ class HealthState:
         *,
         timeout: float,
         concurrent: bool,
+        allow_stale: bool = False,
     ) -> HealthReport | None:
         """``plan``'s report from memory, or None if any adapter's result is missing or too old.
 
         Each result carries the reported status and its age (``age_s``); the
-        report says ``"source": "background"``.
+        report says ``"source": "background"``. With ``allow_stale``, results
+        past ``max_age`` but within ``stale_while_revalidate`` are served
+        marked ``stale`` (and the report's ``"stale"`` counts them): the
+        caller refreshes them (:func:`stale_results`).
         """
         now = trio.current_time()
         models: dict[str, ModelReport] = {}
+        stale = 0
         for model, adapters in plan.items():
             results: dict[str, ProbeResult] = {}
             for adapter in adapters:
@@ -220,10 +293,18 @@ class HealthState:
                 if state is None:
                     return None
                 age = max(now - state.at, 0.0)
-                if age >= self.schedule_for(model, adapter.provider).served_max_age:
+                schedule = self.schedule_for(model, adapter.provider)
+                is_stale = age >= schedule.served_max_age
+                if is_stale and not (
+                    allow_stale and age < schedule.served_max_age + schedule.stale_for
+                ):
                     return None
+                stale += is_stale
+                error = state.latest.error
+                if state.note is not None:
+                    error = state.note if error is None else f"{error}; {state.note}"
                 results[adapter.provider] = dataclasses.replace(
-                    state.latest, status=state.reported, cached_age=age
+                    state.latest, status=state.reported, cached_age=age, stale=is_stale, error=error
                 )
             models[model] = ModelReport(model, results)
         return HealthReport(
@@ -232,5 +313,34 @@ class HealthState:
             execution_time=0.0,
             concurrent=concurrent,
             timeout=timeout,
-            extra={"source": "background"},
+            extra={"source": "background", "stale": stale} if stale else {"source": "background"},
         )
+
+
+def stale_results(report: HealthReport) -> list[tuple[str, str]]:
+    """(model, provider) of every result ``report`` served stale."""
+    return [(r.model, r.provider) for r in report.results() if r.stale]
+
+
+def _apply_slo(
+    state: AdapterState, history: Sequence[HistoryEntry], schedule: CheckSchedule
+) -> AdapterState:
+    """``state`` degraded (with a note) if it is healthy but its latency breaks the SLO."""
+    slo = schedule.latency_slo_ms
+    if slo is None or state.reported is not ProbeStatus.HEALTHY:
+        return state
+    window = [
+        e.latency_ms
+        for e in list(history)[-schedule.slo_window :]
+        if e.latency_ms is not None and e.status.usable
+    ]
+    if len(window) < min(SLO_MIN_SAMPLES, schedule.slo_window):
+        return state
+    measured = percentile(window, schedule.slo_percentile)
+    if measured <= slo:
+        return state
+    note = (
+        f"p{schedule.slo_percentile:g} latency {measured:.0f} ms over the last {len(window)} "
+        f"answered probes is above the SLO of {slo:g} ms"
+    )
+    return dataclasses.replace(state, reported=ProbeStatus.DEGRADED, note=note)

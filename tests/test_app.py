@@ -572,7 +572,16 @@ async def test_performance_reports_the_seed_fields_and_agreement() -> None:
         "concurrent_status",
         "sequential_status",
         "agreement",
+        "time_breakdown",
+        "limits",
     }
+    for strategy in ("concurrent", "sequential"):
+        breakdown = body["time_breakdown"][strategy]
+        assert breakdown["probes"] == 3
+        # No cap configured: nothing queued, all the time is the providers'.
+        assert breakdown["queue_wait_ms"]["total"] == 0.0
+        assert breakdown["execution_ms"]["max"] is not None
+    assert body["limits"] == {"adaptive": False, "current": {}}
     metrics = body["performance_metrics"]
     assert set(metrics) == PERFORMANCE_METRIC_KEYS
     assert (metrics["total_models"], metrics["total_adapters"]) == (2, 3)

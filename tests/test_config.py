@@ -125,7 +125,7 @@ def test_keys_never_show_in_reprs(tmp_path: Path) -> None:
         ('[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="ollama"\nbase_url="localhost:11434"',
          "base_url: must start with http:// or https://"),
         ('[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="ollama"\nprobe="chat"',
-         "probe: must be one of models, completion, got 'chat'"),
+         "probe: must be one of models, completion, passive, got 'chat'"),
         ('[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="ollama"\ndeployment="d"',
          "deployment: only applies to type azure"),
         ('[[models]]\nname="m"\n[[models.providers]]\nname="p"\ntype="openai"\napi_key="a"\napi_key_env="B"',

@@ -177,7 +177,10 @@ async def test_keys_never_appear_in_any_output_of_a_representative_workload(
         )
         for mode in MODES:
             for name in KEYS:
-                sim.set_behavior(name, mode=mode, status=500, trickle_interval=0.05)
+                # retry_after=0: a held 429 would keep the next modes from probing.
+                sim.set_behavior(
+                    name, mode=mode, status=500, trickle_interval=0.05, retry_after=0
+                )
             await every_endpoint(service, transcript, mode)
             if mode == "echo_key":
                 # The upstreams did quote the keys: redaction, not luck, hid them.
