@@ -27,6 +27,7 @@ from .config import (
     parse_config,
 )
 from .manager import AdapterManager, UnknownModelError
+from .passive import PassivePolicy
 from .report import (
     HealthReport,
     HealthStatus,
@@ -48,6 +49,7 @@ __all__ = [
     "ModelConfig",
     "ModelHealthReport",
     "ModelReport",
+    "PassivePolicy",
     "ProbeResult",
     "ProbeStatus",
     "ProviderConfig",

@@ -259,3 +259,80 @@ async def test_embedders_receive_transitions_until_shutdown() -> None:
         await health.changes.wait_value(lambda n: n >= 2)
     seen = {(t.model, t.previous, t.current.value) async for t in updates}  # ends at shutdown
     assert seen == {("gpt-4", None, "healthy"), ("llama3", None, "unhealthy")}
+
+
+async def test_app_serves_stale_results_and_refreshes_them_once() -> None:
+    release = trio.Event()
+    calls = 0
+
+    async def probe() -> bool:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            await release.wait()  # the refresh stays in flight until released
+        return True
+
+    fleet = {"gpt-4": [adapter("openai", probe)]}
+    app, _ = make_app(
+        fleet,
+        checks={"interval": 3600, "jitter": 0, "max_age": 0.001, "stale_while_revalidate": 3600},
+    )
+    state = app.extensions[EXTENSION_KEY]
+    health = state.health
+    async with serving(app) as client:
+        await health.changes.wait_value(1)
+        await trio.sleep(0.01)  # the result's age is what is under test
+        for _ in range(3):
+            status, body = await get_json(client, "/v1/health/")
+            assert status == 200 and body["source"] == "background" and body["stale"] == 1
+            assert body["details"]["gpt-4"]["openai"]["stale"] is True
+        status, one = await get_json(client, "/v1/health/models/gpt-4")
+        assert status == 200 and one["source"] == "background" and one["stale"] == 1
+        # Four stale answers, one refresh in flight: the provider saw two probes.
+        assert calls == 2 and state.background.refreshes == 1
+        release.set()
+        await health.changes.wait_value(2)
+        history = health.history("gpt-4", "openai")
+        assert len(history) == 2
+
+
+def test_degraded_keys_are_validated_one_line_each() -> None:
+    with pytest.raises(ConfigError) as info:
+        config(
+            {"transient": ["rate_limited", "5xx"], "transient_limit": -1, "latency_slo_ms": 0,
+             "slo_percentile": 101, "slo_window": 0, "stale_while_revalidate": -2,
+             "passive_window": 0, "passive_error_rate": 2},
+            {"transient": "timeout"},
+        )
+    lines = str(info.value).splitlines()
+    assert len(lines) == 9, lines
+    expected = [
+        "checks.transient: unknown failure kind '5xx'; expected a list of 'rate_limited' and/or 'timeout'",
+        "checks.transient_limit: must be an integer >= 0 (0 = never escalate)",
+        "checks.latency_slo_ms: must be a finite number of milliseconds > 0",
+        "checks.slo_percentile: must be a percentile above 0 and up to 100",
+        "checks.slo_window: must be an integer >= 1",
+        "checks.stale_while_revalidate: must be a finite number of seconds >= 0",
+        "checks.passive_window: must be a finite number of seconds > 0",
+        "checks.passive_error_rate: must be a fraction of requests from 0 to 1",
+        "providers[0].transient: must be a list, got 'timeout'",
+    ]
+    for text in expected:
+        assert any(text in line for line in lines), (text, lines)
+
+
+def test_degraded_keys_reach_the_schedule_and_the_checker() -> None:
+    checks = config(
+        {"interval": 10, "transient": ["rate_limited"], "latency_slo_ms": 800, "slo_window": 30},
+        {"transient": ["rate_limited", "timeout"], "transient_limit": 0},
+    ).checks
+    own = checks.schedule_for("llama3", "local")
+    assert own.transient == ("rate_limited", "timeout") and own.transient_limit == 0
+    assert own.latency_slo_ms == 800 and own.slo_window == 30 and own.slo_percentile == 95
+    settings_ = checks.checker_settings()
+    assert settings_.transient == frozenset({"rate_limited"})
+    assert settings_.adapter_transient[("llama3", "local")] == frozenset({"rate_limited", "timeout"})
+    with pytest.raises(ValueError, match="transient kinds must be among"):
+        settings(transient=frozenset({"auth"}))
+    with pytest.raises(ConfigError, match="list each kind once"):
+        config({"transient": ["timeout", "timeout"]})

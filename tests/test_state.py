@@ -12,7 +12,7 @@ import trio.testing
 from adapters import FailureKind
 from service.config import CheckSchedule
 from service.report import HealthStatus, ProbeResult, ProbeStatus
-from service.state import HISTORY_LENGTH, HealthState
+from service.state import HISTORY_LENGTH, HealthState, stale_results
 from tests.test_app import ok
 
 
@@ -182,3 +182,153 @@ async def test_a_closed_subscriber_is_forgotten() -> None:
     assert state._subscribers == []
     with pytest.raises(ValueError):
         state.subscribe(buffer=0)
+
+
+# -- degraded: transient failures and the latency SLO ----------------------------------------
+
+D = ProbeStatus.DEGRADED
+
+
+def slow(latency_ms: float, status: ProbeStatus = H) -> ProbeResult:
+    return ProbeResult(
+        model="gpt-4", provider="openai", adapter="OpenaiAdapter", status=status,
+        latency_ms=latency_ms, checked_at=1_700_000_000.0,
+    )
+
+
+def busy(failure: FailureKind = FailureKind.RATE_LIMITED) -> ProbeResult:
+    """A transient failure as the checker reports it: degraded, with its failure kind."""
+    return result(D, failure=failure)
+
+
+def reported_for(results: list[ProbeResult], schedule: CheckSchedule) -> list[ProbeStatus]:
+    state = HealthState(lambda model, provider: schedule)
+    seen = []
+    for each in results:
+        state.record(each)
+        current = state.get("gpt-4", "openai")
+        assert current is not None
+        seen.append(current.reported)
+    return seen
+
+
+async def test_transient_failures_are_degraded_until_the_limit() -> None:
+    schedule = CheckSchedule(interval=10, transient_limit=3)
+    # Two 429s: degraded (still up); a third in a row: down (unhealthy); a
+    # healthy answer resets the count.
+    assert reported_for([result(H), busy(), busy(), busy(), result(H), busy()], schedule) == [
+        H, D, D, U, H, D,
+    ]
+    # A transient timeout escalates to timeout, not unhealthy.
+    timeouts = [busy(FailureKind.TIMEOUT)] * 2
+    assert reported_for(timeouts, CheckSchedule(interval=10, transient_limit=2)) == [D, T]
+
+
+async def test_transient_limit_zero_never_escalates() -> None:
+    schedule = CheckSchedule(interval=10, transient_limit=0)
+    assert reported_for([busy()] * 10, schedule) == [D] * 10
+
+
+async def test_degraded_is_up_for_the_thresholds() -> None:
+    # Down, then degraded answers: crossing back up needs healthy_threshold of them.
+    schedule = CheckSchedule(interval=10, healthy_threshold=2, transient_limit=0)
+    assert reported_for([result(U), busy(), busy(), result(H)], schedule) == [U, U, D, H]
+    # Up: a degraded answer does not count toward unhealthy_threshold.
+    schedule = CheckSchedule(interval=10, unhealthy_threshold=2, transient_limit=0)
+    assert reported_for([result(H), result(U), busy(), result(U)], schedule) == [H, H, D, D]
+
+
+async def test_latency_above_the_slo_is_degraded_with_the_measurement() -> None:
+    schedule = CheckSchedule(interval=10, latency_slo_ms=500, slo_percentile=95, slo_window=10)
+    state = HealthState(lambda model, provider: schedule)
+    # Four slow answers: below SLO_MIN_SAMPLES, so no verdict on latency yet.
+    for _ in range(4):
+        state.record(slow(900))
+    current = state.get("gpt-4", "openai")
+    assert current is not None and current.reported is H
+    state.record(slow(900))
+    current = state.get("gpt-4", "openai")
+    assert current is not None and current.reported is D
+    assert current.note is not None and "p95 latency 900 ms" in current.note
+    assert "SLO of 500 ms" in current.note
+    # Fast answers push the slow ones out of the 10-result window.
+    for _ in range(10):
+        state.record(slow(100))
+    current = state.get("gpt-4", "openai")
+    assert current is not None and current.reported is H and current.note is None
+
+
+async def test_one_outlier_in_the_window_does_not_breach_a_p95() -> None:
+    schedule = CheckSchedule(interval=10, latency_slo_ms=500, slo_window=20)
+    statuses = reported_for([slow(100)] * 19 + [slow(5000)], schedule)
+    assert statuses[-1] is H  # p95 of 20 is the 19th: 100 ms
+    assert reported_for([slow(100)] * 18 + [slow(5000)] * 2, schedule)[-1] is D
+
+
+async def test_the_slo_only_degrades_a_healthy_adapter() -> None:
+    schedule = CheckSchedule(interval=10, latency_slo_ms=10, slo_window=5)
+    # Unhealthy stays unhealthy (a down adapter is not "degraded").
+    assert reported_for([slow(900)] * 5 + [slow(900, U)], schedule)[-1] is U
+
+
+async def test_served_results_carry_the_slo_note(autojump_clock: trio.testing.MockClock) -> None:
+    schedule = CheckSchedule(interval=10, latency_slo_ms=50, slo_window=5)
+    state = HealthState(lambda model, provider: schedule)
+    for _ in range(5):
+        state.record(slow(80))
+    report = state.report({"gpt-4": [ok("openai")]}, timeout=30, concurrent=True)
+    assert report is not None and report.status is HealthStatus.DEGRADED
+    detail = report.to_dict()["details"]["gpt-4"]["openai"]
+    assert detail["status"] == "degraded" and "above the SLO of 50 ms" in detail["error"]
+
+
+async def test_transitions_are_level_changes() -> None:
+    schedule = CheckSchedule(interval=10, transient_limit=0)
+    state = HealthState(lambda model, provider: schedule)
+    updates = state.subscribe()
+    for each in (result(H), busy(), busy(), result(U), result(T), result(H)):
+        state.record(each)
+    state.close()
+    seen = [(t.previous, t.current) async for t in updates]
+    # degraded -> degraded and unhealthy -> timeout are no level change.
+    assert seen == [(None, H), (H, D), (D, U), (T, H)]
+
+
+# -- stale-while-revalidate -------------------------------------------------------------------
+
+
+async def test_stale_results_are_served_marked_within_the_grace(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    schedule = CheckSchedule(interval=10, max_age=20, stale_while_revalidate=30)
+    state = HealthState(lambda model, provider: schedule)
+    plan = {"gpt-4": [ok("openai"), ok("azure")]}
+    state.record(result(H))
+    state.record(result(H, provider="azure"))
+    await trio.sleep(15)
+    state.record(result(H))  # openai refreshed, azure 15 s old
+    await trio.sleep(10)  # openai 10 s, azure 25 s: past max_age, within the grace
+    assert state.report(plan, timeout=30, concurrent=True) is None  # strict: go live
+    report = state.report(plan, timeout=30, concurrent=True, allow_stale=True)
+    assert report is not None
+    body = report.to_dict()
+    assert body["stale"] == 1 and body["source"] == "background"
+    assert body["details"]["gpt-4"]["azure"]["stale"] is True
+    assert "stale" not in body["details"]["gpt-4"]["openai"]
+    assert stale_results(report) == [("gpt-4", "azure")]
+    await trio.sleep(25)  # azure 50 s old: past max_age + grace
+    assert state.report(plan, timeout=30, concurrent=True, allow_stale=True) is None
+
+
+async def test_stale_grace_defaults_to_max_age_and_zero_turns_it_off(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    assert CheckSchedule(interval=10).stale_for == 20  # max_age 2 x interval
+    assert CheckSchedule(interval=10, max_age=5).stale_for == 5
+    assert CheckSchedule(interval=0).stale_for == 0
+    schedule = CheckSchedule(interval=10, max_age=5, stale_while_revalidate=0)
+    state = HealthState(lambda model, provider: schedule)
+    state.record(result(H))
+    await trio.sleep(6)
+    assert state.report({"gpt-4": [ok("openai")]}, timeout=30, concurrent=True,
+                        allow_stale=True) is None
