@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import re
 import zlib
 from collections.abc import Iterable, Mapping
@@ -199,7 +200,11 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         seconds = float(value)
     except ValueError:
         return None  # HTTP-date form: rare from LLM providers, not worth a parser
-    return seconds if 0 <= seconds < 86_400 else None
+    if not (math.isfinite(seconds) and seconds >= 0):
+        return None
+    # A daily quota says "come back tomorrow": keep it (capped at a week, so
+    # the number stays sane); the checker caps how long it honours it.
+    return min(seconds, 604_800.0)
 
 
 def _upstream_message(body: bytes) -> str:

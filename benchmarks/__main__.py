@@ -3,7 +3,9 @@
 A full run (well under 20 minutes on 2 cores) writes benchmarks/RESULTS.md
 and benchmarks/scale.png; ``--quick`` (under a minute, small N, 0.1-0.2 s
 latency) writes neither and exits 1 if any of this project's results is
-wrong (never because something is slow).
+wrong (never because something is slow). ``--policies-only`` runs just the
+cost-policy records (benchmarks/policies.py, ~8 minutes in full) and replaces
+only their part of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -33,6 +35,16 @@ def main(argv: list[str] | None = None) -> int:
         "--no-acceptance", action="store_true", help="skip the issue-2 acceptance rows"
     )
     parser.add_argument(
+        "--no-policies",
+        action="store_true",
+        help="skip the cost-policy records (dashboard caching, adaptive limits)",
+    )
+    parser.add_argument(
+        "--policies-only",
+        action="store_true",
+        help="run only the cost-policy records; a full run rewrites just their part of RESULTS.md",
+    )
+    parser.add_argument(
         "--render",
         metavar="FILE",
         help="run nothing: rewrite RESULTS.md and scale.png from a full run's --json FILE",
@@ -53,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     plan = suite.Plan.quick_plan() if args.quick else suite.Plan.full()
     plan.acceptance = not args.no_acceptance
+    plan.policies = not args.no_policies
+    plan.only_policies = args.policies_only
     results = _run_with_progress(plan)
     results.command = "python -m benchmarks" + "".join(
         f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:])
@@ -71,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write_results(results: suite.Results, out: Path) -> None:
+    if results.plan.only_policies:
+        # One section of a longer suite: replace it in place, keep the rest as recorded.
+        path = out / "RESULTS.md"
+        old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+        path.write_text(report.splice_policies(old, report.policies_md(results)), encoding="utf-8")
+        return
     report.plot(results, out / "scale.png")
     narrative = (report.HERE / "analysis.md").read_text(encoding="utf-8")
     (out / "RESULTS.md").write_text(report.results_md(results, narrative), encoding="utf-8")

@@ -376,6 +376,162 @@ def http_table(results: Results) -> str:
     )
 
 
+# -- cost policies (benchmarks/policies.py) -------------------------------------------
+
+POLICIES_BEGIN = "<!-- policies:begin (python -m benchmarks --policies-only rewrites this part) -->"
+POLICIES_END = "<!-- policies:end -->"
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f} ms"
+
+
+def _fewer(baseline: float | None, value: float | None) -> str:
+    if baseline is None or value is None:
+        return "—"
+    if value == 0:
+        return "none sent"
+    return "1x (baseline)" if value == baseline else f"**{baseline / value:.1f}x fewer**"
+
+
+def polling_table(results: Results) -> str:
+    from .policies import DASH_MODELS, DASH_PROVIDERS, LATENCY, POLL_PERIOD
+
+    seed = {
+        r["clients"]: r.get("probes_per_minute")
+        for r in results.polling
+        if not r.get("checks") and "error" not in r
+    }
+    rows = []
+    for r in results.polling:
+        if "error" in r:
+            error = f"**error**: {r['error'][:80]}"
+            rows.append([r["policy"], str(r["clients"]), error, *[""] * 7])
+            continue
+        rows.append(
+            [
+                r["policy"],
+                str(r["clients"]),
+                str(r["polls"]),
+                str(r["upstream_requests"]),
+                f"{r['probes_per_minute']:.0f}",
+                _fewer(seed.get(r["clients"]), r["probes_per_minute"]),
+                _x(r.get("probes_per_poll"), 2),
+                _ms(r.get("p50_ms")),
+                _ms(r.get("p95_ms")),
+                f"{r['polls_right']}/{r['polls']}",
+            ]
+        )
+    seconds = results.polling[0].get("seconds", 0) if results.polling else 0
+    return (
+        f"Each dashboard polls `GET /v1/health/` every {POLL_PERIOD:g} s (start to start; several "
+        "dashboards are spread evenly over the second) on a `router-health serve` process with "
+        f"{len(DASH_MODELS) * len(DASH_PROVIDERS)} adapters ({len(DASH_MODELS)} models x "
+        f"{len(DASH_PROVIDERS)} providers, {LATENCY:g} s upstream latency), for ~{seconds:.0f} s "
+        "after one warm-up poll. *Upstream requests* is what the simulator itself counted in that "
+        "window, background probes included; *polls right* means 200 with every model healthy. "
+        "Each row is a fresh server.\n\n"
+        + _table(
+            [
+                "[checks]",
+                "dashboards",
+                "polls",
+                "upstream requests",
+                "probes / minute",
+                "vs no cache",
+                "probes / poll",
+                "dashboard p50",
+                "dashboard p95",
+                "polls right",
+            ],
+            rows,
+        )
+    )
+
+
+def limiter_table(results: Results) -> str:
+    from .policies import LATENCY, PROVIDER_LIMIT
+
+    rows = []
+    for r in results.limiter:
+        head = [r["policy"], f"{r['retry_after']:g} s"]
+        if "skipped" in r or "error" in r:
+            why = r.get("skipped") or f"**error**: {r['error'][:80]}"
+            rows.append([*head, why, *[""] * 6])
+            continue
+        limits = r.get("limits") or []
+        shown = ", ".join("—" if v is None else str(v) for v in limits)
+        rows.append(
+            [
+                *head,
+                str(r["upstream_requests"]),
+                f"**{r['upstream_429s']}**",
+                f"{r['healthy_total']}/{r['verdicts_total']}",
+                f"{r['healthy_per_run'][-1]}/{r['adapters']}",
+                _s(r["wall_median_s"]),
+                _s(r["wall_last_s"]),
+                "—" if not limits or limits[-1] is None else f"{limits[-1]} ({shown})",
+            ]
+        )
+    first = next((r for r in results.limiter if "adapters" in r), {})
+    return (
+        f"One simulated provider answers 429 (with Retry-After) to any request beyond "
+        f"{PROVIDER_LIMIT} in flight, {LATENCY:g} s latency otherwise; {first.get('adapters', '?')} "
+        "models are all served by that one provider name, so they share one per-provider limiter. "
+        f"Each configuration runs {first.get('runs', '?')} full checks back to back in a fresh "
+        "process; *429s sent* is the simulator's own count, *healthy* counts the verdicts "
+        "(every adapter is healthy, so every other verdict is wrong). *limit* is the "
+        "per-provider limit after the last run (after each run).\n\n"
+        + _table(
+            [
+                "configuration",
+                "Retry-After",
+                "upstream requests",
+                "429s sent",
+                "healthy verdicts, all runs",
+                "healthy, last run",
+                "wall, median run",
+                "wall, last run",
+                "limit",
+            ],
+            rows,
+            "llrrrrrrl",
+        )
+    )
+
+
+def policies_md(results: Results) -> str:
+    """The cost-policy records, framed by markers so a later run can replace them alone."""
+    when = f", {results.policies_at}" if results.policies_at else ""
+    return "\n\n".join(
+        [
+            POLICIES_BEGIN,
+            "## Cost policies: caching for polling dashboards, limits for rate-limiting providers",
+            f"Measured by `{results.command or 'python -m benchmarks'}`{when} on {machine()}.",
+            "### Probes per minute for dashboards polling every second",
+            polling_table(results),
+            "### Fixed vs adaptive concurrency against a provider that rate-limits",
+            limiter_table(results),
+            POLICIES_END,
+        ]
+    )
+
+
+def splice_policies(document: str, section: str) -> str:
+    """``document`` (a RESULTS.md) with its policies part replaced by ``section``.
+
+    Without one yet, the section goes where a full run puts it: before the
+    ``## Targets`` table (not the analysis's "## Targets missed..."), or at the end.
+    """
+    begin, end = document.find(POLICIES_BEGIN), document.find(POLICIES_END)
+    if begin != -1 and end > begin:
+        return document[:begin] + section + document[end + len(POLICIES_END) :]
+    anchor = document.find("\n## Targets\n")
+    if anchor == -1:
+        return document.rstrip("\n") + "\n\n" + section + "\n"
+    return document[: anchor + 1] + section + "\n\n" + document[anchor + 1 :]
+
+
 # -- targets -------------------------------------------------------------------
 
 
@@ -446,6 +602,8 @@ def targets_table(results: Results) -> str:
 
 def markdown(results: Results) -> str:
     parts = [f"Machine: {machine()}", f"Suite time: {results.seconds:.0f} s; {_load(results)}"]
+    if results.plan.only_policies:
+        return "\n\n".join([*parts, policies_md(results), _correctness(results)]) + "\n"
     if results.acceptance:
         parts += ["## Acceptance (issues 2 and 3)", acceptance.markdown(results.acceptance)]
     parts += ["## The seed's table", seed_table(results)]
@@ -455,15 +613,21 @@ def markdown(results: Results) -> str:
     if results.strategies:
         parts += ["## Client strategies", strategy_table(results)]
     parts += ["## Through HTTP", http_table(results)]
+    if results.polling or results.limiter:
+        parts += [policies_md(results)]
     parts += ["## Targets", targets_table(results)]
+    parts += [_correctness(results)]
+    return "\n\n".join(parts) + "\n"
+
+
+def _correctness(results: Results) -> str:
     failures = results.correctness_failures()
-    parts += [
-        "## Correctness",
+    verdict = (
         "All of this project's results are correct."
         if not failures
-        else "\n".join(f"- **wrong**: {f}" for f in failures),
-    ]
-    return "\n\n".join(parts) + "\n"
+        else "\n".join(f"- **wrong**: {f}" for f in failures)
+    )
+    return "## Correctness\n\n" + verdict
 
 
 # -- plot ----------------------------------------------------------------------

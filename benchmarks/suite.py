@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 
 from . import acceptance, measure, workload
+from .policies import PolicyPlan
+from .policies import run as run_policies
 from .upstream import Upstream, simulator
 
 #: The repository root: workers run as ``python -m benchmarks.worker`` from here.
@@ -53,6 +55,8 @@ class Plan:
     baseline_cap_s: float
     repeats: int
     acceptance: bool = True
+    policies: bool = True  # the cost-policy records (benchmarks/policies.py)
+    only_policies: bool = False  # --policies-only: that section and nothing else
 
     @classmethod
     def full(cls) -> Plan:
@@ -103,9 +107,16 @@ class Plan:
             repeats=2,
         )
 
+    def policy_plan(self) -> PolicyPlan:
+        return PolicyPlan.quick() if self.quick else PolicyPlan.full()
+
     def steps(self) -> int:
+        policy_steps = self.policy_plan().steps() if self.policies else 0
+        if self.only_policies:
+            return policy_steps
         return (
-            (1 if self.acceptance else 0)
+            policy_steps
+            + (1 if self.acceptance else 0)
             + 4 * len(self.seed_ns)  # ours + baseline, concurrent + sequential
             + 2 * len(self.scale_ns)
             + 4 * len(self.sequential_ns)
@@ -127,6 +138,9 @@ class Results:
     strategies: list[dict[str, Any]] = field(default_factory=list)
     http: list[dict[str, Any]] = field(default_factory=list)
     performance: list[dict[str, Any]] = field(default_factory=list)
+    polling: list[dict[str, Any]] = field(default_factory=list)  # policies.run_polling
+    limiter: list[dict[str, Any]] = field(default_factory=list)  # policies.run_limiter
+    policies_at: str = ""  # when those were measured (UTC): the section may be spliced alone
     errors: list[str] = field(default_factory=list)
     command: str = ""
     load_average: list[float] = field(default_factory=list)  # 1-min load at start and end
@@ -154,6 +168,10 @@ class Results:
                         failures.append(
                             f"{section} N={row['n']} {impl}: {result.get('wrong') or result.get('error')}"
                         )
+        for section in ("polling", "limiter"):
+            for row in getattr(self, section):
+                if not row.get("correct", False):
+                    failures.append(f"{section} {row['policy']}: {row.get('error', 'wrong')}")
         return failures
 
 
@@ -543,6 +561,12 @@ def run_acceptance(plan: Plan, results: Results, step: Step) -> None:
     results.acceptance = acceptance.run(quick=plan.quick)
 
 
+def cost_policies(plan: Plan, results: Results, step: Step) -> None:
+    results.policies_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    records = run_policies(plan.policy_plan(), step)
+    results.polling, results.limiter = records["polling"], records["limiter"]
+
+
 def calibrate() -> float:
     from .report import calibration_ms
 
@@ -557,6 +581,10 @@ def run(plan: Plan, step: Step) -> Results:
     sections = [seed_table, scale, sequential, performance]
     if plan.acceptance:
         sections.insert(0, run_acceptance)
+    if plan.policies:
+        sections.append(cost_policies)
+    if plan.only_policies:
+        sections = [cost_policies]
     for section in sections:
         began = time.perf_counter()
         section(plan, results, step)

@@ -192,6 +192,7 @@ from .manager import AdapterManager, UnknownModelError
 from .report import HealthReport, HealthStatus, ModelHealthReport, ProbeResult
 from .singleflight import FlightCancelled, SingleFlight
 from .state import HealthState, percentile, stale_results
+from .webhook import WebhookNotifier
 
 __all__ = [
     "EXTENSION_KEY",
@@ -623,6 +624,7 @@ class _ServiceState:
     # state, and the checker feeding it while the app serves.
     health: HealthState | None = None
     background: BackgroundChecker | None = None
+    webhook: WebhookNotifier | None = None  # with [webhook]: POSTs the state's transitions
 
     def flights(self) -> list[SingleFlight[Hashable, Any]]:
         return [self.health_runs, self.model_runs, self.performance]
@@ -635,7 +637,8 @@ class _ServiceState:
     def secrets(self) -> list[Any]:
         """Every key this app knows, for redacting text that leaves the process."""
         keys = [getattr(a, "api_key", None) for _, a in self.manager.all_adapters()]
-        return [*keys, self.config.server.auth_token]
+        hook = [] if self.config.webhook is None else self.config.webhook.secrets()
+        return [*keys, self.config.server.auth_token, *hook]
 
 
 def _state_of(app: Quart) -> _ServiceState:
@@ -1257,6 +1260,11 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
             state.background = BackgroundChecker(
                 state.manager.health_checker, state.manager.all_adapters(), state.health
             )
+            if config.webhook is not None:
+                # Subscribed before the first probe, so no first result is missed;
+                # it ends by itself once the state closes at shutdown (one last POST).
+                state.webhook = WebhookNotifier(config.webhook, state.health)
+                await app.nursery.start(state.webhook.run)
             await app.nursery.start(state.background.run)
 
     async def close_clients() -> None:

@@ -549,6 +549,11 @@ class HealthChecker:
         use_cache: bool | None = None,
     ) -> None:
         use_cache = run.use_cache if use_cache is None else use_cache
+        # Reported traffic first: it is fresher than anything remembered and
+        # sends nothing, so it cannot break a Retry-After either.
+        if (derived := self.passive.verdict(model, adapter)) is not None:
+            run.record(self._transient(derived))
+            return
         # A Retry-After is the provider's request, not our cache: it holds
         # even for callers that asked for a fresh probe.
         if (held := self.recent.held(model, adapter)) is not None:
@@ -559,9 +564,6 @@ class HealthChecker:
                 extra={"run_id": run.id, "model": model, "provider": adapter.provider},
             )
             run.record(held)
-            return
-        if (derived := self.passive.verdict(model, adapter)) is not None:
-            run.record(self._transient(derived))
             return
         if use_cache and (cached := self.recent.fresh(model, adapter)) is not None:
             logger.debug(

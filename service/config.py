@@ -17,13 +17,16 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from adapters import ADAPTER_TYPES
 from adapters.base import DEFAULT_MAX_BODY_BYTES, Secret
 
 from .checker import CheckerSettings
+
+if TYPE_CHECKING:  # service.webhook imports the state, which imports this module
+    from .webhook import WebhookConfig
 
 __all__ = [
     "MAX_TAGS",
@@ -286,6 +289,7 @@ class Config:
     models: tuple[ModelConfig, ...]
     server: ServerConfig = field(default_factory=ServerConfig)
     source: str = "<config>"
+    webhook: WebhookConfig | None = None  # [webhook]: POST status transitions
 
     def model(self, name: str) -> ModelConfig:
         for model in self.models:
@@ -336,7 +340,7 @@ _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "auth_token_env": str,
 }
 #: Keys whose values are secrets: a message about them never shows the value.
-_SECRET_KEYS = frozenset({"api_key", "auth_token"})
+_SECRET_KEYS = frozenset({"api_key", "auth_token", "token", "url"})
 #: A bearer token: long enough not to be guessed, and sendable in a header.
 _MIN_TOKEN_CHARS = 16
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -369,7 +373,16 @@ _PROVIDER_OPTION_KEYS = {
     "api_version": {"azure"},
     "anthropic_version": {"anthropic"},
 }
-_TOP_KEYS = {"checks", "server", "models"}
+_TOP_KEYS = {"checks", "server", "models", "webhook"}
+_WEBHOOK_KEYS: dict[str, type | tuple[type, ...]] = {
+    "url": str,
+    "min_interval": (int, float),
+    "timeout": (int, float),
+    "max_pending": int,
+    "retries": int,
+    "token": str,
+    "token_env": str,
+}
 
 
 def _type_name(expected: type | tuple[type, ...]) -> str:
@@ -598,6 +611,61 @@ class _Validator:
                 path,
                 f"{where} must be at least {_MIN_TOKEN_CHARS} visible ASCII characters "
                 f"with no spaces (got {len(value)} characters); {_TOKEN_HINT}",
+            )
+            return None
+        return Secret(value)
+
+    def webhook(self, data: Mapping[str, Any], checks: ChecksConfig) -> WebhookConfig | None:
+        """``[webhook]``: where status transitions are POSTed (needs background checks)."""
+        from .webhook import WebhookConfig, webhook_problems
+
+        if "webhook" not in data:
+            return None
+        values = self.section(data, "webhook", _WEBHOOK_KEYS)
+        table = data["webhook"]
+        if not isinstance(table, dict):
+            return None
+        before = len(self.problems)
+        if "url" not in table:
+            self.problem("webhook.url", 'required: where to POST, e.g. url = "https://alerts.example/hook"')
+        token = self.webhook_token(values)
+        options = {k: v for k, v in values.items() if k not in ("token", "token_env")}
+        if "url" in values:
+            for key, message in webhook_problems(**options).items():
+                self.problem(f"webhook.{key}", message)
+        if not checks.background_enabled:
+            self.problem(
+                "webhook",
+                "transitions come from background checks: set [checks] interval > 0, "
+                "or remove [webhook]",
+            )
+        if len(self.problems) > before or "url" not in values:
+            return None
+        return WebhookConfig(**options, token=token)
+
+    def webhook_token(self, values: Mapping[str, Any]) -> Secret | None:
+        literal, env_name = values.get("token"), values.get("token_env")
+        if literal is not None and env_name is not None:
+            self.problem("webhook", "set token_env or token, not both")
+            return None
+        if env_name is not None:
+            path, value = "webhook.token_env", self.env.get(env_name)
+            if not value:
+                self.problem(
+                    path,
+                    f"environment variable {env_name} is not set (or empty); "
+                    f"export {env_name}=... before starting, or remove token_env",
+                )
+                return None
+        elif literal is not None:
+            path, value = "webhook.token", literal
+        else:
+            return None
+        if not _TOKEN_CHARS.fullmatch(value):
+            self.problem(
+                path,
+                f"the token must be visible ASCII characters with no spaces "
+                f"(got {len(value)} characters)",
             )
             return None
         return Secret(value)
@@ -920,9 +988,10 @@ def parse_config(
     server = validator.server(data)
     models = validator.models(data)
     checks = validator.provider_policies(checks, models)
+    webhook = validator.webhook(data, checks)
     if validator.problems:
         raise ConfigError(source, validator.problems)
-    return Config(checks=checks, models=models, server=server, source=source)
+    return Config(checks=checks, models=models, server=server, source=source, webhook=webhook)
 
 
 def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:

@@ -97,7 +97,7 @@ class AdaptiveLimit:
             return
         if signal is Signal.CONGESTED:
             self._answered = 0
-            if granted_at < self._last_decrease:
+            if granted_at <= self._last_decrease:
                 return  # already in flight when we last shrank: same episode
             self._last_decrease = trio.current_time()
             new = max(self.floor, self.limit // 2)

@@ -56,6 +56,10 @@ class PassivePolicy:
     max_error_rate: float = 0.5  # failed share above which the adapter is unhealthy
 
     def __post_init__(self) -> None:
+        for name in ("window", "max_error_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"passive {name} must be a number, got {value!r}")
         if not (math.isfinite(self.window) and self.window > 0):
             raise ValueError(f"passive window must be a finite number of seconds > 0, got {self.window!r}")
         if not 0 <= self.max_error_rate <= 1:
@@ -147,6 +151,8 @@ class PassiveHealth:
             except ValueError:
                 accepted = ", ".join(k.value for k in FailureKind)
                 raise ValueError(f"unknown failure {failure!r}; expected one of {accepted}") from None
+        if ok and kind is not None:
+            raise ValueError(f"a request with ok=True has no failure, got failure={failure!r}")
         if error is not None and not isinstance(error, str):
             raise ValueError(f"error must be a string, got {type(error).__name__}")
         traffic = self._traffic.get((model, provider))

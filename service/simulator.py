@@ -172,10 +172,19 @@ class Behavior:
     status: int = 500  # for mode "status"
     retry_after: float = 1.0  # for mode "rate_limited" (Retry-After header, seconds)
     trickle_interval: float = 1.0  # for mode "slow_body": seconds between body bytes
+    # Requests worked on at once (during their latency) before the next one gets
+    # an immediate 429 with Retry-After = ``retry_after`` (0 = no limit): a
+    # provider's concurrency cap. Refusals are counted in ProviderStats.rate_limited.
+    concurrency_limit: int = 0
 
     def __post_init__(self) -> None:
         for name in ("latency", "jitter", "retry_after", "trickle_interval"):
             _check_seconds(name, getattr(self, name))
+        limit = self.concurrency_limit
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(
+                f"concurrency_limit must be a whole number >= 0 (0 = no limit), not {limit!r}"
+            )
         rate = self.error_rate
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
             raise ValueError(f"error_rate must be a number in [0, 1], not {rate!r}")
@@ -237,6 +246,7 @@ class ProviderStats:
     list_probes: int = 0  # free list/get-model calls
     completion_probes: int = 0  # billed completion calls
     max_tokens_requested: int = 0  # sum of max_tokens (or equivalent) in completion calls
+    rate_limited: int = 0  # 429s sent: mode "rate_limited" or over ``concurrency_limit``
 
 
 _BEHAVIOR_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(Behavior))
@@ -784,6 +794,10 @@ class Simulator:
         self._jitter_rng: dict[str, random.Random] = {}
         self._root_url: str | None = None
         self._busy = 0  # in_flight summed over providers, kept for a cheap wait_idle
+        # Per provider: requests being answered that count against its
+        # ``concurrency_limit`` (in_flight minus the ones being refused, so a
+        # refusal still being written never makes the next request look over).
+        self._admitted: dict[str, int] = {}
         #: TCP connections accepted so far: shows whether clients reuse connections.
         self.connections_opened = 0
         self._changed: trio.Event | None = None  # created only while someone waits
@@ -831,6 +845,7 @@ class Simulator:
         p = dataclasses.replace(p, models=list(p.models), behavior=dataclasses.replace(p.behavior))
         self._providers[p.name] = p
         self._stats[p.name] = ProviderStats()
+        self._admitted[p.name] = 0
         # Per-provider generators: a provider's error pattern depends only on
         # the seed and its own request order, not on traffic to the others.
         self._error_rng[p.name] = random.Random(f"{self._seed}:{p.name}:errors")
@@ -1065,9 +1080,12 @@ class Simulator:
 
         Order, the same for every kind: path (404), method (405), required
         headers/query (Azure ``api-version``, ``anthropic-version``), key (401),
-        body and model (400/404) -- then ``error_rate``, then the mode. Every
-        answer, validation errors included, waits the latency first: a real
-        upstream takes a round trip to refuse a key too.
+        body and model (400/404) -- then ``concurrency_limit`` (an immediate
+        429), then ``error_rate``, then the mode. Every other answer, validation
+        errors included, waits the latency first: a real upstream takes a round
+        trip to refuse a key too. Every request not refused, validation errors
+        and hanging ones included, holds one of the limit's places during its
+        latency (a hanging one: until the client leaves).
         """
         behavior = dataclasses.replace(provider.behavior)  # one behaviour per request
         # Modes that answer 401 do so whatever key was sent (echo_key must echo
@@ -1075,24 +1093,76 @@ class Simulator:
         check_auth = behavior.mode not in ("unauthorized", "echo_key")
         routed = self._route(provider, rest, req, check_auth=check_auth)
         self._notify()  # probe counters may have moved
+        if routed.probe and self._over_limit(provider.name, behavior):
+            await self._refuse(conn, provider, behavior)
+            return
+        name = provider.name
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._admitted[name] -= 1
+
+        self._admitted[name] += 1
+        try:
+            await self._answer_admitted(conn, provider, routed, behavior, req, release)
+        finally:
+            release()
+
+    def _over_limit(self, name: str, behavior: Behavior) -> bool:
+        limit = behavior.concurrency_limit
+        return limit > 0 and self._admitted[name] >= limit
+
+    async def _refuse(self, conn: _Conn, provider: SimProvider, behavior: Behavior) -> None:
+        """Over ``concurrency_limit``: a 429 at once, as a provider's rate limiter answers.
+
+        No latency first: real limiters refuse before the request reaches a
+        model, and that is what makes an aggressive client burn through them.
+        """
+        self._stats[provider.name].rate_limited += 1
+        self._notify()
+        await conn.send_reply(_rate_limited(provider.kind, behavior.retry_after))
+
+    async def _answer_admitted(
+        self,
+        conn: _Conn,
+        provider: SimProvider,
+        routed: _Routed,
+        behavior: Behavior,
+        req: _Request,
+        release: Callable[[], None],
+    ) -> None:
         kind = provider.kind
         delay = self._delay(provider.name, behavior)
-        if not routed.probe:
+
+        async def work() -> None:
+            # The request holds its place under ``concurrency_limit`` while the
+            # upstream works on it (the latency) and gives it back before the
+            # answer is written: a client that sends its next request as soon
+            # as it reads this answer must find the place free, as it would at
+            # a real provider (else a client keeping exactly to the limit is
+            # refused because this task has not resumed yet).
             await conn.pause(delay)
+            release()
+
+        if not routed.probe:
+            await work()
             await conn.send_reply(routed.reply)
             return
         if (
             behavior.error_rate > 0
             and self._error_rng[provider.name].random() < behavior.error_rate
         ):
-            await conn.pause(delay)
+            await work()
             await conn.send_reply(_error_reply(kind, 500, _SIMULATED_ERROR))
             return
         mode = behavior.mode
         if mode == "hang":
             await conn.pause(math.inf)  # only a disconnect or cancellation ends this
             return
-        await conn.pause(delay)
+        await work()
         if mode == "ok":
             await conn.send_reply(routed.reply)
         elif mode == "slow_body":
@@ -1100,6 +1170,7 @@ class Simulator:
         elif mode == "status":
             await conn.send_reply(_error_reply(kind, behavior.status, _SIMULATED_ERROR))
         elif mode == "rate_limited":
+            self._stats[provider.name].rate_limited += 1
             await conn.send_reply(_rate_limited(kind, behavior.retry_after))
         elif mode in ("unauthorized", "echo_key"):
             sent = self._sent_key(kind, req)

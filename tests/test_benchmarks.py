@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # benchmarks/ is run from the repo root, not installed
 
-from benchmarks import report, suite, workload  # noqa: E402
+from benchmarks import policies, report, suite, workload  # noqa: E402
 from benchmarks.upstream import simulator  # noqa: E402
 
 LATENCY = 0.05
@@ -76,3 +77,99 @@ def test_a_failed_worker_is_a_correctness_failure() -> None:
         {"n": 1, "latency": LATENCY, "trio": {"error": "boom", "all_correct": False}, "seed": {}}
     )
     assert results.correctness_failures()
+
+
+# -- the cost-policy records (benchmarks/policies.py), --quick variant: counts only --------
+
+
+@pytest.fixture(scope="module")
+def policy_results() -> suite.Results:
+    """``python -m benchmarks --quick --policies-only``, through the suite's own hooks."""
+    plan = suite.Plan.quick_plan()
+    plan.only_policies = True
+    return suite.run(plan, lambda _description: None)
+
+
+def _polling(results: suite.Results, policy: str, clients: int) -> dict[str, Any]:
+    (row,) = [r for r in results.polling if r["policy"] == policy and r["clients"] == clients]
+    assert "error" not in row, row["error"]
+    return row
+
+
+def _limiter(results: suite.Results, prefix: str) -> dict[str, Any]:
+    (row,) = [r for r in results.limiter if r["policy"].startswith(prefix)]
+    assert "error" not in row, row.get("error")
+    return row
+
+
+def test_policy_records_are_all_correct(policy_results: suite.Results) -> None:
+    plan = policies.PolicyPlan.quick()
+    assert len(policy_results.polling) == len(policies.CACHE_POLICIES) * len(plan.poll_clients)
+    assert len(policy_results.limiter) == len(policies.LIMITER_POLICIES) * len(plan.retry_afters)
+    assert policy_results.correctness_failures() == []
+    assert all(r["polls_right"] == r["polls"] > 0 for r in policy_results.polling)
+
+
+def test_without_a_cache_every_poll_probes_every_adapter(policy_results: suite.Results) -> None:
+    one = _polling(policy_results, "no cache (the seed)", 1)
+    assert one["upstream_requests"] == one["adapters"] * one["polls"]
+    many = _polling(policy_results, "no cache (the seed)", 5)
+    # Polls that happen to overlap share one run: fewer runs, never partial ones.
+    assert many["upstream_requests"] % many["adapters"] == 0
+    assert one["upstream_requests"] < many["upstream_requests"] <= many["adapters"] * many["polls"]
+
+
+@pytest.mark.parametrize("clients", [1, 5])
+def test_caching_policies_probe_far_less(policy_results: suite.Results, clients: int) -> None:
+    seed = _polling(policy_results, "no cache (the seed)", clients)
+    cached = _polling(policy_results, "min_interval = 10", clients)
+    background = _polling(policy_results, "background, interval = 30", clients)
+    window = seed["seconds"]
+    # min_interval 10: at most one refresh per adapter per 10 s, whatever the clients.
+    assert cached["upstream_requests"] <= cached["adapters"] * (1 + int(window // 10))
+    # Background: each adapter's first scheduled probe at most (the next is ~30 s later).
+    assert background["upstream_requests"] <= background["adapters"]
+    for row in (cached, background):
+        assert row["upstream_requests"] < seed["upstream_requests"]
+
+
+def test_a_limit_at_or_below_the_providers_is_never_refused(
+    policy_results: suite.Results,
+) -> None:
+    for prefix in (
+        "fixed max_concurrent = 2 ",
+        f"fixed max_concurrent = {policies.PROVIDER_LIMIT} ",
+    ):
+        row = _limiter(policy_results, prefix)
+        assert row["upstream_429s"] == 0
+        assert row["healthy_total"] == row["verdicts_total"] == row["adapters"] * row["runs"]
+        assert row["upstream_requests"] == row["verdicts_total"]
+
+
+def test_an_aggressive_limit_is_refused_and_adaptive_recovers(
+    policy_results: suite.Results,
+) -> None:
+    aggressive = _limiter(policy_results, "fixed max_concurrent = 32")
+    # All probes go at once: the provider admits exactly its limit, refuses the rest.
+    assert aggressive["healthy_per_run"][0] == policies.PROVIDER_LIMIT
+    assert aggressive["upstream_429s"] >= aggressive["adapters"] - policies.PROVIDER_LIMIT
+    adaptive = _limiter(policy_results, "adaptive")
+    if "skipped" in adaptive:
+        pytest.skip(adaptive["skipped"])
+    assert adaptive["healthy_total"] > aggressive["healthy_total"]
+    assert 1 <= adaptive["final_limit"] <= 32
+
+
+def test_the_policy_section_renders_and_splices(policy_results: suite.Results) -> None:
+    text = report.markdown(policy_results)
+    assert "probes / minute" in text and "429s sent" in text
+    assert "## The seed's table" not in text  # --policies-only renders that section alone
+    section = report.policies_md(policy_results)
+    old = "# Results\n\n## Targets missed\n\nw\n\n## Through HTTP\n\nx\n\n## Targets\n\ny\n"
+    once = report.splice_policies(old, section)
+    # Where a full run puts it: after "Through HTTP", before the Targets table.
+    http, begin = once.index("## Through HTTP"), once.index(report.POLICIES_BEGIN)
+    assert http < begin < once.index("\n## Targets\n")
+    again = report.splice_policies(once, section.replace("probes / minute", "PPM"))
+    assert again.count(report.POLICIES_BEGIN) == 1
+    assert "PPM" in again and "probes / minute" not in again

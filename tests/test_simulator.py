@@ -1102,3 +1102,118 @@ async def test_cli_fleet_serves_and_exits_cleanly_on_sigint(client: httpx.AsyncC
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+# ---------------------------------------------------------------------------
+# concurrency_limit: a provider that rate-limits above a set concurrency
+# ---------------------------------------------------------------------------
+
+
+async def test_concurrency_limit_refuses_exactly_the_excess(
+    sim: Simulator, client: httpx.AsyncClient
+) -> None:
+    limit, excess = 3, 2
+    # Long enough that the admitted ones are still in flight when the rest arrive;
+    # the wait below is on the simulator's own counter, never on a sleep.
+    sim.set_behavior("modal", latency=0.5, concurrency_limit=limit, retry_after=2)
+    admitted: list[httpx.Response] = []
+    refused: list[httpx.Response] = []
+
+    async def get(into: list[httpx.Response]) -> None:
+        into.append(await modal_get(sim, client))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(limit):
+            nursery.start_soon(get, admitted)
+        await sim.wait_until(lambda: sim.stats("modal").in_flight == limit)
+        for _ in range(excess):
+            nursery.start_soon(get, refused)
+    assert [r.status_code for r in admitted] == [200] * limit
+    assert [r.status_code for r in refused] == [429] * excess
+    for r in refused:
+        assert r.headers["retry-after"] == "2"
+        assert json_of(r)["error"]["type"] == "rate_limit_error"  # OpenAI's wire format
+    stats = sim.stats("modal")
+    assert (stats.requests, stats.completed, stats.rate_limited) == (limit + excess, 5, excess)
+
+
+async def test_concurrency_limit_uses_each_kinds_429_format(
+    sim: Simulator, client: httpx.AsyncClient
+) -> None:
+    sim.set_behavior("anthropic", latency=0.5, concurrency_limit=1, retry_after=0.5)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.send, _healthy_request(sim, "anthropic"))
+        await sim.wait_until(lambda: sim.stats("anthropic").in_flight == 1)
+        r = await client.send(_healthy_request(sim, "anthropic"))
+    assert (r.status_code, r.headers["retry-after"]) == (429, "0.5")
+    assert json_of(r)["type"] == "error"
+    assert json_of(r)["error"]["type"] == "rate_limit_error"
+
+
+async def test_sequential_requests_are_never_limited(
+    sim: Simulator, client: httpx.AsyncClient
+) -> None:
+    sim.set_behavior("modal", latency=0.0, concurrency_limit=1)
+    for _ in range(10):
+        assert (await modal_get(sim, client)).status_code == 200
+    stats = sim.stats("modal")
+    assert (stats.requests, stats.rate_limited) == (10, 0)
+
+
+async def test_concurrency_limit_is_per_provider_and_after_validation(
+    sim: Simulator, client: httpx.AsyncClient
+) -> None:
+    sim.set_behavior("modal", mode="hang", concurrency_limit=1)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(modal_get, sim, client)
+        await sim.wait_until(lambda: sim.stats("modal").in_flight == 1)
+        # Another provider is not affected; a bad key is still a 401, not a 429.
+        assert (await client.send(_healthy_request(sim, "compat"))).status_code == 200
+        r = await client.get(sim.base_url("modal") + "/models", headers=bearer("sk-wrong"))
+        assert r.status_code == 401
+        assert (await modal_get(sim, client)).status_code == 429
+        nursery.cancel_scope.cancel()
+    assert sim.stats("modal").rate_limited == 1
+
+
+async def test_rate_limited_mode_is_counted_too(sim: Simulator, client: httpx.AsyncClient) -> None:
+    sim.set_behavior("modal", mode="rate_limited")
+    await modal_get(sim, client)
+    await modal_get(sim, client)
+    assert sim.stats("modal").rate_limited == 2
+    assert sim.total_stats().rate_limited == 2
+
+
+async def test_concurrency_limit_through_control_route_and_spec(
+    sim: Simulator, client: httpx.AsyncClient
+) -> None:
+    url = sim.root_url + "/_sim/providers/modal"
+    r = await client.post(url, json={"concurrency_limit": 4})
+    assert (r.status_code, json_of(r)["concurrency_limit"]) == (200, 4)
+    assert sim.provider("modal").behavior.concurrency_limit == 4
+    for bad in (-1, True, 1.5, "4", None):
+        r = await client.post(url, json={"concurrency_limit": bad})
+        assert r.status_code == 400, bad
+        assert "concurrency_limit" in json_of(r)["error"]
+    assert sim.provider("modal").behavior.concurrency_limit == 4
+    assert "rate_limited" in json_of(await client.get(sim.root_url + "/_sim/stats"))["total"]
+
+    (spec,) = providers_from_spec(
+        [{"name": "p", "kind": "openai", "behavior": {"concurrency_limit": 8, "retry_after": 1}}]
+    )
+    assert spec.behavior.concurrency_limit == 8
+    with pytest.raises(ValueError, match="concurrency_limit"):
+        providers_from_spec(
+            [{"name": "p", "kind": "openai", "behavior": {"concurrency_limit": -2}}]
+        )
+
+
+def test_concurrency_limit_validation() -> None:
+    assert Behavior().concurrency_limit == 0  # off by default
+    for bad in (-1, False, True, 2.0, "3"):
+        with pytest.raises(ValueError, match="concurrency_limit must be a whole number >= 0"):
+            Behavior(concurrency_limit=bad)
+    sim = Simulator(fleet())
+    with pytest.raises(ValueError):
+        sim.set_behavior("modal", concurrency_limit=-5)
+    assert sim.provider("modal").behavior.concurrency_limit == 0
