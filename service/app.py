@@ -155,6 +155,8 @@ response and Quart-Trio's cancel would interrupt the connection's close.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import difflib
 import functools
@@ -165,8 +167,9 @@ import re
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import quote_from_bytes
 
@@ -181,7 +184,7 @@ from quart.typing import ResponseTypes
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from adapters.base import Adapter, FailureKind, redact
 
@@ -192,6 +195,7 @@ from .manager import AdapterManager, UnknownModelError
 from .report import HealthReport, HealthStatus, ModelHealthReport, ProbeResult
 from .singleflight import FlightCancelled, SingleFlight
 from .state import HealthState, percentile, stale_results
+from .stream import EventHub
 from .webhook import WebhookNotifier
 
 __all__ = [
@@ -218,8 +222,10 @@ _ENDPOINTS: Final = (
     "GET /v1/health/performance",
     "GET /v1/health/history",
     "POST /v1/health/batch",
+    "GET /v1/health/stream",
     "GET /livez",
     "GET /readyz",
+    "GET / (the dashboard)",
 )
 
 _BOOLEAN_ACCEPTED: Final = "one of true, false, 1, 0, yes, no (any case)"
@@ -625,6 +631,8 @@ class _ServiceState:
     health: HealthState | None = None
     background: BackgroundChecker | None = None
     webhook: WebhookNotifier | None = None  # with [webhook]: POSTs the state's transitions
+    # Every result, transition and run, for GET /v1/health/stream.
+    events: EventHub = field(default_factory=EventHub)
 
     def flights(self) -> list[SingleFlight[Hashable, Any]]:
         return [self.health_runs, self.model_runs, self.performance]
@@ -983,6 +991,43 @@ async def health_history() -> Response:
     return _json({"adapters": adapters})
 
 
+async def health_stream() -> Response:
+    state = _state()
+    access = state.auth.check(request.headers.getlist("Authorization"))
+    if access is not Access.GRANTED:
+        raise _unauthorized(access)  # results carry error details
+    _ready_manager(state)
+    hello = {"background": state.health is not None}
+
+    async def body() -> AsyncIterator[bytes]:
+        async for chunk in state.events.stream(hello):
+            yield chunk
+        _stream_ended()
+
+    response = Response(body(), mimetype="text/event-stream")
+    response.headers["X-Accel-Buffering"] = "no"  # proxies: do not buffer the stream
+    response.timeout = None  # a stream has no end to wait for
+    return response
+
+
+async def _forward_transitions(
+    health: HealthState,
+    events: EventHub,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Copy the state's transitions into the event hub until the state closes."""
+    with health.subscribe(buffer=10_000) as transitions:
+        task_status.started()
+        async for transition in transitions:
+            events.publish_transition(transition)
+
+
+def _remove(listeners: list[Any], listener: Any) -> None:
+    with contextlib.suppress(ValueError):
+        listeners.remove(listener)
+
+
 _BODY_READ_TIMEOUT = 10.0  # seconds for a whole batch body (at most 64 KB)
 
 
@@ -1069,6 +1114,34 @@ async def health_performance() -> Response:
         state, state.performance, "performance", functools.partial(_measure, manager, params.timeout)
     )
     return _json(payload)
+
+
+#: The dashboard's files (service/static), served by the app itself: no CDN.
+_STATIC_DIR: Final = Path(__file__).parent / "static"
+_STATIC_TYPES: Final = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+
+
+def _static(name: str) -> Response:
+    path = _STATIC_DIR / name
+    kind = _STATIC_TYPES.get(path.suffix)
+    # Only plain file names of known types: nothing outside the directory.
+    if "/" in name or "\\" in name or name.startswith(".") or kind is None or not path.is_file():
+        raise NotFound()
+    return Response(path.read_bytes(), content_type=kind)
+
+
+async def dashboard() -> Response:
+    """The dashboard page (``GET /``): it reads the API and the stream like any client."""
+    return _static("dashboard.html")
+
+
+async def static_file(name: str) -> Response:
+    return _static(name)
 
 
 async def livez() -> Response:
@@ -1180,6 +1253,12 @@ class _HTTPConnection(TrioASGIHTTPConnection):
     waits out the whole grace period for a connection nobody uses. So once
     the response is being sent, a disconnect no longer cancels anything (the
     send cannot block on a vanished client: hypercorn drops it).
+
+    Except for event streams: their "response" is open-ended and waits for
+    events, so it is exactly what a disconnect must cancel (that is how a
+    closed dashboard unsubscribes at once instead of at its next event),
+    until the stream ends by itself (shutdown): then its last send must
+    finish like any other response's (:func:`_stream_ended`).
     """
 
     _responding = False
@@ -1192,8 +1271,23 @@ class _HTTPConnection(TrioASGIHTTPConnection):
             nursery.cancel_scope.cancel()
 
     async def _send_response(self, send: ASGISendCallable, response: ResponseTypes) -> None:
-        self._responding = True
+        self._responding = getattr(response, "mimetype", None) != "text/event-stream"
+        # The body is iterated in this task: the stream finds its connection here.
+        _RESPONDING.set(self)
         await super()._send_response(send, response)
+
+    def stream_ended(self) -> None:
+        self._responding = True
+
+
+_RESPONDING: contextvars.ContextVar[_HTTPConnection] = contextvars.ContextVar("responding")
+
+
+def _stream_ended() -> None:
+    """The current event stream is ending by itself: let its last send complete."""
+    connection = _RESPONDING.get(None)
+    if connection is not None:
+        connection.stream_ended()
 
 
 #: Bytes of a query string kept as they are; anything else is percent-encoded.
@@ -1248,6 +1342,8 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
     if config.checks.background_enabled:
         state.health = HealthState(config.checks.schedule_for)
 
+    checker = state.manager.health_checker
+
     async def open_clients() -> None:
         # Quart-Trio runs startup inside the lifespan nursery it exposes.
         state.nursery = app.nursery
@@ -1256,7 +1352,10 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
         else:
             await state.manager.__aenter__()
             state.owns_manager = True
+        checker.result_listeners.append(state.events.publish_result)
+        checker.run_listeners.append(state.events.publish_run)
         if state.health is not None:
+            await app.nursery.start(_forward_transitions, state.health, state.events)
             state.background = BackgroundChecker(
                 state.manager.health_checker, state.manager.all_adapters(), state.health
             )
@@ -1269,6 +1368,9 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
 
     async def close_clients() -> None:
         state.nursery = None  # no new shared runs
+        state.events.close()
+        _remove(checker.result_listeners, state.events.publish_result)
+        _remove(checker.run_listeners, state.events.publish_run)
         background, state.background = state.background, None
         if background is not None:
             background.stop()
@@ -1295,7 +1397,10 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
         ("/v1/health/performance", "health_performance", health_performance),
         ("/v1/health/batch", "health_batch", health_batch),
         ("/v1/health/history", "health_history", health_history),
+        ("/v1/health/stream", "health_stream", health_stream),
         ("/livez", "livez", livez),
+        ("/", "dashboard", dashboard),
+        ("/static/<name>", "static_file", static_file),
         ("/readyz", "readyz", readyz),
     ]
     for rule, endpoint, view in routes:
@@ -1360,10 +1465,18 @@ async def serve(
     # Through the logging tree (one format, one handler) rather than
     # hypercorn's own stderr handler, which would print every line twice.
     config.errorlog = logging.getLogger("hypercorn.error")
+    trigger = shutdown_trigger
+    if shutdown_trigger is not None:
+        requested = shutdown_trigger
+
+        async def trigger() -> None:
+            await requested()
+            # Streams never end by themselves: end them now, or the graceful
+            # shutdown would wait the whole grace period for them.
+            state.events.close()
+
     try:
-        await hypercorn_serve(
-            app, config, shutdown_trigger=shutdown_trigger, task_status=task_status
-        )
+        await hypercorn_serve(app, config, shutdown_trigger=trigger, task_status=task_status)
     finally:
         # Cancelled from outside, hypercorn never runs the app's shutdown.
         if state.owns_manager and state.manager.is_open:

@@ -57,12 +57,14 @@ from .report import (
     ProbeStatus,
 )
 
-__all__ = ["CheckerSettings", "HealthChecker", "ResultCallback"]
+__all__ = ["CheckerSettings", "HealthChecker", "ResultCallback", "RunCallback"]
 
 logger = logging.getLogger("router_health.checker")
 
 #: Called with each result as soon as it exists (streaming, metrics).
 ResultCallback = Callable[[ProbeResult], None]
+#: Called with each finished run's report and its strategy ("concurrent"/"sequential").
+RunCallback = Callable[[HealthReport, str], None]
 
 # Exceptions that are not an adapter's business to report: they must reach
 # the caller (cancellation, Ctrl-C, interpreter exit).
@@ -172,10 +174,12 @@ class _Run:
         *,
         use_cache: bool = True,
         known_secrets: Sequence[Any] = (),
+        listeners: Sequence[ResultCallback] = (),
     ) -> None:
         self.plan = plan
         self.results: dict[str, dict[str, ProbeResult]] = {model: {} for model in plan}
         self.on_result = on_result
+        self.listeners = listeners
         self.use_cache = use_cache
         self.id = uuid.uuid4().hex[:12]
         # Every key we know, to redact from any text about this run: an
@@ -190,6 +194,8 @@ class _Run:
         self.results[result.model][result.provider] = result
         if self.on_result is not None:
             self.on_result(result)
+        for listener in self.listeners:
+            listener(result)
 
     def missing(self) -> list[tuple[str, Adapter]]:
         return [
@@ -239,6 +245,12 @@ class HealthChecker:
         self.recent = RecentResults(settings.min_interval, settings.adapter_min_interval)
         #: Verdicts of passive adapters from reported traffic (:mod:`service.passive`).
         self.passive = PassiveHealth()
+        #: Called with every result of every run and ``probe_one`` (metrics, the
+        #: live stream), and with every finished run. They must not block or raise.
+        self.result_listeners: list[ResultCallback] = []
+        self.run_listeners: list[RunCallback] = []
+        #: Probes sent and not yet answered, across every run (a gauge).
+        self.in_flight = 0
 
     def __repr__(self) -> str:
         return f"HealthChecker({self.slots!r}, {self.recent!r})"
@@ -364,7 +376,11 @@ class HealthChecker:
         if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
         run = _Run(
-            {model: [adapter]}, on_result, use_cache=use_cache, known_secrets=self.known_secrets
+            {model: [adapter]},
+            on_result,
+            use_cache=use_cache,
+            known_secrets=self.known_secrets,
+            listeners=self.result_listeners,
         )
         deadline = math.inf if timeout is None else trio.current_time() + timeout
         await self._probe_and_record(run, model, adapter, _Budget(deadline, deadline))
@@ -427,7 +443,13 @@ class HealthChecker:
         model_timeout = settings.model_timeout if model_timeout is None else model_timeout
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
-        run = _Run(plan, on_result, use_cache=use_cache, known_secrets=self.known_secrets)
+        run = _Run(
+            plan,
+            on_result,
+            use_cache=use_cache,
+            known_secrets=self.known_secrets,
+            listeners=self.result_listeners,
+        )
         timestamp = time.time()
         start = trio.current_time()
         run_deadline = start + timeout
@@ -477,6 +499,8 @@ class HealthChecker:
         logger.info(
             "Health status: %s", report.status.value, extra={"run_id": run.id}
         )
+        for listener in self.run_listeners:
+            listener(report, "concurrent" if concurrent else "sequential")
         return report
 
     async def _concurrent_pass(
@@ -629,8 +653,12 @@ class HealthChecker:
         logger.info("Checking adapter: %s - %s", adapter.adapter_name, adapter.provider, extra=extra)
 
         outcome: ProbeOutcome | None = None
-        with trio.move_on_at(deadline) as scope:
-            outcome = await self._call(adapter, wait, run.secrets)
+        self.in_flight += 1
+        try:
+            with trio.move_on_at(deadline) as scope:
+                outcome = await self._call(adapter, wait, run.secrets)
+        finally:
+            self.in_flight -= 1
         end = trio.current_time()
         latency_ms = (end - start) * 1000.0
         queued_ms: float | None = None
@@ -667,7 +695,7 @@ class HealthChecker:
                 adapter.adapter_name,
                 adapter.provider,
                 result.error,
-                extra=extra,
+                extra=_verdict_fields(extra, result),
             )
             return result
 
@@ -686,14 +714,18 @@ class HealthChecker:
             queued_ms=queued_ms,
         )
         if outcome.healthy:
-            logger.info("%s health check successful", adapter.adapter_name, extra=extra)
+            logger.info(
+                "%s health check successful",
+                adapter.adapter_name,
+                extra=_verdict_fields(extra, result),
+            )
         else:
             logger.warning(
                 "%s - %s health check failed: %s",
                 adapter.adapter_name,
                 adapter.provider,
                 outcome.error,
-                extra=extra,
+                extra=_verdict_fields(extra, result),
             )
         return result
 
@@ -742,6 +774,16 @@ class HealthChecker:
             failure=FailureKind.NOT_STARTED,
             fallback=fallback,
         )
+
+
+def _verdict_fields(extra: dict[str, Any], result: ProbeResult) -> dict[str, Any]:
+    """A probe's log fields plus its verdict, for structured (JSON) logs."""
+    return {
+        **extra,
+        "status": result.status.value,
+        "latency_ms": None if result.latency_ms is None else round(result.latency_ms, 1),
+        "failure": None if result.failure is None else result.failure.value,
+    }
 
 
 def _pushed_back(result: ProbeResult) -> bool:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 import trio
 
 from .config import Config, ConfigError, load_config
+from .logs import LOG_FORMATS, configure_logging
 from .manager import AdapterManager, UnknownModelError
 from .report import HealthReport, HealthStatus, ProbeResult
 
@@ -30,7 +31,6 @@ EXIT_CODES = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.UN
 EXIT_USAGE = 3
 EXIT_INTERRUPTED = 130
 
-LOG_FORMAT = "%(asctime)s | %(levelname)-5s | %(message)s"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="default: INFO for serve/demo, WARNING for check",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="text: the human lines (default); json: one JSON object per line",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -218,13 +224,6 @@ async def _demo(args: argparse.Namespace) -> None:
 # -- entry point ----------------------------------------------------------------
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format=LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S", stream=sys.stderr)
-    # httpx logs every request URL at INFO: noise next to the seed's lines,
-    # and a URL is the one place a careless base_url could carry a key.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
-
-
 def _leaf(exc: BaseException) -> BaseException:
     """Trio raises errors from nurseries as groups; a lone error reads better bare."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -263,7 +262,9 @@ def _report(exc: BaseException) -> int | None:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
-    _configure_logging(args.log_level or ("WARNING" if args.command == "check" else "INFO"))
+    configure_logging(
+        args.log_level or ("WARNING" if args.command == "check" else "INFO"), args.log_format
+    )
     if args.command == "demo":
         trio.run(_demo, args)
         return 0

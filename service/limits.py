@@ -22,15 +22,26 @@ saying it was still queued, and every result reports its ``queued_ms`` while
 a cap is configured (see :class:`SlotWait`).
 
 **Adaptive limits** (``[checks] adaptive_concurrency = true``): every
-provider gets a limit that moves, AIMD-style like TCP's congestion window,
-between 1 and a ceiling (the provider's ``max_concurrent``, else
-``[checks] adaptive_ceiling``). It starts at the ceiling; a probe the
-provider pushed back on (429, 503, or the probe's own timeout) halves it; a
-probe the provider answered grows it by one once ``limit`` answers in a row
-have come back. One burst of 429s is one congestion episode: only probes
-granted their slot after the last decrease can shrink the limit again, so
-30 probes that were already in flight when the provider started refusing
-halve it once, not 30 times. The global cap, when set, shrinks only on local
+provider gets a limit that moves, like TCP's congestion window, between 1
+and a ceiling (the provider's ``max_concurrent``, else ``[checks]
+adaptive_ceiling``):
+
+* *slow start*: it starts at :data:`INITIAL_LIMIT` (or the ceiling, if
+  lower) and doubles each time ``limit`` answers in a row come back, until
+  the provider first pushes back (429, 503, or the probe's own timeout);
+* *multiplicative decrease*: a push-back halves it, and the limit it
+  happened at is remembered as the provider's known *bad* level;
+* *additive increase*: ``limit`` answers in a row grow it by one, up to just
+  below the bad level; growing *to* the bad level is a probe of whether the
+  provider has more room now, tried only after :data:`PROBE_FACTOR` times as
+  many answers, and a probe that is refused steps back by one instead of
+  halving. So against a provider that refuses above 8 in flight the limit
+  settles at 8 and tests 9 now and then, instead of saw-toothing 8 → 9 → 4.
+
+One burst of 429s is one congestion episode: only probes granted their slot
+after the last decrease can shrink the limit again, so 30 probes that were
+already in flight when the provider started refusing halve it once, not 30
+times. The global cap, when set, shrinks only on local
 resource exhaustion (EMFILE...) and grows back the same way: a slow provider
 must never shrink everybody's share. A lowered limit takes effect as slots
 are released; nothing in flight is interrupted.
@@ -47,9 +58,14 @@ from dataclasses import dataclass
 
 import trio
 
-__all__ = ["AdaptiveLimit", "ProbeSlots", "Signal", "SlotWait"]
+__all__ = ["INITIAL_LIMIT", "PROBE_FACTOR", "AdaptiveLimit", "ProbeSlots", "Signal", "SlotWait"]
 
 logger = logging.getLogger("router_health.limits")
+
+#: Where an adaptive limit starts (slow start doubles it from here).
+INITIAL_LIMIT = 4
+#: Growing to a level that was refused before waits this many times longer.
+PROBE_FACTOR = 10
 
 
 class Signal(enum.Enum):
@@ -68,10 +84,20 @@ class SlotWait:
 
 
 class AdaptiveLimit:
-    """An AIMD controller over one :class:`trio.CapacityLimiter` (see the module doc)."""
+    """An AIMD controller over one :class:`trio.CapacityLimiter` (see the module doc).
+
+    It sets the limiter's size: to the slow-start value at once, then as
+    feedback arrives.
+    """
 
     def __init__(
-        self, limiter: trio.CapacityLimiter, *, ceiling: int, name: str, floor: int = 1
+        self,
+        limiter: trio.CapacityLimiter,
+        *,
+        ceiling: int,
+        name: str,
+        floor: int = 1,
+        initial: int = INITIAL_LIMIT,
     ) -> None:
         if not 1 <= floor <= ceiling:
             raise ValueError(f"need 1 <= floor <= ceiling, got floor={floor}, ceiling={ceiling}")
@@ -81,8 +107,11 @@ class AdaptiveLimit:
         self.floor = floor
         self.decreases = 0
         self.increases = 0
+        #: The lowest limit the provider refused at lately (None: never; slow start).
+        self.bad: int | None = None
         self._answered = 0  # answers in a row since the last change
         self._last_decrease = -math.inf  # trio clock
+        limiter.total_tokens = max(floor, min(initial, ceiling))
 
     def __repr__(self) -> str:
         return f"AdaptiveLimit({self.name!r}, limit={self.limit}, ceiling={self.ceiling})"
@@ -100,20 +129,33 @@ class AdaptiveLimit:
             if granted_at <= self._last_decrease:
                 return  # already in flight when we last shrank: same episode
             self._last_decrease = trio.current_time()
-            new = max(self.floor, self.limit // 2)
-            if new < self.limit:
+            limit = self.limit
+            probing = self.bad is not None and limit >= self.bad
+            # A refused probe of the bad level steps back to the known-good
+            # one below it; anything else is real congestion: halve.
+            new = max(self.floor, limit - 1 if probing else limit // 2)
+            self.bad = limit
+            if new < limit:
                 self.decreases += 1
-                logger.warning(
-                    "%s pushed back: probe limit %d -> %d", self.name, self.limit, new
-                )
+                logger.warning("%s pushed back: probe limit %d -> %d", self.name, limit, new)
                 self.limiter.total_tokens = new
             return
         self._answered += 1
-        if self._answered >= self.limit and self.limit < self.ceiling:
+        limit = self.limit
+        if self.bad is not None and limit >= self.bad and self._answered >= limit:
+            self.bad = limit + 1  # a full round at the bad level answered: it has room now
+        if limit >= self.ceiling:
+            return
+        if self.bad is None:  # slow start
+            grown, needed = min(self.ceiling, limit * 2), limit
+        else:
+            grown = limit + 1
+            needed = limit * (PROBE_FACTOR if grown >= self.bad else 1)
+        if self._answered >= needed:
             self._answered = 0
             self.increases += 1
-            self.limiter.total_tokens = self.limit + 1
-            logger.debug("%s answering: probe limit -> %d", self.name, self.limit)
+            self.limiter.total_tokens = grown
+            logger.debug("%s answering: probe limit -> %d", self.name, grown)
 
     def statistics(self) -> dict[str, int]:
         s = self.limiter.statistics()
@@ -160,7 +202,10 @@ class ProbeSlots:
         self._global_adaptive: AdaptiveLimit | None = None
         if adaptive and global_limiter is not None:
             self._global_adaptive = AdaptiveLimit(
-                global_limiter, ceiling=int(global_limiter.total_tokens), name="all providers"
+                global_limiter,
+                ceiling=int(global_limiter.total_tokens),
+                name="all providers",
+                initial=int(global_limiter.total_tokens),  # the configured cap: no slow start
             )
 
     def __repr__(self) -> str:

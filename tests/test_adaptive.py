@@ -29,7 +29,7 @@ from service import (
     parse_config,
 )
 from service.cache import MAX_RETRY_AFTER, RecentResults
-from service.limits import AdaptiveLimit, ProbeSlots, Signal
+from service.limits import INITIAL_LIMIT, PROBE_FACTOR, AdaptiveLimit, ProbeSlots, Signal
 from service.report import HealthStatus
 from service.simulator import Behavior, SimProvider, Simulator
 
@@ -42,8 +42,12 @@ def settings(**changes: Any) -> CheckerSettings:
     return CheckerSettings(**{**base, **changes})
 
 
-def controller(ceiling: int = 8) -> AdaptiveLimit:
-    return AdaptiveLimit(trio.CapacityLimiter(ceiling), ceiling=ceiling, name="provider 'p'")
+def controller(ceiling: int = 8, initial: int | None = None) -> AdaptiveLimit:
+    """A controller starting at ``initial`` (default: the ceiling, past slow start)."""
+    return AdaptiveLimit(
+        trio.CapacityLimiter(ceiling), ceiling=ceiling, name="provider 'p'",
+        initial=ceiling if initial is None else initial,
+    )
 
 
 def answer(limit: AdaptiveLimit, times: int, granted_at: float) -> None:
@@ -74,7 +78,7 @@ def result(model: str = "m", provider: str = "p", **changes: Any) -> ProbeResult
 # -- AdaptiveLimit ---------------------------------------------------------------------------
 
 
-async def test_adaptive_limit_starts_at_the_ceiling(mock_clock: trio.testing.MockClock) -> None:
+async def test_adaptive_limit_starts_where_told(mock_clock: trio.testing.MockClock) -> None:
     limit = controller(8)
     assert (limit.limit, limit.ceiling, limit.decreases, limit.increases) == (8, 8, 0, 0)
     assert limit.statistics() == {
@@ -137,7 +141,13 @@ async def test_limit_answers_in_a_row_grow_the_limit_by_exactly_one(
     assert limit.limit == 5  # now it takes 5
     answer(limit, 1, now)
     assert limit.limit == 6
-    answer(limit, 6 + 7, now)
+    answer(limit, 6, now)
+    assert (limit.limit, limit.increases) == (7, 3)
+    # 8 is where the provider refused: growing back to it is a probe, tried
+    # only after PROBE_FACTOR times as many answers.
+    answer(limit, 7 * PROBE_FACTOR - 1, now)
+    assert limit.limit == 7
+    answer(limit, 1, now)
     assert (limit.limit, limit.increases) == (8, 4)
     answer(limit, 100, now)
     assert (limit.limit, limit.increases) == (8, 4)  # never above the ceiling
@@ -233,17 +243,18 @@ async def test_adaptive_slots_give_every_provider_a_limit(mock_clock: trio.testi
     slots = ProbeSlots(adaptive=True, adaptive_ceiling=6, provider_caps={"capped": 3})
     assert slots.active
     free = slots.provider_limiter("free")
-    assert free is not None and free.total_tokens == 6
+    # Slow start: INITIAL_LIMIT (4), or the ceiling when that is lower.
+    assert free is not None and free.total_tokens == INITIAL_LIMIT == 4
     capped = slots.adaptive_limit("capped")
     assert capped is not None and (capped.limit, capped.ceiling) == (3, 3)
     assert slots.adaptive_limit("free") is not None
     assert slots.statistics() == {
-        "free": {"in_use": 0, "limit": 6, "queued": 0, "ceiling": 6, "decreases": 0, "increases": 0},
+        "free": {"in_use": 0, "limit": 4, "queued": 0, "ceiling": 6, "decreases": 0, "increases": 0},
         "capped": {"in_use": 0, "limit": 3, "queued": 0, "ceiling": 3, "decreases": 0, "increases": 0},
     }
     slots.feedback("free", Signal.CONGESTED, trio.current_time())
     stats = slots.statistics()
-    assert (stats["free"]["limit"], stats["free"]["decreases"]) == (3, 1)
+    assert (stats["free"]["limit"], stats["free"]["decreases"]) == (2, 1)
     assert stats["capped"]["limit"] == 3
     # The limiter is the one slot() queues on.
     async with slots.slot("free"):
@@ -338,7 +349,69 @@ async def test_refusals_in_the_same_instant_are_one_episode(
     # Four probes of one provider, all granted at t=0, all refused at t=0.
     await checker.run({f"m{i}": [CallableAdapter("p", refuse_at_once)] for i in range(4)})
     stats = checker.slots.statistics()["p"]
-    assert (stats["limit"], stats["decreases"]) == (4, 1)  # actual: (1, 3)
+    # Slow start put it at 4; one episode halves it once.
+    assert (stats["limit"], stats["decreases"]) == (2, 1)
+
+
+async def test_slow_start_doubles_until_the_first_refusal(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    limit = controller(32, initial=INITIAL_LIMIT)
+    now = trio.current_time()
+    seen = [limit.limit]
+    for _ in range(3):
+        answer(limit, limit.limit, now)  # one full round answered
+        seen.append(limit.limit)
+    assert seen == [4, 8, 16, 32]
+    answer(limit, 100, now)
+    assert limit.limit == 32 and limit.bad is None
+
+
+async def test_a_hard_cap_is_found_and_then_only_probed(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """Against a provider refusing above 8 in flight: settle at 8, test 9 rarely, never halve again."""
+    limit = controller(32, initial=16)
+    mock_clock.jump(1)
+    limit.feedback(Signal.CONGESTED, trio.current_time())  # refused at 16
+    assert (limit.limit, limit.bad) == (8, 16)
+    mock_clock.jump(1)
+    now = trio.current_time()
+    answer(limit, 8, now)
+    assert limit.limit == 9  # 9 < 16: plain additive increase
+    mock_clock.jump(1)
+    limit.feedback(Signal.CONGESTED, trio.current_time())  # refused at 9: real congestion
+    assert (limit.limit, limit.bad) == (4, 9)
+    mock_clock.jump(1)
+    now = trio.current_time()
+    answer(limit, 4 + 5 + 6 + 7, now)
+    assert limit.limit == 8
+    answer(limit, 8 * PROBE_FACTOR - 1, now)
+    assert limit.limit == 8  # growing to the refused level waits PROBE_FACTOR times longer
+    answer(limit, 1, now)
+    assert limit.limit == 9
+    mock_clock.jump(1)
+    limit.feedback(Signal.CONGESTED, trio.current_time())
+    # A refused probe steps back by one instead of halving.
+    assert (limit.limit, limit.bad, limit.decreases) == (8, 9, 3)
+
+
+async def test_a_probed_level_that_holds_is_no_longer_bad(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    limit = controller(32, initial=8)
+    mock_clock.jump(1)
+    limit.feedback(Signal.CONGESTED, trio.current_time())  # refused at 8 -> 4, bad 8
+    mock_clock.jump(1)
+    now = trio.current_time()
+    answer(limit, 4 + 5 + 6, now)
+    assert limit.limit == 7
+    answer(limit, 7 * PROBE_FACTOR, now)
+    assert limit.limit == 8
+    answer(limit, 8, now)  # a whole round at 8 answered: the provider has room now
+    assert limit.bad == 9 and limit.limit == 8
+    answer(limit, 8 * PROBE_FACTOR, now)
+    assert limit.limit == 9
 
 
 # -- Retry-After holds, unit level (MockClock, no sockets) ----------------------------------

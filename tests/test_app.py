@@ -923,7 +923,7 @@ async def test_create_app_builds_its_own_manager_from_the_config() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/", "/nope", "/v1/health/nope", "/v1/healthz", "/livez/extra", "/v1//health/"]
+    "path", ["/nope", "/static/nope.js", "/static/..%2Fapp.py", "/v1/health/nope", "/v1/healthz", "/livez/extra", "/v1//health/"]
 )
 async def test_unknown_paths_are_404_json(path: str) -> None:
     app, _ = make_app(standard_fleet())

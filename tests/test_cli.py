@@ -140,3 +140,37 @@ async def test_demo_serves_and_stops_cleanly_on_sigint() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_json_logs_are_one_object_per_line_with_the_probe_fields(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    sim.set_behavior("openai", mode="status", status=500)
+    config = write_config(tmp_path / "c.toml", sim)
+    done = await run_cli("--log-format", "json", "--log-level", "INFO", "check",
+                         "--config", str(config))
+    lines = [line for line in done.stderr.decode().splitlines() if line.strip()]
+    assert lines, done.stderr
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    for record in records:
+        assert {"time", "level", "logger", "message"} <= set(record)
+    verdicts = [r for r in records if "status" in r]
+    assert verdicts, records
+    for record in verdicts:
+        assert record["run_id"] and record["model"] and record["provider"]
+        assert isinstance(record["latency_ms"], float)
+    failed = [r for r in verdicts if r["status"] != "healthy"]
+    assert failed and failed[0]["failure"] == "http_status" and failed[0]["level"] == "WARNING"
+    assert any(r["message"].startswith("Health status: ") and r["run_id"] for r in records)
+
+
+async def test_text_logs_stay_the_seed_lines_by_default(sim: Simulator, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.toml", sim)
+    done = await run_cli("--log-level", "INFO", "check", "--config", str(config))
+    text = done.stderr.decode()
+    assert " | INFO  | Checking adapter: " in text and "{" not in text.splitlines()[0]
+
+
+async def test_an_unknown_log_format_is_a_usage_error() -> None:
+    done = await run_cli("--log-format", "xml", "check")
+    assert done.returncode == 3 and b"invalid choice: 'xml'" in done.stderr
