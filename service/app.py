@@ -191,6 +191,8 @@ from adapters.base import Adapter, FailureKind, redact
 from .auth import Access, BearerAuth
 from .background import BackgroundChecker
 from .config import MAX_TAGS, Config, tag_problem
+from .healthjson import HEALTH_JSON, health_json, model_health_json, wants_health_json
+from .healthjson import http_status as health_json_status
 from .manager import AdapterManager, UnknownModelError
 from .report import HealthReport, HealthStatus, ModelHealthReport, ProbeResult
 from .singleflight import FlightCancelled, SingleFlight
@@ -889,9 +891,30 @@ async def _check_all() -> tuple[HealthReport, CheckParams, Access]:
     return report, params, access
 
 
+_FORMAT_ACCEPTED: Final = "json or health+json (the IETF health check format)"
+
+
+def _wants_health_json() -> bool:
+    """``?format=`` or the Accept header asks for application/health+json (400 if unknown)."""
+    fmt = _single(request.args, "format", _FORMAT_ACCEPTED)
+    try:
+        return wants_health_json(request.headers.get("Accept"), fmt)
+    except ValueError as exc:
+        raise InvalidParameter("format", str(exc), _FORMAT_ACCEPTED) from None
+
+
+def _health_json(body: Mapping[str, Any], status: int) -> Response:
+    response = _json(body, status)
+    response.mimetype = HEALTH_JSON
+    return response
+
+
 async def health_all() -> Response:
+    as_health_json = _wants_health_json()  # before probing: a bad format costs nothing
     report, params, access = await _check_all()
     details = params.details and access is Access.GRANTED
+    if as_health_json:
+        return _health_json(health_json(report, details=details), health_json_status(report))
     return _json(_shape(report.to_dict(details=details), access), _status_code(report.status))
 
 
@@ -906,6 +929,7 @@ async def health_models() -> Response:
 async def health_model(name: str) -> Response:
     state = _state()
     access = _access(state)
+    as_health_json = _wants_health_json()
     params = parse_check_params(
         request.args, state.config, default_timeout=state.config.checks.model_timeout
     )
@@ -928,13 +952,18 @@ async def health_model(name: str) -> Response:
     if health is not None and not params.fresh:
         served = _from_state(state, health, plan, params)
         if served is not None:
-            data = ModelHealthReport(
+            one = ModelHealthReport(
                 model=served.models[name],
                 timestamp=served.timestamp,
                 execution_time=served.execution_time,
                 concurrent=served.concurrent,
                 timeout=served.timeout,
-            ).to_dict(details=details)
+            )
+            if as_health_json:
+                return _health_json(
+                    model_health_json(one, details=details), health_json_status(one)
+                )
+            data = one.to_dict(details=details)
             data.update(served.extra)
             return _json(_shape(data, access), _status_code(served.status))
     checker = manager.health_checker
@@ -948,6 +977,8 @@ async def health_model(name: str) -> Response:
     )
     key = (name, selection, params.timeout, params.use_concurrent)
     report = await _shared(state, state.model_runs, key, work)
+    if as_health_json:
+        return _health_json(model_health_json(report, details=details), health_json_status(report))
     data = report.to_dict(details=details)
     if health is not None:
         data["source"] = "live"
@@ -1073,8 +1104,11 @@ async def health_batch() -> Response:
         await _read_body(_MAX_BATCH_BYTES), state.config
     )
     selection = Selection.of(params, models=models, providers=providers)
+    as_health_json = _wants_health_json()
     report = await _run_selection(state, params, selection)
     details = params.details and access is Access.GRANTED
+    if as_health_json:
+        return _health_json(health_json(report, details=details), health_json_status(report))
     return _json(_shape(report.to_dict(details=details), access), _status_code(report.status))
 
 
@@ -1234,6 +1268,7 @@ async def _unexpected_error(error: Exception) -> Response:
 async def _no_store(response: Response) -> Response:
     # A health answer is only true when it is made: no proxy may cache one.
     response.headers["Cache-Control"] = "no-store"
+    response.vary.add("Accept")  # JSON or health+json, by Accept
     return response
 
 
