@@ -194,6 +194,7 @@ from .config import MAX_TAGS, Config, tag_problem
 from .healthjson import HEALTH_JSON, health_json, model_health_json, wants_health_json
 from .healthjson import http_status as health_json_status
 from .manager import AdapterManager, UnknownModelError
+from .metrics import Metrics
 from .report import HealthReport, HealthStatus, ModelHealthReport, ProbeResult
 from .singleflight import FlightCancelled, SingleFlight
 from .state import HealthState, percentile, stale_results
@@ -227,6 +228,7 @@ _ENDPOINTS: Final = (
     "GET /v1/health/stream",
     "GET /livez",
     "GET /readyz",
+    "GET /metrics",
     "GET / (the dashboard)",
 )
 
@@ -635,6 +637,7 @@ class _ServiceState:
     webhook: WebhookNotifier | None = None  # with [webhook]: POSTs the state's transitions
     # Every result, transition and run, for GET /v1/health/stream.
     events: EventHub = field(default_factory=EventHub)
+    metrics: Metrics | None = None  # GET /metrics; made with the app
 
     def flights(self) -> list[SingleFlight[Hashable, Any]]:
         return [self.health_runs, self.model_runs, self.performance]
@@ -1182,6 +1185,15 @@ async def livez() -> Response:
     return _json({"status": "ok"})
 
 
+async def metrics() -> Response:
+    """Prometheus exposition (OpenMetrics when the scraper asks for it)."""
+    state = _state()
+    if state.metrics is None:
+        raise NotFound()
+    body, content_type = state.metrics.render(request.headers.get("Accept"))
+    return Response(body, content_type=content_type)
+
+
 async def readyz() -> Response:
     state = _state()
     manager = state.manager
@@ -1376,6 +1388,7 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
 
     if config.checks.background_enabled:
         state.health = HealthState(config.checks.schedule_for)
+    state.metrics = Metrics(state.manager.health_checker, state.health)
 
     checker = state.manager.health_checker
 
@@ -1389,6 +1402,8 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
             state.owns_manager = True
         checker.result_listeners.append(state.events.publish_result)
         checker.run_listeners.append(state.events.publish_run)
+        if state.metrics is not None:
+            state.metrics.attach()
         if state.health is not None:
             await app.nursery.start(_forward_transitions, state.health, state.events)
             state.background = BackgroundChecker(
@@ -1406,6 +1421,8 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
         state.events.close()
         _remove(checker.result_listeners, state.events.publish_result)
         _remove(checker.run_listeners, state.events.publish_run)
+        if state.metrics is not None:
+            state.metrics.detach()
         background, state.background = state.background, None
         if background is not None:
             background.stop()
@@ -1434,6 +1451,7 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
         ("/v1/health/history", "health_history", health_history),
         ("/v1/health/stream", "health_stream", health_stream),
         ("/livez", "livez", livez),
+        ("/metrics", "metrics", metrics),
         ("/", "dashboard", dashboard),
         ("/static/<name>", "static_file", static_file),
         ("/readyz", "readyz", readyz),

@@ -106,6 +106,10 @@ async def every_endpoint(service: Service, transcript: Transcript, mode: str) ->
         await call(service, transcript, "/v1/health/performance", token=TOKEN)
     await call(service, transcript, "/livez")
     await call(service, transcript, "/readyz")
+    # Metric labels are names only: the exposition after every mode must not
+    # carry a key (the transcript is grepped for them, as the other answers).
+    await call(service, transcript, "/metrics")
+    await call(service, transcript, "/v1/health/?format=health+json", token=TOKEN)
 
 
 def record_reprs(service: Service, transcript: Transcript, report: HealthReport | None) -> None:

@@ -1,0 +1,262 @@
+"""Prometheus metrics for a :class:`~service.checker.HealthChecker`.
+
+:class:`Metrics` listens to the checker (``result_listeners`` /
+``run_listeners``) and keeps its own :class:`prometheus_client.CollectorRegistry`,
+never the process-wide default one: several apps (or tests) in one process
+each get their own series and never collide on registration.
+
+Counters and histograms (updated as results and runs arrive):
+
+* ``router_health_probe_results_total{model,provider,status,failure}``: every
+  result a run or ``probe_one`` reported, probed or served (``status``:
+  healthy/degraded/unhealthy/timeout; ``failure``: a :class:`FailureKind`
+  value or ``none``);
+* ``router_health_probe_latency_seconds{model,provider}`` (histogram): latency
+  of probes actually sent; results served from ``min_interval``, a
+  Retry-After hold or passive traffic are not, nor probes that never started;
+* ``router_health_probes_skipped_total{model,provider,reason}``: results
+  served without a probe (``reason``: cached/passive/retry_after), so
+  ``results_total - skipped_total`` is what was sent;
+* ``router_health_run_duration_seconds{strategy}`` (histogram): a whole run's
+  ``execution_time`` (``strategy``: concurrent/sequential);
+* ``router_health_runs_total{strategy,status}``: finished runs by overall
+  status (healthy/degraded/unhealthy);
+* ``router_health_fallbacks_total{strategy}``: runs that fell back to (or
+  re-checked) sequentially.
+
+Gauges (read at scrape time, so they are never stale):
+
+* ``router_health_adapter_up{model,provider}``: 1 while the adapter is usable
+  (healthy or degraded), else 0; the *reported* status of the live
+  :class:`~service.state.HealthState` (hysteresis) when one is given and has
+  the adapter, else its last result that says something about the provider;
+* ``router_health_adapter_status{model,provider,status}``: the same status,
+  one-hot over the four statuses (so dashboards can colour ``degraded``);
+* ``router_health_probes_in_flight``: probes under way, across every run
+  (waiting for a slot or for the answer);
+* ``router_health_probe_limit{provider}``, ``router_health_probe_slots_in_use{provider}``,
+  ``router_health_probe_queue{provider}``: probe slots (``provider="*"`` is
+  the global ``max_concurrent_probes``), present once a cap is in use;
+* ``router_health_probe_limit_ceiling{provider}``: adaptive limits' ceiling.
+
+Labels are model and provider names from the config, and enums: never a key,
+a URL or an error message, so the cardinality is bounded by the config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from adapters.base import FailureKind
+
+from .cache import says_about_provider
+from .report import HealthReport, ProbeResult, ProbeStatus
+
+if TYPE_CHECKING:
+    from .checker import HealthChecker
+    from .state import HealthState
+
+__all__ = ["Metrics"]
+
+# Probes are bounded by adapter_timeout (8 s by default) and runs by
+# [server] max_timeout (120 s): the buckets cover those ranges.
+_LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_RUN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+#: ``source`` values of results no probe was sent for (the skip reason).
+_SKIP_SOURCES = ("passive", "retry_after")
+
+Key = tuple[str, str]
+
+
+def _failure_label(failure: FailureKind | None) -> str:
+    # Only enum values reach a label: anything else would be unbounded.
+    if failure is None:
+        return "none"
+    return failure.value if isinstance(failure, FailureKind) else "other"
+
+
+def _skip_reason(result: ProbeResult) -> str | None:
+    """Why no probe was sent for ``result`` (None: one was)."""
+    if result.source in _SKIP_SOURCES:
+        return result.source  # a hold also has a cached_age: the source says more
+    if result.cached_age is not None:
+        return "cached"
+    return None
+
+
+class Metrics:
+    """The checker's Prometheus metrics, in a registry of their own (see the module doc)."""
+
+    def __init__(self, checker: HealthChecker, health: HealthState | None = None) -> None:
+        self.checker = checker
+        self.health = health
+        self.registry = CollectorRegistry()
+        self.results = Counter(
+            "router_health_probe_results",
+            "Probe results reported, probed or served without a probe.",
+            ("model", "provider", "status", "failure"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "router_health_probe_latency_seconds",
+            "Latency of probes actually sent (not served from cache, hold or traffic).",
+            ("model", "provider"),
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.skipped = Counter(
+            "router_health_probes_skipped",
+            "Results served without sending a probe, by reason.",
+            ("model", "provider", "reason"),
+            registry=self.registry,
+        )
+        self.run_duration = Histogram(
+            "router_health_run_duration_seconds",
+            "Duration of whole check runs.",
+            ("strategy",),
+            buckets=_RUN_BUCKETS,
+            registry=self.registry,
+        )
+        self.runs = Counter(
+            "router_health_runs",
+            "Finished check runs by overall status.",
+            ("strategy", "status"),
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "router_health_fallbacks",
+            "Runs that fell back to sequential checks (or re-checked timeouts).",
+            ("strategy",),
+            registry=self.registry,
+        )
+        # Last status per adapter that says something about the provider: the
+        # up gauge's source without a HealthState (insertion order = the
+        # order adapters were first seen, so the exposition is stable).
+        self._last: dict[Key, ProbeStatus] = {}
+        self.registry.register(_LiveCollector(self))
+
+    def __repr__(self) -> str:
+        return f"Metrics(adapters={len(self._last)}, attached={self.attached})"
+
+    # -- wiring ------------------------------------------------------------------
+
+    @property
+    def attached(self) -> bool:
+        return self.record_result in self.checker.result_listeners
+
+    def attach(self) -> None:
+        """Start counting the checker's results and runs (once, however often called)."""
+        if self.record_result not in self.checker.result_listeners:
+            self.checker.result_listeners.append(self.record_result)
+        if self.record_run not in self.checker.run_listeners:
+            self.checker.run_listeners.append(self.record_run)
+
+    def detach(self) -> None:
+        """Stop counting (idempotent); the series so far stay."""
+        # Bound methods compare equal by (function, instance), so this finds ours.
+        while self.record_result in self.checker.result_listeners:
+            self.checker.result_listeners.remove(self.record_result)
+        while self.record_run in self.checker.run_listeners:
+            self.checker.run_listeners.remove(self.record_run)
+
+    # -- listeners (must not block or raise: they run inside the checker) ----------
+
+    def record_result(self, result: ProbeResult) -> None:
+        """Count one result (a :data:`~service.checker.ResultCallback`)."""
+        model, provider = result.model, result.provider
+        self.results.labels(model, provider, result.status.value, _failure_label(result.failure)).inc()
+        reason = _skip_reason(result)
+        if reason is not None:
+            self.skipped.labels(model, provider, reason).inc()
+        elif result.latency_ms is not None:  # None: never started, nothing to time
+            self.latency.labels(model, provider).observe(result.latency_ms / 1000.0)
+        # A run's own budget (deadline, not_started, no slot) is no news about
+        # the provider: it must not flip the up gauge, as it does not the state.
+        if says_about_provider(result):
+            self._last[(model, provider)] = result.status
+
+    def record_run(self, report: HealthReport, strategy: str) -> None:
+        """Count one finished run (a :data:`~service.checker.RunCallback`)."""
+        self.run_duration.labels(strategy).observe(report.execution_time)
+        self.runs.labels(strategy, report.status.value).inc()
+        if report.fallback:
+            self.fallbacks.labels(strategy).inc()
+
+    # -- reading -------------------------------------------------------------------
+
+    def status(self, model: str, provider: str) -> ProbeStatus | None:
+        """The status the gauges show: the state's reported one, else the last result's."""
+        if self.health is not None:
+            state = self.health.get(model, provider)
+            if state is not None:
+                return state.reported
+        return self._last.get((model, provider))
+
+    def adapters(self) -> list[Key]:
+        """Every (model, provider) seen so far."""
+        return list(self._last)
+
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The exposition for an ``Accept`` header, and its content type.
+
+        OpenMetrics when the scraper asks for it, else the classic text format.
+        """
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
+
+
+class _LiveCollector(Collector):
+    """Gauges computed at scrape time from the checker and the state."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        metrics = self.metrics
+        up = GaugeMetricFamily(
+            "router_health_adapter_up",
+            "1 while the adapter is usable (healthy or degraded), else 0.",
+            labels=("model", "provider"),
+        )
+        status = GaugeMetricFamily(
+            "router_health_adapter_status",
+            "The adapter's reported status, one-hot over the four statuses.",
+            labels=("model", "provider", "status"),
+        )
+        for model, provider in metrics.adapters():
+            current = metrics.status(model, provider)
+            if current is None:
+                continue
+            up.add_metric((model, provider), 1.0 if current.usable else 0.0)
+            for candidate in ProbeStatus:
+                status.add_metric(
+                    (model, provider, candidate.value), 1.0 if candidate is current else 0.0
+                )
+        yield up
+        yield status
+        yield GaugeMetricFamily(
+            "router_health_probes_in_flight",
+            "Probes under way (waiting for a slot or for the answer).",
+            value=metrics.checker.in_flight,
+        )
+        families = {
+            key: GaugeMetricFamily(name, doc, labels=("provider",))
+            for key, name, doc in (
+                ("limit", "router_health_probe_limit", "Probes allowed in flight (\"*\": all providers)."),
+                ("in_use", "router_health_probe_slots_in_use", "Probe slots held."),
+                ("queued", "router_health_probe_queue", "Probes waiting for a slot."),
+                ("ceiling", "router_health_probe_limit_ceiling", "Ceiling of an adaptive limit."),
+            )
+        }
+        for provider, stats in metrics.checker.slots.statistics().items():
+            for key, family in families.items():
+                if key in stats:  # "ceiling" only for adaptive limits
+                    family.add_metric((provider,), stats[key])
+        yield from families.values()
