@@ -200,12 +200,15 @@ async def _serve_task(
 DEMO_BANNER = """\
 router-health demo: simulated providers on {upstream}, health API on {{base}}
 
-Try:
+Open {{base}}/ in a browser for the dashboard, or try:
   curl -s {{base}}/v1/health/ | python3 -m json.tool
   curl -s '{{base}}/v1/health/?use_concurrent=false' | python3 -m json.tool
   curl -s {{base}}/v1/health/models/gpt-4 | python3 -m json.tool
   curl -s {{base}}/v1/health/models
   curl -s {{base}}/v1/health/performance | python3 -m json.tool
+  curl -sN {{base}}/v1/health/stream     # live events; run a check in another shell
+  curl -s -H 'Accept: application/health+json' {{base}}/v1/health/
+  curl -s {{base}}/metrics | grep router_health_adapter_up
   curl -s {{base}}/livez ; curl -s {{base}}/readyz
 
 Ctrl-C stops it."""

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import trio
+from trio_util import AsyncValue  # type: ignore[import-untyped]
 
 from .report import HealthReport, ProbeResult
 from .state import Transition
@@ -77,6 +78,8 @@ class EventHub:
         self.buffer = buffer
         self._ids = itertools.count(1)
         self._subscribers: set[_Subscriber] = set()
+        #: How many streams are open; ``await hub.open_streams.wait_value(0)``.
+        self.open_streams: AsyncValue = AsyncValue(0)
         self.published = 0
         self.dropped = 0  # subscribers dropped for falling behind
 
@@ -86,6 +89,9 @@ class EventHub:
     @property
     def subscribers(self) -> int:
         return len(self._subscribers)
+
+    def _count(self) -> None:
+        self.open_streams.value = len(self._subscribers)
 
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         if not self._subscribers:
@@ -97,12 +103,14 @@ class EventHub:
                 subscriber.send.send_nowait(event)
             except trio.WouldBlock:
                 self._subscribers.discard(subscriber)
+                self._count()
                 subscriber.dropped = True
                 self.dropped += 1
                 logger.warning("dropping a stream subscriber: %d events unread", self.buffer)
                 subscriber.send.close()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._subscribers.discard(subscriber)
+                self._count()
 
     # The publish_* helpers return before building anything when nobody
     # listens: they run for every probe, and a probe's CPU is what we measure.
@@ -144,6 +152,7 @@ class EventHub:
     def close(self) -> None:
         """End every stream (the app is stopping)."""
         subscribers, self._subscribers = self._subscribers, set()
+        self._count()
         for subscriber in subscribers:
             subscriber.send.close()
 
@@ -157,6 +166,7 @@ class EventHub:
         send, receive = trio.open_memory_channel[Event](self.buffer)
         subscriber = _Subscriber(send)
         self._subscribers.add(subscriber)
+        self._count()
         try:
             yield b"retry: 2000\n\n" + sse(Event(0, "hello", hello))
             while True:
@@ -173,5 +183,6 @@ class EventHub:
                 yield sse(Event(0, "dropped", {"reason": "this stream fell too far behind"}))
         finally:
             self._subscribers.discard(subscriber)
+            self._count()
             send.close()
             receive.close()

@@ -116,15 +116,12 @@ async def test_closing_one_stream_cancels_only_that_subscriber() -> None:
                 await SSEReader(leave).until("hello")
                 assert hub.subscribers == 2
             with trio.fail_after(GUARD):
-                while hub.subscribers != 1:  # the server notices the hang-up
-                    await service.client.get("/livez")
-                    await trio.sleep(0.01)
+                await hub.open_streams.wait_value(1)  # the server noticed the hang-up
             await service.client.get("/v1/health/")
             with trio.fail_after(GUARD):
                 await keeper.until("result")
         with trio.fail_after(GUARD):
-            while hub.subscribers:
-                await trio.sleep(0.01)
+            await hub.open_streams.wait_value(0)
 
 
 async def test_shutdown_ends_open_streams_without_waiting_for_the_grace() -> None:
