@@ -195,6 +195,7 @@ from .healthjson import HEALTH_JSON, health_json, model_health_json, wants_healt
 from .healthjson import http_status as health_json_status
 from .manager import AdapterManager, UnknownModelError
 from .metrics import Metrics
+from .openapi import openapi_spec
 from .report import HealthReport, HealthStatus, ModelHealthReport, ProbeResult
 from .singleflight import FlightCancelled, SingleFlight
 from .state import HealthState, percentile, stale_results
@@ -229,6 +230,8 @@ _ENDPOINTS: Final = (
     "GET /livez",
     "GET /readyz",
     "GET /metrics",
+    "GET /openapi.json",
+    "GET /docs",
     "GET / (the dashboard)",
 )
 
@@ -1181,6 +1184,16 @@ async def static_file(name: str) -> Response:
     return _static(name)
 
 
+async def openapi_document() -> Response:
+    """This API's OpenAPI 3.1 description (service/openapi.py)."""
+    return _json(openapi_spec(max_timeout=_state().config.server.max_timeout))
+
+
+async def docs() -> Response:
+    """A readable reference rendered from /openapi.json by the page itself (no CDN)."""
+    return _static("docs.html")
+
+
 async def livez() -> Response:
     return _json({"status": "ok"})
 
@@ -1453,6 +1466,8 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
         ("/livez", "livez", livez),
         ("/metrics", "metrics", metrics),
         ("/", "dashboard", dashboard),
+        ("/openapi.json", "openapi", openapi_document),
+        ("/docs", "docs", docs),
         ("/static/<name>", "static_file", static_file),
         ("/readyz", "readyz", readyz),
     ]
