@@ -1,0 +1,1112 @@
+"""The HTTP API as an OpenAPI 3.1 document (``GET /openapi.json``, rendered by ``GET /docs``).
+
+Hand-written as Python data next to the app it describes, so that a change of
+the API and of its description land together; ``tests/test_openapi.py``
+checks that every route the app registers is here (and nothing else), and
+fuzzes a live server against this document with Schemathesis.
+
+Conventions:
+
+* Objects whose keys are fixed are closed (``additionalProperties: false``);
+  objects the app extends with optional keys (a report's ``source`` /
+  ``stale``, a detail's ``retry_after``, ``queued_ms``, ``cached``...) are
+  open: their documented keys are stable, and clients must ignore others.
+* Auth is optional (``[server] auth_token_env``): operations list the
+  ``bearer`` scheme where a token matters once one is configured. Without a
+  configured token every request is granted and no 401 is ever sent.
+* ``HEAD`` works wherever ``GET`` does (same status and headers, no body).
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import metadata
+from typing import Any, Final
+
+__all__ = ["openapi_spec"]
+
+Schema = dict[str, Any]
+
+_JSON: Final = "application/json"
+_HEALTH_JSON: Final = "application/health+json"
+_DEFAULT_MAX_TIMEOUT: Final = 120.0
+#: Matches ``config.MAX_TAGS``.
+_MAX_TAGS: Final = 32
+_TAG: Final = "[A-Za-z0-9_.:-]+"
+#: ``?tags=``: comma-separated tags, spaces around commas allowed (a subset of
+#: what the server strips: it accepts any whitespace).
+_TAG_LIST_PATTERN: Final = f"^ *{_TAG} *(, *{_TAG} *){{0,{_MAX_TAGS - 1}}}$"
+_BOOLEAN_PATTERN: Final = (
+    "^[ \t]*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[Yy][Ee][Ss]|[Nn][Oo]|1|0)[ \t]*$"
+)
+
+_PROBE_STATUSES: Final = ["healthy", "degraded", "unhealthy", "timeout"]
+_HEALTH_STATUSES: Final = ["healthy", "degraded", "unhealthy"]
+#: ``adapters.base.FailureKind`` values.
+_FAILURES: Final = [
+    "http_status",
+    "auth",
+    "rate_limited",
+    "bad_body",
+    "model_missing",
+    "connect",
+    "body_too_large",
+    "exception",
+    "resource",
+    "timeout",
+    "deadline",
+    "not_started",
+    "not_open",
+]
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("router-health")
+    except metadata.PackageNotFoundError:  # a bare checkout
+        return "0.1.0"
+
+
+# -- schema helpers ------------------------------------------------------------------------
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(
+    properties: dict[str, Schema],
+    required: list[str] | None = None,
+    *,
+    open_: bool = False,
+    description: str | None = None,
+) -> Schema:
+    """An object; ``required`` defaults to every property; closed unless ``open_``."""
+    schema: Schema = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": open_,
+    }
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _map(values: Schema, description: str | None = None) -> Schema:
+    schema: Schema = {"type": "object", "additionalProperties": values}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _str(description: str | None = None, **extra: Any) -> Schema:
+    schema: Schema = {"type": "string", **extra}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _num(description: str | None = None, **extra: Any) -> Schema:
+    schema: Schema = {"type": "number", **extra}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _int(description: str | None = None, *, minimum: int = 0) -> Schema:
+    schema: Schema = {"type": "integer", "minimum": minimum}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _bool(description: str | None = None) -> Schema:
+    schema: Schema = {"type": "boolean"}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _enum(values: list[str], description: str | None = None) -> Schema:
+    schema: Schema = {"type": "string", "enum": list(values)}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _const(value: str) -> Schema:
+    return {"type": "string", "const": value}
+
+
+def _list(items: Schema, **extra: Any) -> Schema:
+    return {"type": "array", "items": items, **extra}
+
+
+# -- components: schemas -------------------------------------------------------------------
+
+
+def _error(code: str | list[str], extra: dict[str, Schema], description: str) -> Schema:
+    """An error body: ``error`` (the code), ``message``, then ``extra``; open for new keys."""
+    error = _const(code) if isinstance(code, str) else _enum(code)
+    return _obj(
+        {"error": error, "message": _str("a human-readable explanation"), **extra},
+        open_=True,
+        description=description,
+    )
+
+
+def _report_fields() -> dict[str, Schema]:
+    """The seed's run fields after ``status``/``timestamp``/``models``, and ``fallback``."""
+    return {
+        "execution_time": _num("seconds the run took (0 when served from background checks)",
+                               minimum=0),
+        "concurrent": _bool("whether the concurrent strategy ran"),
+        "timeout": _num("the run's budget in seconds", exclusiveMinimum=0),
+        "fallback": _bool("some results came from the sequential fallback pass"),
+        "fallback_reason": _str(
+            "why the fallback ran; only when it did, and only for callers granted details"
+        ),
+    }
+
+
+def _source_fields() -> dict[str, Schema]:
+    return {
+        "source": _enum(
+            ["live", "background"],
+            "with background checks on: whether the answer was probed for this request "
+            "or read from the live state (absent when background checks are off)",
+        ),
+        "stale": _int(
+            "served from background checks: how many results were past their max_age "
+            "(stale-while-revalidate; absent when none)",
+            minimum=1,
+        ),
+    }
+
+
+def _schemas() -> dict[str, Schema]:
+    summary_fields: dict[str, Schema] = {
+        "status": _ref("HealthStatus"),
+        "providers": _map(_ref("ProbeStatus"), "provider -> its verdict, in config order"),
+        "healthy_providers": _int(),
+        "total_providers": _int(),
+    }
+    provider_details = _map(_ref("ProbeDetail"), "provider -> the probe's detail")
+    limiter = _obj(
+        {
+            "in_use": _int("probe slots in use"),
+            "limit": _int("the current limit"),
+            "queued": _int("probes waiting for a slot"),
+            "ceiling": _int("adaptive limits: the most the limit may grow to"),
+            "decreases": _int("adaptive limits: times the limit shrank"),
+            "increases": _int("adaptive limits: times the limit grew"),
+        },
+        ["in_use", "limit", "queued"],
+    )
+    spread = _obj(
+        {
+            "total": _num(minimum=0),
+            "p50": _nullable(_num(minimum=0)),
+            "p95": _nullable(_num(minimum=0)),
+            "max": _nullable(_num(minimum=0)),
+        },
+        description="milliseconds over the probes sent; percentiles are null when none was",
+    )
+    breakdown = _obj(
+        {
+            "probes": _int("probes actually sent (not served from caches, holds or passive data)"),
+            "queue_wait_ms": spread,
+            "execution_ms": spread,
+        }
+    )
+    verdict = _enum([*_PROBE_STATUSES, "not_started"], "a probe status, or not_started")
+    return {
+        "ProbeStatus": _enum(_PROBE_STATUSES, "one adapter's verdict"),
+        "HealthStatus": _enum(_HEALTH_STATUSES, "a model's or a run's verdict"),
+        "FailureKind": _enum(_FAILURES, "why a probe failed, coarse enough for a metric label"),
+        "ProbeDetail": _obj(
+            {
+                "status": _ref("ProbeStatus"),
+                "adapter": _str("the adapter's class-like name, e.g. OpenAIAdapter"),
+                "latency_ms": _nullable(_num(minimum=0)),
+                "http_status": _nullable({"type": "integer"}),
+                "error": _nullable(_str("short, with every key redacted")),
+                "failure": _nullable(_ref("FailureKind")),
+                "checked_at": _num("unix time the probe finished (or was given up)"),
+                "fallback": _bool("came from the sequential fallback pass"),
+                "retry_after": _num("seconds from a 429/503's Retry-After, when it had one",
+                                    minimum=0),
+                "queued_ms": _num("time spent waiting for a probe slot (a cap is configured); "
+                                  "included in latency_ms", minimum=0),
+                "cached": {"const": True, "description": "served from a recent result "
+                           "(min_interval, background checks) instead of probing"},
+                "age_s": _num("with cached: seconds since that probe ran", minimum=0),
+                "source": _enum(
+                    ["passive", "retry_after"],
+                    "where the verdict came from when not from a probe just sent: the "
+                    "router's own traffic, or a Retry-After hold (nothing was sent)",
+                ),
+                "samples": _int("passive verdicts: how many reported requests they summarise"),
+                "stale": {"const": True, "description": "served past its max_age while a "
+                          "refresh runs (stale-while-revalidate)"},
+            },
+            ["status", "adapter", "latency_ms", "http_status", "error", "failure", "checked_at",
+             "fallback"],
+            open_=True,
+            description="One adapter's probe. The optional keys appear only when they apply.",
+        ),
+        "ModelSummary": _obj(summary_fields, description="The seed's per-model object."),
+        "HealthReport": _obj(
+            {
+                "status": _ref("HealthStatus"),
+                "timestamp": _num("unix time the run started"),
+                "models": _map(_ref("ModelSummary"), "model -> its summary"),
+                "healthy_models": _int(),
+                "total_models": _int(),
+                **_report_fields(),
+                "details": _map(
+                    provider_details,
+                    "model -> provider -> detail; left out with details=false or without "
+                    "the token (auth on)",
+                ),
+                **_source_fields(),
+            },
+            ["status", "timestamp", "models", "healthy_models", "total_models",
+             "execution_time", "concurrent", "timeout", "fallback"],
+            open_=True,
+            description="The seed's GET /v1/health/ shape, then fallback and the optional keys.",
+        ),
+        "ModelListItem": _obj(
+            {"model": _str(), **summary_fields, "details": provider_details},
+            ["model", *summary_fields],
+        ),
+        "ModelListReport": _obj(
+            {
+                "status": _ref("HealthStatus"),
+                "timestamp": _num("unix time the run started"),
+                "models": _list(_ref("ModelListItem")),
+                "healthy_models": _int(),
+                "total_models": _int(),
+                **_report_fields(),
+                **_source_fields(),
+            },
+            ["status", "timestamp", "models", "healthy_models", "total_models",
+             "execution_time", "concurrent", "timeout", "fallback"],
+            open_=True,
+            description="GET /v1/health/ with models as a list of per-model objects.",
+        ),
+        "ModelReport": _obj(
+            {
+                "model": _str(),
+                **summary_fields,
+                "timestamp": _num("unix time the run started"),
+                **_report_fields(),
+                "details": provider_details,
+                **_source_fields(),
+            },
+            ["model", *summary_fields, "timestamp", "execution_time", "concurrent", "timeout",
+             "fallback"],
+            open_=True,
+            description="One model checked on its own.",
+        ),
+        "PerformanceReport": _obj(
+            {
+                "timestamp": _num("unix time the measurement started"),
+                "performance_metrics": _obj(
+                    {
+                        "concurrent_time": _num(minimum=0),
+                        "sequential_time": _num(minimum=0),
+                        "speedup": _nullable(_num("sequential / concurrent, 2 decimals")),
+                        "improvement_percent": _nullable(_num("1 decimal")),
+                        "total_models": _int(),
+                        "total_adapters": _int(),
+                    }
+                ),
+                "concurrent_result_count": _int("adapters that reached a verdict"),
+                "sequential_result_count": _int("adapters that reached a verdict"),
+                "timeout": _num("the budget this measurement used", exclusiveMinimum=0),
+                "concurrent_status": _ref("HealthStatus"),
+                "sequential_status": _ref("HealthStatus"),
+                "agreement": _obj(
+                    {
+                        "agreed": _bool(),
+                        "mismatches": _list(
+                            _obj(
+                                {
+                                    "model": _str(),
+                                    "provider": _str(),
+                                    "concurrent": verdict,
+                                    "sequential": verdict,
+                                }
+                            )
+                        ),
+                    }
+                ),
+                "time_breakdown": _obj({"concurrent": breakdown, "sequential": breakdown}),
+                "limits": _obj(
+                    {
+                        "adaptive": _bool("adaptive_concurrency is on"),
+                        "current": _map(limiter, "limiter ('*' is the global one) -> state"),
+                    }
+                ),
+            },
+            description="The seed's performance fields, then agreement, time_breakdown, limits.",
+        ),
+        "History": _obj(
+            {
+                "adapters": _list(
+                    _obj(
+                        {
+                            "model": _str(),
+                            "provider": _str(),
+                            "status": _nullable(_ref("ProbeStatus")),
+                            "history": _list(
+                                _obj(
+                                    {
+                                        "checked_at": _num(),
+                                        "status": _ref("ProbeStatus"),
+                                        "latency_ms": _nullable(_num(minimum=0)),
+                                        "failure": _nullable(_ref("FailureKind")),
+                                    }
+                                ),
+                                maxItems=50,
+                                description="the last results, oldest first",
+                            ),
+                        }
+                    )
+                )
+            }
+        ),
+        "Live": _obj({"status": _const("ok")}),
+        "Ready": _obj({"status": _const("ready"), "models": _int(), "adapters": _int()}),
+        "NotReadyStatus": _obj({"status": _const("not_ready"), "reason": _str()}),
+        "HealthJson": _obj(
+            {
+                "status": _enum(["pass", "warn", "fail"],
+                                "healthy -> pass, degraded -> warn, unhealthy -> fail"),
+                "version": _str("the API's public version ('1')"),
+                "releaseId": _str("the package's version"),
+                "serviceId": _const("router-health"),
+                "description": _str(),
+                "notes": _list(_str()),
+                "output": _str("when not pass: how many adapters are not healthy"),
+                "checks": _map(
+                    _list(_ref("HealthJsonCheck"), minItems=1, maxItems=1),
+                    "'{model}:{provider}' (each part with '%' and ':' percent-encoded) -> "
+                    "a one-element array",
+                ),
+            },
+            ["status", "version", "serviceId", "description", "checks"],
+            open_=True,
+            description="draft-inadarei-api-health-check-06 document.",
+        ),
+        "HealthJsonCheck": _obj(
+            {
+                "componentId": _str("'{model}/{provider}'"),
+                "componentType": _const("component"),
+                "observedValue": _num("the probe's latency", minimum=0),
+                "observedUnit": _const("ms"),
+                "status": _enum(["pass", "warn", "fail"]),
+                "time": _str("checked_at, ISO 8601 UTC", format="date-time"),
+                "output": _str("the (redacted) error, when not pass"),
+            },
+            ["componentId", "componentType", "status"],
+            open_=True,
+            description="With details=false (or without the token) only componentId, "
+            "componentType and status.",
+        ),
+        "StreamEvents": {
+            "description": "The JSON carried by each event kind of GET /v1/health/stream.",
+            "type": "object",
+            "properties": {
+                "hello": _obj({"background": _bool("background checks are on")}),
+                "result": {
+                    "allOf": [_ref("ProbeDetail")],
+                    "properties": {"model": _str(), "provider": _str()},
+                    "required": ["model", "provider"],
+                },
+                "transition": _obj(
+                    {
+                        "model": _str(),
+                        "provider": _str(),
+                        "previous": _nullable(_ref("ProbeStatus")),
+                        "current": _ref("ProbeStatus"),
+                        "at": _num(),
+                        "error": _nullable(_str()),
+                    }
+                ),
+                "run": _obj(
+                    {
+                        "run_id": _str(),
+                        "strategy": _enum(["concurrent", "sequential"]),
+                        "status": _ref("HealthStatus"),
+                        "execution_time": _num(minimum=0),
+                        "adapters": _int(),
+                    }
+                ),
+                "dropped": _obj({"reason": _str()}),
+            },
+        },
+        # -- errors
+        "InvalidParameter": _error(
+            "invalid_parameter",
+            {"parameter": _str("the query parameter at fault"),
+             "accepted": _str("the accepted form")},
+            "A bad query parameter (bad value, empty, or given twice).",
+        ),
+        "InvalidBody": _error(
+            "invalid_body",
+            {"field": _str("the body field at fault, or 'body'"),
+             "accepted": _str("the accepted form")},
+            "A batch body that is not a JSON object of the documented fields.",
+        ),
+        "UnknownName": _error(
+            ["unknown_model", "unknown_provider"],
+            {"available": _list(_str(), description="the configured names")},
+            "A model or provider name that is not configured.",
+        ),
+        "EmptySelection": _error(
+            "empty_selection",
+            {
+                "selection": _obj(
+                    {
+                        "models": _list(_str()),
+                        "providers": _list(_str()),
+                        "tags": _list(_str()),
+                        "exclude": _list(_str()),
+                    },
+                    ["tags", "exclude"],
+                )
+            },
+            "The filters leave no adapter.",
+        ),
+        "BackgroundChecksOff": _error(
+            "background_checks_off", {}, "History needs background checks ([checks] interval > 0)."
+        ),
+        "NotFound": _error(
+            "not_found",
+            {"endpoints": _list(_str(), description="the API's endpoints")},
+            "No endpoint (or static file) at this path.",
+        ),
+        "MethodNotAllowed": _error(
+            "method_not_allowed",
+            {"allowed": _list(_str())},
+            "A method the path does not take (with an Allow header).",
+        ),
+        "Unauthorized": _error("unauthorized", {}, "Missing (where needed) or wrong token."),
+        "UnsupportedMediaType": _error(
+            "unsupported_media_type", {"accepted": _const(_JSON)}, "The batch body must be JSON."
+        ),
+        "NotReady": _error(
+            "not_ready", {}, "Starting, shutting down, or served without the ASGI lifespan."
+        ),
+        "InternalError": _error(
+            "internal_error",
+            {"error_id": _str("the id of the server log entry")},
+            "Anything unexpected; nothing but this id leaves the process.",
+        ),
+        "OpenApiDocument": {
+            "type": "object",
+            "required": ["openapi", "info", "paths"],
+            "properties": {"openapi": _str(pattern=r"^3\.1\.\d+$")},
+            "description": "This document.",
+        },
+    }
+
+
+# -- components: parameters, headers, responses ----------------------------------------
+
+
+def _query(name: str, schema: Schema, description: str, **extra: Any) -> Schema:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description, **extra}
+
+
+def _boolean_query(name: str, description: str) -> Schema:
+    return _query(
+        name,
+        {"anyOf": [{"type": "boolean"}, {"type": "string", "pattern": _BOOLEAN_PATTERN}]},
+        description + " Accepts true/false/1/0/yes/no in any case, surrounding whitespace allowed.",
+    )
+
+
+def _parameters(max_timeout: float) -> dict[str, Schema]:
+    tags_schema: Schema = {"type": "string", "pattern": _TAG_LIST_PATTERN}
+    return {
+        "timeout": _query(
+            "timeout",
+            {"type": "number", "exclusiveMinimum": 0, "maximum": max_timeout},
+            "The run's budget in seconds: a plain decimal number, finite, > 0 and <= the "
+            f"server's [server] max_timeout (here {max_timeout:g}). Default: [checks] timeout "
+            "([checks] model_timeout on the one-model route).",
+            example=5,
+        ),
+        "use_concurrent": _boolean_query(
+            "use_concurrent", "Probe concurrently (default: [checks] use_concurrent)."
+        ),
+        "details": _boolean_query(
+            "details",
+            "false leaves out the per-provider details (default true; without the token, "
+            "auth on, they are always left out).",
+        ),
+        "fresh": _boolean_query(
+            "fresh", "With background checks on: always probe live (default false)."
+        ),
+        "tags": _query(
+            "tags",
+            tags_schema,
+            f"Comma-separated tags ({_TAG}, at most {_MAX_TAGS}, spaces around commas "
+            "allowed): keep the adapters whose effective tags include all of them.",
+            example="prod,eu",
+        ),
+        "exclude": _query(
+            "exclude",
+            tags_schema,
+            "Comma-separated tags, as tags: drop the adapters having any of them.",
+            example="local",
+        ),
+        "format": _query(
+            "format",
+            _enum(["json", "health+json"]),
+            "json (default) or health+json (the IETF application/health+json document; "
+            "send it as health%2Bjson, or health+json whose '+' decodes to a space, which "
+            "is accepted too; any case). Overrides the Accept header; any other value is a "
+            "400 invalid_parameter.",
+        ),
+    }
+
+
+_CHECK_PARAMS: Final = ["timeout", "use_concurrent", "details", "fresh", "tags", "exclude"]
+
+
+def _param_refs(names: list[str]) -> list[Schema]:
+    return [{"$ref": f"#/components/parameters/{name}"} for name in names]
+
+
+def _headers() -> dict[str, Schema]:
+    return {
+        "Cache-Control": {
+            "description": "Every answer: a health answer is only true when it is made.",
+            "schema": _const("no-store"),
+        },
+        "Vary": {
+            "description": "Every answer: Accept (JSON or health+json, by Accept).",
+            "schema": _str(),
+        },
+        "WWW-Authenticate": {
+            "description": 'Bearer realm="router-health" (with error="invalid_token" for a '
+            "wrong token), RFC 6750.",
+            "required": True,
+            "schema": _str(pattern="^Bearer "),
+        },
+        "Allow": {"description": "The methods the path takes.", "required": True,
+                  "schema": _str()},
+    }
+
+
+def _header_refs(*names: str) -> dict[str, Schema]:
+    every = ("Cache-Control", "Vary", *names)
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in every}
+
+
+def _content(schema: Schema, media_type: str = _JSON) -> dict[str, Schema]:
+    return {media_type: {"schema": schema}}
+
+
+def _json_response(description: str, schema: Schema, *headers: str) -> Schema:
+    return {"description": description, "headers": _header_refs(*headers),
+            "content": _content(schema)}
+
+
+def _one_of(*names: str) -> Schema:
+    return _ref(names[0]) if len(names) == 1 else {"anyOf": [_ref(n) for n in names]}
+
+
+def _responses() -> dict[str, Schema]:
+    return {
+        "InvalidParameter": _json_response(
+            "A bad query parameter.", _ref("InvalidParameter")
+        ),
+        "Unauthorized": _json_response(
+            "Auth on: a wrong token (any route but /livez, /readyz and the static files), or "
+            "none where the route needs one.",
+            _ref("Unauthorized"),
+            "WWW-Authenticate",
+        ),
+        "NotReady": _json_response(
+            "The service is starting or shutting down.", _ref("NotReady")
+        ),
+        "NotFound": _json_response("No endpoint or file at this path.", _ref("NotFound")),
+        "MethodNotAllowed": _json_response(
+            "Any path, a method it does not take.", _ref("MethodNotAllowed"), "Allow"
+        ),
+        "InternalError": _json_response("Anything unexpected.", _ref("InternalError")),
+    }
+
+
+def _resp_ref(name: str) -> Schema:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+# -- operations ---------------------------------------------------------------------------
+
+
+_CHECK_SECURITY: Final[list[dict[str, list[str]]]] = [{}, {"bearer": []}]
+_TOKEN_SECURITY: Final[list[dict[str, list[str]]]] = [{"bearer": []}]
+
+
+def _check_responses(
+    report: str, description: str, *, health_json: bool, not_found: list[str]
+) -> dict[str, Schema]:
+    """200/503 with the report (and health+json), 400, 401, 404, 500."""
+
+    def answer(text: str, *extra_503: str) -> Schema:
+        content = _content(_one_of(report, *extra_503))
+        if health_json:
+            content.update(_content(_ref("HealthJson"), _HEALTH_JSON))
+        return {"description": text, "headers": _header_refs(), "content": content}
+
+    negotiated = (
+        " With ?format=health+json or Accept: application/health+json, the "
+        "application/health+json document instead (pass/warn: 200, fail: 503)."
+        if health_json
+        else ""
+    )
+    return {
+        "200": answer(f"Healthy or degraded: {description}.{negotiated}"),
+        "400": _resp_ref("InvalidParameter"),
+        "401": _resp_ref("Unauthorized"),
+        "404": _json_response(
+            "A name that is not configured, or filters that leave no adapter.",
+            _one_of(*not_found),
+        ),
+        "500": _resp_ref("InternalError"),
+        "503": answer(
+            f"Unhealthy (the same body), or not_ready while starting or stopping.{negotiated}",
+            "NotReady",
+        ),
+    }
+
+
+def _static_content(*media_types: str) -> dict[str, Schema]:
+    return {m: {"schema": {"type": "string"}} for m in media_types}
+
+
+def _operations(max_timeout: float) -> dict[str, dict[str, Schema]]:
+    check_params = _param_refs(_CHECK_PARAMS)
+    name_param: Schema = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "The model name: everything after /models/, percent-decoded, so it may "
+        "contain '/' (sent plainly or as %2F) and ':'.",
+        "schema": {"type": "string", "minLength": 1},
+        "examples": {
+            "plain": {"value": "gpt-4"},
+            "with_colon": {"value": "llama3:latest"},
+            "with_slash": {"value": "org/model"},
+        },
+    }
+    static_name: Schema = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "A file name in service/static (no '/', not starting with '.'; "
+        ".html, .js, .css or .svg).",
+        "schema": {"type": "string", "minLength": 1},
+        "example": "favicon.svg",
+    }
+    batch_body: Schema = {
+        "required": True,
+        "description": "Every field optional; at most 64 KB; duplicate keys and non-finite "
+        "numbers are a 400.",
+        "content": {
+            _JSON: {
+                "schema": _obj(
+                    {
+                        "models": _list(_str(minLength=1), minItems=1,
+                                        description="model names (unknown: 404)"),
+                        "providers": _list(_str(minLength=1), minItems=1,
+                                           description="provider names (unknown: 404)"),
+                        "tags": _list(_str(pattern=f"^{_TAG}$"), minItems=1,
+                                      maxItems=_MAX_TAGS,
+                                      description="keep adapters having all of them"),
+                        "exclude": _list(_str(pattern=f"^{_TAG}$"), minItems=1,
+                                         maxItems=_MAX_TAGS,
+                                         description="drop adapters having any of them"),
+                        "timeout": _num(
+                            f"seconds, > 0 and <= [server] max_timeout (here {max_timeout:g})",
+                            exclusiveMinimum=0,
+                            maximum=max_timeout,
+                        ),
+                        "use_concurrent": _bool(),
+                        "details": _bool(),
+                        "fresh": _bool(),
+                    },
+                    [],
+                ),
+                "example": {"models": ["gpt-4", "llama3"], "exclude": ["local"],
+                            "details": False},
+            }
+        },
+    }
+    check_all_text = (
+        "Every model (also at /v1/health without the slash). Concurrent identical requests "
+        "share one run; with background checks on, answered from the live state when fresh."
+    )
+    return {
+        "/v1/health/": {
+            "get": {
+                "operationId": "healthAll",
+                "summary": "Check every model",
+                "description": check_all_text,
+                "tags": ["health"],
+                "security": _CHECK_SECURITY,
+                "parameters": [*check_params, {"$ref": "#/components/parameters/format"}],
+                "responses": _check_responses(
+                    "HealthReport", "the report", health_json=True,
+                    not_found=["EmptySelection"],
+                ),
+            }
+        },
+        "/v1/health/models": {
+            "get": {
+                "operationId": "healthModels",
+                "summary": "Check every model, as a list",
+                "description": "The same run and status code as /v1/health/, with models as a "
+                "list of per-model objects (also at /v1/health/models/). JSON only.",
+                "tags": ["health"],
+                "security": _CHECK_SECURITY,
+                "parameters": check_params,
+                "responses": _check_responses(
+                    "ModelListReport", "the report", health_json=False,
+                    not_found=["EmptySelection"],
+                ),
+            }
+        },
+        "/v1/health/models/{name}": {
+            "get": {
+                "operationId": "healthModel",
+                "summary": "Check one model",
+                "description": "One model; timeout defaults to [checks] model_timeout.",
+                "tags": ["health"],
+                "security": _CHECK_SECURITY,
+                "parameters": [name_param, *check_params,
+                               {"$ref": "#/components/parameters/format"}],
+                "responses": _check_responses(
+                    "ModelReport", "the model's report", health_json=True,
+                    not_found=["UnknownName", "EmptySelection"],
+                ),
+            }
+        },
+        "/v1/health/batch": {
+            "post": {
+                "operationId": "healthBatch",
+                "summary": "Check a selection given as a JSON body",
+                "description": "The /v1/health/ report for the selected subset, with its "
+                "status codes, auth and run sharing ({} shares with GET /v1/health/). The "
+                "format query parameter and the Accept header choose health+json as there.",
+                "tags": ["health"],
+                "security": _CHECK_SECURITY,
+                "parameters": [{"$ref": "#/components/parameters/format"}],
+                "requestBody": batch_body,
+                "responses": {
+                    **_check_responses(
+                        "HealthReport", "the report", health_json=True,
+                        not_found=["UnknownName", "EmptySelection"],
+                    ),
+                    "400": _json_response(
+                        "A bad body (invalid_body), or a bad format parameter.",
+                        _one_of("InvalidBody", "InvalidParameter"),
+                    ),
+                    "415": _json_response(
+                        "The Content-Type is not application/json.",
+                        _ref("UnsupportedMediaType"),
+                    ),
+                },
+            }
+        },
+        "/v1/health/performance": {
+            "get": {
+                "operationId": "healthPerformance",
+                "summary": "Measure concurrent vs sequential",
+                "description": "Runs the concurrent strategy, then the sequential one, over "
+                "every adapter (each bounded by timeout); always probes. At most one "
+                "measurement is in flight: a caller arriving meanwhile gets its result, "
+                "whatever timeout it asked for. Every check parameter is validated; only "
+                "timeout is used. With auth on, needs the token.",
+                "tags": ["health"],
+                "security": _TOKEN_SECURITY,
+                "parameters": check_params,
+                "responses": {
+                    "200": _json_response("The measurement (verdicts are in the body).",
+                                          _ref("PerformanceReport")),
+                    "400": _resp_ref("InvalidParameter"),
+                    "401": _resp_ref("Unauthorized"),
+                    "500": _resp_ref("InternalError"),
+                    "503": _resp_ref("NotReady"),
+                },
+            }
+        },
+        "/v1/health/history": {
+            "get": {
+                "operationId": "healthHistory",
+                "summary": "Recent results per adapter (background checks)",
+                "description": "Every selected adapter's reported status (null before its "
+                "first result) and its last 50 results, oldest first. With auth on, needs "
+                "the token.",
+                "tags": ["health"],
+                "security": _TOKEN_SECURITY,
+                "parameters": [
+                    _query("model", _str(), "Only this model (a configured name).",
+                           example="gpt-4"),
+                    _query("provider", _str(), "Only this provider (a configured name).",
+                           example="openai"),
+                ],
+                "responses": {
+                    "200": _json_response("The history.", _ref("History")),
+                    "400": _resp_ref("InvalidParameter"),
+                    "401": _resp_ref("Unauthorized"),
+                    "404": _json_response(
+                        "Unknown model/provider, filters matching nothing, or background "
+                        "checks off.",
+                        _one_of("UnknownName", "EmptySelection", "BackgroundChecksOff"),
+                    ),
+                    "500": _resp_ref("InternalError"),
+                }
+            }
+        },
+        "/v1/health/stream": {
+            "get": {
+                "operationId": "healthStream",
+                "summary": "Live event stream (Server-Sent Events)",
+                "description": "Never ends by itself (until the server stops). Starts with "
+                "'retry: 2000' and a hello event; then one event per result (as soon as it "
+                "exists, for live runs, background probes and refreshes), per transition of "
+                "an adapter's reported level (background checks on) and per finished run. "
+                "Each event has an id, an event name and one JSON data line (shapes: "
+                "components.schemas.StreamEvents). A ': keep-alive' comment every 15 s of "
+                "silence. A subscriber that falls 1000 events behind gets a last 'dropped' "
+                "event. With auth on, needs the token.",
+                "tags": ["health"],
+                "security": _TOKEN_SECURITY,
+                "responses": {
+                    "200": {
+                        "description": "The stream.",
+                        "headers": _header_refs(),
+                        "content": {
+                            "text/event-stream": {
+                                "schema": {"type": "string"},
+                                "x-events": {
+                                    kind: {"$ref": f"#/components/schemas/StreamEvents/"
+                                           f"properties/{kind}"}
+                                    for kind in ("hello", "result", "transition", "run",
+                                                 "dropped")
+                                },
+                                "example": 'retry: 2000\n\nid: 0\nevent: hello\n'
+                                'data: {"background":false}\n\n',
+                            }
+                        },
+                    },
+                    "401": _resp_ref("Unauthorized"),
+                    "500": _resp_ref("InternalError"),
+                    "503": _resp_ref("NotReady"),
+                },
+            }
+        },
+        "/livez": {
+            "get": {
+                "operationId": "livez",
+                "summary": "Liveness",
+                "description": "No upstream calls; always fast; never needs a token.",
+                "tags": ["probes"],
+                "security": [{}],
+                "responses": {
+                    "200": _json_response("Alive.", _ref("Live")),
+                    "500": _resp_ref("InternalError"),
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness",
+                "description": "Config loaded and HTTP clients open; never probes upstream; "
+                "never needs a token.",
+                "tags": ["probes"],
+                "security": [{}],
+                "responses": {
+                    "200": _json_response("Ready.", _ref("Ready")),
+                    "500": _resp_ref("InternalError"),
+                    "503": _json_response("Not ready (starting or stopping).",
+                                          _ref("NotReadyStatus")),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics",
+                "description": "The checker's counters, histograms and gauges (probe results, "
+                "latencies, skipped probes, runs, fallbacks, adapter up/status, probes in "
+                "flight, probe slots). The Prometheus text exposition format (text/plain; "
+                "version=0.0.4 or 1.0.0, per prometheus_client), or OpenMetrics when the "
+                "Accept header asks for application/openmetrics-text. Never needs a token "
+                "(labels are config names and enums, never keys or error texts).",
+                "tags": ["probes"],
+                "security": [{}],
+                "responses": {
+                    "200": {
+                        "description": "The exposition.",
+                        "headers": _header_refs(),
+                        "content": _static_content("text/plain", "application/openmetrics-text"),
+                    },
+                    "500": _resp_ref("InternalError"),
+                },
+            }
+        },
+        "/": {
+            "get": {
+                "operationId": "dashboard",
+                "summary": "The dashboard (HTML)",
+                "description": "A page that reads the API and the stream like any client; "
+                "served by the app itself (no CDN).",
+                "tags": ["ui"],
+                "security": [{}],
+                "responses": {
+                    "200": {"description": "The page.", "headers": _header_refs(),
+                            "content": _static_content("text/html")},
+                    "500": _resp_ref("InternalError"),
+                },
+            }
+        },
+        "/static/{name}": {
+            "get": {
+                "operationId": "staticFile",
+                "summary": "A file of the dashboard or the docs page",
+                "tags": ["ui"],
+                "security": [{}],
+                "parameters": [static_name],
+                "responses": {
+                    "200": {
+                        "description": "The file.",
+                        "headers": _header_refs(),
+                        "content": _static_content(
+                            "text/html", "text/javascript", "text/css", "image/svg+xml"
+                        ),
+                    },
+                    "404": _resp_ref("NotFound"),
+                    "500": _resp_ref("InternalError"),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This OpenAPI 3.1 document",
+                "tags": ["ui"],
+                "security": [{}],
+                "responses": {
+                    "200": _json_response("The document.", _ref("OpenApiDocument")),
+                    "500": _resp_ref("InternalError"),
+                },
+            }
+        },
+        "/docs": {
+            "get": {
+                "operationId": "docs",
+                "summary": "This document, rendered (HTML)",
+                "tags": ["ui"],
+                "security": [{}],
+                "responses": {
+                    "200": {"description": "The page.", "headers": _header_refs(),
+                            "content": _static_content("text/html")},
+                    "500": _resp_ref("InternalError"),
+                },
+            }
+        },
+    }
+
+
+def _with_head(paths: dict[str, dict[str, Schema]]) -> dict[str, dict[str, Schema]]:
+    """Add the ``HEAD`` twin of every ``GET``: same parameters and codes, no body."""
+    for item in paths.values():
+        get = item.get("get")
+        if get is None:
+            continue
+        head = copy.deepcopy(get)
+        head["operationId"] = get["operationId"] + "Head"
+        head["summary"] = get["summary"] + " (headers only)"
+        head["description"] = "As GET, without the body."
+        for code, response in head["responses"].items():
+            if "content" in response:
+                head["responses"][code] = {
+                    "description": response["description"],
+                    "headers": response.get("headers", {}),
+                }
+        item["head"] = head
+    return paths
+
+
+def openapi_spec(
+    *, version: str = _package_version(), max_timeout: float = _DEFAULT_MAX_TIMEOUT
+) -> dict[str, Any]:
+    """The API's OpenAPI 3.1 document.
+
+    ``version`` is ``info.version`` (the package's by default); ``max_timeout``
+    is the server's ``[server] max_timeout``, the largest ``timeout`` accepted
+    (pass ``config.server.max_timeout`` so the document states the server's
+    real bound; 120, the default, otherwise).
+    """
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "router-health",
+            "version": version,
+            "summary": "Concurrent, deadline-bounded health checks for AI router adapters.",
+            "description": (
+                "Every answer is JSON (errors included) except the dashboard, the docs page, "
+                "static files, the event stream and the metrics. Check routes answer 200 "
+                "when healthy or degraded and 503 when unhealthy. Unknown paths are a 404 "
+                "not_found; a method a path does not take is a 405 method_not_allowed with "
+                "an Allow header (components.responses.MethodNotAllowed). HEAD works "
+                "wherever GET does. Every answer carries Cache-Control: no-store.\n\n"
+                "Auth is optional: with [server] auth_token_env (or auth_token) set, "
+                "/v1/health/performance, /history and /stream need 'Authorization: Bearer "
+                "<token>' (401 otherwise); the check routes answer everyone but give details "
+                "and fallback_reason only to token holders; a wrong token is a 401 "
+                "everywhere but /livez, /readyz and the static pages. Without a token "
+                "configured, every caller is granted and the security requirements below "
+                "do not apply.\n\n"
+                "Query parameters: a parameter given twice or with an empty value is a 400 "
+                "invalid_parameter; unknown parameters are ignored."
+            ),
+            "license": {"name": "MIT", "identifier": "MIT"},
+        },
+        "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
+        "tags": [
+            {"name": "health", "description": "Health checks (they call the providers)."},
+            {"name": "probes", "description": "Orchestrator probes and metrics (no upstream "
+             "calls)."},
+            {"name": "ui", "description": "Pages, static files and this document."},
+        ],
+        "paths": _with_head(_operations(max_timeout)),
+        "components": {
+            "schemas": _schemas(),
+            "parameters": _parameters(max_timeout),
+            "headers": _headers(),
+            "responses": _responses(),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "[server] auth_token_env / auth_token; only when configured.",
+                }
+            },
+        },
+    }
