@@ -1034,6 +1034,8 @@ async def health_stream() -> Response:
     if access is not Access.GRANTED:
         raise _unauthorized(access)  # results carry error details
     _ready_manager(state)
+    if request.method == "HEAD":  # the headers only: no subscription, no endless body
+        return Response(b"", mimetype="text/event-stream")
     hello = {"background": state.health is not None}
 
     async def body() -> AsyncIterator[bytes]:
@@ -1386,7 +1388,9 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
     end: its owner closes it. Otherwise the app opens it at startup and
     closes it at shutdown.
     """
-    app = _RouterHealthApp("router_health")
+    # static_folder=None: no framework static route next to our own /static/<name>
+    # (it would serve any file under the working directory's static/).
+    app = _RouterHealthApp("router_health", static_folder=None)
     app.json = _SeedOrderJSONProvider(app)
     # Match paths literally: model names are not paths to normalise, and a
     # redirect would be the one non-JSON answer.

@@ -704,8 +704,9 @@ def _operations(max_timeout: float) -> dict[str, dict[str, Schema]]:
         "in": "path",
         "required": True,
         "description": "The model name: everything after /models/, percent-decoded, so it may "
-        "contain '/' (sent plainly or as %2F) and ':'.",
-        "schema": {"type": "string", "minLength": 1},
+        "contain '/' (sent plainly or as %2F) and ':'; it cannot start with '/' (such a "
+        "path is a 404 not_found).",
+        "schema": {"type": "string", "minLength": 1, "pattern": "^[^/]"},
         "examples": {
             "plain": {"value": "gpt-4"},
             "with_colon": {"value": "llama3:latest"},
@@ -716,9 +717,9 @@ def _operations(max_timeout: float) -> dict[str, dict[str, Schema]]:
         "name": "name",
         "in": "path",
         "required": True,
-        "description": "A file name in service/static (no '/', not starting with '.'; "
-        ".html, .js, .css or .svg).",
-        "schema": {"type": "string", "minLength": 1},
+        "description": "A file name in service/static (no '/' or '\\', not starting with "
+        "'.'; .html, .js, .css or .svg). Anything else is a 404 not_found.",
+        "schema": {"type": "string", "pattern": "^[^/\\\\.][^/\\\\]*$"},
         "example": "favicon.svg",
     }
     batch_body: Schema = {
@@ -800,7 +801,7 @@ def _operations(max_timeout: float) -> dict[str, dict[str, Schema]]:
                                {"$ref": "#/components/parameters/format"}],
                 "responses": _check_responses(
                     "ModelReport", "the model's report", health_json=True,
-                    not_found=["UnknownName", "EmptySelection"],
+                    not_found=["UnknownName", "EmptySelection", "NotFound"],
                 ),
             }
         },
