@@ -190,6 +190,7 @@ from adapters.base import Adapter, FailureKind, redact
 
 from .auth import Access, BearerAuth
 from .background import BackgroundChecker
+from .cluster import ClusterCoordinator
 from .config import MAX_TAGS, Config, tag_problem
 from .healthjson import HEALTH_JSON, health_json, model_health_json, wants_health_json
 from .healthjson import http_status as health_json_status
@@ -638,6 +639,7 @@ class _ServiceState:
     health: HealthState | None = None
     background: BackgroundChecker | None = None
     webhook: WebhookNotifier | None = None  # with [webhook]: POSTs the state's transitions
+    cluster: ClusterCoordinator | None = None  # with [cluster]: leases and shared results
     # Every result, transition and run, for GET /v1/health/stream.
     events: EventHub = field(default_factory=EventHub)
     metrics: Metrics | None = None  # GET /metrics; made with the app
@@ -824,6 +826,11 @@ def _access(state: _ServiceState) -> Access:
 def _shape(data: dict[str, Any], access: Access) -> dict[str, Any]:
     if access is not Access.GRANTED:
         data.pop("fallback_reason", None)  # internal detail, like ``details``
+    cluster = _state().cluster
+    if cluster is not None:
+        # Say whether these results are shared or this instance's own (Redis down).
+        status = cluster.status()
+        data["cluster"] = status if access is Access.GRANTED else {"status": status["status"]}
     return data
 
 
@@ -1220,13 +1227,15 @@ async def readyz() -> Response:
             },
             503,
         )
-    return _json(
-        {
-            "status": "ready",
-            "models": len(manager.model_adapters),
-            "adapters": len(manager.all_adapters()),
-        }
-    )
+    body: dict[str, Any] = {
+        "status": "ready",
+        "models": len(manager.model_adapters),
+        "adapters": len(manager.all_adapters()),
+    }
+    if state.cluster is not None:
+        # Still ready without Redis (checks go local), but say so.
+        body["cluster"] = {"status": state.cluster.status()["status"]}
+    return _json(body)
 
 
 # -- error handlers ---------------------------------------------------------------------
@@ -1423,14 +1432,26 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
             state.metrics.attach()
         if state.health is not None:
             await app.nursery.start(_forward_transitions, state.health, state.events)
+            if config.cluster is not None:
+                state.cluster = ClusterCoordinator(
+                    config.cluster,
+                    state.health,
+                    known={(m, a.provider) for m, a in state.manager.all_adapters()},
+                )
             state.background = BackgroundChecker(
-                state.manager.health_checker, state.manager.all_adapters(), state.health
+                state.manager.health_checker,
+                state.manager.all_adapters(),
+                state.health,
+                cluster=state.cluster,
             )
             if config.webhook is not None:
                 # Subscribed before the first probe, so no first result is missed;
                 # it ends by itself once the state closes at shutdown (one last POST).
                 state.webhook = WebhookNotifier(config.webhook, state.health)
                 await app.nursery.start(state.webhook.run)
+            if state.cluster is not None:
+                # Loads the results other instances stored; never waits for Redis.
+                await app.nursery.start(state.cluster.run)
             await app.nursery.start(state.background.run)
 
     async def close_clients() -> None:
@@ -1445,6 +1466,8 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
             background.stop()
             with trio.move_on_after(_RUN_UNWIND_SECONDS, shield=True):
                 await background.wait_stopped()
+        if state.cluster is not None:
+            state.cluster.stop()
         if state.health is not None:
             state.health.close()
         for flights in state.flights():

@@ -18,6 +18,12 @@ the same nursery (stale-while-revalidate: a request served a stale result
 asks for a refresh and does not wait for it). An adapter is never probed
 twice at once: a refresh of one whose loop is probing it is skipped.
 
+With a :class:`~service.cluster.ClusterCoordinator` (``[cluster]``), each
+tick first asks Redis for the adapter's lease: only the instance that gets
+it probes (and shares the result); the others skip the tick and receive the
+result through the coordinator. When Redis is unreachable every tick probes
+locally (see :mod:`service.cluster`).
+
 The tasks live in the nursery :meth:`BackgroundChecker.run` opens (the app
 starts it in its lifetime nursery); :meth:`stop` cancels them and
 :meth:`wait_stopped` waits until they have unwound. The adapters are the
@@ -35,10 +41,12 @@ import trio
 from adapters.base import Adapter
 
 from .checker import HealthChecker
+from .cluster import ClusterCoordinator, Lease
 from .config import CheckSchedule
+from .report import ProbeResult
 from .state import HealthState
 
-__all__ = ["BackgroundChecker", "next_delay"]
+__all__ = ["BackgroundChecker", "lease_ttl", "next_delay"]
 
 logger = logging.getLogger("router_health.background")
 
@@ -51,6 +59,17 @@ def next_delay(
     return base * (1 + rng.uniform(-schedule.jitter, schedule.jitter))
 
 
+def lease_ttl(schedule: CheckSchedule, *, fast: bool) -> float:
+    """How long a cluster lease on one adapter lasts: just under the shortest next tick.
+
+    The holder's own next tick comes at least ``interval x (1 - jitter)``
+    after its probe, so the lease has expired by then: the adapter is
+    probed once per interval, by whoever ticks first.
+    """
+    base = schedule.fast_interval if fast else schedule.interval
+    return max(base * (1 - schedule.jitter), 0.001)
+
+
 class BackgroundChecker:
     """Probes ``adapters`` ((model, adapter) pairs) on their schedules into ``state``."""
 
@@ -61,9 +80,11 @@ class BackgroundChecker:
         state: HealthState,
         *,
         rng: random.Random | None = None,
+        cluster: ClusterCoordinator | None = None,
     ) -> None:
         self.checker = checker
         self.state = state
+        self.cluster = cluster
         self.rng = rng or random.Random()
         self.adapters = [
             (model, adapter)
@@ -114,11 +135,32 @@ class BackgroundChecker:
 
     async def _refresh_one(self, model: str, adapter: Adapter) -> None:
         try:
-            await self._probe_and_record(model, adapter)
+            await self._tick(model, adapter)
         finally:
             self._probing.discard((model, adapter.provider))
 
-    async def _probe_and_record(self, model: str, adapter: Adapter) -> None:
+    def _fast(self, model: str, provider: str) -> bool:
+        current = self.state.get(model, provider)
+        # Down or changing: look again soon. Degraded (busy, slow) is not:
+        # probing a rate-limited provider faster would only make it worse.
+        return current is not None and (not current.up or current.changing)
+
+    async def _tick(self, model: str, adapter: Adapter) -> None:
+        """Probe the adapter now, unless another cluster instance holds it this interval."""
+        schedule = self.state.schedule_for(model, adapter.provider)
+        lease: Lease | bool | None = True
+        if self.cluster is not None:
+            fast = self._fast(model, adapter.provider)
+            lease = await self.cluster.acquire(
+                model, adapter.provider, lease_ttl(schedule, fast=fast)
+            )
+        if lease is None:
+            return  # another instance probes it; its result arrives by the coordinator
+        result = await self._probe_and_record(model, adapter)
+        if result is not None and isinstance(lease, Lease) and self.cluster is not None:
+            await self.cluster.share(lease, result, schedule.served_max_age)
+
+    async def _probe_and_record(self, model: str, adapter: Adapter) -> ProbeResult | None:
         try:
             result = await self.checker.probe_one(model, adapter)
         except Exception:
@@ -127,8 +169,9 @@ class BackgroundChecker:
             logger.exception(
                 "background check of %s - %s failed", adapter.adapter_name, adapter.provider
             )
-        else:
-            self.state.record(result)
+            return None
+        self.state.record(result)
+        return result
 
     def stop(self) -> None:
         self._scope.cancel()
@@ -144,11 +187,8 @@ class BackgroundChecker:
             if key not in self._probing:  # else a refresh is at it right now
                 self._probing.add(key)
                 try:
-                    await self._probe_and_record(model, adapter)
+                    await self._tick(model, adapter)
                 finally:
                     self._probing.discard(key)
-            current = self.state.get(model, adapter.provider)
-            # Down or changing: look again soon. Degraded (busy, slow) is not:
-            # probing a rate-limited provider faster would only make it worse.
-            fast = current is not None and (not current.up or current.changing)
+            fast = self._fast(model, adapter.provider)
             await trio.sleep(next_delay(schedule, fast=fast, rng=self.rng))

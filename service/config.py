@@ -25,7 +25,8 @@ from adapters.base import DEFAULT_MAX_BODY_BYTES, Secret
 
 from .checker import CheckerSettings
 
-if TYPE_CHECKING:  # service.webhook imports the state, which imports this module
+if TYPE_CHECKING:  # these import the state, which imports this module
+    from .cluster import ClusterConfig
     from .webhook import WebhookConfig
 
 __all__ = [
@@ -290,6 +291,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     source: str = "<config>"
     webhook: WebhookConfig | None = None  # [webhook]: POST status transitions
+    cluster: ClusterConfig | None = None  # [cluster]: share checks with other instances
 
     def model(self, name: str) -> ModelConfig:
         for model in self.models:
@@ -340,7 +342,7 @@ _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "auth_token_env": str,
 }
 #: Keys whose values are secrets: a message about them never shows the value.
-_SECRET_KEYS = frozenset({"api_key", "auth_token", "token", "url"})
+_SECRET_KEYS = frozenset({"api_key", "auth_token", "token", "url", "redis_url"})
 #: A bearer token: long enough not to be guessed, and sendable in a header.
 _MIN_TOKEN_CHARS = 16
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -373,7 +375,16 @@ _PROVIDER_OPTION_KEYS = {
     "api_version": {"azure"},
     "anthropic_version": {"anthropic"},
 }
-_TOP_KEYS = {"checks", "server", "models", "webhook"}
+_TOP_KEYS = {"checks", "server", "models", "webhook", "cluster"}
+_CLUSTER_KEYS: dict[str, type | tuple[type, ...]] = {
+    "redis_url": str,
+    "redis_url_env": str,
+    "mode": str,
+    "key_prefix": str,
+    "timeout": (int, float),
+    "instance_id": str,
+}
+_KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _WEBHOOK_KEYS: dict[str, type | tuple[type, ...]] = {
     "url": str,
     "min_interval": (int, float),
@@ -642,6 +653,63 @@ class _Validator:
         if len(self.problems) > before or "url" not in values:
             return None
         return WebhookConfig(**options, token=token)
+
+    def cluster(self, data: Mapping[str, Any], checks: ChecksConfig) -> ClusterConfig | None:
+        """``[cluster]``: the Redis that instances share their checks through."""
+        from .cluster import CLUSTER_MODES, ClusterConfig, display_redis_url
+
+        if "cluster" not in data:
+            return None
+        values = self.section(data, "cluster", _CLUSTER_KEYS)
+        if not isinstance(data["cluster"], dict):
+            return None
+        before = len(self.problems)
+        literal, env_name = values.pop("redis_url", None), values.pop("redis_url_env", None)
+        url: str | None = None
+        if literal is not None and env_name is not None:
+            self.problem("cluster", "set redis_url_env or redis_url, not both")
+        elif env_name is not None:
+            url = self.env.get(env_name)
+            if not url:
+                self.problem(
+                    "cluster.redis_url_env",
+                    f"environment variable {env_name} is not set (or empty); "
+                    f"export {env_name}=redis://... before starting, or remove [cluster]",
+                )
+        elif literal is not None:
+            url = literal
+        else:
+            self.problem(
+                "cluster.redis_url",
+                'required: the shared Redis, e.g. redis_url = "redis://redis:6379/0" '
+                "(or redis_url_env naming a variable that holds it)",
+            )
+        where = "cluster.redis_url_env" if env_name is not None else "cluster.redis_url"
+        if url is not None and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            shown = display_redis_url(url) if "://" in url else "a value without a scheme"
+            self.problem(where, f"must be a redis://, rediss:// or unix:// URL, got {shown!r}")
+        if "mode" in values and values["mode"] not in CLUSTER_MODES:
+            self.problem(
+                "cluster.mode",
+                f"must be one of {', '.join(CLUSTER_MODES)} (a single node or a Redis Cluster), "
+                f"got {values['mode']!r}",
+            )
+        if "key_prefix" in values and not _KEY_PREFIX.fullmatch(values["key_prefix"]):
+            self.problem(
+                "cluster.key_prefix",
+                "must be 1 to 64 letters, digits or _ . : -, got " + repr(values["key_prefix"]),
+            )
+        if "timeout" in values:
+            values["timeout"] = self.seconds(values["timeout"], "cluster.timeout")
+        if not checks.background_enabled:
+            self.problem(
+                "cluster",
+                "instances share their background checks: set [checks] interval > 0, "
+                "or remove [cluster]",
+            )
+        if len(self.problems) > before or url is None or values.get("timeout", 1.0) is None:
+            return None
+        return ClusterConfig(redis_url=Secret(url), **values)
 
     def webhook_token(self, values: Mapping[str, Any]) -> Secret | None:
         literal, env_name = values.get("token"), values.get("token_env")
@@ -989,9 +1057,17 @@ def parse_config(
     models = validator.models(data)
     checks = validator.provider_policies(checks, models)
     webhook = validator.webhook(data, checks)
+    cluster = validator.cluster(data, checks)
     if validator.problems:
         raise ConfigError(source, validator.problems)
-    return Config(checks=checks, models=models, server=server, source=source, webhook=webhook)
+    return Config(
+        checks=checks,
+        models=models,
+        server=server,
+        source=source,
+        webhook=webhook,
+        cluster=cluster,
+    )
 
 
 def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:

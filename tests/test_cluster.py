@@ -1,0 +1,363 @@
+"""Several instances sharing their checks through a real Redis (``[cluster]``).
+
+A real ``redis-server`` (Debian's package; ``.ci/run`` installs it) runs on a
+free port for each test that needs one; instances are real apps (their
+lifespan: background checks, the coordinator) probing the real simulator
+over loopback. Counting probes per interval is the point of these tests, so
+they wait real time for a few short intervals, with generous bounds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+from adapters import FailureKind
+from adapters.base import Secret
+from service import ConfigError, parse_config
+from service.app import EXTENSION_KEY, create_app
+from service.cluster import (
+    ClusterConfig,
+    ClusterCoordinator,
+    Lease,
+    display_redis_url,
+    result_from_json,
+    result_to_json,
+)
+from service.config import CheckSchedule
+from service.report import ProbeResult, ProbeStatus
+from service.simulator import Behavior, SimProvider, Simulator
+from service.state import HealthState
+
+REDIS = shutil.which("redis-server")
+INTERVAL = 0.5
+#: 4 simulated providers x 3 models = 12 adapters.
+PROVIDERS = ("p1", "p2", "p3", "p4")
+MODELS = ("m1", "m2", "m3")
+ADAPTERS = len(PROVIDERS) * len(MODELS)
+
+needs_redis = pytest.mark.skipif(
+    REDIS is None and os.environ.get("CI") != "true",
+    reason="redis-server is not installed (apt-get install redis-server; CI installs it)",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A throwaway redis-server on a fixed port, which tests can stop and start again."""
+
+    def __init__(self) -> None:
+        if REDIS is None:
+            raise AssertionError("redis-server is required here (CI=true): apt-get install redis-server")
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        assert REDIS is not None
+        self.process = subprocess.Popen(
+            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--loglevel", "notice"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        assert self.process.stdout is not None
+        for line in self.process.stdout:  # wait for its own "ready" line, not a sleep
+            if b"Ready to accept connections" in line:
+                return
+        raise AssertionError(f"redis-server exited with {self.process.wait()}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def fleet() -> list[SimProvider]:
+    return [
+        SimProvider(name, "openai-compatible", None, list(MODELS), Behavior(latency=0.01))
+        for name in PROVIDERS
+    ]
+
+
+def config_for(sim: Simulator, redis_url: str | None, instance: str, **cluster: Any) -> Any:
+    entries = {entry["name"]: entry for entry in sim.provider_entries()}
+    document: dict[str, Any] = {
+        "checks": {"interval": INTERVAL, "jitter": 0.2, "adapter_timeout": 1,
+                   "timeout": 2, "model_timeout": 2},
+        "models": [
+            {"name": model, "providers": [{**entries[p], "model": model} for p in PROVIDERS]}
+            for model in MODELS
+        ],
+    }
+    if redis_url is not None:
+        document["cluster"] = {"redis_url": redis_url, "instance_id": instance,
+                               "timeout": 0.5, **cluster}
+    return parse_config(document, source=f"<{instance}>", env={})
+
+
+@asynccontextmanager
+async def instance(sim: Simulator, redis_url: str | None, name: str) -> AsyncIterator[Any]:
+    """One running instance (the app's lifespan: background checks and coordinator)."""
+    app = create_app(config_for(sim, redis_url, name))
+    async with app.test_app():
+        yield app.extensions[EXTENSION_KEY]
+
+
+async def requests_during(sim: Simulator, seconds: float) -> int:
+    before = sim.total_stats().requests
+    await trio.sleep(seconds)  # elapsed time is what is measured here
+    return sim.total_stats().requests - before
+
+
+async def all_known(states: list[Any]) -> None:
+    def knows_all(state: Any) -> bool:
+        return all(state.health.get(m, p) is not None for m in MODELS for p in PROVIDERS)
+
+    with trio.fail_after(10):
+        for state in states:
+            await state.health.changes.wait_value(lambda _, s=state: knows_all(s))
+
+
+@pytest.fixture
+async def sim(nursery: trio.Nursery) -> Simulator:
+    simulator = Simulator(fleet())
+    await nursery.start(simulator.serve)
+    return simulator
+
+
+# -- three instances against one Redis ---------------------------------------------------------
+
+
+@needs_redis
+async def test_three_instances_probe_each_adapter_once_per_interval(
+    redis: RedisServer, sim: Simulator
+) -> None:
+    async with AsyncExitStack() as stack:
+        states = [await stack.enter_async_context(instance(sim, redis.url, n)) for n in "abc"]
+        await all_known(states)
+        probes = await requests_during(sim, 4 * INTERVAL)
+        # One probe per adapter per interval across the three (not three);
+        # the bounds allow for jitter at the window's edges.
+        assert 0.6 * 4 * ADAPTERS <= probes <= 1.5 * 4 * ADAPTERS, probes
+        clusters = [s.cluster for s in states]
+        # The work is spread, not one leader doing everything.
+        assert all(c.leases_won > 0 for c in clusters), [c.leases_won for c in clusters]
+        assert all(c.received > 0 for c in clusters)
+        assert all(c.reachable and c.local_probes == 0 for c in clusters)
+        # Every instance knows every adapter, probed by itself or not.
+        for state in states:
+            assert {(m, p) for m in MODELS for p in PROVIDERS} == {
+                (m, p) for m in MODELS for p in PROVIDERS if state.health.get(m, p)
+            }
+
+
+@needs_redis
+async def test_without_the_cluster_each_instance_probes_everything(sim: Simulator) -> None:
+    async with AsyncExitStack() as stack:
+        states = [await stack.enter_async_context(instance(sim, None, n)) for n in "abc"]
+        await all_known(states)
+        probes = await requests_during(sim, 4 * INTERVAL)
+    assert probes >= 0.6 * 3 * 4 * ADAPTERS, probes  # three times the bill
+
+
+@needs_redis
+async def test_a_stopped_instances_adapters_are_taken_over(
+    redis: RedisServer, sim: Simulator
+) -> None:
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(instance(sim, redis.url, "a"))
+        b = await stack.enter_async_context(instance(sim, redis.url, "b"))
+        async with instance(sim, redis.url, "c") as c:
+            await all_known([a, b, c])
+            await requests_during(sim, 2 * INTERVAL)
+            assert c.cluster.leases_won > 0
+        # c is gone (as if it crashed: its leases just expire). Within about an
+        # interval a and b own every adapter.
+        won_before = a.cluster.leases_won + b.cluster.leases_won
+        await trio.sleep(2 * INTERVAL)  # let c's last leases expire
+        probes = await requests_during(sim, 4 * INTERVAL)
+        assert 0.6 * 4 * ADAPTERS <= probes <= 1.5 * 4 * ADAPTERS, probes
+        assert a.cluster.leases_won + b.cluster.leases_won - won_before >= 4 * ADAPTERS * 0.6
+        now = trio.current_time()
+        for state in (a, b):
+            for m in MODELS:
+                for p in PROVIDERS:
+                    current = state.health.get(m, p)
+                    assert current is not None and now - current.at < 3 * INTERVAL, (m, p)
+
+
+@needs_redis
+async def test_redis_going_away_means_local_checks_and_back(
+    redis: RedisServer, sim: Simulator
+) -> None:
+    async with AsyncExitStack() as stack:
+        states = [await stack.enter_async_context(instance(sim, redis.url, n)) for n in "ab"]
+        await all_known(states)
+        redis.stop()
+        with trio.fail_after(10):
+            for state in states:
+                await state.cluster.connected.wait_value(False)
+        probes = await requests_during(sim, 4 * INTERVAL)
+        assert probes >= 0.6 * 2 * 4 * ADAPTERS, probes  # each instance checks everything
+        for state in states:
+            status = state.cluster.status()
+            assert status["status"] == "unreachable" and "error" in status
+            assert state.cluster.local_probes > 0
+        client = states[0].app.test_client()  # the app keeps serving
+        response = await client.get("/readyz")
+        assert response.status_code == 200
+        assert (await response.get_json())["cluster"] == {"status": "unreachable"}
+
+        redis.start()
+        with trio.fail_after(10):
+            for state in states:
+                await state.cluster.connected.wait_value(True)
+        await trio.sleep(INTERVAL)  # one interval for the leases to settle
+        probes = await requests_during(sim, 4 * INTERVAL)
+        assert probes <= 1.5 * 4 * ADAPTERS, probes  # shared again
+
+
+# -- leases, fencing, results (one coordinator against Redis) -----------------------------------
+
+
+def result(provider: str = "p1", status: ProbeStatus = ProbeStatus.HEALTHY) -> ProbeResult:
+    return ProbeResult(model="m1", provider=provider, adapter="OpenAICompatibleAdapter",
+                       status=status, latency_ms=12.5, checked_at=1_700_000_000.0,
+                       http_status=200)
+
+
+def coordinator(url: str, name: str) -> ClusterCoordinator:
+    state = HealthState(lambda model, provider: CheckSchedule(interval=10))
+    return ClusterCoordinator(
+        ClusterConfig(redis_url=Secret(url), instance_id=name),
+        state,
+        known={("m1", "p1")},
+    )
+
+
+@needs_redis
+async def test_a_fenced_off_writer_cannot_overwrite_a_newer_lease(
+    redis: RedisServer, nursery: trio.Nursery
+) -> None:
+    a, b = coordinator(redis.url, "a"), coordinator(redis.url, "b")
+    await nursery.start(a.run)
+    await nursery.start(b.run)
+    first = await a.acquire("m1", "p1", 0.05)
+    assert isinstance(first, Lease) and first.token >= 1
+    assert await b.acquire("m1", "p1", 10) is None  # held
+    await trio.sleep(0.1)  # a's 50 ms lease expiring in Redis is what is under test
+    second = await b.acquire("m1", "p1", 10)
+    assert isinstance(second, Lease)
+    assert second.token > first.token
+    # a was paused past its lease: its late result must not replace b's.
+    assert await a.share(first, result(status=ProbeStatus.UNHEALTHY), 10) is False
+    assert await b.share(second, result(), 10) is True
+    with trio.fail_after(5):
+        await a.state.changes.wait_value(1)
+    shared = a.state.get("m1", "p1")
+    assert shared is not None and shared.reported is ProbeStatus.HEALTHY
+
+
+@needs_redis
+async def test_a_starting_instance_loads_the_stored_results(
+    redis: RedisServer, nursery: trio.Nursery
+) -> None:
+    a = coordinator(redis.url, "a")
+    await nursery.start(a.run)
+    lease = await a.acquire("m1", "p1", 10)
+    assert isinstance(lease, Lease)
+    assert await a.share(lease, result(), 10)
+    late = coordinator(redis.url, "late")
+    await nursery.start(late.run)  # started() comes after loading
+    loaded = late.state.get("m1", "p1")
+    assert loaded is not None and loaded.latest.latency_ms == 12.5
+
+
+def test_shared_results_round_trip_and_reject_garbage() -> None:
+    original = ProbeResult(model="m:1", provider="p/1", adapter="A", status=ProbeStatus.DEGRADED,
+                           latency_ms=None, checked_at=1.5, error="HTTP 429", retry_after=3.0,
+                           failure=FailureKind.RATE_LIMITED)
+    back, who, token = result_from_json(result_to_json(original, instance="i", token=7))
+    assert (back, who, token) == (original, "i", 7)
+    for garbage in (b"", b"[]", b'{"model": 1}', b'{"status": "nope"}', b"\xff"):
+        with pytest.raises(ValueError, match="not a shared result"):
+            result_from_json(garbage)
+
+
+async def test_an_unreachable_redis_never_blocks_and_never_leaks_the_password(
+    caplog: pytest.LogCaptureFixture, nursery: trio.Nursery
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = f"redis://:rhtestkey-redis-password@127.0.0.1:{free_port()}/0"  # nobody listens
+    c = coordinator(url, "x")
+    with trio.fail_after(5):
+        await nursery.start(c.run)  # starts anyway
+        assert await c.acquire("m1", "p1", 1) is False  # probe locally
+    status = c.status()
+    assert status["status"] == "unreachable" and status["url"].startswith("redis://127.0.0.1:")
+    text = repr(c) + repr(c.config) + str(status) + caplog.text
+    assert "rhtestkey" not in text
+    assert display_redis_url(url) == f"redis://127.0.0.1:{url.rsplit(':', 1)[1].split('/')[0]}/0"
+
+
+def test_cluster_config_is_validated_one_line_each() -> None:
+    def parse(cluster: dict[str, Any], checks: dict[str, Any] | None = None,
+              env: dict[str, str] | None = None) -> Any:
+        return parse_config(
+            {"checks": {"interval": 10} if checks is None else checks, "cluster": cluster,
+             "models": [{"name": "m", "providers": [
+                 {"name": "p", "type": "ollama", "base_url": "http://127.0.0.1:9"}]}]},
+            source="c.toml", env=env or {},
+        )
+
+    ok = parse({"redis_url_env": "REDIS_URL", "mode": "cluster", "key_prefix": "rh-prod"},
+               env={"REDIS_URL": "redis://:rhtestkey-pw@redis:6379/0"})
+    assert ok.cluster.mode == "cluster" and ok.cluster.key_prefix == "rh-prod"
+    assert "rhtestkey" not in repr(ok)
+    with pytest.raises(ConfigError) as info:
+        parse({"redis_url": "http://:rhtestkey-pw@x", "mode": "ring", "key_prefix": "a b",
+               "timeout": 0, "colour": 1}, checks={})
+    lines = str(info.value).splitlines()
+    for expected in (
+        "cluster.redis_url: must be a redis://, rediss:// or unix:// URL, got 'http://x'",
+        "cluster.mode: must be one of standalone, cluster",
+        "cluster.key_prefix: must be 1 to 64 letters",
+        "cluster.timeout: must be a finite number of seconds > 0",
+        "cluster.colour: unknown key",
+        "cluster: instances share their background checks: set [checks] interval > 0",
+    ):
+        assert any(expected in line for line in lines), (expected, lines)
+    assert "rhtestkey" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"cluster\.redis_url: required"):
+        parse({})
+    with pytest.raises(ConfigError, match="REDIS_URL is not set"):
+        parse({"redis_url_env": "REDIS_URL"})
