@@ -754,9 +754,7 @@ def _spread(values: list[float]) -> dict[str, float | None]:
 
 def _time_breakdown(report: HealthReport) -> dict[str, Any]:
     """Per probe sent: time queued for a slot vs time the provider took (ms)."""
-    probed = [
-        r for r in report.results() if r.latency_ms is not None and not r.cached and r.source is None
-    ]
+    probed = [r for r in report.results() if r.sent]
     queued = [r.queued_ms or 0.0 for r in probed]
     took = [(r.latency_ms or 0.0) - q for r, q in zip(probed, queued, strict=True)]
     return {"probes": len(probed), "queue_wait_ms": _spread(queued), "execution_ms": _spread(took)}
@@ -913,7 +911,7 @@ def _wants_health_json() -> bool:
     try:
         return wants_health_json(request.headers.get("Accept"), fmt)
     except ValueError as exc:
-        raise InvalidParameter("format", str(exc), _FORMAT_ACCEPTED) from None
+        raise InvalidParameter("format", str(exc)[:300], _FORMAT_ACCEPTED) from None
 
 
 def _health_json(body: Mapping[str, Any], status: int) -> Response:
@@ -1046,11 +1044,12 @@ async def health_stream() -> Response:
     hello = {"background": state.health is not None}
 
     async def body() -> AsyncIterator[bytes]:
-        async for chunk in state.events.stream(hello):
-            yield chunk
+        async with contextlib.aclosing(state.events.stream(hello)) as events:
+            async for chunk in events:
+                yield chunk
         _stream_ended()
 
-    response = Response(body(), mimetype="text/event-stream")
+    response = _StreamResponse(body(), mimetype="text/event-stream")
     response.headers["X-Accel-Buffering"] = "no"  # proxies: do not buffer the stream
     response.timeout = None  # a stream has no end to wait for
     return response
@@ -1210,6 +1209,9 @@ async def livez() -> Response:
 async def metrics() -> Response:
     """Prometheus exposition (OpenMetrics when the scraper asks for it)."""
     state = _state()
+    access = state.auth.check(request.headers.getlist("Authorization"))
+    if access is not Access.GRANTED:
+        raise _unauthorized(access)  # failure kinds and latencies per adapter are details
     if state.metrics is None:
         raise NotFound()
     body, content_type = state.metrics.render(request.headers.get("Accept"))
@@ -1342,13 +1344,17 @@ class _HTTPConnection(TrioASGIHTTPConnection):
             nursery.cancel_scope.cancel()
 
     async def _send_response(self, send: ASGISendCallable, response: ResponseTypes) -> None:
-        self._responding = getattr(response, "mimetype", None) != "text/event-stream"
+        self._responding = not isinstance(response, _StreamResponse)
         # The body is iterated in this task: the stream finds its connection here.
         _RESPONDING.set(self)
         await super()._send_response(send, response)
 
     def stream_ended(self) -> None:
         self._responding = True
+
+
+class _StreamResponse(Response):
+    """An open-ended event stream (a GET of /v1/health/stream; HEAD is a plain response)."""
 
 
 _RESPONDING: contextvars.ContextVar[_HTTPConnection] = contextvars.ContextVar("responding")
@@ -1426,6 +1432,7 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
         else:
             await state.manager.__aenter__()
             state.owns_manager = True
+        state.events.open()
         checker.result_listeners.append(state.events.publish_result)
         checker.run_listeners.append(state.events.publish_run)
         if state.metrics is not None:
@@ -1470,6 +1477,12 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
             state.cluster.stop()
         if state.health is not None:
             state.health.close()
+        if state.webhook is not None:
+            # Closing the state ends the notifier after one last POST; wait for
+            # it (bounded), or the server's shutdown would cancel that POST.
+            bound = 2 * state.webhook.config.timeout + 1
+            with trio.move_on_after(bound, shield=True):
+                await state.webhook.wait_stopped()
         for flights in state.flights():
             flights.cancel_all()
         # Shielded but bounded: the runs must be gone before their clients close.

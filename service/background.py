@@ -9,7 +9,8 @@
    deadlines, probe slots, ``min_interval``, redaction) and records the result
    in the :class:`~service.state.HealthState`;
 3. sleeps ``interval`` — or ``unhealthy_interval`` while the adapter's
-   reported status is not healthy or its results disagree with it — times a
+   reported status is down (unhealthy, timeout) or its results disagree with
+   it; degraded adapters keep the normal interval — times a
    uniform factor in ``[1 - jitter, 1 + jitter]``, measured from the end of the
    probe, and goes back to 2.
 

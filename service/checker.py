@@ -542,6 +542,8 @@ class HealthChecker:
             for adapter in adapters
             if run.results[model][adapter.provider].failure in _RECHECKABLE
             and not run.results[model][adapter.provider].cached
+            # a verdict from traffic or a Retry-After hold was never a probe
+            and run.results[model][adapter.provider].source is None
         ]
         count = 0
         budget = _Budget(model_deadline=min(model_deadline, run_deadline), run_deadline=run_deadline)
@@ -754,6 +756,15 @@ class HealthChecker:
                 f"check_health() returned {type(outcome).__name__}, expected ProbeOutcome",
             )
         checked: ProbeOutcome = outcome
+        retry_after = checked.retry_after
+        if retry_after is not None and not (
+            isinstance(retry_after, int | float)
+            and not isinstance(retry_after, bool)
+            and math.isfinite(retry_after)
+            and retry_after >= 0
+        ):
+            # A custom adapter's odd value must not reach a hold, JSON or a stream.
+            checked = dataclasses.replace(checked, retry_after=None)
         if checked.error:
             # A custom adapter's own message may quote a key it was given.
             scrubbed = redact(checked.error, secrets)
@@ -793,7 +804,9 @@ def _pushed_back(result: ProbeResult) -> bool:
 
 def _signal(result: ProbeResult) -> Signal:
     """What a probe that held a slot says about its provider's load."""
-    if _pushed_back(result) or result.failure in (FailureKind.TIMEOUT, FailureKind.RESOURCE):
+    if _pushed_back(result):
+        return Signal.REFUSED
+    if result.failure in (FailureKind.TIMEOUT, FailureKind.RESOURCE):
         return Signal.CONGESTED
     if result.http_status is not None or result.healthy:
         return Signal.ANSWERED

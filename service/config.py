@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import math
 import os
 import re
 import tomllib
@@ -24,6 +23,7 @@ from adapters import ADAPTER_TYPES
 from adapters.base import DEFAULT_MAX_BODY_BYTES, Secret
 
 from .checker import CheckerSettings
+from .numbers import finite
 
 if TYPE_CHECKING:  # these import the state, which imports this module
     from .cluster import ClusterConfig
@@ -127,7 +127,7 @@ class CheckSchedule:
 
     @property
     def fast_interval(self) -> float:
-        """The interval while the adapter is unhealthy or changing state."""
+        """The interval while the adapter is down or changing state."""
         return self.interval if self.unhealthy_interval is None else self.unhealthy_interval
 
     @property
@@ -384,6 +384,8 @@ _CLUSTER_KEYS: dict[str, type | tuple[type, ...]] = {
     "timeout": (int, float),
     "instance_id": str,
 }
+#: Results kept per adapter (service.state.HISTORY_LENGTH; not imported: it imports us).
+_HISTORY_KEPT: Final = 50
 _KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _WEBHOOK_KEYS: dict[str, type | tuple[type, ...]] = {
     "url": str,
@@ -394,6 +396,7 @@ _WEBHOOK_KEYS: dict[str, type | tuple[type, ...]] = {
     "token": str,
     "token_env": str,
 }
+
 
 
 def _type_name(expected: type | tuple[type, ...]) -> str:
@@ -460,7 +463,7 @@ class _Validator:
     def seconds(self, value: Any, path: str, *, zero_ok: bool = False) -> float | None:
         if value is None:
             return None
-        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        if not finite(value) or value < 0 or (value == 0 and not zero_ok):
             rule = ">= 0 (0 = off)" if zero_ok else "> 0"
             self.problem(path, f"must be a finite number of seconds {rule}, got {value!r}")
             return None
@@ -502,6 +505,12 @@ class _Validator:
                     what = "results in the window" if key == "slo_window" else "consecutive results"
                     self.problem(where, f"must be an integer >= 1 ({what}), got {value}")
                     continue
+                if key == "slo_window" and value > _HISTORY_KEPT:
+                    self.problem(
+                        where,
+                        f"must be at most {_HISTORY_KEPT} (the results kept per adapter), got {value}",
+                    )
+                    continue
             elif key == "transient_limit":
                 if value < 0:
                     self.problem(
@@ -513,18 +522,18 @@ class _Validator:
                 if value is None:
                     continue
             elif key in ("jitter", "passive_error_rate"):
-                if not (math.isfinite(value) and 0 <= value <= 1):
+                if not (finite(value) and 0 <= value <= 1):
                     what = "of the interval " if key == "jitter" else "of requests "
                     self.problem(where, f"must be a fraction {what}from 0 to 1, got {value!r}")
                     continue
                 value = float(value)
             elif key == "slo_percentile":
-                if not (math.isfinite(value) and 0 < value <= 100):
+                if not (finite(value) and 0 < value <= 100):
                     self.problem(where, f"must be a percentile above 0 and up to 100, got {value!r}")
                     continue
                 value = float(value)
             elif key == "latency_slo_ms":
-                if not (math.isfinite(value) and value > 0):
+                if not (finite(value) and value > 0):
                     self.problem(
                         where, f"must be a finite number of milliseconds > 0, got {value!r}"
                     )

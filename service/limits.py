@@ -29,14 +29,20 @@ adaptive_ceiling``):
 * *slow start*: it starts at :data:`INITIAL_LIMIT` (or the ceiling, if
   lower) and doubles each time ``limit`` answers in a row come back, until
   the provider first pushes back (429, 503, or the probe's own timeout);
-* *multiplicative decrease*: a push-back halves it, and the limit it
-  happened at is remembered as the provider's known *bad* level;
+* *multiplicative decrease*: a push-back halves it. An explicit refusal
+  (429, 503) also marks that limit as the provider's *bad* level; a timeout
+  does not (an outage says nothing about capacity);
 * *additive increase*: ``limit`` answers in a row grow it by one, up to just
   below the bad level; growing *to* the bad level is a probe of whether the
   provider has more room now, tried only after :data:`PROBE_FACTOR` times as
   many answers, and a probe that is refused steps back by one instead of
   halving. So against a provider that refuses above 8 in flight the limit
   settles at 8 and tests 9 now and then, instead of saw-toothing 8 → 9 → 4.
+  A full round answered at the bad level forgets it;
+* *fast recovery*: below the highest level a full round was ever answered at
+  (the *good* level), growth doubles, so a provider back from an outage
+  (timeouts halved the limit down to 1) is at full speed again in a few
+  rounds, not hundreds.
 
 One burst of 429s is one congestion episode: only probes granted their slot
 after the last decrease can shrink the limit again, so 30 probes that were
@@ -71,7 +77,8 @@ PROBE_FACTOR = 10
 class Signal(enum.Enum):
     """What one probe's outcome says about the load it put on its provider."""
 
-    CONGESTED = "congested"  # pushed back: shrink
+    REFUSED = "refused"  # the provider said no (429, 503): shrink, and remember the level
+    CONGESTED = "congested"  # no answer in time (or local exhaustion): shrink
     ANSWERED = "answered"  # answered in time: may grow
     NEUTRAL = "neutral"  # says nothing about load (never got a slot, cancelled...)
 
@@ -107,8 +114,12 @@ class AdaptiveLimit:
         self.floor = floor
         self.decreases = 0
         self.increases = 0
-        #: The lowest limit the provider refused at lately (None: never; slow start).
+        #: The limit the provider last refused at (429/503), until a full round
+        #: there is answered; growing to it is a probe (PROBE_FACTOR x slower).
         self.bad: int | None = None
+        #: The highest limit a full round was answered at (recovery doubles back to it).
+        self.good: int | None = None
+        self._slow_start = True  # until the first push-back of any kind
         self._answered = 0  # answers in a row since the last change
         self._last_decrease = -math.inf  # trio clock
         limiter.total_tokens = max(floor, min(initial, ceiling))
@@ -124,17 +135,24 @@ class AdaptiveLimit:
         """Adjust the limit after a probe that held a slot from ``granted_at``."""
         if signal is Signal.NEUTRAL or granted_at is None:
             return
-        if signal is Signal.CONGESTED:
+        if signal is not Signal.ANSWERED:
             self._answered = 0
             if granted_at <= self._last_decrease:
                 return  # already in flight when we last shrank: same episode
             self._last_decrease = trio.current_time()
+            self._slow_start = False
             limit = self.limit
-            probing = self.bad is not None and limit >= self.bad
+            refused = signal is Signal.REFUSED
             # A refused probe of the bad level steps back to the known-good
-            # one below it; anything else is real congestion: halve.
+            # one below it; anything else is congestion: halve.
+            probing = refused and self.bad is not None and limit >= self.bad
             new = max(self.floor, limit - 1 if probing else limit // 2)
-            self.bad = limit
+            if refused:
+                # Only an explicit refusal says where the provider's capacity
+                # ends; a timeout may be an outage, which says nothing of it.
+                self.bad = limit
+                if self.good is not None:
+                    self.good = min(self.good, max(self.floor, limit - 1))
             if new < limit:
                 self.decreases += 1
                 logger.warning("%s pushed back: probe limit %d -> %d", self.name, limit, new)
@@ -142,15 +160,21 @@ class AdaptiveLimit:
             return
         self._answered += 1
         limit = self.limit
-        if self.bad is not None and limit >= self.bad and self._answered >= limit:
-            self.bad = limit + 1  # a full round at the bad level answered: it has room now
+        if self._answered >= limit:  # a full round answered at this level
+            self.good = max(self.good or 0, limit)
+            if self.bad is not None and limit >= self.bad:
+                self.bad = None  # the refused level has room now: forget it
         if limit >= self.ceiling:
             return
-        if self.bad is None:  # slow start
+        if self._slow_start:
             grown, needed = min(self.ceiling, limit * 2), limit
+        elif self.good is not None and limit < self.good:
+            # Back to a level that worked before (after an outage's timeouts):
+            # doubling, not one step per round.
+            grown, needed = min(self.good, limit * 2), limit
         else:
             grown = limit + 1
-            needed = limit * (PROBE_FACTOR if grown >= self.bad else 1)
+            needed = limit * (PROBE_FACTOR if self.bad is not None and grown >= self.bad else 1)
         if self._answered >= needed:
             self._answered = 0
             self.increases += 1

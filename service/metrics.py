@@ -175,7 +175,7 @@ class Metrics:
         reason = _skip_reason(result)
         if reason is not None:
             self.skipped.labels(model, provider, reason).inc()
-        elif result.latency_ms is not None:  # None: never started, nothing to time
+        elif result.sent and result.latency_ms is not None:  # else nothing went out to time
             self.latency.labels(model, provider).observe(result.latency_ms / 1000.0)
         # A run's own budget (deadline, not_started, no slot) is no news about
         # the provider: it must not flip the up gauge, as it does not the state.

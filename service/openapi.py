@@ -957,16 +957,18 @@ def _operations(max_timeout: float) -> dict[str, dict[str, Schema]]:
                 "latencies, skipped probes, runs, fallbacks, adapter up/status, probes in "
                 "flight, probe slots). The Prometheus text exposition format (text/plain; "
                 "version=0.0.4 or 1.0.0, per prometheus_client), or OpenMetrics when the "
-                "Accept header asks for application/openmetrics-text. Never needs a token "
-                "(labels are config names and enums, never keys or error texts).",
+                "Accept header asks for application/openmetrics-text. Labels are config "
+                "names and enums, never keys or error texts. With auth on, needs the token "
+                "(per-adapter failure kinds and latencies are details).",
                 "tags": ["probes"],
-                "security": [{}],
+                "security": _TOKEN_SECURITY,
                 "responses": {
                     "200": {
                         "description": "The exposition.",
                         "headers": _header_refs(),
                         "content": _static_content("text/plain", "application/openmetrics-text"),
                     },
+                    "401": _resp_ref("Unauthorized"),
                     "500": _resp_ref("InternalError"),
                 },
             }
@@ -1078,10 +1080,11 @@ def openapi_spec(
                 "an Allow header (components.responses.MethodNotAllowed). HEAD works "
                 "wherever GET does. Every answer carries Cache-Control: no-store.\n\n"
                 "Auth is optional: with [server] auth_token_env (or auth_token) set, "
-                "/v1/health/performance, /history and /stream need 'Authorization: Bearer "
+                "/v1/health/performance, /history, /stream and /metrics need 'Authorization: Bearer "
                 "<token>' (401 otherwise); the check routes answer everyone but give details "
                 "and fallback_reason only to token holders; a wrong token is a 401 "
-                "everywhere but /livez, /readyz and the static pages. Without a token "
+                "everywhere but /livez, /readyz, /openapi.json, /docs and the static pages. "
+                "Without a token "
                 "configured, every caller is granted and the security requirements below "
                 "do not apply.\n\n"
                 "Query parameters: a parameter given twice or with an empty value is a 400 "

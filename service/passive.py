@@ -18,7 +18,10 @@ took, the HTTP status. The rule for combining traffic and probes:
   default, the free list; or ``completion``). So an idle provider is still
   known, and a busy one costs nothing.
 
-Derived verdicts go through the same rules as probed ones afterwards
+A verdict with no new report since the previous one is a repeat: it is
+marked ``cached`` (with the age of the newest report), so the live state
+counts each burst of traffic once, not once per check. Derived verdicts go
+through the same rules as probed ones afterwards
 (``transient`` failure kinds, hysteresis, history, transitions). Reports for
 adapters that are not passive are ignored (and :meth:`observe` says so by
 returning False), so a router may report all its traffic without filtering.
@@ -39,6 +42,7 @@ import trio
 
 from adapters.base import Adapter, FailureKind, redact
 
+from .numbers import finite
 from .report import ProbeResult, ProbeStatus
 
 __all__ = ["MAX_OBSERVATIONS", "Observation", "PassiveHealth", "PassivePolicy"]
@@ -48,6 +52,7 @@ MAX_OBSERVATIONS: Final = 1000
 _MAX_ERROR_CHARS: Final = 200
 
 Key = tuple[str, str]
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,11 @@ class PassiveHealth:
     def __init__(self) -> None:
         self._policies: dict[Key, tuple[Adapter, PassivePolicy]] = {}
         self._traffic: dict[Key, deque[Observation]] = {}
+        # Reports taken per adapter, and how many the last fresh verdict saw:
+        # a verdict with nothing new since is a repeat, marked cached, so the
+        # live state does not count one burst of traffic again and again.
+        self._reported: dict[Key, int] = {}
+        self._judged: dict[Key, int] = {}
 
     def __repr__(self) -> str:
         return f"PassiveHealth(adapters={len(self._policies)})"
@@ -134,7 +144,7 @@ class PassiveHealth:
         if latency_ms is not None and (
             isinstance(latency_ms, bool)
             or not isinstance(latency_ms, int | float)
-            or not math.isfinite(latency_ms)
+            or not finite(latency_ms)
             or latency_ms < 0
         ):
             raise ValueError(f"latency_ms must be a finite number >= 0, got {latency_ms!r}")
@@ -159,6 +169,7 @@ class PassiveHealth:
         if traffic is None or (model, provider) not in self._policies:
             return False
         text = None if error is None else redact(error, secrets)[:_MAX_ERROR_CHARS]
+        self._reported[(model, provider)] = self._reported.get((model, provider), 0) + 1
         traffic.append(
             Observation(
                 at=trio.current_time(),
@@ -185,6 +196,9 @@ class PassiveHealth:
             traffic.popleft()
         if not traffic:
             return None
+        reported = self._reported.get(key, 0)
+        repeat = self._judged.get(key) == reported
+        self._judged[key] = reported
         failed = [o for o in traffic if not o.ok]
         latencies = [o.latency_ms for o in traffic if o.ok and o.latency_ms is not None]
         latest = traffic[-1]
@@ -196,6 +210,8 @@ class PassiveHealth:
             checked_at=latest.wall,
             source="passive",
             samples=len(traffic),
+            # Nothing reported since the last verdict: the same verdict again.
+            cached_age=max(trio.current_time() - latest.at, 0.0) if repeat else None,
         )
         if len(failed) <= policy.max_error_rate * len(traffic):
             return ProbeResult(status=ProbeStatus.HEALTHY, **base)

@@ -101,6 +101,14 @@ class ProbeResult:
     def usable(self) -> bool:
         return self.status.usable
 
+    @property
+    def sent(self) -> bool:
+        """A probe went out for this result (not served, not derived, not left queued)."""
+        if self.cached_age is not None or self.source is not None or self.latency_ms is None:
+            return False
+        # Queued for its whole life: it never got a probe slot.
+        return self.queued_ms is None or self.queued_ms < self.latency_ms
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "status": self.status.value,

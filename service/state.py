@@ -156,13 +156,18 @@ class AdapterState:
         """The state after ``result`` (the hysteresis rule, see the module doc)."""
         now = trio.current_time()
         status, transient = _effective(result, self.transient_streak, schedule)
+        if status is ProbeStatus.DEGRADED and result.failure is not None and not self.up:
+            # A transient failure keeps an up adapter degraded; it never brings
+            # a down one back (a black-holed provider's timeouts are not "up").
+            status = _down(result.failure)
         if status.usable == self.up:
             return AdapterState(result, now, status, 0, transient)
         streak = self.streak + 1
         needed = schedule.healthy_threshold if status.usable else schedule.unhealthy_threshold
         if streak >= needed:
             return AdapterState(result, now, status, 0, transient)
-        return AdapterState(result, now, self.reported, streak, transient)
+        # Not flipped yet: the reported status, and its reason, carry over.
+        return AdapterState(result, now, self.reported, streak, transient, self.note)
 
 
 def _effective(
@@ -173,9 +178,13 @@ def _effective(
         return result.status, 0
     streak = transient_streak + 1
     if schedule.transient_limit and streak >= schedule.transient_limit:
-        down = ProbeStatus.TIMEOUT if result.failure is FailureKind.TIMEOUT else ProbeStatus.UNHEALTHY
-        return down, streak
+        return _down(result.failure), streak
     return ProbeStatus.DEGRADED, streak
+
+
+def _down(failure: FailureKind) -> ProbeStatus:
+    """What a transient failure is when it does not count as transient."""
+    return ProbeStatus.TIMEOUT if failure is FailureKind.TIMEOUT else ProbeStatus.UNHEALTHY
 
 
 class HealthState:
@@ -239,6 +248,10 @@ class HealthState:
             return
         key = (result.model, result.provider)
         previous = self._states.get(key)
+        if previous is not None and result.checked_at < previous.latest.checked_at:
+            # An older probe finishing late (a live run overlapping a background
+            # one) must not move the status backwards.
+            return
         schedule = self.schedule_for(*key)
         if previous is None:
             state = AdapterState.first(result, schedule)
@@ -332,7 +345,9 @@ def _apply_slo(
     window = [
         e.latency_ms
         for e in list(history)[-schedule.slo_window :]
-        if e.latency_ms is not None and e.status.usable
+        # Answered probes only: a timeout's latency is its deadline, and a
+        # fast 429 would pull the percentile down.
+        if e.latency_ms is not None and e.failure is None
     ]
     if len(window) < min(SLO_MIN_SAMPLES, schedule.slo_window):
         return state

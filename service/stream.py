@@ -32,7 +32,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -82,6 +82,7 @@ class EventHub:
         self.open_streams: AsyncValue = AsyncValue(0)
         self.published = 0
         self.dropped = 0  # subscribers dropped for falling behind
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"EventHub(subscribers={len(self._subscribers)}, published={self.published})"
@@ -149,20 +150,28 @@ class EventHub:
             },
         )
 
+    def open(self) -> None:
+        """Take subscribers again (the app is starting, perhaps once more)."""
+        self._closed = False
+
     def close(self) -> None:
-        """End every stream (the app is stopping)."""
+        """End every stream, and any opened from now on until :meth:`open` (the app is stopping)."""
+        self._closed = True
         subscribers, self._subscribers = self._subscribers, set()
         self._count()
         for subscriber in subscribers:
             subscriber.send.close()
 
-    async def stream(self, hello: dict[str, Any]) -> AsyncIterator[bytes]:
+    async def stream(self, hello: dict[str, Any]) -> AsyncGenerator[bytes, None]:
         """One subscriber's SSE bytes: ``hello``, then every event, with heartbeats.
 
         Ends when the hub closes or drops it (then with a ``dropped`` event);
         the caller going away (the generator closed or cancelled)
         unsubscribes it.
         """
+        if self._closed:  # opened while the app stops: nothing will come
+            yield sse(Event(0, "hello", hello))
+            return
         send, receive = trio.open_memory_channel[Event](self.buffer)
         subscriber = _Subscriber(send)
         self._subscribers.add(subscriber)

@@ -66,6 +66,7 @@ import trio
 
 from adapters.base import Secret, redact
 
+from .numbers import finite
 from .state import HealthState, Transition
 
 __all__ = [
@@ -90,6 +91,7 @@ CHANNEL_BUFFER: Final = 10_000
 _MAX_ANSWER_BYTES: Final = 64 * 1024
 #: Seconds closing our own client may take when run() ends.
 _CLOSE_SECONDS: Final = 2.0
+
 
 
 def display_url(url: str) -> str:
@@ -158,7 +160,7 @@ def webhook_problems(
     ):
         if isinstance(value, bool) or not isinstance(value, int | float):
             problems[key] = f"must be a number of seconds, got {type(value).__name__}"
-        elif not math.isfinite(value) or value < low or (value == low and not zero_ok):
+        elif not finite(value) or value < low or (value == low and not zero_ok):
             bound = "≥ 0" if zero_ok else "> 0"
             problems[key] = f"must be a finite number of seconds {bound}, got {value!r}"
     for key, value, low in (("max_pending", max_pending, 1), ("retries", retries, 0)):
@@ -331,6 +333,7 @@ class WebhookNotifier:
         self._next_attempt_at = -math.inf  # trio clock
         self._closing = False
         self._ran = False
+        self._stopped = trio.Event()
         self._changed = trio.Event()
 
     def __repr__(self) -> str:
@@ -351,6 +354,10 @@ class WebhookNotifier:
             attempts=self._attempts,
             last_error=self._last_error,
         )
+
+    async def wait_stopped(self) -> None:
+        """Return once :meth:`run` has ended (after the last POST at shutdown)."""
+        await self._stopped.wait()
 
     async def wait_until(
         self, predicate: Callable[[WebhookStatistics], bool]
@@ -408,6 +415,7 @@ class WebhookNotifier:
                 self._closing = True
                 self._notify()
         finally:
+            self._stopped.set()
             receive.close()
             if own_client:
                 with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_SECONDS):

@@ -129,7 +129,7 @@ async def test_limit_answers_in_a_row_grow_the_limit_by_exactly_one(
     mock_clock: trio.testing.MockClock,
 ) -> None:
     limit = controller(8)
-    limit.feedback(Signal.CONGESTED, trio.current_time())
+    limit.feedback(Signal.REFUSED, trio.current_time())
     assert limit.limit == 4
     mock_clock.jump(1)
     now = trio.current_time()
@@ -373,25 +373,26 @@ async def test_a_hard_cap_is_found_and_then_only_probed(
     """Against a provider refusing above 8 in flight: settle at 8, test 9 rarely, never halve again."""
     limit = controller(32, initial=16)
     mock_clock.jump(1)
-    limit.feedback(Signal.CONGESTED, trio.current_time())  # refused at 16
+    limit.feedback(Signal.REFUSED, trio.current_time())  # refused at 16
     assert (limit.limit, limit.bad) == (8, 16)
     mock_clock.jump(1)
     now = trio.current_time()
     answer(limit, 8, now)
     assert limit.limit == 9  # 9 < 16: plain additive increase
     mock_clock.jump(1)
-    limit.feedback(Signal.CONGESTED, trio.current_time())  # refused at 9: real congestion
+    limit.feedback(Signal.REFUSED, trio.current_time())  # refused at 9: real congestion
     assert (limit.limit, limit.bad) == (4, 9)
     mock_clock.jump(1)
     now = trio.current_time()
-    answer(limit, 4 + 5 + 6 + 7, now)
-    assert limit.limit == 8
+    answer(limit, 4, now)
+    # Fast recovery: 8 was answered in full before, so one round doubles back to it.
+    assert (limit.limit, limit.good) == (8, 8)
     answer(limit, 8 * PROBE_FACTOR - 1, now)
     assert limit.limit == 8  # growing to the refused level waits PROBE_FACTOR times longer
     answer(limit, 1, now)
     assert limit.limit == 9
     mock_clock.jump(1)
-    limit.feedback(Signal.CONGESTED, trio.current_time())
+    limit.feedback(Signal.REFUSED, trio.current_time())
     # A refused probe steps back by one instead of halving.
     assert (limit.limit, limit.bad, limit.decreases) == (8, 9, 3)
 
@@ -401,17 +402,37 @@ async def test_a_probed_level_that_holds_is_no_longer_bad(
 ) -> None:
     limit = controller(32, initial=8)
     mock_clock.jump(1)
-    limit.feedback(Signal.CONGESTED, trio.current_time())  # refused at 8 -> 4, bad 8
+    limit.feedback(Signal.REFUSED, trio.current_time())  # refused at 8 -> 4, bad 8
     mock_clock.jump(1)
     now = trio.current_time()
     answer(limit, 4 + 5 + 6, now)
     assert limit.limit == 7
     answer(limit, 7 * PROBE_FACTOR, now)
     assert limit.limit == 8
-    answer(limit, 8, now)  # a whole round at 8 answered: the provider has room now
-    assert limit.bad == 9 and limit.limit == 8
-    answer(limit, 8 * PROBE_FACTOR, now)
-    assert limit.limit == 9
+    # A whole round at 8 answered: the provider has room now. The level is
+    # forgotten and the same round grows the limit as usual.
+    answer(limit, 8, now)
+    assert limit.bad is None and limit.limit == 9
+
+
+async def test_timeouts_do_not_mark_a_bad_level_and_recovery_doubles_back(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """An outage (timeouts) halves the limit to the floor; coming back takes rounds, not hours."""
+    limit = controller(32, initial=32)
+    answer(limit, 32, trio.current_time())  # a full round at 32: the known-good level
+    assert limit.good == 32
+    for _ in range(6):  # six episodes of timeouts
+        mock_clock.jump(1)
+        limit.feedback(Signal.CONGESTED, trio.current_time())
+    assert (limit.limit, limit.bad) == (1, None)
+    mock_clock.jump(1)
+    now = trio.current_time()
+    answers = 0
+    while limit.limit < 32:
+        answer(limit, 1, now)
+        answers += 1
+    assert answers == 1 + 2 + 4 + 8 + 16  # 31 answers, doubling each round
 
 
 # -- Retry-After holds, unit level (MockClock, no sockets) ----------------------------------

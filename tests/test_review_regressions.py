@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 import trio.testing
@@ -142,3 +144,75 @@ def test_dump_toml_writes_non_bmp_text_that_loads_back(tmp_path: object) -> None
     path = Path(str(tmp_path)) / "c.toml"
     path.write_text(dump_toml(document), encoding="utf-8")
     assert load_config(path, env={}).models[0].name == "chat-😀\x7f"
+
+
+# -- second review pass (issue 6/7 change) ---------------------------------------------------
+
+
+def test_a_huge_integer_in_the_config_is_a_message_not_a_traceback() -> None:
+    from service import ConfigError, parse_config
+
+    huge = 10**400
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            {"checks": {"interval": 10, "timeout": huge, "latency_slo_ms": huge, "jitter": huge},
+             "models": [{"name": "m", "providers": [
+                 {"name": "p", "type": "ollama", "base_url": "http://127.0.0.1:9"}]}]},
+            source="c.toml", env={},
+        )
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3 and all("must be" in line for line in lines), lines
+
+
+async def test_odd_retry_after_from_a_custom_adapter_is_dropped_not_a_500() -> None:
+    from adapters import CallableAdapter, FailureKind
+    from adapters.base import ProbeOutcome
+    from service import HealthChecker
+
+    outcomes = [
+        ProbeOutcome(False, 429, "HTTP 429", FailureKind.RATE_LIMITED, retry_after=value)
+        for value in ("5", float("nan"), float("inf"), -1.0, True)
+    ]
+
+    def make(outcome: ProbeOutcome) -> CallableAdapter:
+        async def check() -> ProbeOutcome:
+            return outcome
+        return CallableAdapter(f"p{id(outcome)}", check)
+
+    checker = HealthChecker()
+    report = await checker.run({"m": [make(o) for o in outcomes]}, timeout=5)
+    for result in report.results():
+        assert result.retry_after is None and result.failure is FailureKind.RATE_LIMITED
+    import json
+
+    json.dumps(report.to_dict(), allow_nan=False)  # valid JSON: no NaN reached it
+
+
+async def test_repeated_passive_verdicts_do_not_count_twice_in_the_state(
+    autojump_clock: Any,
+) -> None:
+    from adapters import CallableAdapter
+    from service import HealthChecker, PassivePolicy
+    from service.config import CheckSchedule
+    from service.report import ProbeStatus
+    from service.state import HealthState
+
+    async def never() -> bool:
+        raise AssertionError("a passive adapter with traffic is not probed")
+
+    adapter = CallableAdapter("p", never)
+    checker = HealthChecker()
+    checker.passive.watch("m", adapter, PassivePolicy(window=60))
+    state = HealthState(lambda model, provider: CheckSchedule(interval=5, unhealthy_threshold=3))
+    checker.observe("m", "p", ok=True, latency_ms=10)
+    state.record(await checker.probe_one("m", adapter))
+    for _ in range(4):  # one burst of failures...
+        checker.observe("m", "p", ok=False, http_status=500)
+    for _ in range(3):  # ...checked three times with nothing new reported
+        state.record(await checker.probe_one("m", adapter))
+        await trio.sleep(5)
+    current = state.get("m", "p")
+    assert current is not None and current.reported is ProbeStatus.HEALTHY and current.streak == 1
+    assert len(state.history("m", "p")) == 2
+    with pytest.raises(ValueError, match="latency_ms must be a finite number"):
+        checker.observe("m", "p", ok=True, latency_ms=10**400)

@@ -108,7 +108,8 @@ async def every_endpoint(service: Service, transcript: Transcript, mode: str) ->
     await call(service, transcript, "/readyz")
     # Metric labels are names only: the exposition after every mode must not
     # carry a key (the transcript is grepped for them, as the other answers).
-    await call(service, transcript, "/metrics")
+    await call(service, transcript, "/metrics", token=TOKEN)
+    await call(service, transcript, "/metrics")  # 401 without the token
     await call(service, transcript, "/v1/health/?format=health+json", token=TOKEN)
 
 

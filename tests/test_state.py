@@ -5,6 +5,8 @@ All on Trio's MockClock (ages are measured on the Trio clock).
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import trio
 import trio.testing
@@ -230,9 +232,16 @@ async def test_transient_limit_zero_never_escalates() -> None:
 
 
 async def test_degraded_is_up_for_the_thresholds() -> None:
-    # Down, then degraded answers: crossing back up needs healthy_threshold of them.
+    # A transient failure never brings a down adapter back up: a black-holed
+    # provider's timeouts are not "serving".
     schedule = CheckSchedule(interval=10, healthy_threshold=2, transient_limit=0)
-    assert reported_for([result(U), busy(), busy(), result(H)], schedule) == [U, U, D, H]
+    assert reported_for([result(U), busy(), busy(), result(H), result(H)], schedule) == [
+        U, U, U, U, H,
+    ]
+    timeouts = [result(U), busy(FailureKind.TIMEOUT), result(U), busy(FailureKind.TIMEOUT)]
+    assert reported_for(timeouts, CheckSchedule(interval=10, transient=("timeout",))) == [
+        U, T, U, T,
+    ]
     # Up: a degraded answer does not count toward unhealthy_threshold.
     schedule = CheckSchedule(interval=10, unhealthy_threshold=2, transient_limit=0)
     assert reported_for([result(H), result(U), busy(), result(U)], schedule) == [H, H, D, D]
@@ -332,3 +341,28 @@ async def test_stale_grace_defaults_to_max_age_and_zero_turns_it_off(
     await trio.sleep(6)
     assert state.report({"gpt-4": [ok("openai")]}, timeout=30, concurrent=True,
                         allow_stale=True) is None
+
+
+async def test_a_late_older_result_does_not_move_the_status_back() -> None:
+    state = HealthState(lambda model, provider: CheckSchedule(interval=10))
+    newer = dataclasses.replace(result(H), checked_at=2_000.0)
+    older = dataclasses.replace(result(U), checked_at=1_000.0)
+    state.record(newer)
+    state.record(older)  # a slower probe that started earlier, finishing later
+    current = state.get("gpt-4", "openai")
+    assert current is not None and current.reported is H
+    assert len(state.history("gpt-4", "openai")) == 1
+
+
+async def test_the_slo_window_counts_answered_probes_only() -> None:
+    schedule = CheckSchedule(interval=10, latency_slo_ms=500, slo_window=5)
+    timeout = dataclasses.replace(slow(8000, T), failure=FailureKind.TIMEOUT)
+    # Five timeouts at their 8 s deadline, then five fast answers: the
+    # deadline is not a latency, so the adapter is healthy at once.
+    assert reported_for([timeout] * 5 + [slow(100)] * 5, schedule)[-1] is H
+
+
+def test_the_config_bound_on_slo_window_is_the_history_length() -> None:
+    from service import config
+
+    assert config._HISTORY_KEPT == HISTORY_LENGTH

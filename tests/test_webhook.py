@@ -596,3 +596,38 @@ async def test_the_app_posts_its_transitions(receiver: Receiver) -> None:
             for r in received for t in r.body["transitions"]}
     assert seen == {("gpt-4", None, "healthy"), ("llama3", None, "unhealthy")}
     assert received[0].headers["authorization"] == "Bearer rhtesttoken-app"
+
+
+async def test_a_real_server_shutdown_still_sends_the_last_post(receiver: Receiver) -> None:
+
+    from service.app import create_app, serve
+    from service.manager import AdapterManager
+    from tests.test_app import Probe, adapter
+
+    # min_interval 60: the second transition waits, and only shutdown sends it.
+    config = webhook_config({"url": receiver.url(), "min_interval": 60}, checks={"jitter": 0})
+    manager = AdapterManager(config)
+    manager.model_adapters.clear()
+    probe = Probe([True, False])  # healthy at startup, unhealthy when checked again
+    manager.register_adapter("gpt-4", adapter("openai", probe))
+    app = create_app(config, manager=manager)
+    stop, stopped = trio.Event(), trio.Event()
+
+    async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:
+        try:
+            await serve(app, host="127.0.0.1", port=0, shutdown_trigger=stop.wait,
+                        task_status=task_status)
+        finally:
+            stopped.set()
+
+    with trio.fail_after(GUARD):
+        async with trio.open_nursery() as nursery:
+            [url] = await nursery.start(run)
+            await receiver.wait_requests(1)  # the first result, sent at once
+            async with httpx.AsyncClient() as client:
+                await client.get(f"{url}/v1/health/?fresh=true")  # -> unhealthy, pending
+            stop.set()
+            await stopped.wait()
+    changes = [(t["previous"], t["current"]) for r in receiver.requests
+               for t in r.body["transitions"]]
+    assert changes == [(None, "healthy"), ("healthy", "unhealthy")]
