@@ -5,7 +5,9 @@ and benchmarks/scale.png; ``--quick`` (under a minute, small N, 0.1-0.2 s
 latency) writes neither and exits 1 if any of this project's results is
 wrong (never because something is slow). ``--policies-only`` runs just the
 cost-policy records (benchmarks/policies.py, ~8 minutes in full) and replaces
-only their part of RESULTS.md.
+only their part of RESULTS.md; ``--cluster-only`` does the same for the
+1/3/5-instance record with and without ``[cluster]`` (benchmarks/cluster.py,
+~8 minutes in full; needs redis-server).
 """
 
 from __future__ import annotations
@@ -45,6 +47,16 @@ def main(argv: list[str] | None = None) -> int:
         help="run only the cost-policy records; a full run rewrites just their part of RESULTS.md",
     )
     parser.add_argument(
+        "--no-cluster",
+        action="store_true",
+        help="skip the several-instances record (with and without the [cluster] Redis backend)",
+    )
+    parser.add_argument(
+        "--cluster-only",
+        action="store_true",
+        help="run only the several-instances record; a full run rewrites just its part of RESULTS.md",
+    )
+    parser.add_argument(
         "--render",
         metavar="FILE",
         help="run nothing: rewrite RESULTS.md and scale.png from a full run's --json FILE",
@@ -67,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     plan.acceptance = not args.no_acceptance
     plan.policies = not args.no_policies
     plan.only_policies = args.policies_only
+    plan.cluster = not args.no_cluster
+    plan.only_cluster = args.cluster_only
     results = _run_with_progress(plan)
     results.command = "python -m benchmarks" + "".join(
         f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:])
@@ -85,11 +99,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write_results(results: suite.Results, out: Path) -> None:
-    if results.plan.only_policies:
+    if results.plan.only_sections():
         # One section of a longer suite: replace it in place, keep the rest as recorded.
         path = out / "RESULTS.md"
-        old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-        path.write_text(report.splice_policies(old, report.policies_md(results)), encoding="utf-8")
+        text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+        if results.plan.only_policies:
+            text = report.splice_policies(text, report.policies_md(results))
+        if results.plan.only_cluster:
+            text = report.splice_cluster(text, report.cluster_md(results))
+        path.write_text(text, encoding="utf-8")
         return
     report.plot(results, out / "scale.png")
     narrative = (report.HERE / "analysis.md").read_text(encoding="utf-8")

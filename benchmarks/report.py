@@ -532,6 +532,68 @@ def splice_policies(document: str, section: str) -> str:
     return document[: anchor + 1] + section + "\n\n" + document[anchor + 1 :]
 
 
+# -- several instances, with and without [cluster] (benchmarks/cluster.py) ---------------
+
+CLUSTER_BEGIN = "<!-- cluster:begin (python -m benchmarks --cluster-only rewrites this part) -->"
+CLUSTER_END = "<!-- cluster:end -->"
+
+
+def cluster_md(results: Results) -> str:
+    """The instances-with-and-without-Redis record, framed by markers (like the policies')."""
+    from . import cluster
+
+    rows = results.cluster
+    first = next((r for r in rows if "error" not in r), {})
+    when = f", {results.cluster_at}" if results.cluster_at else ""
+    intro = (
+        f"One simulator process serves {first.get('adapters', '?')} adapters (openai-compatible, "
+        f"no key, {first.get('latency', 0):g} s latency); N `router-health serve` processes run "
+        f"background checks on all of them (`[checks] interval = {first.get('interval', 0):g}`, "
+        f"`jitter = {first.get('jitter', 0):g}`), alone or sharing one redis-server through "
+        "`[cluster] redis_url` (each its own `instance_id`). Each row starts fresh instances, "
+        "waits until every instance has a result for every adapter and half an interval more "
+        "(a window opening on the first, synchronized round would miss one at its end), then "
+        "measures "
+        f"~{first.get('seconds', 0):.0f} s: *upstream requests* is the simulator's own count; "
+        "*sent by each instance* is each one's probe-latency histogram count (`/metrics`); CPU "
+        "is user + system time of each process (`/proc/PID/stat`) per minute of the window. "
+        "*Every instance serves all* means each answered `GET /v1/health/?details=false` from "
+        "its background state with every adapter in its report, all healthy (and, with the "
+        "cluster, `/readyz` said `connected`). *Expected* is one probe per adapter per interval "
+        "per instance without the cluster, once in all with it."
+    )
+    return "\n\n".join(
+        [
+            CLUSTER_BEGIN,
+            "## Several instances: probes and CPU with and without the cluster backend",
+            f"Measured by `{results.command or 'python -m benchmarks'}`{when} on {machine()}.",
+            intro,
+            cluster.table(rows),
+            cluster.reading(rows),
+            CLUSTER_END,
+        ]
+    )
+
+
+def splice_cluster(document: str, section: str) -> str:
+    """``document`` with its cluster part replaced by ``section``.
+
+    Without one yet, it goes right after the policies part, else before the
+    ``## Targets`` table, else at the end.
+    """
+    begin, end = document.find(CLUSTER_BEGIN), document.find(CLUSTER_END)
+    if begin != -1 and end > begin:
+        return document[:begin] + section + document[end + len(CLUSTER_END) :]
+    after = document.find(POLICIES_END)
+    if after != -1:
+        cut = after + len(POLICIES_END)
+        return document[:cut] + "\n\n" + section + document[cut:]
+    anchor = document.find("\n## Targets\n")
+    if anchor == -1:
+        return document.rstrip("\n") + "\n\n" + section + "\n"
+    return document[: anchor + 1] + section + "\n\n" + document[anchor + 1 :]
+
+
 # -- targets -------------------------------------------------------------------
 
 
@@ -602,8 +664,12 @@ def targets_table(results: Results) -> str:
 
 def markdown(results: Results) -> str:
     parts = [f"Machine: {machine()}", f"Suite time: {results.seconds:.0f} s; {_load(results)}"]
-    if results.plan.only_policies:
-        return "\n\n".join([*parts, policies_md(results), _correctness(results)]) + "\n"
+    if results.plan.only_sections():
+        if results.plan.only_policies:
+            parts.append(policies_md(results))
+        if results.plan.only_cluster:
+            parts.append(cluster_md(results))
+        return "\n\n".join([*parts, _correctness(results)]) + "\n"
     if results.acceptance:
         parts += ["## Acceptance (issues 2 and 3)", acceptance.markdown(results.acceptance)]
     parts += ["## The seed's table", seed_table(results)]
@@ -615,6 +681,8 @@ def markdown(results: Results) -> str:
     parts += ["## Through HTTP", http_table(results)]
     if results.polling or results.limiter:
         parts += [policies_md(results)]
+    if results.cluster:
+        parts += [cluster_md(results)]
     parts += ["## Targets", targets_table(results)]
     parts += [_correctness(results)]
     return "\n\n".join(parts) + "\n"

@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 
 from . import acceptance, measure, workload
+from .cluster import ClusterPlan
+from .cluster import run as run_cluster
 from .policies import PolicyPlan
 from .policies import run as run_policies
 from .upstream import Upstream, simulator
@@ -57,6 +59,8 @@ class Plan:
     acceptance: bool = True
     policies: bool = True  # the cost-policy records (benchmarks/policies.py)
     only_policies: bool = False  # --policies-only: that section and nothing else
+    cluster: bool = True  # instances with and without [cluster] (benchmarks/cluster.py)
+    only_cluster: bool = False  # --cluster-only: that section and nothing else
 
     @classmethod
     def full(cls) -> Plan:
@@ -110,12 +114,22 @@ class Plan:
     def policy_plan(self) -> PolicyPlan:
         return PolicyPlan.quick() if self.quick else PolicyPlan.full()
 
+    def cluster_plan(self) -> ClusterPlan:
+        return ClusterPlan.quick() if self.quick else ClusterPlan.full()
+
+    def only_sections(self) -> bool:
+        return self.only_policies or self.only_cluster
+
     def steps(self) -> int:
-        policy_steps = self.policy_plan().steps() if self.policies else 0
-        if self.only_policies:
-            return policy_steps
+        policy_steps = self.policy_plan().steps() if self.policies or self.only_policies else 0
+        cluster_steps = self.cluster_plan().steps() if self.cluster or self.only_cluster else 0
+        if self.only_sections():
+            return (policy_steps if self.only_policies else 0) + (
+                cluster_steps if self.only_cluster else 0
+            )
         return (
             policy_steps
+            + cluster_steps
             + (1 if self.acceptance else 0)
             + 4 * len(self.seed_ns)  # ours + baseline, concurrent + sequential
             + 2 * len(self.scale_ns)
@@ -141,6 +155,8 @@ class Results:
     polling: list[dict[str, Any]] = field(default_factory=list)  # policies.run_polling
     limiter: list[dict[str, Any]] = field(default_factory=list)  # policies.run_limiter
     policies_at: str = ""  # when those were measured (UTC): the section may be spliced alone
+    cluster: list[dict[str, Any]] = field(default_factory=list)  # cluster.run
+    cluster_at: str = ""  # the same, for the cluster section
     errors: list[str] = field(default_factory=list)
     command: str = ""
     load_average: list[float] = field(default_factory=list)  # 1-min load at start and end
@@ -172,6 +188,10 @@ class Results:
             for row in getattr(self, section):
                 if not row.get("correct", False):
                     failures.append(f"{section} {row['policy']}: {row.get('error', 'wrong')}")
+        for row in self.cluster:
+            if not row.get("correct", False):
+                where = f"{row['instances']} instance(s), cluster {'on' if row['cluster'] else 'off'}"
+                failures.append(f"cluster {where}: {row.get('error', 'wrong')}")
         return failures
 
 
@@ -567,6 +587,11 @@ def cost_policies(plan: Plan, results: Results, step: Step) -> None:
     results.polling, results.limiter = records["polling"], records["limiter"]
 
 
+def cluster_instances(plan: Plan, results: Results, step: Step) -> None:
+    results.cluster_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results.cluster = run_cluster(plan.cluster_plan(), step)
+
+
 def calibrate() -> float:
     from .report import calibration_ms
 
@@ -583,8 +608,11 @@ def run(plan: Plan, step: Step) -> Results:
         sections.insert(0, run_acceptance)
     if plan.policies:
         sections.append(cost_policies)
-    if plan.only_policies:
-        sections = [cost_policies]
+    if plan.cluster:
+        sections.append(cluster_instances)
+    if plan.only_sections():
+        sections = [cost_policies] if plan.only_policies else []
+        sections += [cluster_instances] if plan.only_cluster else []
     for section in sections:
         began = time.perf_counter()
         section(plan, results, step)

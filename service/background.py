@@ -152,6 +152,9 @@ class BackgroundChecker:
         lease: Lease | bool | None = True
         if self.cluster is not None:
             fast = self._fast(model, adapter.provider)
+            base = schedule.fast_interval if fast else schedule.interval
+            if self.cluster.covered(model, adapter.provider, base):
+                return  # the holder's results keep coming: nothing to ask
             lease = await self.cluster.acquire(
                 model, adapter.provider, lease_ttl(schedule, fast=fast)
             )

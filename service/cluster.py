@@ -4,11 +4,12 @@ With ``[cluster] redis_url`` set (and background checks on), every instance
 runs the same background loops, but before probing an adapter a loop asks
 Redis for that adapter's **lease**: ``SET lease NX PX`` for a little less
 than the interval, with a **fencing token** (``INCR``) handed out with it.
-Only the winner probes; the others skip that tick. Because every instance's
-loops tick at their own jittered times, leases (and so the probe work)
-spread over the instances instead of landing on one leader; a crashed
-instance's leases simply expire, and whoever ticks next takes the adapter
-over, within one interval.
+Only the winner probes; the others skip that tick (and while the holder's
+results keep arriving, they skip without even asking Redis). Because every
+instance's loops tick at their own jittered times, leases (and so the probe
+work) spread over the instances instead of landing on one leader; a crashed
+instance's results stop, its leases expire, and whoever ticks next takes the
+adapter over, within about an interval.
 
 The winner records its result locally and **shares** it: one Lua script
 checks that its token is still the adapter's latest (a paused instance
@@ -210,6 +211,8 @@ class ClusterCoordinator:
         self._acquire: Any = None
         self._share: Any = None
         self._scope = trio.CancelScope()
+        # When another instance last shared a result per adapter (trio clock).
+        self._heard: dict[tuple[str, str], float] = {}
         #: Whether the last Redis call succeeded, as a value tasks can wait on.
         self.connected: AsyncValue = AsyncValue(False)
         self._reachable = False
@@ -218,6 +221,7 @@ class ClusterCoordinator:
         # Counters (for tests, metrics and the benchmark).
         self.leases_won = 0
         self.leases_lost = 0
+        self.followed = 0  # ticks skipped without asking Redis: another instance is on it
         self.local_probes = 0  # probes made without a lease because Redis was unreachable
         self.shared = 0
         self.received = 0
@@ -372,12 +376,27 @@ class ClusterCoordinator:
         # A fenced-off writer never gets here: the share script refuses it in
         # Redis itself, so whatever is published is the adapter's latest.
         del token
-        if (result.model, result.provider) not in self.known or instance == self.instance:
+        key = (result.model, result.provider)
+        if key not in self.known or instance == self.instance:
             return  # not one of ours, or our own (recorded when we probed)
+        self._heard[key] = trio.current_time()
         self.received += 1
         self.state.record(result)
 
     # -- leases and results ------------------------------------------------------------
+
+    def covered(self, model: str, provider: str, within: float) -> bool:
+        """Another instance shared this adapter's result less than ``within`` seconds ago.
+
+        Then this tick need not even ask Redis: the holder is alive and on it.
+        Asking only once its results stop coming keeps the Redis calls per
+        interval near one per adapter instead of one per adapter per instance.
+        """
+        heard = self._heard.get((model, provider))
+        if not self._reachable or heard is None or trio.current_time() - heard >= within:
+            return False
+        self.followed += 1
+        return True
 
     async def acquire(self, model: str, provider: str, ttl: float) -> Lease | bool | None:
         """Try to take this adapter for ``ttl`` seconds.

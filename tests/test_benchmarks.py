@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # benchmarks/ is run from the repo root, not installed
 
-from benchmarks import policies, report, suite, workload  # noqa: E402
+from benchmarks import cluster, policies, report, suite, workload  # noqa: E402
 from benchmarks.upstream import simulator  # noqa: E402
 
 LATENCY = 0.05
@@ -173,3 +175,41 @@ def test_the_policy_section_renders_and_splices(policy_results: suite.Results) -
     again = report.splice_policies(once, section.replace("probes / minute", "PPM"))
     assert again.count(report.POLICIES_BEGIN) == 1
     assert "PPM" in again and "probes / minute" not in again
+
+
+# -- several instances with and without [cluster] (benchmarks/cluster.py), --quick: counts only --
+
+
+@pytest.mark.skipif(
+    shutil.which("redis-server") is None and os.environ.get("CI") != "true",
+    reason="redis-server is not installed (apt-get install redis-server; CI installs it)",
+)
+def test_the_cluster_record_counts_one_probe_per_adapter_per_interval_in_all() -> None:
+    """``python -m benchmarks --quick --cluster-only``, through the suite's own hooks."""
+    plan = suite.Plan.quick_plan()
+    plan.only_cluster = True
+    results = suite.run(plan, lambda _description: None)
+    quick = cluster.ClusterPlan.quick()
+    assert results.correctness_failures() == []
+    rows = {(r["instances"], r["cluster"]): r for r in results.cluster}
+    assert set(rows) == {(n, c) for n in quick.instances for c in (False, True)}
+    for (n, shared), row in rows.items():
+        assert row["every_adapter_everywhere"] and row["all_healthy"], row["served"]
+        # Probes in the window: one per adapter per interval, per instance or once in all;
+        # wide bounds for the jitter at the window's edges.
+        ideal = (1 if shared else n) * quick.adapters * row["seconds"] / quick.interval
+        assert 0.6 * ideal <= row["upstream_requests"] <= 1.5 * ideal, (n, shared, row)
+        # What the instances say they sent is what the simulator received.
+        sent = sum(row["probes_per_instance"])
+        assert 0.8 * row["upstream_requests"] <= sent <= 1.2 * row["upstream_requests"], row
+        if shared:
+            assert row["redis_cpu_s_per_minute"] is not None
+            assert all(p > 0 for p in row["probes_per_instance"])  # spread, not one leader
+    most = max(quick.instances)
+    assert rows[(most, True)]["upstream_requests"] < 0.6 * rows[(most, False)]["upstream_requests"]
+    section = report.cluster_md(results)
+    assert "probes / min" in section and "## The seed's table" not in report.markdown(results)
+    once = report.splice_cluster("# R\n\n## Targets\n\nt\n", section)
+    assert once.index(report.CLUSTER_BEGIN) < once.index("\n## Targets\n")
+    again = report.splice_cluster(once, section.replace("probes / min", "PPM"))
+    assert again.count(report.CLUSTER_BEGIN) == 1 and "PPM" in again
