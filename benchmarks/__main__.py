@@ -1,8 +1,8 @@
 """``python -m benchmarks [--quick] [--json FILE]``.
 
-A full run (well under 20 minutes on 2 cores) writes benchmarks/RESULTS.md
-and benchmarks/scale.png; ``--quick`` (under a minute, small N, 0.1-0.2 s
-latency) writes neither and exits 1 if any of this project's results is
+A full run (about 30 minutes on 2 cores) writes benchmarks/RESULTS.md
+and benchmarks/scale.png; ``--quick`` (about three minutes, small N, short
+latencies and windows) writes neither and exits 1 if any of this project's results is
 wrong (never because something is slow). ``--policies-only`` runs just the
 cost-policy records (benchmarks/policies.py, ~8 minutes in full) and replaces
 only their part of RESULTS.md; ``--cluster-only`` does the same for the
