@@ -37,7 +37,9 @@ adapter's keys in one Redis Cluster slot)::
 The client is coredis, which runs natively on Trio (through anyio): no
 asyncio bridge. ``redis://`` and ``rediss://`` URLs use its single-node
 client; ``mode = "cluster"`` uses its Redis Cluster client (discovering the
-nodes from the URL's one).
+nodes from the URL's one); ``mode = "sentinel"`` with a
+``redis+sentinel://host:port[,host:port]/service`` URL asks the sentinels
+for the current primary.
 """
 
 from __future__ import annotations
@@ -50,12 +52,14 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import coredis
 import trio
+from coredis.connection import TCPLocation
 from trio_util import AsyncValue  # type: ignore[import-untyped]
 
 from adapters.base import FailureKind, Secret
@@ -75,7 +79,13 @@ __all__ = [
 
 logger = logging.getLogger("router_health.cluster")
 
-CLUSTER_MODES: Final = ("standalone", "cluster")
+CLUSTER_MODES: Final = ("standalone", "cluster", "sentinel")
+#: The URL schemes each mode takes.
+MODE_SCHEMES: Final = {
+    "standalone": ("redis", "rediss", "unix"),
+    "cluster": ("redis", "rediss"),
+    "sentinel": ("redis+sentinel",),
+}
 
 # Take the lease and a fencing token in one step (KEYS: lease, fence;
 # ARGV: instance id, ttl ms). Returns the token, or 0 if someone holds it.
@@ -122,12 +132,43 @@ class ClusterConfig:
 
 
 def display_redis_url(url: str) -> str:
-    """``url`` without its credentials (for logs and status)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}"
+    """``url`` without its credentials or query (for logs and status).
+
+    Works for sentinel URLs too, whose host part lists several host:port.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<not a URL>"
+    rest = rest.split("?", 1)[0].split("#", 1)[0]
+    hosts, slash, path = rest.partition("/")
+    hosts = hosts.rpartition("@")[2]  # drop user:password@
+    return f"{scheme}://{hosts}{slash}{path}"
+
+
+def sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, str | None, int]:
+    """``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``.
+
+    Returns (sentinels, service name, password, db); ValueError with what is wrong.
+    """
+    scheme, _, rest = url.partition("://")
+    if scheme != "redis+sentinel":
+        raise ValueError("a sentinel URL starts with redis+sentinel://")
+    rest = rest.split("?", 1)[0]
+    netloc, _, path = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    password = userinfo.partition(":")[2] or None if at else None
+    sentinels: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        host, colon, port = item.rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("list the sentinels as host:port[,host:port...]")
+        sentinels.append((host.strip("[]"), int(port)))
+    service, _, db = path.partition("/")
+    if not service:
+        raise ValueError("name the monitored primary after the hosts: .../mymaster")
+    if db and not db.isdigit():
+        raise ValueError("the database after the service name must be a number")
+    return sentinels, service, password, int(db or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +320,24 @@ class ClusterCoordinator:
 
     # -- the connection ------------------------------------------------------------
 
+    async def _open_client(self, stack: AsyncExitStack) -> Any:
+        """The client for the configured mode, entered on ``stack``."""
+        if self.config.mode != "sentinel":
+            return await stack.enter_async_context(self._new_client())
+        sentinels, service, password, db = sentinel_url(self.config.redis_url.reveal())
+        timeout = self.config.timeout
+        sentinel = coredis.Sentinel(
+            [TCPLocation(host, port) for host, port in sentinels],
+            decode_responses=True,
+            connect_timeout=timeout,
+            stream_timeout=timeout,
+            password=password,
+            db=db,
+        )
+        await stack.enter_async_context(sentinel)
+        # The primary the sentinels name now; after a failover the client asks again.
+        return await stack.enter_async_context(sentinel.primary_for(service))
+
     def _new_client(self) -> Any:
         url = self.config.redis_url.reveal()
         timeout = self.config.timeout
@@ -296,11 +355,11 @@ class ClusterCoordinator:
         Reports started once the first connection attempt is over (successful
         or not): an instance never waits for Redis to start checking.
         """
-        client = self._new_client()
         started = False
         with self._scope:
             try:
-                async with client:
+                async with AsyncExitStack() as stack:
+                    client = await self._open_client(stack)
                     self._client = client
                     self._acquire = client.register_script(_ACQUIRE)
                     self._share = client.register_script(_SHARE)

@@ -665,7 +665,13 @@ class _Validator:
 
     def cluster(self, data: Mapping[str, Any], checks: ChecksConfig) -> ClusterConfig | None:
         """``[cluster]``: the Redis that instances share their checks through."""
-        from .cluster import CLUSTER_MODES, ClusterConfig, display_redis_url
+        from .cluster import (
+            CLUSTER_MODES,
+            MODE_SCHEMES,
+            ClusterConfig,
+            display_redis_url,
+            sentinel_url,
+        )
 
         if "cluster" not in data:
             return None
@@ -694,15 +700,24 @@ class _Validator:
                 "(or redis_url_env naming a variable that holds it)",
             )
         where = "cluster.redis_url_env" if env_name is not None else "cluster.redis_url"
-        if url is not None and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-            shown = display_redis_url(url) if "://" in url else "a value without a scheme"
-            self.problem(where, f"must be a redis://, rediss:// or unix:// URL, got {shown!r}")
-        if "mode" in values and values["mode"] not in CLUSTER_MODES:
+        mode = values.get("mode", "standalone")
+        if mode not in CLUSTER_MODES:
             self.problem(
                 "cluster.mode",
-                f"must be one of {', '.join(CLUSTER_MODES)} (a single node or a Redis Cluster), "
-                f"got {values['mode']!r}",
+                f"must be one of {', '.join(CLUSTER_MODES)} (a single node, a Redis Cluster, "
+                f"or a primary found through Sentinel), got {mode!r}",
             )
+        elif url is not None:
+            schemes = MODE_SCHEMES[mode]
+            shown = display_redis_url(url)
+            if url.partition("://")[0] not in schemes:
+                wanted = ", ".join(f"{scheme}://" for scheme in schemes)
+                self.problem(where, f"mode {mode!r} takes a {wanted} URL, got {shown!r}")
+            elif mode == "sentinel":
+                try:
+                    sentinel_url(url)
+                except ValueError as exc:
+                    self.problem(where, f"{exc}, got {shown!r}")
         if "key_prefix" in values and not _KEY_PREFIX.fullmatch(values["key_prefix"]):
             self.problem(
                 "cluster.key_prefix",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -32,6 +33,7 @@ from service.cluster import (
     display_redis_url,
     result_from_json,
     result_to_json,
+    sentinel_url,
 )
 from service.config import CheckSchedule
 from service.report import ProbeResult, ProbeStatus
@@ -343,13 +345,19 @@ def test_cluster_config_is_validated_one_line_each() -> None:
                env={"REDIS_URL": "redis://:rhtestkey-pw@redis:6379/0"})
     assert ok.cluster.mode == "cluster" and ok.cluster.key_prefix == "rh-prod"
     assert "rhtestkey" not in repr(ok)
+    with pytest.raises(ConfigError, match=r"cluster\.redis_url: mode 'standalone' takes a "
+                       r"redis://, rediss://, unix:// URL, got 'http://x'"):
+        parse({"redis_url": "http://:rhtestkey-pw@x"})
+    with pytest.raises(ConfigError, match="list the sentinels as host:port"):
+        parse({"redis_url": "redis+sentinel://:rhtestkey-pw@s1/mymaster", "mode": "sentinel"})
+    with pytest.raises(ConfigError, match="takes a redis\\+sentinel:// URL"):
+        parse({"redis_url": "redis://s1:26379/mymaster", "mode": "sentinel"})
     with pytest.raises(ConfigError) as info:
         parse({"redis_url": "http://:rhtestkey-pw@x", "mode": "ring", "key_prefix": "a b",
                "timeout": 0, "colour": 1}, checks={})
     lines = str(info.value).splitlines()
     for expected in (
-        "cluster.redis_url: must be a redis://, rediss:// or unix:// URL, got 'http://x'",
-        "cluster.mode: must be one of standalone, cluster",
+        "cluster.mode: must be one of standalone, cluster, sentinel",
         "cluster.key_prefix: must be 1 to 64 letters",
         "cluster.timeout: must be a finite number of seconds > 0",
         "cluster.colour: unknown key",
@@ -361,3 +369,62 @@ def test_cluster_config_is_validated_one_line_each() -> None:
         parse({})
     with pytest.raises(ConfigError, match="REDIS_URL is not set"):
         parse({"redis_url_env": "REDIS_URL"})
+
+
+def test_sentinel_urls_are_parsed_and_shown_without_the_password() -> None:
+    url = "redis+sentinel://:rhtestkey-pw@s1:26379,[::1]:26380/mymaster/2"
+    assert sentinel_url(url) == ([("s1", 26379), ("::1", 26380)], "mymaster", "rhtestkey-pw", 2)
+    assert display_redis_url(url) == "redis+sentinel://s1:26379,[::1]:26380/mymaster/2"
+    assert display_redis_url("redis://u:rhtestkey@h:1/0?x=rhtestkey") == "redis://h:1/0"
+    for bad, message in (
+        ("redis://h:1/m", "starts with redis+sentinel://"),
+        ("redis+sentinel://h/m", "host:port"),
+        ("redis+sentinel://h:1", "name the monitored primary"),
+        ("redis+sentinel://h:1/m/x", "must be a number"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            sentinel_url(bad)
+
+
+@pytest.fixture
+def sentinel(redis: RedisServer, tmp_path: Any) -> Iterator[str]:
+    """A redis-server in sentinel mode watching ``redis`` as primary-1; yields its URL."""
+    assert REDIS is not None
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\n"
+        f"sentinel monitor primary-1 127.0.0.1 {redis.port} 1\n"
+    )
+    process = subprocess.Popen([REDIS, str(conf), "--sentinel"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # its own "monitoring" line, not a sleep
+            if b"+monitor" in line:
+                break
+        yield f"redis+sentinel://127.0.0.1:{port}/primary-1"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@needs_redis
+async def test_instances_find_the_primary_through_sentinel(
+    redis: RedisServer, sentinel: str, nursery: trio.Nursery
+) -> None:
+    url = sentinel
+    a = ClusterCoordinator(
+        ClusterConfig(redis_url=Secret(url), mode="sentinel", instance_id="a"),
+        HealthState(lambda model, provider: CheckSchedule(interval=10)),
+        known={("m1", "p1")},
+    )
+    b = coordinator(redis.url, "b")  # straight to the primary: the same data
+    await nursery.start(a.run)
+    await nursery.start(b.run)
+    lease = await a.acquire("m1", "p1", 10)
+    assert isinstance(lease, Lease) and a.status()["status"] == "connected"
+    assert await b.acquire("m1", "p1", 10) is None  # a's lease, seen through the primary
+    assert await a.share(lease, result(), 10)
+    with trio.fail_after(5):
+        await b.state.changes.wait_value(1)
