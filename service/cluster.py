@@ -183,6 +183,8 @@ class Lease:
 def result_to_json(result: ProbeResult, *, instance: str, token: int) -> str:
     """A result as shared in Redis (never anything secret: errors are already redacted)."""
     data = {
+        # First, so an instance can skip its own messages without parsing them.
+        "instance": instance,
         "model": result.model,
         "provider": result.provider,
         "adapter": result.adapter,
@@ -195,7 +197,6 @@ def result_to_json(result: ProbeResult, *, instance: str, token: int) -> str:
         "retry_after": result.retry_after,
         "source": result.source,
         "samples": result.samples,
-        "instance": instance,
         "token": token,
     }
     return json.dumps(data, separators=(",", ":"))
@@ -254,6 +255,7 @@ class ClusterCoordinator:
         self._scope = trio.CancelScope()
         # When another instance last shared a result per adapter (trio clock).
         self._heard: dict[tuple[str, str], float] = {}
+        self._own = json.dumps({"instance": self.instance})[:-1] + ","
         #: Whether the last Redis call succeeded, as a value tasks can wait on.
         self.connected: AsyncValue = AsyncValue(False)
         self._reachable = False
@@ -427,6 +429,8 @@ class ClusterCoordinator:
             backoff = min(backoff * 2, 5.0)
 
     def _take(self, payload: str | bytes, *, own: bool) -> None:
+        if isinstance(payload, str) and payload.startswith(self._own):
+            return  # our own share, recorded when we probed: not even parsed
         try:
             result, instance, token = result_from_json(payload)
         except ValueError as exc:
