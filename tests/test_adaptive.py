@@ -21,17 +21,16 @@ from adapters.base import ProbeOutcome
 from service import (
     AdapterManager,
     CheckerSettings,
-    ConfigError,
     HealthChecker,
     ProbeResult,
     ProbeStatus,
-    load_config,
     parse_config,
 )
 from service.cache import MAX_RETRY_AFTER, RecentResults
 from service.limits import INITIAL_LIMIT, PROBE_FACTOR, AdaptiveLimit, ProbeSlots, Signal
 from service.report import HealthStatus
 from service.simulator import Behavior, SimProvider, Simulator
+from tests.test_config import problems
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -602,16 +601,6 @@ async def test_a_hold_never_outlives_the_adapter_object(sim: Simulator) -> None:
 # -- config ----------------------------------------------------------------------------------
 
 PROVIDER = '[[models]]\nname = "m"\n[[models.providers]]\nname = "p"\ntype = "ollama"\n'
-
-
-def problems(text: str, tmp_path: Path) -> str:
-    path = tmp_path / "providers.toml"
-    path.write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError) as info:
-        load_config(path, env={})
-    message = str(info.value)
-    assert "Traceback" not in message
-    return message
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,6 @@ from adapters import CallableAdapter, FailureKind
 from service import (
     AdapterManager,
     CheckerSettings,
-    ConfigError,
     HealthChecker,
     HealthReport,
     HealthStatus,
@@ -29,11 +28,11 @@ from service import (
     ProbeResult,
     ProbeStatus,
     UnknownModelError,
-    load_config,
     parse_config,
 )
 from service.passive import MAX_OBSERVATIONS, PassiveHealth
 from service.simulator import Behavior, SimProvider, Simulator
+from tests.test_config import problems
 
 KEY = "router-literal-key-0042"  # not key-shaped: only known-key redaction can hide it
 
@@ -395,16 +394,6 @@ async def test_checker_settings_transient_applies_to_passive_timeouts(
 # -- config ----------------------------------------------------------------------------------
 
 MODEL = '[[models]]\nname = "m"\n[[models.providers]]\nname = "p"\ntype = "ollama"\n'
-
-
-def problems(text: str, tmp_path: Path) -> str:
-    path = tmp_path / "providers.toml"
-    path.write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError) as info:
-        load_config(path, env={})
-    message = str(info.value)
-    assert "Traceback" not in message
-    return message
 
 
 @pytest.mark.parametrize(
