@@ -158,12 +158,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
-import difflib
 import functools
-import json
 import logging
-import math
-import re
 import time
 import traceback
 import uuid
@@ -183,7 +179,6 @@ from quart.json.provider import DefaultJSONProvider
 from quart.typing import ResponseTypes
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
-from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from adapters.base import Adapter, FailureKind, redact
@@ -191,12 +186,26 @@ from adapters.base import Adapter, FailureKind, redact
 from .auth import Access, BearerAuth
 from .background import BackgroundChecker
 from .cluster import ClusterCoordinator
-from .config import MAX_TAGS, Config, tag_problem
+from .config import Config
 from .healthjson import HEALTH_JSON, health_json, model_health_json, wants_health_json
 from .healthjson import http_status as health_json_status
 from .manager import AdapterManager, UnknownModelError
 from .metrics import Metrics
 from .openapi import openapi_spec
+from .params import (
+    BODY_ACCEPTED,
+    MAX_BATCH_BYTES,
+    ApiError,
+    CheckParams,
+    InvalidBody,
+    InvalidParameter,
+    Selection,
+    parse_batch_body,
+    parse_check_params,
+    plan_for,
+    show_value,
+    single_param,
+)
 from .report import HealthReport, HealthStatus, ModelHealthReport, ProbeResult
 from .singleflight import FlightCancelled, SingleFlight
 from .state import HealthState, percentile, stale_results
@@ -236,378 +245,10 @@ _ENDPOINTS: Final = (
     "GET / (the dashboard)",
 )
 
-_BOOLEAN_ACCEPTED: Final = "one of true, false, 1, 0, yes, no (any case)"
-_TRUE: Final = frozenset({"true", "1", "yes"})
-_FALSE: Final = frozenset({"false", "0", "no"})
-# Plain decimal notation only: float() alone would also take "nan", "inf",
-# "1_000" and "0x1p3"-style oddities that no client means as a timeout.
-_NUMBER: Final = re.compile(r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-# Bounds how much of a bad value is echoed back in an error message.
-_MAX_SHOWN: Final = 60
-# The largest POST /v1/health/batch body read.
-_MAX_BATCH_BYTES: Final = 64 * 1024
-_FILTER_ACCEPTED: Final = (
-    f"a comma-separated list of at most {MAX_TAGS} tags (letters, digits and _ . : -), "
-    "e.g. tags=prod,eu"
-)
 # How long shutdown waits for cancelled shared runs to unwind.
 _RUN_UNWIND_SECONDS: Final = 5.0
 
 _T = TypeVar("_T")
-
-
-# -- errors ---------------------------------------------------------------------
-
-
-class ApiError(Exception):
-    """An error answer: an HTTP status and a JSON body with at least ``error`` and ``message``."""
-
-    def __init__(
-        self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(body["message"])
-        self.status = status
-        self.body = dict(body)
-        self.headers = dict(headers or {})
-
-
-class InvalidParameter(ApiError):
-    def __init__(self, parameter: str, message: str, accepted: str) -> None:
-        super().__init__(
-            400,
-            {
-                "error": "invalid_parameter",
-                "parameter": parameter,
-                "message": message,
-                "accepted": accepted,
-            },
-        )
-
-
-def _shown(value: str) -> str:
-    return repr(value if len(value) <= _MAX_SHOWN else value[:_MAX_SHOWN] + "...")
-
-
-# -- query parameters -------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CheckParams:
-    """A check route's validated query parameters."""
-
-    timeout: float
-    use_concurrent: bool
-    details: bool
-    #: ``?tags=``: keep adapters having all of these; ``?exclude=``: drop any having one.
-    tags: frozenset[str] = frozenset()
-    exclude: frozenset[str] = frozenset()
-    #: ``?fresh=true``: probe now even when background checks have a fresh result.
-    fresh: bool = False
-
-
-def _single(args: MultiDict[str, str], name: str, accepted: str) -> str | None:
-    values = args.getlist(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        shown = ", ".join(_shown(v) for v in values[:5])
-        raise InvalidParameter(
-            name, f"{name} must be given at most once, got {len(values)} values: {shown}", accepted
-        )
-    return values[0]
-
-
-def _parse_timeout(args: MultiDict[str, str], default: float, maximum: float) -> float:
-    accepted = f"a number of seconds > 0 and <= {maximum:g}, e.g. timeout={min(30, maximum):g}"
-    raw = _single(args, "timeout", accepted)
-    if raw is None:
-        return default
-    text = raw.strip()
-    value = float(text) if _NUMBER.fullmatch(text) else math.nan
-    if not (math.isfinite(value) and 0 < value <= maximum):
-        raise InvalidParameter(
-            "timeout",
-            f"timeout must be a number of seconds > 0 and <= {maximum:g}, got {_shown(raw)}",
-            accepted,
-        )
-    return value
-
-
-def _parse_bool(args: MultiDict[str, str], name: str, default: bool) -> bool:
-    raw = _single(args, name, _BOOLEAN_ACCEPTED)
-    if raw is None:
-        return default
-    text = raw.strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise InvalidParameter(
-        name, f"{name} must be {_BOOLEAN_ACCEPTED}, got {_shown(raw)}", _BOOLEAN_ACCEPTED
-    )
-
-
-def _parse_tags(args: MultiDict[str, str], name: str) -> frozenset[str]:
-    raw = _single(args, name, _FILTER_ACCEPTED)
-    if raw is None:
-        return frozenset()
-    tags = [part.strip() for part in raw.split(",")]
-    if len(tags) > MAX_TAGS:
-        raise InvalidParameter(
-            name, f"{name} takes at most {MAX_TAGS} tags, got {len(tags)}", _FILTER_ACCEPTED
-        )
-    for tag in tags:
-        if tag_problem(tag) is not None:
-            raise InvalidParameter(
-                name,
-                f"{name} must be {_FILTER_ACCEPTED}; {_shown(tag)} in {_shown(raw)} is not a tag",
-                _FILTER_ACCEPTED,
-            )
-    return frozenset(tags)
-
-
-def parse_check_params(
-    args: MultiDict[str, str], config: Config, *, default_timeout: float
-) -> CheckParams:
-    """Validate ``timeout``, ``use_concurrent``, ``details``, ``tags`` and ``exclude``.
-
-    Raises :class:`ApiError` (400) naming the parameter.
-    """
-    return CheckParams(
-        timeout=_parse_timeout(args, default_timeout, config.server.max_timeout),
-        use_concurrent=_parse_bool(args, "use_concurrent", config.checks.use_concurrent),
-        details=_parse_bool(args, "details", True),
-        tags=_parse_tags(args, "tags"),
-        exclude=_parse_tags(args, "exclude"),
-        fresh=_parse_bool(args, "fresh", False),
-    )
-
-
-# -- selections ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """Which adapters a check covers; hashable, so it is part of a single-flight key.
-
-    ``models``/``providers`` are None for "all"; names are kept sorted so the
-    order a client lists them in does not split shared runs.
-    """
-
-    models: tuple[str, ...] | None = None
-    providers: tuple[str, ...] | None = None
-    tags: frozenset[str] = frozenset()
-    exclude: frozenset[str] = frozenset()
-
-    @classmethod
-    def of(
-        cls,
-        params: CheckParams,
-        *,
-        models: Sequence[str] | None = None,
-        providers: Sequence[str] | None = None,
-    ) -> Selection:
-        return cls(
-            models=None if models is None else tuple(sorted(set(models))),
-            providers=None if providers is None else tuple(sorted(set(providers))),
-            tags=params.tags,
-            exclude=params.exclude,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        shown: dict[str, Any] = {}
-        if self.models is not None:
-            shown["models"] = list(self.models)
-        if self.providers is not None:
-            shown["providers"] = list(self.providers)
-        shown["tags"] = sorted(self.tags)
-        shown["exclude"] = sorted(self.exclude)
-        return shown
-
-
-def _plan(manager: AdapterManager, selection: Selection) -> dict[str, list[Adapter]]:
-    """The adapters ``selection`` covers (model -> adapters); 404 for unknown names or none."""
-    if selection.models is not None:
-        unknown = [m for m in selection.models if m not in manager.model_adapters]
-        if unknown:
-            listed = ", ".join(_shown(m) for m in unknown[:10])
-            raise ApiError(
-                404,
-                {
-                    "error": "unknown_model",
-                    "message": f"unknown model {listed}; 'available' lists the configured models",
-                    "available": manager.get_available_models(),
-                },
-            )
-    if selection.providers is not None:
-        known = sorted({a.provider for _, a in manager.all_adapters()})
-        unknown = [p for p in selection.providers if p not in known]
-        if unknown:
-            listed = ", ".join(_shown(p) for p in unknown[:10])
-            raise ApiError(
-                404,
-                {
-                    "error": "unknown_provider",
-                    "message": (
-                        f"unknown provider {listed}; 'available' lists the configured providers"
-                    ),
-                    "available": known,
-                },
-            )
-    plan = manager.select(selection.models, selection.providers, selection.tags, selection.exclude)
-    if not plan:
-        raise ApiError(
-            404,
-            {
-                "error": "empty_selection",
-                "message": "no adapter matches this selection; 'selection' shows the filters",
-                "selection": selection.to_dict(),
-            },
-        )
-    return plan
-
-
-# -- the batch body -----------------------------------------------------------------
-
-_BATCH_FIELDS: Final = {
-    "models": 'a non-empty list of model names, e.g. ["gpt-4", "llama3"]',
-    "providers": 'a non-empty list of provider names, e.g. ["openai", "azure"]',
-    "tags": f'a non-empty list of at most {MAX_TAGS} tags (letters, digits and _ . : -), '
-    'e.g. ["prod", "eu"]',
-    "exclude": f'a non-empty list of at most {MAX_TAGS} tags (letters, digits and _ . : -), '
-    'e.g. ["local"]',
-    "timeout": "a number of seconds > 0 and <= [server] max_timeout, e.g. 30",
-    "use_concurrent": "true or false",
-    "details": "true or false",
-    "fresh": "true or false",
-}
-_BODY_ACCEPTED: Final = (
-    "a JSON object with any of: " + ", ".join(_BATCH_FIELDS) + f" (at most {_MAX_BATCH_BYTES // 1024} KB)"
-)
-
-
-class InvalidBody(ApiError):
-    def __init__(self, field: str, message: str, accepted: str) -> None:
-        super().__init__(
-            400,
-            {"error": "invalid_body", "field": field, "message": message, "accepted": accepted},
-        )
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"key {key!r} appears twice")
-        result[key] = value
-    return result
-
-
-def _body_names(body: Mapping[str, Any], name: str, *, tags: bool) -> list[str] | None:
-    if name not in body:
-        return None
-    value = body[name]
-    accepted = _BATCH_FIELDS[name]
-    if not isinstance(value, list) or not value:
-        got = "an empty list" if value == [] else _json_type(value)
-        raise InvalidBody(name, f"{name} must be {accepted}, got {got}", accepted)
-    if tags and len(value) > MAX_TAGS:
-        raise InvalidBody(name, f"{name} takes at most {MAX_TAGS} tags, got {len(value)}", accepted)
-    for item in value:
-        bad = (
-            tag_problem(item)
-            if tags
-            else (None if isinstance(item, str) and item else "names must be non-empty strings")
-        )
-        if bad is not None:
-            shown = _shown(item) if isinstance(item, str) else _json_type(item)
-            raise InvalidBody(name, f"{name} must be {accepted}; {shown} is not valid", accepted)
-    return value
-
-
-def _json_type(value: Any) -> str:
-    """``value``'s JSON type with its article, for messages: "a string", "an object", "null"."""
-    if value is None:
-        return "null"
-    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-             list: "a list", dict: "an object"}
-    return names.get(type(value), f"a {type(value).__name__}")
-
-
-def parse_batch_body(
-    raw: bytes, config: Config
-) -> tuple[CheckParams, Sequence[str] | None, Sequence[str] | None]:
-    """Validate a ``POST /v1/health/batch`` body: the options, ``models`` and ``providers``.
-
-    Raises :class:`ApiError` (400 ``invalid_body``) naming the field and the accepted form.
-    """
-    if len(raw) > _MAX_BATCH_BYTES:
-        raise InvalidBody(
-            "body", f"the body is larger than {_MAX_BATCH_BYTES // 1024} KB", _BODY_ACCEPTED
-        )
-    try:
-        body = json.loads(
-            raw.decode("utf-8"), parse_constant=_no_constant, object_pairs_hook=_unique_keys
-        )
-    except (ValueError, RecursionError) as exc:
-        reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "not valid JSON"
-        detail = f" ({exc})" if isinstance(exc, ValueError) and reason != "not UTF-8" else ""
-        raise InvalidBody("body", f"the body is {reason}{detail[:200]}", _BODY_ACCEPTED) from None
-    if not isinstance(body, dict):
-        raise InvalidBody(
-            "body", f"the body must be a JSON object, got {_json_type(body)}", _BODY_ACCEPTED
-        )
-    for key in body:
-        if key not in _BATCH_FIELDS:
-            close = difflib.get_close_matches(key, list(_BATCH_FIELDS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise InvalidBody(key, f"unknown field {_shown(key)}{hint}", _BODY_ACCEPTED)
-
-    maximum = config.server.max_timeout
-    timeout = config.checks.timeout
-    if "timeout" in body:
-        value = body["timeout"]
-        accepted = f"a number of seconds > 0 and <= {maximum:g}, e.g. {min(30, maximum):g}"
-        number = (
-            float(value)
-            if isinstance(value, int | float) and not isinstance(value, bool)
-            and abs(value) < 1e300
-            else math.nan
-        )
-        if not (math.isfinite(number) and 0 < number <= maximum):
-            shown = repr(value) if isinstance(value, int | float) else _json_type(value)
-            raise InvalidBody(
-                "timeout",
-                f"timeout must be a number of seconds > 0 and <= {maximum:g}, got {shown[:60]}",
-                accepted,
-            )
-        timeout = number
-    flags = {"use_concurrent": config.checks.use_concurrent, "details": True, "fresh": False}
-    for name in flags:
-        if name in body:
-            if not isinstance(body[name], bool):
-                raise InvalidBody(
-                    name, f"{name} must be true or false, got {_json_type(body[name])}",
-                    _BATCH_FIELDS[name],
-                )
-            flags[name] = body[name]
-    params = CheckParams(
-        timeout=timeout,
-        use_concurrent=flags["use_concurrent"],
-        details=flags["details"],
-        tags=frozenset(_body_names(body, "tags", tags=True) or ()),
-        exclude=frozenset(_body_names(body, "exclude", tags=True) or ()),
-        fresh=flags["fresh"],
-    )
-    return (
-        params,
-        _body_names(body, "models", tags=False),
-        _body_names(body, "providers", tags=False),
-    )
 
 
 # -- app state --------------------------------------------------------------------
@@ -871,7 +512,7 @@ async def _run_selection(
 ) -> HealthReport:
     """One shared run over ``selection`` (the ``/v1/health/`` report shape)."""
     manager = _ready_manager(state)
-    plan = _plan(manager, selection)
+    plan = plan_for(manager, selection)
     health = state.health
     if health is not None and not params.fresh:
         served = _from_state(state, health, plan, params)
@@ -907,7 +548,7 @@ _FORMAT_ACCEPTED: Final = "json or health+json (the IETF health check format)"
 
 def _wants_health_json() -> bool:
     """``?format=`` or the Accept header asks for application/health+json (400 if unknown)."""
-    fmt = _single(request.args, "format", _FORMAT_ACCEPTED)
+    fmt = single_param(request.args, "format", _FORMAT_ACCEPTED)
     try:
         return wants_health_json(request.headers.get("Accept"), fmt)
     except ValueError as exc:
@@ -952,12 +593,12 @@ async def health_model(name: str) -> Response:
             404,
             {
                 "error": "unknown_model",
-                "message": f"unknown model {_shown(name)}; 'available' lists the configured models",
+                "message": f"unknown model {show_value(name)}; 'available' lists the configured models",
                 "available": exc.available,
             },
         ) from None
     selection = Selection.of(params, models=[name])
-    plan = _plan(manager, selection)
+    plan = plan_for(manager, selection)
     details = params.details and access is Access.GRANTED
     health = state.health
     if health is not None and not params.fresh:
@@ -1002,8 +643,8 @@ async def health_history() -> Response:
     if access is not Access.GRANTED:
         raise _unauthorized(access)
     accepted = "a configured name, e.g. model=gpt-4"
-    model = _single(request.args, "model", accepted)
-    provider = _single(request.args, "provider", accepted)
+    model = single_param(request.args, "model", accepted)
+    provider = single_param(request.args, "provider", accepted)
     health = state.health
     if health is None:
         raise ApiError(
@@ -1017,7 +658,7 @@ async def health_history() -> Response:
         models=None if model is None else (model,),
         providers=None if provider is None else (provider,),
     )
-    plan = _plan(state.manager, selection)
+    plan = plan_for(state.manager, selection)
     adapters: list[dict[str, Any]] = []
     for name, members in plan.items():
         for each in members:
@@ -1079,7 +720,7 @@ _BODY_READ_TIMEOUT = 10.0  # seconds for a whole batch body (at most 64 KB)
 async def _read_body(limit: int) -> bytes:
     """The request body, refusing (400) past ``limit`` bytes without reading it all."""
     too_large = InvalidBody(
-        "body", f"the body is larger than {limit // 1024} KB", _BODY_ACCEPTED
+        "body", f"the body is larger than {limit // 1024} KB", BODY_ACCEPTED
     )
     if request.content_length is not None and request.content_length > limit:
         raise too_large
@@ -1096,7 +737,7 @@ async def _read_body(limit: int) -> bytes:
             raise too_large from None
     if scope.cancelled_caught:
         raise InvalidBody(
-            "body", f"the body did not arrive within {_BODY_READ_TIMEOUT:g} s", _BODY_ACCEPTED
+            "body", f"the body did not arrive within {_BODY_READ_TIMEOUT:g} s", BODY_ACCEPTED
         )
     return bytes(data)
 
@@ -1105,7 +746,7 @@ async def health_batch() -> Response:
     state = _state()
     access = _access(state)
     if request.mimetype != "application/json":
-        shown = _shown(request.content_type) if request.content_type else "none"
+        shown = show_value(request.content_type) if request.content_type else "none"
         raise ApiError(
             415,
             {
@@ -1115,7 +756,7 @@ async def health_batch() -> Response:
             },
         )
     params, models, providers = parse_batch_body(
-        await _read_body(_MAX_BATCH_BYTES), state.config
+        await _read_body(MAX_BATCH_BYTES), state.config
     )
     selection = Selection.of(params, models=models, providers=providers)
     as_health_json = _wants_health_json()
@@ -1254,13 +895,13 @@ async def _http_error(error: HTTPException) -> Response:
     if code == 404:
         body: dict[str, Any] = {
             "error": "not_found",
-            "message": f"no endpoint at {_shown(request.path)}",
+            "message": f"no endpoint at {show_value(request.path)}",
             "endpoints": list(_ENDPOINTS),
         }
     elif code == 405:
         body = {
             "error": "method_not_allowed",
-            "message": f"{request.method} is not allowed on {_shown(request.path)}",
+            "message": f"{request.method} is not allowed on {show_value(request.path)}",
         }
     elif code >= 500:
         body = _internal_body(error)
@@ -1289,7 +930,7 @@ def _internal_body(error: BaseException) -> dict[str, Any]:
         "internal error %s on %s %s\n%s",
         error_id,
         request.method,
-        _shown(request.path),
+        show_value(request.path),
         redact(trace, secrets),
     )
     return {

@@ -134,6 +134,15 @@ async def instance(sim: Simulator, redis_url: str | None, name: str) -> AsyncIte
         yield app.extensions[EXTENSION_KEY]
 
 
+async def until(condition: Any, seconds: float = 10) -> None:
+    """Wait (bounded) for a counter-like condition no event announces."""
+    with trio.fail_after(seconds):
+        for _ in range(int(seconds / 0.05) + 1):
+            if condition():
+                return
+            await trio.sleep(0.05)
+
+
 async def requests_during(sim: Simulator, seconds: float) -> int:
     before = sim.total_stats().requests
     await trio.sleep(seconds)  # elapsed time is what is measured here
@@ -171,8 +180,9 @@ async def test_three_instances_probe_each_adapter_once_per_interval(
         # the bounds allow for jitter at the window's edges.
         assert 0.6 * 4 * ADAPTERS <= probes <= 1.5 * 4 * ADAPTERS, probes
         clusters = [s.cluster for s in states]
-        # The work is spread, not one leader doing everything.
-        assert all(c.leases_won > 0 for c in clusters), [c.leases_won for c in clusters]
+        # The work is spread, not one leader doing everything (the last to
+        # start gets its share as the others' results age).
+        await until(lambda: all(c.leases_won > 0 for c in clusters))
         assert all(c.received > 0 for c in clusters)
         assert all(c.reachable and c.local_probes == 0 for c in clusters)
         # Every instance knows every adapter, probed by itself or not.
@@ -200,8 +210,8 @@ async def test_a_stopped_instances_adapters_are_taken_over(
         b = await stack.enter_async_context(instance(sim, redis.url, "b"))
         async with instance(sim, redis.url, "c") as c:
             await all_known([a, b, c])
-            await requests_during(sim, 2 * INTERVAL)
-            assert c.cluster.leases_won > 0
+            # c started last; leases drift to it as a and b's results age.
+            await until(lambda: c.cluster.leases_won > 0)
         # c is gone (as if it crashed: its leases just expire). Within about an
         # interval a and b own every adapter.
         won_before = a.cluster.leases_won + b.cluster.leases_won
