@@ -412,7 +412,7 @@ class ClusterCoordinator:
             if not ok:
                 return
             if payload:
-                self._take(payload, own=False)
+                self._take(payload)
 
     async def _follow(self) -> None:
         backoff = 0.1
@@ -422,13 +422,13 @@ class ClusterCoordinator:
                     backoff = 0.1
                     async for message in pubsub:
                         if message.get("type") == "message":
-                            self._take(message["data"], own=False)
+                            self._take(message["data"])
             except* Exception as group:  # a cancellation in the group still propagates
                 self._failed("subscription", group.exceptions[0])
             await trio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
-    def _take(self, payload: str | bytes, *, own: bool) -> None:
+    def _take(self, payload: str | bytes) -> None:
         if isinstance(payload, str) and payload.startswith(self._own):
             return  # our own share, recorded when we probed: not even parsed
         try:

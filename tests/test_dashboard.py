@@ -56,9 +56,8 @@ def cell(model: str, provider: str, status: str | None = None) -> str:
     return selector if status is None else f"{selector}[data-status={_css(status)}]"
 
 
-@pytest.fixture
-def browser() -> None:
-    """Skips (fails under ``CI=true``) without Chromium or playwright, before any server starts."""
+def require_browser(tests: str = "the dashboard tests") -> None:
+    """Skip without Chromium or playwright; fail instead under ``CI=true`` (CI must run ``tests``)."""
     problems = []
     if not os.access(CHROMIUM, os.X_OK):
         problems.append(f"{CHROMIUM} is missing (apt-get install chromium)")
@@ -69,8 +68,14 @@ def browser() -> None:
     if problems:
         reason = "no headless browser: " + "; ".join(problems)
         if os.environ.get("CI") == "true":
-            pytest.fail(reason + " — CI must run the dashboard tests")
+            pytest.fail(f"{reason} — CI must run {tests}")
         pytest.skip(reason)
+
+
+@pytest.fixture
+def browser() -> None:
+    """Checked before any server starts."""
+    require_browser()
 
 
 async def in_browser(service: Service, script: Callable[[Any], T]) -> T:

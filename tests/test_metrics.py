@@ -31,12 +31,12 @@ from service import (
     PassivePolicy,
     ProbeResult,
     ProbeStatus,
-    parse_config,
 )
 from service.config import CheckSchedule
 from service.metrics import Metrics
 from service.simulator import Behavior, SimProvider, Simulator
 from service.state import HealthState
+from tests.test_adaptive import sim_config
 from tests.test_app import Probe, adapter, ok
 
 # The CI greps every test output for "rhtestkey": these must never show up.
@@ -445,17 +445,6 @@ async def sim(nursery: trio.Nursery) -> AsyncIterator[Simulator]:
     )
     await nursery.start(simulator.serve)
     yield simulator
-
-
-def sim_config(sim: Simulator, *providers: str, **checks: Any) -> Any:
-    entries = [e for e in sim.provider_entries() if e["name"] in providers]
-    return parse_config(
-        {
-            "checks": {"adapter_timeout": 5, "recheck_timeouts": False, **checks},
-            "models": [{"name": "m", "providers": entries}],
-        },
-        env={},
-    )
 
 
 async def test_a_429_and_a_hanging_upstream_over_loopback(sim: Simulator) -> None:

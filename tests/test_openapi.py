@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,7 +24,6 @@ from typing import Any
 import hypothesis
 import hypothesis.errors
 import jsonschema_rs
-import pytest
 import requests
 import schemathesis
 import trio
@@ -44,6 +42,7 @@ from service import parse_config
 from service.app import create_app
 from service.openapi import openapi_spec
 from tests.test_app_e2e import GUARD, PROVIDERS, Service, running_service
+from tests.test_dashboard import CHROMIUM, require_browser
 
 CHECKS = [
     not_a_server_error,
@@ -375,25 +374,8 @@ async def test_head_on_the_event_stream_ends() -> None:
 # -- the /docs page ------------------------------------------------------------------------
 
 
-CHROMIUM = "/usr/bin/chromium"
 #: A string that would run script if the page ever parsed spec text as HTML.
 HOSTILE = '<img src="x" onerror="window.pwned = 1">'
-
-
-def _browser() -> None:
-    """Skip without Chromium or playwright (fail under ``CI=true``), as tests/test_dashboard.py."""
-    problems = []
-    if not os.access(CHROMIUM, os.X_OK):
-        problems.append(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        problems.append("the playwright package is missing (pip install playwright)")
-    if problems:
-        reason = "no headless browser: " + "; ".join(problems)
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + " — CI must run the docs page test")
-        pytest.skip(reason)
 
 
 def _render_docs(url: str, hostile_document: dict[str, Any]) -> dict[str, Any]:
@@ -441,7 +423,7 @@ def _render_docs(url: str, hostile_document: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_the_docs_page_renders_every_operation_of_the_served_document() -> None:
-    _browser()
+    require_browser("the docs page test")
     async with running_service(checks=FAST_CHECKS, server=SERVER) as service:
         document = await served_document(service)
         page = await service.client.get("/docs")
