@@ -16,7 +16,7 @@ import sys
 import trio
 
 from service import Config, parse_config
-from service.app import create_app, serve
+from service.api.app import create_app, serve
 
 
 async def _main(config: Config) -> None:

@@ -1,7 +1,7 @@
 """``python -m benchmarks.soak [--quick] [--duration S]``: a bounded soak of ``router-health serve``.
 
 Two processes of their own, loopback only: the simulator (``python -m
-service.simulator --spec``, 40 providers of all seven kinds, 8 of them
+service.testing.simulator --spec``, 40 providers of all seven kinds, 8 of them
 failing: 503, hanging under a short per-provider timeout, or a 30 % error
 rate) and the service (``router-health serve`` on a generated TOML config).
 This process is the client: a steady, open-loop request rate (default 20/s)
@@ -898,7 +898,7 @@ def markdown(run: Run, results: list[Verdict]) -> str:
                else "started as `python -m service.cli serve`."),
             f"  Config: `[checks]` {', '.join(f'{k} = {v}' for k, v in CHECKS.items())}; "
             f"`[server]` {', '.join(f'{k} = {v}' for k, v in SERVER.items())}.",
-            f"- Upstream: `python -m service.simulator` in its own process, {N_PROVIDERS} "
+            f"- Upstream: `python -m service.testing.simulator` in its own process, {N_PROVIDERS} "
             f"providers of all {len(KINDS)} kinds, 20-60 ms latency, serving {len(MODELS)} "
             f"models of up to {PER_MODEL} providers. {len(FAILING)} failing "
             f"({len(FAILING) / N_PROVIDERS:.0%}): 3 answer 503 (one is the only provider of "

@@ -26,19 +26,19 @@ class Upstream:
 
 @contextmanager
 def upstream_process(spec: list[dict[str, Any]]) -> Iterator[str]:
-    """Start ``python -m service.simulator --spec ...``; yield its root URL; stop it."""
+    """Start ``python -m service.testing.simulator --spec ...``; yield its root URL; stop it."""
     with simulator(spec) as upstream:
         yield upstream.url
 
 
 @contextmanager
 def simulator(spec: list[dict[str, Any]]) -> Iterator[Upstream]:
-    """Start ``python -m service.simulator --spec ...``; yield it; stop it."""
+    """Start ``python -m service.testing.simulator --spec ...``; yield it; stop it."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(spec, handle)
         spec_path = handle.name
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.simulator", "--spec", spec_path, "--port", "0"],
+        [sys.executable, "-m", "service.testing.simulator", "--spec", spec_path, "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )

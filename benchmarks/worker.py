@@ -32,8 +32,8 @@ from adapters.base import (
     RawResponse,
     TransportError,
 )
-from service import AdapterManager, HealthChecker, parse_config
-from service.manager import socket_budget
+from service import AdapterManager, CheckerSettings, HealthChecker, parse_config
+from service.engine.manager import socket_budget
 
 from . import measure, workload
 
@@ -131,7 +131,7 @@ async def _measure(job: dict[str, Any]) -> dict[str, Any]:
         if size == "auto":
             size = socket_budget(len(tabs))
         checker = HealthChecker(
-            config.checks.checker_settings(), probe_limiter=trio.CapacityLimiter(size)
+            CheckerSettings.from_config(config.checks), probe_limiter=trio.CapacityLimiter(size)
         )
     walls: list[float] = []
     exec_times: list[float] = []

@@ -44,7 +44,7 @@ def sentinel_name(mode: str) -> str:
 
 
 def simulator_spec(n: int, latency: float, *, sentinels: bool) -> list[dict[str, Any]]:
-    """``python -m service.simulator --spec`` document for the largest fleet of a section."""
+    """``python -m service.testing.simulator --spec`` document for the largest fleet of a section."""
     spec = [
         {
             "name": fleet_name(i),

@@ -14,8 +14,7 @@ The public API, and nothing else::
     print(report.to_dict())
 """
 
-from .app import create_app, serve
-from .checker import CheckerSettings, HealthChecker, ResultCallback
+from .api.app import create_app, serve
 from .config import (
     ChecksConfig,
     Config,
@@ -26,9 +25,10 @@ from .config import (
     load_config,
     parse_config,
 )
-from .manager import AdapterManager, UnknownModelError
-from .passive import PassivePolicy
-from .report import (
+from .engine.checker import CheckerSettings, HealthChecker, ResultCallback
+from .engine.manager import AdapterManager, UnknownModelError
+from .engine.passive import PassivePolicy
+from .engine.report import (
     HealthReport,
     HealthStatus,
     ModelHealthReport,

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, NoReturn
 import trio
 
 from .config import Config, ConfigError, load_config
+from .engine.manager import AdapterManager, UnknownModelError
+from .engine.report import HealthReport, HealthStatus, ProbeResult
 from .logs import LOG_FORMATS, configure_logging
-from .manager import AdapterManager, UnknownModelError
-from .report import HealthReport, HealthStatus, ProbeResult
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
@@ -148,7 +148,7 @@ async def _check(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _check_demo(args: argparse.Namespace) -> int:
-    from .demo import demo_config, start_demo_upstream
+    from .testing.demo import demo_config, start_demo_upstream
 
     async with trio.open_nursery() as nursery:
         simulator = await start_demo_upstream(nursery)
@@ -171,7 +171,7 @@ async def _wait_for_signal(event: trio.Event) -> None:
 
 
 async def _serve(config: Config, host: str, port: int, *, announce: str = "") -> None:
-    from .app import create_app
+    from .api.app import create_app
 
     app = create_app(config)
     stop = trio.Event()
@@ -192,7 +192,7 @@ async def _serve_task(
     stop: trio.Event,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    from .app import serve
+    from .api.app import serve
 
     await serve(app, host=host, port=port, shutdown_trigger=stop.wait, task_status=task_status)
 
@@ -215,7 +215,7 @@ Ctrl-C stops it."""
 
 
 async def _demo(args: argparse.Namespace) -> None:
-    from .demo import demo_config, start_demo_upstream
+    from .testing.demo import demo_config, start_demo_upstream
 
     async with trio.open_nursery() as nursery:
         simulator = await start_demo_upstream(nursery)

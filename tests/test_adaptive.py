@@ -26,10 +26,10 @@ from service import (
     ProbeStatus,
     parse_config,
 )
-from service.cache import MAX_RETRY_AFTER, RecentResults
-from service.limits import INITIAL_LIMIT, PROBE_FACTOR, AdaptiveLimit, ProbeSlots, Signal
-from service.report import HealthStatus
-from service.simulator import Behavior, SimProvider, Simulator
+from service.engine.cache import MAX_RETRY_AFTER, RecentResults
+from service.engine.limits import INITIAL_LIMIT, PROBE_FACTOR, AdaptiveLimit, ProbeSlots, Signal
+from service.engine.report import HealthStatus
+from service.testing.simulator import Behavior, SimProvider, Simulator
 from tests.test_config import problems
 
 # -- helpers -------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from service import (
     ProbeStatus,
     parse_config,
 )
-from service.app import (
+from service.api.app import (
     EXTENSION_KEY,
     ApiError,
     CheckParams,

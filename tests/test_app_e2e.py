@@ -19,8 +19,8 @@ import trio
 from quart_trio import QuartTrio
 
 from service import AdapterManager, parse_config
-from service.app import create_app, get_manager, serve
-from service.simulator import Behavior, SimProvider, Simulator
+from service.api.app import create_app, get_manager, serve
+from service.testing.simulator import Behavior, SimProvider, Simulator
 
 #: model -> simulated providers serving it
 MODELS: Mapping[str, tuple[str, ...]] = {

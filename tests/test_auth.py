@@ -9,7 +9,7 @@ import trio
 
 from adapters import Secret
 from service import ConfigError, parse_config
-from service.auth import Access, BearerAuth
+from service.api.auth import Access, BearerAuth
 from tests.test_app import Probe, adapter, make_app, serving
 from tests.test_app_e2e import running_service
 
@@ -54,16 +54,16 @@ def test_without_a_token_configured_everyone_is_granted() -> None:
 def test_tokens_are_compared_in_constant_time_whatever_their_length(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import service.auth
+    import service.api.auth
 
     compared: list[tuple[int, int]] = []
-    real = service.auth.hmac.compare_digest
+    real = service.api.auth.hmac.compare_digest
 
     def spy(a: bytes, b: bytes) -> bool:
         compared.append((len(a), len(b)))
         return real(a, b)
 
-    monkeypatch.setattr(service.auth.hmac, "compare_digest", spy)
+    monkeypatch.setattr(service.api.auth.hmac, "compare_digest", spy)
     auth = BearerAuth(Secret(TOKEN))
     for candidate in ["x", TOKEN, TOKEN * 10, ""]:
         auth.check([f"Bearer {candidate}"])

@@ -10,11 +10,11 @@ import trio
 import trio.testing
 
 from adapters import CallableAdapter
-from service import ConfigError, HealthChecker, parse_config
-from service.app import EXTENSION_KEY, get_health_state
-from service.background import BackgroundChecker, next_delay
+from service import CheckerSettings, ConfigError, HealthChecker, parse_config
+from service.api.app import EXTENSION_KEY, get_health_state
 from service.config import CheckSchedule
-from service.state import HealthState
+from service.live.background import BackgroundChecker, next_delay
+from service.live.state import HealthState
 from tests.test_app import Probe, adapter, get_json, make_app, serving
 from tests.test_cost_limits import settings
 
@@ -329,7 +329,7 @@ def test_degraded_keys_reach_the_schedule_and_the_checker() -> None:
     own = checks.schedule_for("llama3", "local")
     assert own.transient == ("rate_limited", "timeout") and own.transient_limit == 0
     assert own.latency_slo_ms == 800 and own.slo_window == 30 and own.slo_percentile == 95
-    settings_ = checks.checker_settings()
+    settings_ = CheckerSettings.from_config(checks)
     assert settings_.transient == frozenset({"rate_limited"})
     assert settings_.adapter_transient[("llama3", "local")] == frozenset({"rate_limited", "timeout"})
     with pytest.raises(ValueError, match="transient kinds must be among"):

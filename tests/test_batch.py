@@ -14,7 +14,7 @@ import trio
 import trio.testing
 from quart.typing import TestClientProtocol as QuartClient
 
-from service.app import EXTENSION_KEY
+from service.api.app import EXTENSION_KEY
 from tests.test_app import SEED_TOP_KEYS, Probe, serving
 from tests.test_app_e2e import GUARD, PROVIDERS, running_service
 from tests.test_tags import Fleet, tagged_app

@@ -16,7 +16,7 @@ import trio.testing
 
 from adapters import CallableAdapter, FailureKind, ProbeOutcome, SyncCallableAdapter
 from service import CheckerSettings, HealthChecker, HealthStatus, ProbeResult, ProbeStatus
-from service.report import overall_status
+from service.engine.report import overall_status
 
 
 def after(seconds: float, outcome: bool | ProbeOutcome = True) -> Callable[[], Awaitable[bool | ProbeOutcome]]:

@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from service.config import dump_toml
-from service.simulator import Behavior, SimProvider, Simulator
+from service.testing.simulator import Behavior, SimProvider, Simulator
 
 ROUTER_HEALTH = [sys.executable, "-m", "service.cli"]
 

@@ -25,20 +25,13 @@ import trio
 from adapters import FailureKind
 from adapters.base import Secret
 from service import ConfigError, parse_config
-from service.app import EXTENSION_KEY, create_app
-from service.cluster import (
-    ClusterConfig,
-    ClusterCoordinator,
-    Lease,
-    display_redis_url,
-    result_from_json,
-    result_to_json,
-    sentinel_url,
-)
+from service.api.app import EXTENSION_KEY, create_app
 from service.config import CheckSchedule
-from service.report import ProbeResult, ProbeStatus
-from service.simulator import Behavior, SimProvider, Simulator
-from service.state import HealthState
+from service.config.cluster import ClusterConfig, display_redis_url, sentinel_url
+from service.engine.report import ProbeResult, ProbeStatus
+from service.live.cluster import ClusterCoordinator, Lease, result_from_json, result_to_json
+from service.live.state import HealthState
+from service.testing.simulator import Behavior, SimProvider, Simulator
 
 REDIS = shutil.which("redis-server")
 INTERVAL = 0.5

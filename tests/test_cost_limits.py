@@ -19,9 +19,9 @@ import trio.testing
 
 from adapters import Adapter, CallableAdapter, FailureKind
 from service import CheckerSettings, ConfigError, HealthChecker, parse_config
-from service.app import EXTENSION_KEY
-from service.limits import ProbeSlots
-from service.singleflight import FlightCancelled, FlightFailed, SingleFlight
+from service.api.app import EXTENSION_KEY
+from service.api.singleflight import FlightCancelled, FlightFailed, SingleFlight
+from service.engine.limits import ProbeSlots
 from tests.test_app import Probe, adapter, get_json, make_app, request_then_disconnect, serving
 from tests.test_app_e2e import GUARD, PROVIDERS, running_service
 
@@ -462,7 +462,7 @@ def test_cost_keys_load_into_the_checker_settings() -> None:
         ],
     }
     config = parse_config(document, env={})
-    settings = config.checks.checker_settings()
+    settings = CheckerSettings.from_config(config.checks)
     assert settings.min_interval == 15.0
     assert settings.max_concurrent_probes == 50
     assert settings.provider_max_concurrent == {"openai": 4}

@@ -28,7 +28,7 @@ from service import (
     ProbeResult,
     ProbeStatus,
 )
-from service.healthjson import (
+from service.api.healthjson import (
     HEALTH_JSON,
     check_key,
     health_json,

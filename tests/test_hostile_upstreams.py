@@ -32,7 +32,7 @@ import trustme
 
 from adapters import Adapter, CallableAdapter, SyncCallableAdapter
 from service import AdapterManager, HealthReport, ProbeResult, parse_config
-from service.simulator import Behavior, SimProvider, Simulator
+from service.testing.simulator import Behavior, SimProvider, Simulator
 
 #: The target's own deadline: every hanging case ends there.
 TARGET_TIMEOUT = 0.5

@@ -1,4 +1,4 @@
-"""Prometheus metrics (service.metrics) from real checks, read back through the parsers.
+"""Prometheus metrics (service.api.metrics) from real checks, read back through the parsers.
 
 Every assertion reads the exposition through ``prometheus_client``'s own
 parsers (text format and OpenMetrics), never by matching the text. The
@@ -32,10 +32,10 @@ from service import (
     ProbeResult,
     ProbeStatus,
 )
+from service.api.metrics import Metrics
 from service.config import CheckSchedule
-from service.metrics import Metrics
-from service.simulator import Behavior, SimProvider, Simulator
-from service.state import HealthState
+from service.live.state import HealthState
+from service.testing.simulator import Behavior, SimProvider, Simulator
 from tests.test_adaptive import sim_config
 from tests.test_app import Probe, adapter, ok
 

@@ -39,8 +39,8 @@ from schemathesis.specs.openapi.checks import (
 from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
 from service import parse_config
-from service.app import create_app
-from service.openapi import openapi_spec
+from service.api.app import create_app
+from service.api.openapi import openapi_spec
 from tests.test_app_e2e import GUARD, PROVIDERS, Service, running_service
 from tests.test_dashboard import CHROMIUM, require_browser
 

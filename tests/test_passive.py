@@ -30,8 +30,8 @@ from service import (
     UnknownModelError,
     parse_config,
 )
-from service.passive import MAX_OBSERVATIONS, PassiveHealth
-from service.simulator import Behavior, SimProvider, Simulator
+from service.engine.passive import MAX_OBSERVATIONS, PassiveHealth
+from service.testing.simulator import Behavior, SimProvider, Simulator
 from tests.test_config import problems
 
 KEY = "router-literal-key-0042"  # not key-shaped: only known-key redaction can hide it

@@ -10,7 +10,7 @@ import trio.testing
 
 from adapters import CallableAdapter
 from service import CheckerSettings, ConfigError, HealthChecker, ProbeStatus, parse_config
-from service.singleflight import SingleFlight
+from service.api.singleflight import SingleFlight
 
 AZURE_LIKE_KEY = "0123456789abcdef0123456789abcdef"  # no prefix a pattern could catch
 
@@ -194,8 +194,8 @@ async def test_repeated_passive_verdicts_do_not_count_twice_in_the_state(
     from adapters import CallableAdapter
     from service import HealthChecker, PassivePolicy
     from service.config import CheckSchedule
-    from service.report import ProbeStatus
-    from service.state import HealthState
+    from service.engine.report import ProbeStatus
+    from service.live.state import HealthState
 
     async def never() -> bool:
         raise AssertionError("a passive adapter with traffic is not probed")

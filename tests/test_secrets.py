@@ -24,8 +24,8 @@ import pytest
 import trio
 
 from service import ConfigError, HealthReport, load_config, parse_config
-from service.app import EXTENSION_KEY
-from service.simulator import MODES, Behavior, SimProvider
+from service.api.app import EXTENSION_KEY
+from service.testing.simulator import MODES, Behavior, SimProvider
 from tests.test_app_e2e import GUARD, Service, running_service
 from tests.test_cli import ROUTER_HEALTH, write_config
 
@@ -224,7 +224,7 @@ async def test_the_cli_at_debug_level_prints_no_key_even_when_upstreams_echo_the
     tmp_path: Path,
 ) -> None:
     async with trio.open_nursery() as nursery:
-        from service.simulator import Simulator
+        from service.testing.simulator import Simulator
 
         sim = Simulator(PROVIDERS)
         await nursery.start(sim.serve)

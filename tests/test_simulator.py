@@ -22,7 +22,7 @@ import httpx
 import pytest
 import trio
 
-from service.simulator import (
+from service.testing.simulator import (
     MODES,
     Behavior,
     ProviderStats,
@@ -1068,7 +1068,7 @@ async def test_cli_fleet_serves_and_exits_cleanly_on_sigint(client: httpx.AsyncC
         [
             sys.executable,
             "-m",
-            "service.simulator",
+            "service.testing.simulator",
             "--fleet",
             "3",
             "--port",

@@ -13,8 +13,8 @@ import trio.testing
 
 from adapters import FailureKind
 from service.config import CheckSchedule
-from service.report import HealthStatus, ProbeResult, ProbeStatus
-from service.state import HISTORY_LENGTH, HealthState, stale_results
+from service.engine.report import HealthStatus, ProbeResult, ProbeStatus
+from service.live.state import HISTORY_LENGTH, HealthState, stale_results
 from tests.test_app import ok
 
 

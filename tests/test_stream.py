@@ -13,8 +13,8 @@ import httpx
 import pytest
 import trio
 
-from service.app import EXTENSION_KEY
-from service.stream import Event, EventHub, sse
+from service.api.app import EXTENSION_KEY
+from service.live.stream import Event, EventHub, sse
 from tests.test_app_e2e import GUARD, Service, running_service
 
 

@@ -36,9 +36,9 @@ import httpx
 import trio
 import trio.testing
 
-from service.app import EXTENSION_KEY
+from service.api.app import EXTENSION_KEY
 from service.config import dump_toml
-from service.simulator import Behavior, SimProvider, Simulator
+from service.testing.simulator import Behavior, SimProvider, Simulator
 from tests.test_app_e2e import GUARD, PROVIDERS, Service, running_service
 from tests.test_cli import ROUTER_HEALTH
 

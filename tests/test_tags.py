@@ -17,7 +17,7 @@ from werkzeug.datastructures import MultiDict
 
 from adapters import Adapter
 from service import AdapterManager, ConfigError, load_config, parse_config
-from service.app import EXTENSION_KEY, ApiError, CheckParams, create_app, parse_check_params
+from service.api.app import EXTENSION_KEY, ApiError, CheckParams, create_app, parse_check_params
 from service.config import dump_toml
 from tests.test_app import Probe, adapter, get_json, make_config, serving
 

@@ -27,14 +27,10 @@ import trio
 from adapters import FailureKind
 from adapters.base import Secret
 from service.config import CheckSchedule
-from service.report import ProbeResult, ProbeStatus
-from service.state import HealthState
-from service.webhook import (
-    WebhookConfig,
-    WebhookNotifier,
-    display_url,
-    webhook_problems,
-)
+from service.config.webhook import WebhookConfig, display_url, webhook_problems
+from service.engine.report import ProbeResult, ProbeStatus
+from service.live.state import HealthState
+from service.live.webhook import WebhookNotifier
 
 H, U, T = ProbeStatus.HEALTHY, ProbeStatus.UNHEALTHY, ProbeStatus.TIMEOUT
 GUARD = 5.0
@@ -508,7 +504,7 @@ def test_config_problems_are_phrased_like_the_config_module() -> None:
     )
     assert problems == {
         "url": "must start with http:// or https://, got 'ftp://example.com/p'",
-        "min_interval": "must be a finite number of seconds ≥ 0, got -1",
+        "min_interval": "must be a finite number of seconds >= 0 (0 = off), got -1",
         "timeout": "must be a finite number of seconds > 0, got inf",
         "max_pending": "must be at least 1, got 0",
         "retries": "must be an integer, got bool",
@@ -576,8 +572,8 @@ def test_webhook_table_is_parsed_and_validated_one_line_each() -> None:
 
 
 async def test_the_app_posts_its_transitions(receiver: Receiver) -> None:
-    from service.app import create_app
-    from service.manager import AdapterManager
+    from service.api.app import create_app
+    from service.engine.manager import AdapterManager
     from tests.test_app import Probe, adapter, serving
 
     config = webhook_config({"url": receiver.url(), "min_interval": 0, "token": "rhtesttoken-app"},
@@ -600,8 +596,8 @@ async def test_the_app_posts_its_transitions(receiver: Receiver) -> None:
 
 async def test_a_real_server_shutdown_still_sends_the_last_post(receiver: Receiver) -> None:
 
-    from service.app import create_app, serve
-    from service.manager import AdapterManager
+    from service.api.app import create_app, serve
+    from service.engine.manager import AdapterManager
     from tests.test_app import Probe, adapter
 
     # min_interval 60: the second transition waits, and only shutdown sends it.

@@ -15,7 +15,7 @@ import trio
 
 from adapters import FailureKind
 from service import AdapterManager, ProbeResult, ProbeStatus, parse_config
-from service.simulator import Behavior, SimProvider, Simulator
+from service.testing.simulator import Behavior, SimProvider, Simulator
 
 KINDS = ["openai", "azure", "anthropic", "volcengine", "gemini", "ollama", "openai-compatible"]
 KEYED = ["openai", "azure", "anthropic", "volcengine", "gemini"]

@@ -78,8 +78,8 @@ with ``available``; a bad body: 400 ``{"error": "invalid_body", "field",
     ``background_checks_off`` when background checks are off. With auth on,
     it needs the token.
 
-Background checks (``[checks] interval`` > 0, :mod:`service.background`):
-the check routes answer from the live state (:mod:`service.state`) when
+Background checks (``[checks] interval`` > 0, :mod:`service.live.background`):
+the check routes answer from the live state (:mod:`service.live.state`) when
 every selected adapter's latest result is younger than its ``max_age``,
 marked ``"source": "background"`` (details carry ``cached``/``age_s``), and
 run live otherwise, marked ``"source": "live"``; ``?fresh=true`` (batch:
@@ -97,7 +97,7 @@ run live otherwise, marked ``"source": "live"``; ``?fresh=true`` (batch:
     "Ready only with at least one healthy model" belongs with background
     checks (a cached last result), a later feature.
 
-Sharing runs (single-flight, :mod:`service.singleflight`): concurrent
+Sharing runs (single-flight, :mod:`service.api.singleflight`): concurrent
 requests for the same selection (every model — ``/v1/health/``,
 ``/v1/health/models`` and a batch of ``{}`` share — or one model by name,
 with the same filters, models and providers) with the same
@@ -112,11 +112,11 @@ share nothing; ``/performance`` answers 503.)
 
 Recent results and caps (``[checks] min_interval``, ``max_concurrent_probes``,
 a provider's ``min_interval`` / ``max_concurrent``) live in the checker: see
-:mod:`service.checker`. A result served from ``min_interval`` carries
+:mod:`service.engine.checker`. A result served from ``min_interval`` carries
 ``"cached": true`` and ``"age_s"`` in its details; with a cap configured,
 details carry ``queued_ms``.
 
-Auth (optional, :mod:`service.auth`): with ``[server] auth_token_env`` (or
+Auth (optional, :mod:`service.api.auth`): with ``[server] auth_token_env`` (or
 ``auth_token``) set, ``/performance`` needs ``Authorization: Bearer <token>``
 (401 ``{"error": "unauthorized"}`` with ``WWW-Authenticate: Bearer``
 otherwise); check routes answer without the token but leave out ``details``
@@ -183,13 +183,17 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 
 from adapters.base import Adapter, FailureKind, redact
 
+from ..config import Config
+from ..engine.manager import AdapterManager, UnknownModelError
+from ..engine.report import HealthReport, HealthStatus, ModelHealthReport, ProbeResult
+from ..live.background import BackgroundChecker
+from ..live.cluster import ClusterCoordinator
+from ..live.state import HealthState, percentile, stale_results
+from ..live.stream import EventHub
+from ..live.webhook import WebhookNotifier
 from .auth import Access, BearerAuth
-from .background import BackgroundChecker
-from .cluster import ClusterCoordinator
-from .config import Config
 from .healthjson import HEALTH_JSON, health_json, model_health_json, wants_health_json
 from .healthjson import http_status as health_json_status
-from .manager import AdapterManager, UnknownModelError
 from .metrics import Metrics
 from .openapi import openapi_spec
 from .params import (
@@ -206,11 +210,7 @@ from .params import (
     show_value,
     single_param,
 )
-from .report import HealthReport, HealthStatus, ModelHealthReport, ProbeResult
 from .singleflight import FlightCancelled, SingleFlight
-from .state import HealthState, percentile, stale_results
-from .stream import EventHub
-from .webhook import WebhookNotifier
 
 __all__ = [
     "EXTENSION_KEY",
@@ -303,7 +303,7 @@ class _ServiceState:
 def _state_of(app: Quart) -> _ServiceState:
     state = app.extensions.get(EXTENSION_KEY)
     if not isinstance(state, _ServiceState):
-        raise RuntimeError("not a router-health app: build it with service.app.create_app()")
+        raise RuntimeError("not a router-health app: build it with service.api.app.create_app()")
     return state
 
 

@@ -15,20 +15,20 @@ Cost controls, all off by default (see :class:`CheckerSettings`):
 
 * ``min_interval``: an adapter whose last verdict is younger than this is not
   probed again; the run reports that verdict, marked ``cached`` with its age
-  (:mod:`service.cache` says exactly what is remembered).
+  (:mod:`service.engine.cache` says exactly what is remembered).
 * ``max_concurrent_probes`` and per-provider caps: probes queue for a slot
-  (:mod:`service.limits`); the queueing happens inside the probe's deadline,
+  (:mod:`service.engine.limits`); the queueing happens inside the probe's deadline,
   so a probe that cannot get a slot in time ends as a ``timeout`` whose
   failure is ``resource`` (our capacity, not the provider, ran out), which
   the re-check pass may retry and ``min_interval`` never remembers.
 * ``adaptive_concurrency``: per-provider limits that halve when a provider
-  pushes back and grow back as it answers (:mod:`service.limits`); a 429 or
+  pushes back and grow back as it answers (:mod:`service.engine.limits`); a 429 or
   503 with ``Retry-After`` also holds that adapter's verdict until then
-  (:meth:`service.cache.RecentResults.hold`), so nothing is sent meanwhile.
+  (:meth:`service.engine.cache.RecentResults.hold`), so nothing is sent meanwhile.
 
 ``transient`` failure kinds (``rate_limited``, ``timeout``) make a result
 ``degraded`` instead of ``unhealthy``/``timeout``: the provider is busy, not
-down. Passive adapters are judged by reported traffic (:mod:`service.passive`).
+down. Passive adapters are judged by reported traffic (:mod:`service.engine.passive`).
 """
 
 from __future__ import annotations
@@ -40,12 +40,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import trio
 
 from adapters.base import Adapter, FailureKind, ProbeOutcome, redact
 
+from ..config import TRANSIENT_KINDS, ChecksConfig
+from ..config.values import check_seconds
 from .cache import RecentResults
 from .limits import ProbeSlots, Signal, SlotWait
 from .passive import PassiveHealth
@@ -74,8 +76,8 @@ _PROPAGATE = (trio.Cancelled, KeyboardInterrupt, SystemExit, GeneratorExit)
 # once), so a one-by-one re-check is a fair second opinion.
 _RECHECKABLE = (FailureKind.TIMEOUT, FailureKind.RESOURCE)
 
-#: What ``transient`` names, as failure kinds.
-_TRANSIENT_KINDS = {"rate_limited": FailureKind.RATE_LIMITED, "timeout": FailureKind.TIMEOUT}
+#: What ``transient`` names (config's TRANSIENT_KINDS), as failure kinds.
+_TRANSIENT_KINDS: Final = {kind: FailureKind(kind) for kind in TRANSIENT_KINDS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +100,7 @@ class CheckerSettings:
     # provider name across every model (absent = unlimited).
     max_concurrent_probes: int = 0
     provider_max_concurrent: Mapping[str, int] = field(default_factory=dict)
-    # Limits that shrink when providers push back and grow back (service.limits).
+    # Limits that shrink when providers push back and grow back (service.engine.limits).
     adaptive_concurrency: bool = False
     adaptive_ceiling: int = 32
     # Failure kinds ("rate_limited", "timeout") reported as degraded, not
@@ -106,22 +108,41 @@ class CheckerSettings:
     transient: frozenset[str] = frozenset()
     adapter_transient: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
 
+    @classmethod
+    def from_config(cls, checks: ChecksConfig) -> CheckerSettings:
+        """The settings ``[checks]`` (and the provider entries' overrides) describe."""
+        return cls(
+            timeout=checks.timeout,
+            model_timeout=checks.model_timeout,
+            adapter_timeout=checks.adapter_timeout,
+            fallback_sequential=checks.fallback_sequential,
+            recheck_timeouts=checks.recheck_timeouts,
+            min_interval=checks.min_interval,
+            adapter_min_interval=dict(checks.adapter_min_interval),
+            max_concurrent_probes=checks.max_concurrent_probes,
+            provider_max_concurrent=dict(checks.provider_max_concurrent),
+            adaptive_concurrency=checks.adaptive_concurrency,
+            adaptive_ceiling=checks.adaptive_ceiling,
+            transient=frozenset(checks.schedule.transient),
+            adapter_transient={
+                key: frozenset(checks.schedule_for(*key).transient)
+                for key in checks.adapter_schedule
+            },
+        )
+
     def transient_for(self, model: str, provider: str) -> frozenset[FailureKind]:
         names = self.adapter_transient.get((model, provider), self.transient)
         return frozenset(_TRANSIENT_KINDS[name] for name in names)
 
     def __post_init__(self) -> None:
         for name in ("timeout", "model_timeout", "adapter_timeout"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+            check_seconds(name, getattr(self, name))
         intervals = {"min_interval": self.min_interval, **{
             f"min_interval of {model}/{provider}": value
             for (model, provider), value in self.adapter_min_interval.items()
         }}
         for name, value in intervals.items():
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+            check_seconds(name, value, zero_ok=True)
         caps = {"max_concurrent_probes": (self.max_concurrent_probes, 0), **{
             f"max_concurrent of provider {name!r}": (value, 1)
             for name, value in self.provider_max_concurrent.items()
@@ -243,7 +264,7 @@ class HealthChecker:
             adaptive_ceiling=settings.adaptive_ceiling,
         )
         self.recent = RecentResults(settings.min_interval, settings.adapter_min_interval)
-        #: Verdicts of passive adapters from reported traffic (:mod:`service.passive`).
+        #: Verdicts of passive adapters from reported traffic (:mod:`service.engine.passive`).
         self.passive = PassiveHealth()
         #: Called with every result of every run and ``probe_one`` (metrics, the
         #: live stream), and with every finished run. They must not block or raise.
@@ -275,7 +296,7 @@ class HealthChecker:
         failure: FailureKind | str | None = None,
         error: str | None = None,
     ) -> bool:
-        """Report one request the router sent (see :mod:`service.passive`).
+        """Report one request the router sent (see :mod:`service.engine.passive`).
 
         Returns False (and keeps nothing) when that adapter is not passive.
         ``error`` is redacted of every known key before it is kept.
@@ -373,8 +394,8 @@ class HealthChecker:
         own timeout all apply; ``timeout`` (None: only the adapter's own)
         caps it further. Raises ``trio.Cancelled`` if cancelled from outside.
         """
-        if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
-            raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
+        if timeout is not None:
+            check_seconds("timeout", timeout)
         run = _Run(
             {model: [adapter]},
             on_result,
@@ -441,8 +462,7 @@ class HealthChecker:
         settings = self.settings
         timeout = settings.timeout if timeout is None else float(timeout)
         model_timeout = settings.model_timeout if model_timeout is None else model_timeout
-        if not (math.isfinite(timeout) and timeout > 0):
-            raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
+        check_seconds("timeout", timeout)
         run = _Run(
             plan,
             on_result,

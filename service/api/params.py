@@ -3,7 +3,7 @@
 Every value a client sends is checked here before anything is probed, and
 every mistake becomes an :class:`ApiError`: a JSON 4xx naming the parameter
 (or body field), what was wrong and what is accepted — never a traceback.
-The routes in :mod:`service.app` only call these.
+The routes in :mod:`service.api.app` only call these.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from werkzeug.datastructures import MultiDict
 
 from adapters.base import Adapter
 
-from .config import MAX_TAGS, Config, tag_problem
-from .manager import AdapterManager
+from ..config import MAX_TAGS, Config, tag_problem
+from ..engine.manager import AdapterManager
 
 __all__ = [
     "BODY_ACCEPTED",

@@ -49,7 +49,7 @@ from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Any, Final
 
-from .report import (
+from ..engine.report import (
     HealthReport,
     HealthStatus,
     ModelHealthReport,

@@ -57,26 +57,18 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import httpx
 import trio
 
 from adapters.base import Secret, redact
 
-from .numbers import finite
+from ..config.webhook import WebhookConfig, display_url
 from .state import HealthState, Transition
 
-__all__ = [
-    "WebhookConfig",
-    "WebhookNotifier",
-    "WebhookStatistics",
-    "display_url",
-    "webhook_payload",
-    "webhook_problems",
-]
+__all__ = ["WebhookNotifier", "WebhookStatistics", "webhook_payload"]
 
 logger = logging.getLogger("router_health.webhook")
 
@@ -91,144 +83,6 @@ CHANNEL_BUFFER: Final = 10_000
 _MAX_ANSWER_BYTES: Final = 64 * 1024
 #: Seconds closing our own client may take when run() ends.
 _CLOSE_SECONDS: Final = 2.0
-
-
-
-def display_url(url: str) -> str:
-    """``url`` as ``scheme://host[:port]/path``: no userinfo, query or fragment."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid URL>"
-    host = parts.netloc.rpartition("@")[2]
-    return redact(f"{parts.scheme}://{host}{parts.path}")
-
-
-def _url_secrets(url: str) -> list[str]:
-    """The parts of ``url`` that may be secret, as written and as httpx re-encodes them."""
-    found: list[str] = []
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return [url]
-    userinfo, at, _ = parts.netloc.rpartition("@")
-    queries = [parts.query]
-    if at:
-        found += [userinfo, *userinfo.split(":", 1)]
-    try:
-        parsed = httpx.URL(url)
-        queries.append(parsed.query.decode("ascii", "replace"))
-        if parsed.userinfo:
-            encoded = parsed.userinfo.decode("ascii", "replace")
-            found += [encoded, *encoded.split(":", 1)]
-    except (httpx.InvalidURL, ValueError, TypeError):
-        pass
-    for query in queries:
-        if not query:
-            continue
-        found.append(query)
-        for pair in query.split("&"):
-            found += pair.split("=", 1)[1:]
-    if parts.fragment:
-        found.append(parts.fragment)
-    # Longest first: a value that contains another is replaced whole.
-    return sorted({s for s in found if s}, key=len, reverse=True)
-
-
-def webhook_problems(
-    url: object,
-    min_interval: object = 10.0,
-    timeout: object = 5.0,
-    max_pending: object = 1000,
-    retries: object = 2,
-) -> dict[str, str]:
-    """What is wrong with these ``[webhook]`` values: key -> message (empty when all fine).
-
-    Messages follow ``service.config``'s phrasing (``"must be ..., got ..."``)
-    and never quote the URL's userinfo or query string.
-    """
-    problems: dict[str, str] = {}
-    if not isinstance(url, str):
-        problems["url"] = f"must be a string, got {type(url).__name__}"
-    else:
-        problem = _url_problem(url)
-        if problem:
-            problems["url"] = f"{problem}, got {display_url(url)!r}"
-    for key, value, low, zero_ok in (
-        ("min_interval", min_interval, 0.0, True),
-        ("timeout", timeout, 0.0, False),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            problems[key] = f"must be a number of seconds, got {type(value).__name__}"
-        elif not finite(value) or value < low or (value == low and not zero_ok):
-            bound = "≥ 0" if zero_ok else "> 0"
-            problems[key] = f"must be a finite number of seconds {bound}, got {value!r}"
-    for key, value, low in (("max_pending", max_pending, 1), ("retries", retries, 0)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            problems[key] = f"must be an integer, got {type(value).__name__}"
-        elif value < low:
-            problems[key] = f"must be at least {low}, got {value}"
-    return problems
-
-
-def _url_problem(url: str) -> str | None:
-    if not url.startswith(("http://", "https://")):
-        return "must start with http:// or https://"
-    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
-        return "must not contain spaces or control characters"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  # raises ValueError for a port out of range
-        httpx.URL(url)
-    except (ValueError, httpx.InvalidURL):
-        return "is not a valid URL"
-    if not parts.hostname:
-        return "has no host name"
-    if parts.fragment:
-        return "must not have a #fragment (it is never sent)"
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookConfig:
-    """``[webhook]``: where and how often transitions are POSTed.
-
-    ``url`` may carry credentials in its userinfo (sent as Basic auth when no
-    ``token`` is set) or its query string; neither is ever shown. ``token``
-    is sent as ``Authorization: Bearer <token>`` (and then wins over userinfo).
-    """
-
-    url: str
-    min_interval: float = 10.0  # seconds between the starts of two POSTs
-    timeout: float = 5.0  # one POST's whole deadline (connect, send, answer)
-    token: Secret | None = field(default=None, repr=False)
-    max_pending: int = 1000  # transitions waiting at most; the oldest go first
-    retries: int = 2  # failed attempts retried before a delivery counts as failed
-
-    def __post_init__(self) -> None:
-        if self.token is not None and not isinstance(self.token, Secret):
-            raise TypeError(
-                f"webhook token must be a Secret or None, got {type(self.token).__name__}"
-            )
-        problems = webhook_problems(
-            self.url, self.min_interval, self.timeout, self.max_pending, self.retries
-        )
-        if problems:
-            raise ValueError(
-                "; ".join(f"webhook {key} {message}" for key, message in problems.items())
-            )
-
-    def __repr__(self) -> str:  # dataclass keeps a __repr__ defined here
-        return (
-            f"WebhookConfig(url={display_url(self.url)!r}, min_interval={self.min_interval!r}, "
-            f"timeout={self.timeout!r}, max_pending={self.max_pending!r}, "
-            f"retries={self.retries!r})"
-        )
-
-    def secrets(self) -> list[Secret | str]:
-        """Everything to mask in text about this webhook (token, URL credentials, query)."""
-        found: list[Secret | str] = [] if self.token is None else [self.token]
-        return [*found, *_url_secrets(self.url)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ Use it in-process::
     sim = Simulator(demo_providers())
     root_url = await nursery.start(sim.serve)
 
-or out of process (``python -m service.simulator --fleet 1000``), inspecting
+or out of process (``python -m service.testing.simulator --fleet 1000``), inspecting
 and steering it through the ``/_sim/*`` control routes.
 """
 
@@ -1515,7 +1515,7 @@ def load_spec(path: str | Path) -> list[SimProvider]:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m service.simulator",
+        prog="python -m service.testing.simulator",
         description="Serve simulated AI-provider upstreams; prints 'SIMULATOR <url>' once bound.",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -39,7 +39,7 @@ from typing import Any, Final
 import trio
 from trio_util import AsyncValue  # type: ignore[import-untyped]
 
-from .report import HealthReport, ProbeResult
+from ..engine.report import HealthReport, ProbeResult
 from .state import Transition
 
 __all__ = ["HEARTBEAT_SECONDS", "Event", "EventHub", "sse"]

@@ -4,7 +4,7 @@ One :class:`HealthState` per app holds, per adapter (model, provider):
 
 * the latest result that says something about the provider (results served
   from ``min_interval``, and outcomes about the caller's budget or this
-  process, are left out: :func:`service.cache.says_about_provider`);
+  process, are left out: :func:`service.engine.cache.says_about_provider`);
 * the *reported* status after hysteresis. Statuses fall on two sides: *up*
   (``healthy``, ``degraded``: still serving) and *down* (``unhealthy``,
   ``timeout``). The first result sets the status; after that crossing to up
@@ -58,9 +58,9 @@ from trio_util import AsyncValue  # type: ignore[import-untyped]
 
 from adapters.base import Adapter, FailureKind
 
-from .cache import says_about_provider
-from .config import CheckSchedule
-from .report import HealthReport, ModelReport, ProbeResult, ProbeStatus
+from ..config import HISTORY_LENGTH, CheckSchedule
+from ..engine.cache import says_about_provider
+from ..engine.report import HealthReport, ModelReport, ProbeResult, ProbeStatus
 
 __all__ = [
     "HISTORY_LENGTH",
@@ -75,7 +75,6 @@ __all__ = [
 logger = logging.getLogger("router_health.state")
 
 #: Results kept per adapter for ``GET /v1/health/history``.
-HISTORY_LENGTH: Final = 50
 #: Answered probes needed before a latency SLO can make an adapter degraded.
 SLO_MIN_SAMPLES: Final = 5
 
@@ -243,7 +242,7 @@ class HealthState:
         return list(self._history.get((model, provider), ()))
 
     def record(self, result: ProbeResult) -> None:
-        """Take a result in (a :data:`~service.checker.ResultCallback`); ignores non-verdicts."""
+        """Take a result in (a :data:`~service.engine.checker.ResultCallback`); ignores non-verdicts."""
         if result.cached or not says_about_provider(result):
             return
         key = (result.model, result.provider)

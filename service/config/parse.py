@@ -1,4 +1,4 @@
-"""TOML -> typed, validated configuration.
+"""TOML -> typed, validated :class:`~service.config.Config`.
 
 Every problem is reported with the file, the key path and what to do, all of
 them at once (fixing a config one error per run is miserable), as a single
@@ -9,298 +9,35 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
+from typing import Any
 
 from adapters import ADAPTER_TYPES
-from adapters.base import DEFAULT_MAX_BODY_BYTES, Secret
+from adapters.base import Secret
 
-from .checker import CheckerSettings
-from .numbers import finite
-
-if TYPE_CHECKING:  # these import the state, which imports this module
-    from .cluster import ClusterConfig
-    from .webhook import WebhookConfig
-
-__all__ = [
-    "MAX_TAGS",
-    "SCHEDULE_KEYS",
-    "TAG_PATTERN",
-    "CheckSchedule",
-    "ChecksConfig",
-    "Config",
-    "ConfigError",
-    "ModelConfig",
-    "ProviderConfig",
-    "ServerConfig",
-    "dump_toml",
-    "load_config",
-    "parse_config",
-    "tag_problem",
-]
-
-PROBES = ("models", "completion", "passive")
-#: The probes a passive adapter falls back to while the router sends it no traffic.
-ACTIVE_PROBES = ("models", "completion")
-#: Failure kinds ``transient`` may name: they make an adapter degraded, not unhealthy.
-TRANSIENT_KINDS: Final = ("rate_limited", "timeout")
-
-#: A tag: letters, digits and ``_ . : -`` (Kubernetes-label-like), non-empty.
-TAG_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:-]+")
-#: At most this many tags on one model or provider entry (and in one filter).
-MAX_TAGS: Final = 32
-TAG_ACCEPTED: Final = (
-    f"a list of at most {MAX_TAGS} distinct non-empty strings of letters, digits and _ . : -, "
-    'e.g. ["prod", "eu"]'
+from .checks import HISTORY_LENGTH, SCHEDULE_KEYS, TRANSIENT_KINDS, CheckSchedule, ChecksConfig
+from .cluster import CLUSTER_MODES, MODE_SCHEMES, ClusterConfig, display_redis_url, sentinel_url
+from .document import Config
+from .models import ACTIVE_PROBES, PROBES, ModelConfig, ProviderConfig
+from .server import ServerConfig
+from .values import (
+    ENV_NAME,
+    MAX_TAGS,
+    TAG_ACCEPTED,
+    TOKEN_CHARS,
+    ConfigError,
+    finite,
+    seconds_problem,
+    tag_problem,
+    url_problem,
 )
+from .webhook import WebhookConfig, webhook_problems
 
-
-def tag_problem(tag: object) -> str | None:
-    """Why ``tag`` is not a valid tag, or None when it is (config and filters share it)."""
-    if not isinstance(tag, str):
-        return f"a tag must be a string, got {type(tag).__name__}"
-    if not TAG_PATTERN.fullmatch(tag):
-        shown = tag if len(tag) <= 40 else tag[:40] + "..."
-        return f"{shown!r} is not a valid tag (letters, digits and _ . : - only, non-empty)"
-    return None
-
-
-class ConfigError(ValueError):
-    """An invalid configuration; ``str()`` is the user-facing message."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        lines = [f"{source}: {p}" for p in problems]
-        super().__init__("\n".join(lines))
-
-
-@dataclass(frozen=True, slots=True)
-class CheckSchedule:
-    """One adapter's background-check policy (``[checks]`` keys, a provider may override).
-
-    ``interval`` 0 means no background checks for that adapter.
-    """
-
-    interval: float = 0.0
-    jitter: float = 0.1  # fraction of the delay, drawn uniformly in [-jitter, +jitter]
-    unhealthy_interval: float | None = None  # None: ``interval``
-    healthy_threshold: int = 1
-    unhealthy_threshold: int = 1
-    max_age: float | None = None  # None: 2 x ``interval``
-    # Past max_age, a result is still served (marked stale) for this many more
-    # seconds while a refresh runs; None: as long as max_age; 0: never.
-    stale_while_revalidate: float | None = None
-    # Failure kinds (TRANSIENT_KINDS) that make the adapter degraded instead of
-    # unhealthy, until ``transient_limit`` of them in a row (0 = never escalate).
-    transient: tuple[str, ...] = ()
-    transient_limit: int = 3
-    # Latency SLO: degraded while the ``slo_percentile`` of the last
-    # ``slo_window`` answered probes is above ``latency_slo_ms`` (None = no SLO).
-    latency_slo_ms: float | None = None
-    slo_percentile: float = 95.0
-    slo_window: int = 20
-    # Passive adapters (probe = "passive"): how far back reported traffic
-    # counts, and the share of failed requests above which it is unhealthy.
-    passive_window: float = 60.0
-    passive_error_rate: float = 0.5
-
-    @property
-    def enabled(self) -> bool:
-        return self.interval > 0
-
-    @property
-    def stale_for(self) -> float:
-        """Seconds past ``served_max_age`` a result is still served, marked stale."""
-        if not self.enabled:
-            return 0.0
-        if self.stale_while_revalidate is None:
-            return self.served_max_age
-        return self.stale_while_revalidate
-
-    @property
-    def fast_interval(self) -> float:
-        """The interval while the adapter is down or changing state."""
-        return self.interval if self.unhealthy_interval is None else self.unhealthy_interval
-
-    @property
-    def served_max_age(self) -> float:
-        """How old a background result may be and still be served (0 when off)."""
-        if not self.enabled:
-            return 0.0
-        return 2 * self.interval if self.max_age is None else self.max_age
-
-
-#: The schedule keys, valid in ``[checks]`` and in a provider entry (an override).
-SCHEDULE_KEYS: Final = (
-    "interval",
-    "jitter",
-    "unhealthy_interval",
-    "healthy_threshold",
-    "unhealthy_threshold",
-    "max_age",
-    "stale_while_revalidate",
-    "transient",
-    "transient_limit",
-    "latency_slo_ms",
-    "slo_percentile",
-    "slo_window",
-    "passive_window",
-    "passive_error_rate",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ChecksConfig:
-    """``[checks]``: the budgets and strategy switches (defaults are the seed's)."""
-
-    timeout: float = 30.0
-    model_timeout: float = 10.0
-    adapter_timeout: float = 8.0
-    use_concurrent: bool = True
-    fallback_sequential: bool = True
-    recheck_timeouts: bool = True
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    sync_threads: int = 16  # worker threads for user-registered blocking adapters
-    # Serve an adapter's last verdict while younger than this many seconds
-    # instead of probing again (0 = off); providers may override it.
-    min_interval: float = 0.0
-    # Probes in flight at once, across all requests (0 = unlimited).
-    max_concurrent_probes: int = 0
-    # Per-provider limits that shrink on 429/503/timeouts and grow back
-    # (service.limits); a provider's ``max_concurrent`` is its ceiling, else
-    # ``adaptive_ceiling``.
-    adaptive_concurrency: bool = False
-    adaptive_ceiling: int = 32
-    # Filled by parse_config from the provider entries (not [checks] keys):
-    # provider name -> its ``max_concurrent``, and (model, provider) -> its
-    # ``min_interval`` override.
-    provider_max_concurrent: Mapping[str, int] = field(default_factory=dict)
-    adapter_min_interval: Mapping[tuple[str, str], float] = field(default_factory=dict)
-    # Background checks (see service.background): the [checks] schedule, and
-    # (model, provider) -> that entry's overrides of it.
-    schedule: CheckSchedule = field(default_factory=CheckSchedule)
-    adapter_schedule: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
-
-    def schedule_for(self, model: str, provider: str) -> CheckSchedule:
-        """An adapter's schedule: ``[checks]``, with its provider entry's overrides."""
-        overrides = self.adapter_schedule.get((model, provider))
-        return dataclasses.replace(self.schedule, **overrides) if overrides else self.schedule
-
-    @property
-    def background_enabled(self) -> bool:
-        """Whether any adapter is checked in the background."""
-        return self.schedule.enabled or any(
-            self.schedule_for(m, p).enabled for m, p in self.adapter_schedule
-        )
-
-    def checker_settings(self) -> CheckerSettings:
-        return CheckerSettings(
-            timeout=self.timeout,
-            model_timeout=self.model_timeout,
-            adapter_timeout=self.adapter_timeout,
-            fallback_sequential=self.fallback_sequential,
-            recheck_timeouts=self.recheck_timeouts,
-            min_interval=self.min_interval,
-            adapter_min_interval=dict(self.adapter_min_interval),
-            max_concurrent_probes=self.max_concurrent_probes,
-            provider_max_concurrent=dict(self.provider_max_concurrent),
-            adaptive_concurrency=self.adaptive_concurrency,
-            adaptive_ceiling=self.adaptive_ceiling,
-            transient=frozenset(self.schedule.transient),
-            adapter_transient={
-                key: frozenset(self.schedule_for(*key).transient) for key in self.adapter_schedule
-            },
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
-    """``[server]``: where ``router-health serve`` listens, request limits and auth.
-
-    ``auth_token`` (read from the environment variable named by
-    ``auth_token_env``, or given literally) turns on bearer-token auth for
-    the detailed and expensive answers: see :mod:`service.auth`.
-    """
-
-    host: str = "127.0.0.1"
-    port: int = 8000
-    max_timeout: float = 120.0  # the largest ?timeout= a request may ask for
-    shutdown_grace: float = 10.0  # seconds in-flight requests get on SIGTERM
-    # Seconds an idle client connection is kept open. It also bounds how long
-    # the server holds the socket of a client that hung up mid-request.
-    keep_alive_timeout: float = 5.0
-    auth_token: Secret | None = field(default=None, repr=False)
-    auth_token_env: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderConfig:
-    """One ``[[models.providers]]`` entry: one adapter."""
-
-    name: str
-    type: str
-    base_url: str
-    model: str
-    api_key: Secret | None = field(default=None, repr=False)
-    api_key_env: str | None = None
-    probe: str = "models"  # or "completion", or "passive" (see ``active_probe``)
-    passive_fallback: str = "models"  # the probe a passive entry sends while idle
-    timeout: float | None = None
-    verify_model: bool = True
-    options: Mapping[str, str] = field(default_factory=dict)  # deployment, api_version, ...
-    min_interval: float | None = None  # overrides [checks] min_interval for this entry
-    max_concurrent: int | None = None  # cap on this provider name's probes in flight
-    # This entry's own tags; its effective tags add its model's (see effective_tags).
-    tags: tuple[str, ...] = ()
-    # Background-check keys this entry overrides (see CheckSchedule).
-    schedule: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def passive(self) -> bool:
-        return self.probe == "passive"
-
-    @property
-    def active_probe(self) -> str:
-        """The request this entry's adapter sends when it does probe."""
-        return self.passive_fallback if self.passive else self.probe
-
-
-@dataclass(frozen=True, slots=True)
-class ModelConfig:
-    name: str
-    providers: tuple[ProviderConfig, ...]
-    tags: tuple[str, ...] = ()
-
-    def effective_tags(self, provider: ProviderConfig) -> tuple[str, ...]:
-        """A provider's tags: this model's, then the provider's own (each once)."""
-        return tuple(dict.fromkeys((*self.tags, *provider.tags)))
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    checks: ChecksConfig
-    models: tuple[ModelConfig, ...]
-    server: ServerConfig = field(default_factory=ServerConfig)
-    source: str = "<config>"
-    webhook: WebhookConfig | None = None  # [webhook]: POST status transitions
-    cluster: ClusterConfig | None = None  # [cluster]: share checks with other instances
-
-    def model(self, name: str) -> ModelConfig:
-        for model in self.models:
-            if model.name == name:
-                return model
-        raise KeyError(name)
-
-
-# -- validation ---------------------------------------------------------------
+__all__ = ["load_config", "parse_config"]
 
 _CHECK_KEYS: dict[str, type | tuple[type, ...]] = {
     "timeout": (int, float),
@@ -345,8 +82,6 @@ _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
 _SECRET_KEYS = frozenset({"api_key", "auth_token", "token", "url", "redis_url"})
 #: A bearer token: long enough not to be guessed, and sendable in a header.
 _MIN_TOKEN_CHARS = 16
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 _TOKEN_HINT = (
     "e.g. generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 )
@@ -384,8 +119,6 @@ _CLUSTER_KEYS: dict[str, type | tuple[type, ...]] = {
     "timeout": (int, float),
     "instance_id": str,
 }
-#: Results kept per adapter (service.state.HISTORY_LENGTH; not imported: it imports us).
-_HISTORY_KEPT: Final = 50
 _KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _WEBHOOK_KEYS: dict[str, type | tuple[type, ...]] = {
     "url": str,
@@ -463,11 +196,62 @@ class _Validator:
     def seconds(self, value: Any, path: str, *, zero_ok: bool = False) -> float | None:
         if value is None:
             return None
-        if not finite(value) or value < 0 or (value == 0 and not zero_ok):
-            rule = ">= 0 (0 = off)" if zero_ok else "> 0"
-            self.problem(path, f"must be a finite number of seconds {rule}, got {value!r}")
+        problem = seconds_problem(value, zero_ok=zero_ok)
+        if problem is not None:
+            self.problem(path, problem)
             return None
         return float(value)
+
+    def literal_or_env(
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        path: str,
+        *,
+        noun: str,
+        example: str = "...",
+        otherwise: str = "",
+    ) -> tuple[str, str, str] | None:
+        """A secret given as ``key`` or in the environment variable ``<key>_env`` names.
+
+        Returns (value, the key path it came from, how to name it in a
+        message), or None when neither is set or on a problem (reported).
+        The value is never echoed: the usual mistake is pasting the secret
+        itself into ``<key>_env``.
+        """
+        env_key = f"{key}_env"
+        literal, env_name = table.get(key), table.get(env_key)
+        if not isinstance(literal, str | None) or not isinstance(env_name, str | None):
+            return None  # already reported as a type problem
+        if literal is not None and env_name is not None:
+            self.problem(path, f"set {env_key} or {key}, not both")
+            return None
+        if env_name is not None:
+            where = f"{path}.{env_key}"
+            if not ENV_NAME.fullmatch(env_name):
+                self.problem(
+                    where,
+                    "is not an environment variable name (letters, digits, _); it looks like "
+                    f"a {noun} was pasted here — put the {noun} in the environment and its name "
+                    "here",
+                )
+                return None
+            value = self.env.get(env_name)
+            if not value:
+                self.problem(
+                    where,
+                    f"environment variable {env_name} is not set (or empty); "
+                    f"export {env_name}={example} before starting{otherwise}",
+                )
+                return None
+            return value, where, f"the {noun} in {env_name}"
+        if literal is not None:
+            where = f"{path}.{key}"
+            if not literal:
+                self.problem(where, f"is empty: write the {noun}, or remove {key}{otherwise}")
+                return None
+            return literal, where, f"the {noun}"
+        return None
 
     def section(
         self,
@@ -505,10 +289,10 @@ class _Validator:
                     what = "results in the window" if key == "slo_window" else "consecutive results"
                     self.problem(where, f"must be an integer >= 1 ({what}), got {value}")
                     continue
-                if key == "slo_window" and value > _HISTORY_KEPT:
+                if key == "slo_window" and value > HISTORY_LENGTH:
                     self.problem(
                         where,
-                        f"must be at most {_HISTORY_KEPT} (the results kept per adapter), got {value}",
+                        f"must be at most {HISTORY_LENGTH} (the results kept per adapter), got {value}",
                     )
                     continue
             elif key == "transient_limit":
@@ -603,30 +387,14 @@ class _Validator:
         """``[server] auth_token_env`` / ``auth_token``: the same rules as a provider's key."""
         if not isinstance(table, dict):
             return None
-        literal = table.get("auth_token")
-        env_name = table.get("auth_token_env")
-        if not isinstance(literal, str | None) or not isinstance(env_name, str | None):
-            return None  # already reported as a type problem
-        if literal is not None and env_name is not None:
-            self.problem("server", "set auth_token_env or auth_token, not both")
+        found = self.literal_or_env(
+            table, "auth_token", "server", noun="token",
+            otherwise=", or remove auth_token_env to serve without auth",
+        )
+        if found is None:
             return None
-        if env_name is not None:
-            path = "server.auth_token_env"
-            value = self.env.get(env_name)
-            if not value:
-                self.problem(
-                    path,
-                    f"environment variable {env_name} is not set (or empty); "
-                    f"export {env_name}=... before starting, or remove auth_token_env "
-                    "to serve without auth",
-                )
-                return None
-            where = f"the token in {env_name}"
-        elif literal is not None:
-            path, value, where = "server.auth_token", literal, "the token"
-        else:
-            return None
-        if len(value) < _MIN_TOKEN_CHARS or not _TOKEN_CHARS.fullmatch(value):
+        value, path, where = found
+        if len(value) < _MIN_TOKEN_CHARS or not TOKEN_CHARS.fullmatch(value):
             self.problem(
                 path,
                 f"{where} must be at least {_MIN_TOKEN_CHARS} visible ASCII characters "
@@ -637,8 +405,6 @@ class _Validator:
 
     def webhook(self, data: Mapping[str, Any], checks: ChecksConfig) -> WebhookConfig | None:
         """``[webhook]``: where status transitions are POSTed (needs background checks)."""
-        from .webhook import WebhookConfig, webhook_problems
-
         if "webhook" not in data:
             return None
         values = self.section(data, "webhook", _WEBHOOK_KEYS)
@@ -648,7 +414,7 @@ class _Validator:
         before = len(self.problems)
         if "url" not in table:
             self.problem("webhook.url", 'required: where to POST, e.g. url = "https://alerts.example/hook"')
-        token = self.webhook_token(values)
+        token = self.webhook_token(table)
         options = {k: v for k, v in values.items() if k not in ("token", "token_env")}
         if "url" in values:
             for key, message in webhook_problems(**options).items():
@@ -665,41 +431,26 @@ class _Validator:
 
     def cluster(self, data: Mapping[str, Any], checks: ChecksConfig) -> ClusterConfig | None:
         """``[cluster]``: the Redis that instances share their checks through."""
-        from .cluster import (
-            CLUSTER_MODES,
-            MODE_SCHEMES,
-            ClusterConfig,
-            display_redis_url,
-            sentinel_url,
-        )
-
         if "cluster" not in data:
             return None
         values = self.section(data, "cluster", _CLUSTER_KEYS)
         if not isinstance(data["cluster"], dict):
             return None
         before = len(self.problems)
-        literal, env_name = values.pop("redis_url", None), values.pop("redis_url_env", None)
-        url: str | None = None
-        if literal is not None and env_name is not None:
-            self.problem("cluster", "set redis_url_env or redis_url, not both")
-        elif env_name is not None:
-            url = self.env.get(env_name)
-            if not url:
-                self.problem(
-                    "cluster.redis_url_env",
-                    f"environment variable {env_name} is not set (or empty); "
-                    f"export {env_name}=redis://... before starting, or remove [cluster]",
-                )
-        elif literal is not None:
-            url = literal
-        else:
+        table = data["cluster"]
+        values.pop("redis_url", None)
+        values.pop("redis_url_env", None)
+        found = self.literal_or_env(
+            table, "redis_url", "cluster", noun="Redis URL", example="redis://...",
+            otherwise=", or remove [cluster]",
+        )
+        url, where = (found[0], found[1]) if found else (None, "cluster.redis_url")
+        if found is None and "redis_url" not in table and "redis_url_env" not in table:
             self.problem(
                 "cluster.redis_url",
                 'required: the shared Redis, e.g. redis_url = "redis://redis:6379/0" '
                 "(or redis_url_env naming a variable that holds it)",
             )
-        where = "cluster.redis_url_env" if env_name is not None else "cluster.redis_url"
         mode = values.get("mode", "standalone")
         if mode not in CLUSTER_MODES:
             self.problem(
@@ -735,25 +486,14 @@ class _Validator:
             return None
         return ClusterConfig(redis_url=Secret(url), **values)
 
-    def webhook_token(self, values: Mapping[str, Any]) -> Secret | None:
-        literal, env_name = values.get("token"), values.get("token_env")
-        if literal is not None and env_name is not None:
-            self.problem("webhook", "set token_env or token, not both")
+    def webhook_token(self, table: Mapping[str, Any]) -> Secret | None:
+        found = self.literal_or_env(
+            table, "token", "webhook", noun="token", otherwise=", or remove token_env"
+        )
+        if found is None:
             return None
-        if env_name is not None:
-            path, value = "webhook.token_env", self.env.get(env_name)
-            if not value:
-                self.problem(
-                    path,
-                    f"environment variable {env_name} is not set (or empty); "
-                    f"export {env_name}=... before starting, or remove token_env",
-                )
-                return None
-        elif literal is not None:
-            path, value = "webhook.token", literal
-        else:
-            return None
-        if not _TOKEN_CHARS.fullmatch(value):
+        value, path, _ = found
+        if not TOKEN_CHARS.fullmatch(value):
             self.problem(
                 path,
                 f"the token must be visible ASCII characters with no spaces "
@@ -966,32 +706,11 @@ class _Validator:
     def api_key(
         self, table: Mapping[str, Any], kind: str, required: bool, path: str
     ) -> Secret | None:
-        literal = table.get("api_key")
-        env_name = table.get("api_key_env")
-        if literal and env_name:
-            self.problem(path, "set api_key_env or api_key, not both")
-            return None
-        if env_name:
-            if not _ENV_NAME.fullmatch(env_name):
-                # Never echo it: the usual mistake is pasting the key itself here.
-                self.problem(
-                    f"{path}.api_key_env",
-                    "is not an environment variable name (letters, digits, _); it looks like "
-                    "a key was pasted here — put the key in the environment and its name here",
-                )
-                return None
-            value = self.env.get(env_name)
-            if not value:
-                self.problem(
-                    f"{path}.api_key_env",
-                    f"environment variable {env_name} is not set (or empty); "
-                    f"export {env_name}=... before starting",
-                )
-                return None
-            return self.key_value(value.strip(), f"{path}.api_key_env", f"the key in {env_name}")
-        if literal:
-            return self.key_value(literal.strip(), f"{path}.api_key", "the key")
-        if required:
+        found = self.literal_or_env(table, "api_key", path, noun="key")
+        if found is not None:
+            value, where, what = found
+            return self.key_value(value.strip(), where, what)
+        if required and "api_key" not in table and "api_key_env" not in table:
             self.problem(
                 path,
                 f"type {kind!r} needs a key: set api_key_env = \"NAME_OF_ENV_VAR\" (preferred) "
@@ -999,75 +718,20 @@ class _Validator:
             )
         return None
 
-
     def key_value(self, value: str, path: str, what: str) -> Secret | None:
         # A stray newline (a CRLF .env file, a secret file) would otherwise
         # fail every probe with an error that could quote the key.
-        if not _TOKEN_CHARS.fullmatch(value):
+        if not TOKEN_CHARS.fullmatch(value):
             self.problem(path, f"{what} has spaces or control characters inside it (value not shown)")
             return None
         return Secret(value)
 
     def base_url(self, value: str, path: str) -> str | None:
-        problem = _url_problem(value)
+        problem = url_problem(value)
         if problem:
             self.problem(path, f"{problem}, got {value!r}")
             return None
         return value
-
-
-def _url_problem(url: str) -> str | None:
-    if not url.startswith(("http://", "https://")):
-        return "must start with http:// or https://"
-    if any(c.isspace() or ord(c) < 32 for c in url):
-        return "must not contain spaces or control characters"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  # raises ValueError for a port out of range
-    except ValueError as exc:
-        return f"is not a valid URL ({exc})"
-    if not parts.hostname:
-        return "has no host name"
-    if parts.query or parts.fragment:
-        return "must not have a query or fragment (keys go in api_key_env, never in the URL)"
-    return None
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        # A JSON string is a TOML basic string, given raw non-ASCII (JSON's
-        # surrogate-pair escapes are not valid TOML) and an escaped DEL.
-        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to a config file")
-
-
-def dump_toml(document: Mapping[str, Any]) -> str:
-    """A config document (what :func:`parse_config` takes) as TOML text.
-
-    For tools that generate configs (the benchmarks, the soak, tests): the
-    result loads back with :func:`load_config` into the same config.
-    """
-    lines: list[str] = []
-    for section in ("checks", "server"):
-        if section in document:
-            lines.append(f"[{section}]")
-            lines += [
-                f"{k} = {_toml_value(v)}" for k, v in document[section].items() if v is not None
-            ]
-    for model in document.get("models", ()):
-        lines += ["", "[[models]]", f"name = {_toml_value(model['name'])}"]
-        if model.get("tags") is not None:
-            lines.append(f"tags = {_toml_value(model['tags'])}")
-        for provider in model.get("providers", ()):
-            lines += ["", "  [[models.providers]]"]
-            lines += [f"  {k} = {_toml_value(v)}" for k, v in provider.items() if v is not None]
-    return "\n".join(lines) + "\n"
 
 
 def parse_config(

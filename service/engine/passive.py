@@ -2,8 +2,8 @@
 
 An adapter whose provider entry says ``probe = "passive"`` is judged by the
 requests the router really sends it. The router reports each one through the
-embedding API (:meth:`service.manager.AdapterManager.observe`, or
-:meth:`service.checker.HealthChecker.observe`): did it succeed, how long it
+embedding API (:meth:`service.engine.manager.AdapterManager.observe`, or
+:meth:`service.engine.checker.HealthChecker.observe`): did it succeed, how long it
 took, the HTTP status. The rule for combining traffic and probes:
 
 * **Traffic when there is some.** While at least one request was reported in
@@ -42,7 +42,7 @@ import trio
 
 from adapters.base import Adapter, FailureKind, redact
 
-from .numbers import finite
+from ..config.values import finite
 from .report import ProbeResult, ProbeStatus
 
 __all__ = ["MAX_OBSERVATIONS", "Observation", "PassiveHealth", "PassivePolicy"]

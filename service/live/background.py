@@ -7,7 +7,7 @@
    started together do not probe together;
 2. probes through :meth:`HealthChecker.probe_one` (the checker's own path:
    deadlines, probe slots, ``min_interval``, redaction) and records the result
-   in the :class:`~service.state.HealthState`;
+   in the :class:`~service.live.state.HealthState`;
 3. sleeps ``interval`` — or ``unhealthy_interval`` while the adapter's
    reported status is down (unhealthy, timeout) or its results disagree with
    it; degraded adapters keep the normal interval — times a
@@ -19,11 +19,11 @@ the same nursery (stale-while-revalidate: a request served a stale result
 asks for a refresh and does not wait for it). An adapter is never probed
 twice at once: a refresh of one whose loop is probing it is skipped.
 
-With a :class:`~service.cluster.ClusterCoordinator` (``[cluster]``), each
+With a :class:`~service.live.cluster.ClusterCoordinator` (``[cluster]``), each
 tick first asks Redis for the adapter's lease: only the instance that gets
 it probes (and shares the result); the others skip the tick and receive the
 result through the coordinator. When Redis is unreachable every tick probes
-locally (see :mod:`service.cluster`).
+locally (see :mod:`service.live.cluster`).
 
 The tasks live in the nursery :meth:`BackgroundChecker.run` opens (the app
 starts it in its lifetime nursery); :meth:`stop` cancels them and
@@ -41,10 +41,10 @@ import trio
 
 from adapters.base import Adapter
 
-from .checker import HealthChecker
+from ..config import CheckSchedule
+from ..engine.checker import HealthChecker
+from ..engine.report import ProbeResult
 from .cluster import ClusterCoordinator, Lease
-from .config import CheckSchedule
-from .report import ProbeResult
 from .state import HealthState
 
 __all__ = ["BackgroundChecker", "lease_ttl", "next_delay"]

@@ -18,8 +18,8 @@ from adapters.base import Adapter, FailureKind, HttpAdapter
 from adapters.custom import SyncCallableAdapter
 from adapters.transport import ConnectionBudget, HttpConnection, HttpxTransport, ProbeTransport
 
-from .checker import HealthChecker
-from .config import Config, ProviderConfig, tag_problem
+from ..config import Config, ProviderConfig, tag_problem
+from .checker import CheckerSettings, HealthChecker
 from .passive import PassivePolicy
 
 __all__ = ["AdapterManager", "UnknownModelError", "socket_budget"]
@@ -79,7 +79,7 @@ class AdapterManager:
 
     def __init__(self, config: Config, *, checker: HealthChecker | None = None) -> None:
         self.config = config
-        self.health_checker = checker or HealthChecker(config.checks.checker_settings())
+        self.health_checker = checker or HealthChecker(CheckerSettings.from_config(config.checks))
         self.health_checker.add_secrets(
             [config.server.auth_token, *(p.api_key for m in config.models for p in m.providers)]
         )
@@ -188,7 +188,7 @@ class AdapterManager:
         """Report one request the router sent through ``model``'s ``provider``.
 
         Passive adapters (``probe = "passive"``) are judged by these reports
-        instead of probes while traffic flows (see :mod:`service.passive`).
+        instead of probes while traffic flows (see :mod:`service.engine.passive`).
         Returns whether the report counted (False: that adapter is not
         passive). Raises :class:`UnknownModelError` or ``ValueError`` (an
         unknown provider, or values that cannot describe a request).

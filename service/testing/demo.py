@@ -14,7 +14,7 @@ from typing import Any
 
 import trio
 
-from .config import Config, parse_config
+from ..config import Config, parse_config
 from .simulator import Simulator, demo_providers
 
 __all__ = ["DEMO_CHECKS", "DEMO_LOCAL", "DEMO_MODELS", "demo_config", "start_demo_upstream"]

@@ -46,14 +46,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import socket
 import time
 import uuid
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -62,30 +61,15 @@ import trio
 from coredis.connection import TCPLocation
 from trio_util import AsyncValue  # type: ignore[import-untyped]
 
-from adapters.base import FailureKind, Secret
+from adapters.base import FailureKind
 
-from .report import ProbeResult, ProbeStatus
+from ..config.cluster import ClusterConfig, sentinel_url
+from ..engine.report import ProbeResult, ProbeStatus
 from .state import HealthState
 
-__all__ = [
-    "CLUSTER_MODES",
-    "ClusterConfig",
-    "ClusterCoordinator",
-    "Lease",
-    "display_redis_url",
-    "result_from_json",
-    "result_to_json",
-]
+__all__ = ["ClusterCoordinator", "Lease", "result_from_json", "result_to_json"]
 
 logger = logging.getLogger("router_health.cluster")
-
-CLUSTER_MODES: Final = ("standalone", "cluster", "sentinel")
-#: The URL schemes each mode takes.
-MODE_SCHEMES: Final = {
-    "standalone": ("redis", "rediss", "unix"),
-    "cluster": ("redis", "rediss"),
-    "sentinel": ("redis+sentinel",),
-}
 
 # Take the lease and a fencing token in one step (KEYS: lease, fence;
 # ARGV: instance id, ttl ms). Returns the token, or 0 if someone holds it.
@@ -106,69 +90,6 @@ if tonumber(redis.call('GET', KEYS[1]) or '0') == tonumber(ARGV[1]) then
 end
 return 0
 """
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterConfig:
-    """``[cluster]``: where the shared state lives."""
-
-    redis_url: Secret = field(repr=False)  # may carry a password
-    mode: str = "standalone"
-    key_prefix: str = "router-health"
-    #: Deadline of one Redis call (seconds): past it, the instance checks locally.
-    timeout: float = 1.0
-    #: This instance's name in leases and shared results (default: host-pid-random).
-    instance_id: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.mode not in CLUSTER_MODES:
-            raise ValueError(f"mode must be one of {', '.join(CLUSTER_MODES)}, got {self.mode!r}")
-        if not (math.isfinite(self.timeout) and self.timeout > 0):
-            raise ValueError(f"timeout must be a finite number of seconds > 0, got {self.timeout!r}")
-
-    @property
-    def display_url(self) -> str:
-        return display_redis_url(self.redis_url.reveal())
-
-
-def display_redis_url(url: str) -> str:
-    """``url`` without its credentials or query (for logs and status).
-
-    Works for sentinel URLs too, whose host part lists several host:port.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "<not a URL>"
-    rest = rest.split("?", 1)[0].split("#", 1)[0]
-    hosts, slash, path = rest.partition("/")
-    hosts = hosts.rpartition("@")[2]  # drop user:password@
-    return f"{scheme}://{hosts}{slash}{path}"
-
-
-def sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, str | None, int]:
-    """``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``.
-
-    Returns (sentinels, service name, password, db); ValueError with what is wrong.
-    """
-    scheme, _, rest = url.partition("://")
-    if scheme != "redis+sentinel":
-        raise ValueError("a sentinel URL starts with redis+sentinel://")
-    rest = rest.split("?", 1)[0]
-    netloc, _, path = rest.partition("/")
-    userinfo, at, hosts = netloc.rpartition("@")
-    password = userinfo.partition(":")[2] or None if at else None
-    sentinels: list[tuple[str, int]] = []
-    for item in hosts.split(","):
-        host, colon, port = item.rpartition(":")
-        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError("list the sentinels as host:port[,host:port...]")
-        sentinels.append((host.strip("[]"), int(port)))
-    service, _, db = path.partition("/")
-    if not service:
-        raise ValueError("name the monitored primary after the hosts: .../mymaster")
-    if db and not db.isdigit():
-        raise ValueError("the database after the service name must be a number")
-    return sentinels, service, password, int(db or 0)
 
 
 @dataclass(frozen=True, slots=True)

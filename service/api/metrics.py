@@ -1,4 +1,4 @@
-"""Prometheus metrics for a :class:`~service.checker.HealthChecker`.
+"""Prometheus metrics for a :class:`~service.engine.checker.HealthChecker`.
 
 :class:`Metrics` listens to the checker (``result_listeners`` /
 ``run_listeners``) and keeps its own :class:`prometheus_client.CollectorRegistry`,
@@ -28,7 +28,7 @@ Gauges (read at scrape time, so they are never stale):
 
 * ``router_health_adapter_up{model,provider}``: 1 while the adapter is usable
   (healthy or degraded), else 0; the *reported* status of the live
-  :class:`~service.state.HealthState` (hysteresis) when one is given and has
+  :class:`~service.live.state.HealthState` (hysteresis) when one is given and has
   the adapter, else its last result that says something about the provider;
 * ``router_health_adapter_status{model,provider,status}``: the same status,
   one-hot over the four statuses (so dashboards can colour ``degraded``);
@@ -55,12 +55,12 @@ from prometheus_client.registry import Collector
 
 from adapters.base import FailureKind
 
-from .cache import says_about_provider
-from .report import HealthReport, ProbeResult, ProbeStatus
+from ..engine.cache import says_about_provider
+from ..engine.report import HealthReport, ProbeResult, ProbeStatus
 
 if TYPE_CHECKING:
-    from .checker import HealthChecker
-    from .state import HealthState
+    from ..engine.checker import HealthChecker
+    from ..live.state import HealthState
 
 __all__ = ["Metrics"]
 
@@ -169,7 +169,7 @@ class Metrics:
     # -- listeners (must not block or raise: they run inside the checker) ----------
 
     def record_result(self, result: ProbeResult) -> None:
-        """Count one result (a :data:`~service.checker.ResultCallback`)."""
+        """Count one result (a :data:`~service.engine.checker.ResultCallback`)."""
         model, provider = result.model, result.provider
         self.results.labels(model, provider, result.status.value, _failure_label(result.failure)).inc()
         reason = _skip_reason(result)
@@ -183,7 +183,7 @@ class Metrics:
             self._last[(model, provider)] = result.status
 
     def record_run(self, report: HealthReport, strategy: str) -> None:
-        """Count one finished run (a :data:`~service.checker.RunCallback`)."""
+        """Count one finished run (a :data:`~service.engine.checker.RunCallback`)."""
         self.run_duration.labels(strategy).observe(report.execution_time)
         self.runs.labels(strategy, report.status.value).inc()
         if report.fallback:

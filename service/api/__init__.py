@@ -1,0 +1,1 @@
+"""The HTTP layer: the only floor that imports quart, hypercorn and werkzeug."""

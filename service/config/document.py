@@ -1,0 +1,29 @@
+"""``Config``: one whole configuration, every section parsed and validated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .checks import ChecksConfig
+from .cluster import ClusterConfig
+from .models import ModelConfig
+from .server import ServerConfig
+from .webhook import WebhookConfig
+
+__all__ = ["Config"]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    checks: ChecksConfig
+    models: tuple[ModelConfig, ...]
+    server: ServerConfig = field(default_factory=ServerConfig)
+    source: str = "<config>"
+    webhook: WebhookConfig | None = None  # [webhook]: POST status transitions
+    cluster: ClusterConfig | None = None  # [cluster]: share checks with other instances
+
+    def model(self, name: str) -> ModelConfig:
+        for model in self.models:
+            if model.name == name:
+                return model
+        raise KeyError(name)

@@ -1,0 +1,60 @@
+"""``[[models]]`` and their ``[[models.providers]]``: one adapter per provider entry."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from adapters.base import Secret
+
+__all__ = ["ACTIVE_PROBES", "PROBES", "ModelConfig", "ProviderConfig"]
+
+#: What an adapter sends: a free model list, a 1-token completion, or nothing
+#: while the router reports traffic (passive).
+PROBES: Final = ("models", "completion", "passive")
+#: The probes a passive adapter falls back to while the router sends it no traffic.
+ACTIVE_PROBES: Final = ("models", "completion")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One ``[[models.providers]]`` entry: one adapter."""
+
+    name: str
+    type: str
+    base_url: str
+    model: str
+    api_key: Secret | None = field(default=None, repr=False)
+    api_key_env: str | None = None
+    probe: str = "models"  # or "completion", or "passive" (see ``active_probe``)
+    passive_fallback: str = "models"  # the probe a passive entry sends while idle
+    timeout: float | None = None
+    verify_model: bool = True
+    options: Mapping[str, str] = field(default_factory=dict)  # deployment, api_version, ...
+    min_interval: float | None = None  # overrides [checks] min_interval for this entry
+    max_concurrent: int | None = None  # cap on this provider name's probes in flight
+    # This entry's own tags; its effective tags add its model's (see effective_tags).
+    tags: tuple[str, ...] = ()
+    # Background-check keys this entry overrides (see CheckSchedule).
+    schedule: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def passive(self) -> bool:
+        return self.probe == "passive"
+
+    @property
+    def active_probe(self) -> str:
+        """The request this entry's adapter sends when it does probe."""
+        return self.passive_fallback if self.passive else self.probe
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    name: str
+    providers: tuple[ProviderConfig, ...]
+    tags: tuple[str, ...] = ()
+
+    def effective_tags(self, provider: ProviderConfig) -> tuple[str, ...]:
+        """A provider's tags: this model's, then the provider's own (each once)."""
+        return tuple(dict.fromkeys((*self.tags, *provider.tags)))

@@ -1,0 +1,1 @@
+"""Probing: no web framework, no Redis."""

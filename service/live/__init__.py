@@ -1,0 +1,1 @@
+"""What runs between requests: state, background checks, cluster, webhook, stream."""
