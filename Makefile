@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check bench bench-quick soak clean
+.PHONY: demo test check docs bench bench-quick soak clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: $(BIN)/.installed
 	@if grep -nE 'rhtestkey|rhtesttoken' .test-debug.log .test-output.log; then \
 		echo "a test key leaked into the test run's output or logs" >&2; exit 1; fi
 
+# The reference (docs/) as a static site in site/; --strict fails on any
+# broken link or page left out of the navigation.
+docs: $(BIN)/.installed
+	$(BIN)/mkdocs build --strict --quiet
+
 bench: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks
@@ -38,4 +43,4 @@ soak: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.soak
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

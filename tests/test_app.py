@@ -30,15 +30,8 @@ from service import (
     ProbeStatus,
     parse_config,
 )
-from service.api.app import (
-    EXTENSION_KEY,
-    ApiError,
-    CheckParams,
-    _performance_body,
-    create_app,
-    get_manager,
-    parse_check_params,
-)
+from service.api.app import EXTENSION_KEY, _performance_body, create_app, get_manager
+from service.api.params import ApiError, CheckParams, parse_check_params
 
 SEED_TOP_KEYS = {
     "status",

@@ -17,7 +17,8 @@ from werkzeug.datastructures import MultiDict
 
 from adapters import Adapter
 from service import AdapterManager, ConfigError, load_config, parse_config
-from service.api.app import EXTENSION_KEY, ApiError, CheckParams, create_app, parse_check_params
+from service.api.app import EXTENSION_KEY, create_app
+from service.api.params import ApiError, CheckParams, parse_check_params
 from service.config import dump_toml
 from tests.test_app import Probe, adapter, get_json, make_config, serving
 
