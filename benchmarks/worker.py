@@ -33,7 +33,7 @@ from adapters.base import (
     TransportError,
 )
 from service import AdapterManager, CheckerSettings, HealthChecker, parse_config
-from service.engine.manager import socket_budget
+from service.engine.manager import raise_open_file_limit, socket_budget
 
 from . import measure, workload
 
@@ -200,6 +200,8 @@ def main() -> int:
     if job.get("fd_limit"):
         limit = int(job["fd_limit"])
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    else:  # as the router-health command does for its fleet
+        raise_open_file_limit(int(job["n"]))
     _install_transport(job.get("transport", "direct"))
     result = trio.run(_measure, job)
     print(json.dumps(result), flush=True)

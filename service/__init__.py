@@ -1,6 +1,6 @@
 """router-health: concurrent, deadline-bounded health checks for AI router adapters.
 
-The public API, and nothing else::
+The public API, listed once::
 
     from service import load_config, AdapterManager
 
@@ -12,9 +12,15 @@ The public API, and nothing else::
             timeout=30.0,
         )
     print(report.to_dict())
+
+The checker needs no web stack: :func:`create_app` and :func:`serve` load
+Quart and hypercorn only when first used.
 """
 
-from .api.app import create_app, serve
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .config import (
     ChecksConfig,
     Config,
@@ -26,7 +32,7 @@ from .config import (
     parse_config,
 )
 from .engine.checker import CheckerSettings, HealthChecker, ResultCallback
-from .engine.manager import AdapterManager, UnknownModelError
+from .engine.manager import AdapterManager, UnknownModelError, raise_open_file_limit
 from .engine.passive import PassivePolicy
 from .engine.report import (
     HealthReport,
@@ -36,6 +42,9 @@ from .engine.report import (
     ProbeResult,
     ProbeStatus,
 )
+
+if TYPE_CHECKING:
+    from .api.app import create_app, serve
 
 __all__ = [
     "AdapterManager",
@@ -59,5 +68,24 @@ __all__ = [
     "create_app",
     "load_config",
     "parse_config",
+    "raise_open_file_limit",
     "serve",
 ]
+
+#: Names whose module imports the web stack: loaded on first use.
+_WEB: dict[str, str] = {"create_app": "service.api.app", "serve": "service.api.app"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WEB.get(name)
+    if module is None:
+        raise AttributeError(f"module 'service' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

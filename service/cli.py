@@ -13,24 +13,21 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from functools import partial
+from typing import NoReturn
 
 import trio
 
 from .config import Config, ConfigError, load_config
-from .engine.manager import AdapterManager, UnknownModelError
+from .engine.manager import AdapterManager, UnknownModelError, raise_open_file_limit
 from .engine.report import HealthReport, HealthStatus, ProbeResult
 from .logs import LOG_FORMATS, configure_logging
-
-if TYPE_CHECKING:
-    from quart_trio import QuartTrio
 
 __all__ = ["main"]
 
 EXIT_CODES = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.UNHEALTHY: 2}
 EXIT_USAGE = 3
 EXIT_INTERRUPTED = 130
-
 
 
 class _Parser(argparse.ArgumentParser):
@@ -126,7 +123,12 @@ def _summary(report: HealthReport) -> str:
     )
 
 
+def _fleet_size(config: Config) -> int:
+    return sum(len(model.providers) for model in config.models)
+
+
 async def _check(config: Config, args: argparse.Namespace) -> int:
+    raise_open_file_limit(_fleet_size(config))
     manager = AdapterManager.from_config(config)
     async with manager:
         names = [args.model] if args.model else manager.get_available_models()
@@ -171,30 +173,21 @@ async def _wait_for_signal(event: trio.Event) -> None:
 
 
 async def _serve(config: Config, host: str, port: int, *, announce: str = "") -> None:
-    from .api.app import create_app
+    from .api.app import create_app, serve
 
+    raise_open_file_limit(_fleet_size(config))
     app = create_app(config)
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_wait_for_signal, stop)
-        urls = await nursery.start(_serve_task, app, host, port, stop)
+        urls = await nursery.start(
+            partial(serve, app, host=host, port=port, shutdown_trigger=stop.wait)
+        )
         base = urls[0] if urls else f"http://{host}:{port}"
         print(announce.format(base=base) if announce else f"router-health serving on {base}",
               flush=True)
         # hypercorn drains in-flight requests once `stop` is set; the
         # nursery then waits for serve() to return.
-
-
-async def _serve_task(
-    app: QuartTrio,
-    host: str,
-    port: int,
-    stop: trio.Event,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    from .api.app import serve
-
-    await serve(app, host=host, port=port, shutdown_trigger=stop.wait, task_status=task_status)
 
 
 DEMO_BANNER = """\

@@ -22,7 +22,7 @@ from ..config import Config, ProviderConfig, tag_problem
 from .checker import CheckerSettings, HealthChecker
 from .passive import PassivePolicy
 
-__all__ = ["AdapterManager", "UnknownModelError", "socket_budget"]
+__all__ = ["AdapterManager", "UnknownModelError", "raise_open_file_limit", "socket_budget"]
 
 #: File descriptors left to everything but probe sockets: the server's own
 #: connections, log files, the event loop, a TLS CA bundle being read...
@@ -72,9 +72,10 @@ class AdapterManager:
     instead. One TLS context is shared by all, since building one is costly.
 
     All sockets share one :class:`~adapters.transport.ConnectionBudget`, sized
-    from ``RLIMIT_NOFILE`` (whose soft limit is first raised towards the hard
-    one if the fleet needs it): 10,000 adapters cannot exhaust the process's
-    file descriptors, they queue for sockets instead.
+    from ``RLIMIT_NOFILE`` (the CLI first raises its soft limit towards the
+    hard one when the fleet needs it: :func:`raise_open_file_limit`): 10,000
+    adapters cannot exhaust the process's file descriptors, they queue for
+    sockets instead.
     """
 
     def __init__(self, config: Config, *, checker: HealthChecker | None = None) -> None:
@@ -303,31 +304,46 @@ class AdapterManager:
                 await client.aclose()
 
 
-def socket_budget(sockets_wanted: int) -> int:
-    """How many probe sockets this process may hold open at once.
+def raise_open_file_limit(sockets_wanted: int) -> int:
+    """Raise this process's soft ``RLIMIT_NOFILE`` so ``sockets_wanted`` probe sockets fit.
 
-    Raises the soft ``RLIMIT_NOFILE`` towards the hard limit when the fleet
-    needs more than it allows (the soft default is often 1,024, the hard one
-    much higher), then leaves :data:`FD_RESERVE` descriptors and those
-    already open to everything else.
+    The soft default is often 1,024 while the hard limit is much higher. A
+    process-wide side effect, so the library never does it by itself: the
+    ``router-health`` command calls it with the fleet's size, and an
+    embedder with a large fleet may too, before opening the manager.
+    Returns the soft limit now in force (-1 for unlimited or unknown).
     """
     try:
         import resource
-    except ImportError:  # not a POSIX system: no limit we can read
-        return max(sockets_wanted, 1)
+    except ImportError:  # not a POSIX system: no limit we can change
+        return -1
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    in_use = _open_fds()
-    wanted = in_use + FD_RESERVE + sockets_wanted
+    wanted = _open_fds() + FD_RESERVE + sockets_wanted
     if soft != resource.RLIM_INFINITY and soft < wanted:
         new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
             soft = new_soft
         except (ValueError, OSError):
-            pass  # keep the old limit; the budget below respects it
+            pass  # keep the old limit; socket_budget() respects it
+    return -1 if soft == resource.RLIM_INFINITY else soft
+
+
+def socket_budget(sockets_wanted: int) -> int:
+    """How many probe sockets this process may hold open at once.
+
+    Leaves :data:`FD_RESERVE` descriptors and those already open to
+    everything else, within the soft ``RLIMIT_NOFILE`` as it is (see
+    :func:`raise_open_file_limit` to raise it first).
+    """
+    try:
+        import resource
+    except ImportError:  # not a POSIX system: no limit we can read
+        return max(sockets_wanted, 1)
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return max(sockets_wanted, 1)
-    return max(soft - in_use - FD_RESERVE, 16)
+    return max(soft - _open_fds() - FD_RESERVE, 16)
 
 
 def _open_fds() -> int:
