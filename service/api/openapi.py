@@ -23,16 +23,20 @@ import copy
 from importlib import metadata
 from typing import Any, Final
 
+from adapters.base import FailureKind
+
+from ..config import MAX_TAGS, TAG_PATTERN, ServerConfig
+from ..engine.report import HealthStatus, ProbeStatus
+
 __all__ = ["openapi_spec"]
 
 Schema = dict[str, Any]
 
 _JSON: Final = "application/json"
 _HEALTH_JSON: Final = "application/health+json"
-_DEFAULT_MAX_TIMEOUT: Final = 120.0
-#: Matches ``config.MAX_TAGS``.
-_MAX_TAGS: Final = 32
-_TAG: Final = "[A-Za-z0-9_.:-]+"
+_DEFAULT_MAX_TIMEOUT: Final = ServerConfig().max_timeout
+_MAX_TAGS: Final = MAX_TAGS
+_TAG: Final = TAG_PATTERN.pattern
 #: ``?tags=``: comma-separated tags, spaces around commas allowed (a subset of
 #: what the server strips: it accepts any whitespace).
 _TAG_LIST_PATTERN: Final = f"^ *{_TAG} *(, *{_TAG} *){{0,{_MAX_TAGS - 1}}}$"
@@ -40,24 +44,10 @@ _BOOLEAN_PATTERN: Final = (
     "^[ \t]*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[Yy][Ee][Ss]|[Nn][Oo]|1|0)[ \t]*$"
 )
 
-_PROBE_STATUSES: Final = ["healthy", "degraded", "unhealthy", "timeout"]
-_HEALTH_STATUSES: Final = ["healthy", "degraded", "unhealthy"]
-#: ``adapters.base.FailureKind`` values.
-_FAILURES: Final = [
-    "http_status",
-    "auth",
-    "rate_limited",
-    "bad_body",
-    "model_missing",
-    "connect",
-    "body_too_large",
-    "exception",
-    "resource",
-    "timeout",
-    "deadline",
-    "not_started",
-    "not_open",
-]
+# Enumerations come from the code itself, so the document cannot fall behind.
+_PROBE_STATUSES: Final = [status.value for status in ProbeStatus]
+_HEALTH_STATUSES: Final = [status.value for status in HealthStatus]
+_FAILURES: Final = [kind.value for kind in FailureKind]
 
 
 def _package_version() -> str:
