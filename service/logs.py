@@ -1,4 +1,4 @@
-"""Log output: the seed's human lines (default) or one JSON object per line.
+"""Log output: the v1 human lines (default) or one JSON object per line.
 
 ``router-health --log-format json ...`` writes every record as a JSON object
 on one line, for log pipelines (Loki, Elasticsearch, CloudWatch):
@@ -20,7 +20,7 @@ from typing import Any, Final
 
 __all__ = ["FIELDS", "LOG_FORMATS", "TEXT_FORMAT", "JsonFormatter", "configure_logging"]
 
-#: The human format: the seed's lines, with a time and a level.
+#: The human format: the v1 lines, with a time and a level.
 TEXT_FORMAT: Final = "%(asctime)s | %(levelname)-5s | %(message)s"
 LOG_FORMATS: Final = ("text", "json")
 #: Structured fields copied from a record's ``extra`` when present.
@@ -61,6 +61,6 @@ def configure_logging(level: str, log_format: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # httpx logs every request URL at INFO: noise next to the seed's lines,
+    # httpx logs every request URL at INFO: noise next to the v1 lines,
     # and a URL is the one place a careless base_url could carry a key.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

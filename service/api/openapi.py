@@ -151,7 +151,7 @@ def _error(code: str | list[str], extra: dict[str, Schema], description: str) ->
 
 
 def _report_fields() -> dict[str, Schema]:
-    """The seed's run fields after ``status``/``timestamp``/``models``, and ``fallback``."""
+    """The v1 run fields after ``status``/``timestamp``/``models``, and ``fallback``."""
     return {
         "execution_time": _num("seconds the run took (0 when served from background checks)",
                                minimum=0),
@@ -250,7 +250,7 @@ def _schemas() -> dict[str, Schema]:
             open_=True,
             description="One adapter's probe. The optional keys appear only when they apply.",
         ),
-        "ModelSummary": _obj(summary_fields, description="The seed's per-model object."),
+        "ModelSummary": _obj(summary_fields, description="The v1 per-model object."),
         "HealthReport": _obj(
             {
                 "status": _ref("HealthStatus"),
@@ -269,7 +269,7 @@ def _schemas() -> dict[str, Schema]:
             ["status", "timestamp", "models", "healthy_models", "total_models",
              "execution_time", "concurrent", "timeout", "fallback"],
             open_=True,
-            description="The seed's GET /v1/health/ shape, then fallback and the optional keys.",
+            description="The v1 GET /v1/health/ shape, then fallback and the optional keys.",
         ),
         "ModelListItem": _obj(
             {"model": _str(), **summary_fields, "details": provider_details},
@@ -345,7 +345,7 @@ def _schemas() -> dict[str, Schema]:
                     }
                 ),
             },
-            description="The seed's performance fields, then agreement, time_breakdown, limits.",
+            description="The v1 performance fields, then agreement, time_breakdown, limits.",
         ),
         "History": _obj(
             {

@@ -100,7 +100,7 @@ SCHEDULE_KEYS: Final = (
 
 @dataclass(frozen=True, slots=True)
 class ChecksConfig:
-    """``[checks]``: the budgets and strategy switches (defaults are the seed's)."""
+    """``[checks]``: the budgets and strategy switches (defaults are the v1 API's)."""
 
     timeout: float = 30.0
     model_timeout: float = 10.0

@@ -82,7 +82,7 @@ _TRANSIENT_KINDS: Final = {kind: FailureKind(kind) for kind in TRANSIENT_KINDS}
 
 @dataclass(frozen=True, slots=True)
 class CheckerSettings:
-    """Budgets (seconds) and fallback switches; the defaults are the seed's."""
+    """Budgets (seconds) and fallback switches; the defaults are the v1 API's."""
 
     timeout: float = 30.0  # a whole run
     model_timeout: float = 10.0  # one model's providers, from the model's start
@@ -238,7 +238,7 @@ class _Run:
 class HealthChecker:
     """Checks adapters concurrently (one Trio task each) or one at a time.
 
-    The public methods carry the seed's names and signatures. Each accepts a
+    The public methods carry the v1 API's names and signatures. Each accepts a
     ``timeout`` in seconds; ``None`` means the configured default.
     """
 
@@ -312,7 +312,7 @@ class HealthChecker:
             secrets=self.known_secrets,
         )
 
-    # -- the seed's API --------------------------------------------------------
+    # -- the v1 API ------------------------------------------------------------
 
     async def check_all_models_with_timeout(
         self,
@@ -407,7 +407,7 @@ class HealthChecker:
         await self._probe_and_record(run, model, adapter, _Budget(deadline, deadline))
         return run.results[model][adapter.provider]
 
-    # The seed calls its sequential methods with a leading underscore.
+    # The v1 API names its sequential methods with a leading underscore.
     _check_all_models_sequential = check_all_models_sequential
     _check_model_health_sequential = check_model_health_sequential
 

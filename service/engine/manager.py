@@ -123,7 +123,7 @@ class AdapterManager:
             f"open={self._open})"
         )
 
-    # -- the seed's accessors --------------------------------------------------
+    # -- the v1 accessors -----------------------------------------------------
 
     def get_available_models(self) -> list[str]:
         return list(self.model_adapters)

@@ -1,8 +1,8 @@
 """Results and reports, and their JSON.
 
-``HealthReport.to_dict()`` is exactly the seed's ``GET /v1/health/`` shape;
+``HealthReport.to_dict()`` is exactly the v1 ``GET /v1/health/`` shape;
 per-provider details (latency, HTTP status, error, when, fallback) live under
-a separate ``details`` key so clients written against the seed see no change.
+a separate ``details`` key so clients written against the v1 API see no change.
 A detail gains ``retry_after`` (a 429/503's Retry-After), ``queued_ms`` (time
 spent waiting for a probe slot, while a cap is configured) and ``cached`` /
 ``age_s`` (served from ``min_interval`` instead of probing) only when they
@@ -183,7 +183,7 @@ class ModelReport:
         return len(self.results)
 
     def to_dict(self) -> dict[str, Any]:
-        """The seed's per-model object."""
+        """The v1 per-model object."""
         return {
             "status": self.status.value,
             "providers": {name: r.status.value for name, r in self.results.items()},
@@ -225,7 +225,7 @@ class HealthReport:
         return [r for m in self.models.values() for r in m.results.values()]
 
     def to_dict(self, *, details: bool = True) -> dict[str, Any]:
-        """The seed's shape, then ``fallback`` and (optionally) per-provider ``details``."""
+        """The v1 shape, then ``fallback`` and (optionally) per-provider ``details``."""
         data: dict[str, Any] = {
             "status": self.status.value,
             "timestamp": _round(self.timestamp),

@@ -326,7 +326,7 @@ class ClusterCoordinator:
         return True, value
 
     async def _load(self) -> None:
-        """Seed the live state with the results other instances stored."""
+        """Fill the live state with the results other instances stored."""
         for model, provider in sorted(self.known):
             _, _, result_key = self._keys(model, provider)
             ok, payload = await self._call("loading results", lambda k=result_key: self._client.get(k))
