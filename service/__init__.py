@@ -31,7 +31,7 @@ from .config import (
     load_config,
     parse_config,
 )
-from .engine.checker import CheckerSettings, HealthChecker, ResultCallback
+from .engine.checker import HealthChecker, ResultCallback
 from .engine.manager import AdapterManager, UnknownModelError, raise_open_file_limit
 from .engine.passive import PassivePolicy
 from .engine.report import (
@@ -42,6 +42,7 @@ from .engine.report import (
     ProbeResult,
     ProbeStatus,
 )
+from .engine.settings import CheckerSettings
 
 if TYPE_CHECKING:
     from .api.app import create_app, serve

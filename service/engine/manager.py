@@ -19,8 +19,9 @@ from adapters.custom import SyncCallableAdapter
 from adapters.transport import ConnectionBudget, HttpConnection, HttpxTransport, ProbeTransport
 
 from ..config import Config, ProviderConfig, tag_problem
-from .checker import CheckerSettings, HealthChecker
+from .checker import HealthChecker
 from .passive import PassivePolicy
+from .settings import CheckerSettings
 
 __all__ = ["AdapterManager", "UnknownModelError", "raise_open_file_limit", "socket_budget"]
 
