@@ -40,7 +40,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import trio
 
@@ -49,7 +49,7 @@ from adapters.base import Adapter, FailureKind, ProbeOutcome, redact
 from ..config.values import check_seconds
 from .cache import RecentResults
 from .limits import ProbeSlots, Signal, SlotWait
-from .passive import PassiveHealth
+from .passive import PassiveHealth, ReportedRequest
 from .report import (
     HealthReport,
     ModelHealthReport,
@@ -203,15 +203,7 @@ class HealthChecker:
         self.known_secrets.extend(s for s in secrets if s)
 
     def observe(
-        self,
-        model: str,
-        provider: str,
-        *,
-        ok: bool,
-        latency_ms: float | None = None,
-        http_status: int | None = None,
-        failure: FailureKind | str | None = None,
-        error: str | None = None,
+        self, model: str, provider: str, *, ok: bool, **request: Unpack[ReportedRequest]
     ) -> bool:
         """Report one request the router sent (see :mod:`service.engine.passive`).
 
@@ -219,14 +211,7 @@ class HealthChecker:
         ``error`` is redacted of every known key before it is kept.
         """
         return self.passive.observe(
-            model,
-            provider,
-            ok=ok,
-            latency_ms=latency_ms,
-            http_status=http_status,
-            failure=failure,
-            error=error,
-            secrets=self.known_secrets,
+            model, provider, ok=ok, secrets=self.known_secrets, **request
         )
 
     # -- the v1 API ------------------------------------------------------------

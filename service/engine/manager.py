@@ -7,20 +7,20 @@ import ssl
 import urllib.request
 from collections.abc import Collection, Iterable, Sequence
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Self, Unpack
 from urllib.parse import urlsplit
 
 import httpx
 import trio
 
 from adapters import ADAPTER_TYPES
-from adapters.base import Adapter, FailureKind, HttpAdapter
+from adapters.base import Adapter, HttpAdapter
 from adapters.custom import SyncCallableAdapter
 from adapters.transport import ConnectionBudget, HttpConnection, HttpxTransport, ProbeTransport
 
 from ..config import Config, ProviderConfig, tag_problem
 from .checker import HealthChecker
-from .passive import PassivePolicy
+from .passive import PassivePolicy, ReportedRequest
 from .settings import CheckerSettings
 
 __all__ = ["AdapterManager", "UnknownModelError", "raise_open_file_limit", "socket_budget"]
@@ -177,23 +177,17 @@ class AdapterManager:
         return plan
 
     def observe(
-        self,
-        model: str,
-        provider: str,
-        *,
-        ok: bool,
-        latency_ms: float | None = None,
-        http_status: int | None = None,
-        failure: FailureKind | str | None = None,
-        error: str | None = None,
+        self, model: str, provider: str, *, ok: bool, **request: Unpack[ReportedRequest]
     ) -> bool:
         """Report one request the router sent through ``model``'s ``provider``.
 
-        Passive adapters (``probe = "passive"``) are judged by these reports
-        instead of probes while traffic flows (see :mod:`service.engine.passive`).
-        Returns whether the report counted (False: that adapter is not
-        passive). Raises :class:`UnknownModelError` or ``ValueError`` (an
-        unknown provider, or values that cannot describe a request).
+        ``request`` may say ``latency_ms``, ``http_status``, ``failure`` and
+        ``error``. Passive adapters (``probe = "passive"``) are judged by these
+        reports instead of probes while traffic flows (see
+        :mod:`service.engine.passive`). Returns whether the report counted
+        (False: that adapter is not passive). Raises
+        :class:`UnknownModelError` or ``ValueError`` (an unknown provider, or
+        values that cannot describe a request).
         """
         adapters = self.get_model_adapters(model)
         if not any(a.provider == provider for a in adapters):
@@ -201,15 +195,7 @@ class AdapterManager:
             raise ValueError(
                 f"model {model!r} has no provider named {provider!r}; its providers: {listed}"
             )
-        return self.health_checker.observe(
-            model,
-            provider,
-            ok=ok,
-            latency_ms=latency_ms,
-            http_status=http_status,
-            failure=failure,
-            error=error,
-        )
+        return self.health_checker.observe(model, provider, ok=ok, **request)
 
     def register_adapter(
         self,

@@ -30,22 +30,21 @@ At most :data:`MAX_OBSERVATIONS` requests are kept per adapter.
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
 import trio
 
 from adapters.base import Adapter, FailureKind, redact
 
-from ..config.values import finite
+from ..config.values import check_seconds, finite
 from .report import ProbeResult, ProbeStatus
 
-__all__ = ["MAX_OBSERVATIONS", "Observation", "PassiveHealth", "PassivePolicy"]
+__all__ = ["MAX_OBSERVATIONS", "Observation", "PassiveHealth", "PassivePolicy", "ReportedRequest"]
 
 #: Requests remembered per passive adapter (the newest win).
 MAX_OBSERVATIONS: Final = 1000
@@ -53,6 +52,14 @@ _MAX_ERROR_CHARS: Final = 200
 
 Key = tuple[str, str]
 
+
+class ReportedRequest(TypedDict, total=False):
+    """What a router may say about one request besides whether it succeeded."""
+
+    latency_ms: float | None
+    http_status: int | None
+    failure: FailureKind | str | None  # a FailureKind or its value, e.g. "timeout"
+    error: str | None  # redacted of every known key before it is kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +72,7 @@ class PassivePolicy:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"passive {name} must be a number, got {value!r}")
-        if not (math.isfinite(self.window) and self.window > 0):
-            raise ValueError(f"passive window must be a finite number of seconds > 0, got {self.window!r}")
+        check_seconds("passive window", self.window)
         if not 0 <= self.max_error_rate <= 1:
             raise ValueError(f"passive error rate must be in [0, 1], got {self.max_error_rate!r}")
 
