@@ -306,3 +306,27 @@ def test_embedding_the_checker_loads_no_web_stack_and_no_redis(code: str) -> Non
 def test_the_web_parts_load_on_first_use() -> None:
     loaded = fresh_interpreter_modules("import service\nservice.create_app")
     assert "quart_trio" in {m.split(".")[0] for m in loaded}
+
+
+def declared_dependencies() -> set[str]:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    names = set()
+    for requirement in project["dependencies"]:
+        name = requirement.split(";")[0]
+        for stop in "<>=!~[ ":
+            name = name.split(stop)[0]
+        names.add(name.strip().lower().replace("-", "_"))
+    return names
+
+
+def test_every_third_party_import_is_a_declared_dependency() -> None:
+    ours = {"service", "adapters"}
+    imported = {
+        imp.target.split(".")[0]
+        for path in [*sorted(PACKAGE.rglob("*.py")), *sorted((ROOT / "adapters").rglob("*.py"))]
+        for imp in imports_of(path)
+    }
+    undeclared = imported - ours - set(sys.stdlib_module_names) - declared_dependencies()
+    assert undeclared == set(), f"imported but not in [project] dependencies: {sorted(undeclared)}"
