@@ -1,0 +1,171 @@
+"""What is simulated: providers, their behaviour, and the counters kept for them.
+
+The data model of the simulator: the provider kinds (:data:`KINDS`, with the
+URL path each one's ``base_url`` ends in) and failure modes (:data:`MODES`) it
+knows, :class:`SimProvider` and its :class:`Behavior` (validated on
+construction, so a typo in a test or a spec file fails where it is written),
+and the :class:`ProviderStats` counters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+MODES: Final = (
+    "ok",
+    "hang",
+    "slow_body",
+    "status",
+    "rate_limited",
+    "unauthorized",
+    "malformed_json",
+    "html",
+    "wrong_shape",
+    "reset",
+    "huge_body",
+    "echo_key",
+)
+
+KINDS: Final = (
+    "openai",
+    "azure",
+    "anthropic",
+    "volcengine",
+    "gemini",
+    "ollama",
+    "openai-compatible",
+)
+
+#: Kinds that speak the OpenAI wire format, with the path prefix their
+#: ``base_url`` ends in (Volcengine Ark mounts the same API under /api/v3).
+_OPENAI_LIKE: Final = {"openai": "/v1", "openai-compatible": "/v1", "volcengine": "/api/v3"}
+
+#: What each kind's ``base_url`` appends to ``{root_url}/{name}``.
+_BASE_SUFFIX: Final = {
+    "openai": "/v1",
+    "openai-compatible": "/v1",
+    "volcengine": "/api/v3",
+    "azure": "",
+    "anthropic": "",
+    "gemini": "/v1beta",
+    "ollama": "",
+}
+
+
+class UnknownProviderError(KeyError, ValueError):
+    """No provider of that name is simulated.
+
+    It is both a ``KeyError`` (a lookup by name failed) and a ``ValueError``
+    (what :meth:`Simulator.set_behavior` promises for bad arguments), so
+    callers can catch whichever reads naturally at their call site.
+    """
+
+    def __str__(self) -> str:
+        return f"no simulated provider named {self.args[0]!r}"
+
+
+def _check_seconds(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number of seconds, not {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+
+
+@dataclass
+class Behavior:
+    """How one simulated provider answers; change it live with ``set_behavior``.
+
+    Validated on construction so a typo in a test or a spec file fails where it
+    is written instead of showing up as a mysteriously healthy provider.
+    """
+
+    latency: float = 0.05  # seconds before the response headers
+    jitter: float = 0.0  # +- uniform seconds added to latency (never below 0)
+    error_rate: float = 0.0  # probability [0,1] that a request gets a 500 instead
+    mode: str = "ok"  # one of MODES
+    status: int = 500  # for mode "status"
+    retry_after: float = 1.0  # for mode "rate_limited" (Retry-After header, seconds)
+    trickle_interval: float = 1.0  # for mode "slow_body": seconds between body bytes
+    # Requests worked on at once (during their latency) before the next one gets
+    # an immediate 429 with Retry-After = ``retry_after`` (0 = no limit): a
+    # provider's concurrency cap. Refusals are counted in ProviderStats.rate_limited.
+    concurrency_limit: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("latency", "jitter", "retry_after", "trickle_interval"):
+            _check_seconds(name, getattr(self, name))
+        limit = self.concurrency_limit
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(
+                f"concurrency_limit must be a whole number >= 0 (0 = no limit), not {limit!r}"
+            )
+        rate = self.error_rate
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+            raise ValueError(f"error_rate must be a number in [0, 1], not {rate!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; expected one of {', '.join(MODES)}")
+        status = self.status
+        if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+            raise ValueError(f"status must be an HTTP status in 200..599, not {status!r}")
+
+
+@dataclass
+class SimProvider:
+    """One simulated upstream, served under ``/{name}/``."""
+
+    name: str  # unique; URL prefix /{name}/...
+    kind: str  # one of KINDS
+    api_key: str | None = None  # expected key; None = no auth required
+    models: list[str] = field(default_factory=lambda: ["sim-model"])
+    behavior: Behavior = field(default_factory=Behavior)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError("provider name must be a non-empty string")
+        if self.name.startswith("_") or any(c in self.name for c in "/?#% \t"):
+            raise ValueError(
+                f"provider name {self.name!r} must not start with '_' or contain '/?#%' or spaces"
+            )
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown kind {self.kind!r}; expected one of {', '.join(KINDS)}")
+        if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key):
+            raise ValueError("api_key must be a non-empty string or None")
+        if (
+            not isinstance(self.models, list)
+            or not self.models
+            or not all(isinstance(m, str) and m for m in self.models)
+        ):
+            raise ValueError("models must be a non-empty list of model ids")
+        if isinstance(self.behavior, Mapping):  # convenience for specs / JSON
+            self.behavior = Behavior(**self.behavior)
+        if not isinstance(self.behavior, Behavior):
+            raise ValueError("behavior must be a Behavior")
+
+
+@dataclass
+class ProviderStats:
+    """Counters for one provider (or the sum of all, from ``total_stats``).
+
+    Every counted request ends as exactly one of ``completed`` or
+    ``disconnected``, so ``requests == in_flight + completed + disconnected``
+    holds between resets. A response the simulator cuts off on purpose (mode
+    ``reset``) counts as completed: it was delivered as scripted. A response
+    cut off because the server itself was shut down counts as disconnected.
+    """
+
+    requests: int = 0  # requests received (all paths)
+    in_flight: int = 0  # requests currently being answered
+    completed: int = 0  # responses fully sent
+    disconnected: int = 0  # client went away before the response finished
+    list_probes: int = 0  # free list/get-model calls
+    completion_probes: int = 0  # billed completion calls
+    max_tokens_requested: int = 0  # sum of max_tokens (or equivalent) in completion calls
+    rate_limited: int = 0  # 429s sent: mode "rate_limited" or over ``concurrency_limit``
+
+
+_BEHAVIOR_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(Behavior))
+_STATS_FIELDS: Final = tuple(f.name for f in dataclasses.fields(ProviderStats))
