@@ -8,7 +8,6 @@ the checker tests at the end run against the real simulator over loopback
 from __future__ import annotations
 
 import tomllib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from adapters import CallableAdapter, FailureKind
 from adapters.base import ProbeOutcome
 from service import (
     AdapterManager,
-    CheckerSettings,
     HealthChecker,
     ProbeResult,
     ProbeStatus,
@@ -30,15 +28,10 @@ from service.engine.cache import MAX_RETRY_AFTER, RecentResults
 from service.engine.limits import INITIAL_LIMIT, PROBE_FACTOR, AdaptiveLimit, ProbeSlots, Signal
 from service.engine.report import HealthStatus
 from service.testing.simulator import Behavior, SimProvider, Simulator
-from tests.test_config import problems
+from tests.support.configs import problems, sim_config
+from tests.support.fakes import hang, healthy, probe_result, settings
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def settings(**changes: Any) -> CheckerSettings:
-    base: dict[str, Any] = {"timeout": 60, "model_timeout": 60, "adapter_timeout": 30,
-                            "recheck_timeouts": False}
-    return CheckerSettings(**{**base, **changes})
 
 
 def controller(ceiling: int = 8, initial: int | None = None) -> AdaptiveLimit:
@@ -54,24 +47,13 @@ def answer(limit: AdaptiveLimit, times: int, granted_at: float) -> None:
         limit.feedback(Signal.ANSWERED, granted_at)
 
 
-async def ok() -> bool:
-    return True
-
-
-def result(model: str = "m", provider: str = "p", **changes: Any) -> ProbeResult:
-    base: dict[str, Any] = dict(
-        model=model,
-        provider=provider,
-        adapter="PAdapter",
-        status=ProbeStatus.UNHEALTHY,
-        latency_ms=12.0,
-        checked_at=1.0,
-        http_status=429,
-        error="rate limited",
-        failure=FailureKind.RATE_LIMITED,
-        retry_after=30.0,
-    )
-    return ProbeResult(**{**base, **changes})
+def result(**changes: Any) -> ProbeResult:
+    """A 429 with a Retry-After of 30 s, for model ``m`` and provider ``p``."""
+    base: dict[str, Any] = {
+        "model": "m", "provider": "p", "adapter": "PAdapter", "checked_at": 1.0,
+        "http_status": 429, "error": "rate limited", "retry_after": 30.0,
+    }
+    return probe_result(ProbeStatus.UNHEALTHY, failure=FailureKind.RATE_LIMITED, **{**base, **changes})
 
 
 # -- AdaptiveLimit ---------------------------------------------------------------------------
@@ -305,10 +287,6 @@ async def test_checker_contains_one_slow_provider(autojump_clock: trio.testing.M
         await trio.sleep(1)
         return ProbeOutcome.fail(FailureKind.RATE_LIMITED, "HTTP 429", http_status=429)
 
-    async def hang() -> bool:
-        await trio.sleep_forever()
-        raise AssertionError("unreachable")
-
     async def exhausted() -> ProbeOutcome:
         await trio.sleep(1)
         return ProbeOutcome.fail(FailureKind.RESOURCE, "EMFILE: too many open files")
@@ -319,7 +297,7 @@ async def test_checker_contains_one_slow_provider(autojump_clock: trio.testing.M
     )
     # Four models served by the same refusing provider: one episode, one halving.
     plan: dict[str, list[Any]] = {
-        f"m{i}": [CallableAdapter("limited", refuse), CallableAdapter("fine", ok)] for i in range(4)
+        f"m{i}": [CallableAdapter("limited", refuse), CallableAdapter("fine", healthy)] for i in range(4)
     }
     plan["slow-model"] = [CallableAdapter("slow", hang)]
     report = await checker.run(plan)
@@ -439,7 +417,7 @@ async def test_timeouts_do_not_mark_a_bad_level_and_recovery_doubles_back(
 
 async def test_retry_after_is_capped(mock_clock: trio.testing.MockClock) -> None:
     recent = RecentResults()
-    adapter = CallableAdapter("p", ok)
+    adapter = CallableAdapter("p", healthy)
     recent.hold("m", adapter, result(retry_after=10.0**9), 10**9)
     mock_clock.jump(MAX_RETRY_AFTER - 1)
     held = recent.held("m", adapter)
@@ -455,14 +433,14 @@ async def test_retry_after_is_capped(mock_clock: trio.testing.MockClock) -> None
 @pytest.mark.parametrize("seconds", [0, -5, float("nan")])
 async def test_no_hold_without_a_positive_retry_after(seconds: float) -> None:
     recent = RecentResults()
-    adapter = CallableAdapter("p", ok)
+    adapter = CallableAdapter("p", healthy)
     recent.hold("m", adapter, result(), seconds)
     assert recent.held("m", adapter) is None
 
 
 async def test_a_hold_belongs_to_its_adapter_object(mock_clock: trio.testing.MockClock) -> None:
     recent = RecentResults()
-    first, replacement = CallableAdapter("p", ok), CallableAdapter("p", ok)
+    first, replacement = CallableAdapter("p", healthy), CallableAdapter("p", healthy)
     recent.hold("m", first, result(), 30)
     assert recent.held("m", first) is not None
     assert recent.held("other-model", first) is None
@@ -477,28 +455,13 @@ async def test_a_hold_belongs_to_its_adapter_object(mock_clock: trio.testing.Moc
 
 
 @pytest.fixture
-async def sim(nursery: trio.Nursery) -> AsyncIterator[Simulator]:
-    simulator = Simulator(
-        [
-            SimProvider("busy", "openai", "sk-sim-busy-0123456789", ["sim-model"],
-                        Behavior(latency=0.01, mode="rate_limited", retry_after=30)),
-            SimProvider("calm", "openai", "sk-sim-calm-0123456789", ["sim-model"],
-                        Behavior(latency=0.01)),
-        ]
-    )
-    await nursery.start(simulator.serve)
-    yield simulator
-
-
-def sim_config(sim: Simulator, *providers: str, **checks: Any) -> Any:
-    entries = [e for e in sim.provider_entries() if e["name"] in providers]
-    return parse_config(
-        {
-            "checks": {"adapter_timeout": 5, "recheck_timeouts": False, **checks},
-            "models": [{"name": "m", "providers": entries}],
-        },
-        env={},
-    )
+def sim_providers() -> list[SimProvider]:
+    return [
+        SimProvider("busy", "openai", "sk-sim-busy-0123456789", ["sim-model"],
+                    Behavior(latency=0.01, mode="rate_limited", retry_after=30)),
+        SimProvider("calm", "openai", "sk-sim-calm-0123456789", ["sim-model"],
+                    Behavior(latency=0.01)),
+    ]
 
 
 async def test_a_429_holds_the_adapter_for_its_retry_after(sim: Simulator) -> None:

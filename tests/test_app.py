@@ -9,41 +9,31 @@ every request has reached its wait.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from quart.typing import TestClientProtocol as QuartClient
-from quart_trio import QuartTrio
 from werkzeug.datastructures import MultiDict
 
-from adapters import Adapter, CallableAdapter, FailureKind, ProbeOutcome
-from service import (
-    AdapterManager,
-    Config,
-    HealthReport,
-    ModelReport,
-    ProbeResult,
-    ProbeStatus,
-    parse_config,
-)
+from adapters import Adapter, FailureKind
+from service import HealthReport, ModelReport, ProbeResult, ProbeStatus, parse_config
 from service.api.app import EXTENSION_KEY, _performance_body, create_app, get_manager
 from service.api.params import ApiError, CheckParams, parse_check_params
+from tests.support.app import (
+    V1_MODEL_KEYS,
+    V1_TOP_FIELDS,
+    V1_TOP_KEYS,
+    get_json,
+    make_app,
+    make_config,
+    request_then_disconnect,
+    serving,
+    standard_fleet,
+)
+from tests.support.fakes import Probe, adapter, down, ok, probe_result
 
-SEED_TOP_KEYS = {
-    "status",
-    "timestamp",
-    "models",
-    "healthy_models",
-    "total_models",
-    "execution_time",
-    "concurrent",
-    "timeout",
-}
-SEED_MODEL_KEYS = {"status", "providers", "healthy_providers", "total_providers"}
 DETAIL_KEYS = {
     "status",
     "adapter",
@@ -70,165 +60,16 @@ CHECK_PATHS = [
 ]
 
 
-# -- in-memory adapters ------------------------------------------------------------
-
-
-class Probe:
-    """An adapter's behaviour plus a call counter; ``gate`` holds every call until set."""
-
-    def __init__(self, outcomes: Sequence[bool] = (True,), gate: trio.Event | None = None) -> None:
-        self.outcomes = list(outcomes)
-        self.calls = 0
-        self.gate = gate
-        self.entered = trio.Event()
-        self.cancelled = trio.Event()
-
-    async def __call__(self) -> bool:
-        outcome = self.outcomes[self.calls % len(self.outcomes)]
-        self.calls += 1
-        self.entered.set()
-        if self.gate is not None:
-            try:
-                await self.gate.wait()
-            except trio.Cancelled:
-                self.cancelled.set()
-                raise
-        return outcome
-
-
-def adapter(provider: str, probe: Callable[[], Awaitable[bool | ProbeOutcome]]) -> CallableAdapter:
-    return CallableAdapter(provider, probe, adapter_name=f"{provider.title()}Adapter")
-
-
-def ok(provider: str) -> CallableAdapter:
-    return adapter(provider, Probe([True]))
-
-
-def down(provider: str) -> CallableAdapter:
-    return adapter(provider, Probe([False]))
-
-
-def make_config(
-    checks: Mapping[str, Any] | None = None, server: Mapping[str, Any] | None = None
-) -> Config:
-    """A valid config with ``[checks]``/``[server]`` as given and one placeholder model."""
-    placeholder = {
-        "name": "placeholder",
-        "type": "openai-compatible",
-        "base_url": "http://127.0.0.1:9",
-    }
-    return parse_config(
-        {
-            "checks": dict(checks or {}),
-            "server": dict(server or {}),
-            "models": [{"name": "placeholder", "providers": [placeholder]}],
-        },
-        source="<test>",
-        env={},
-    )
-
-
-def make_app(
-    fleet: Mapping[str, Sequence[Adapter]],
-    *,
-    checks: Mapping[str, Any] | None = None,
-    server: Mapping[str, Any] | None = None,
-) -> tuple[QuartTrio, AdapterManager]:
-    """An app whose manager holds exactly ``fleet`` (model -> adapters)."""
-    config = make_config(checks, server)
-    # The placeholder's HTTP adapter is dropped before the app sees the manager.
-    manager = AdapterManager(config)
-    manager.model_adapters.clear()
-    for model, adapters in fleet.items():
-        for each in adapters:
-            manager.register_adapter(model, each)
-    return create_app(config, manager=manager), manager
-
-
-def standard_fleet() -> dict[str, list[Adapter]]:
-    return {
-        "gpt-4": [ok("openai"), ok("azure")],
-        "llama3:latest": [ok("ollama")],
-    }
-
-
-@asynccontextmanager
-async def serving(app: QuartTrio) -> AsyncIterator[QuartClient]:
-    """Run the app's startup and shutdown around a test client."""
-    async with app.test_app() as test_app:
-        yield test_app.test_client()
-
-
-async def get_json(client: QuartClient, path: str) -> tuple[int, dict[str, Any]]:
-    response = await client.get(path)
-    assert response.content_type == "application/json"
-    body = await response.get_json()
-    assert isinstance(body, dict)
-    return response.status_code, body
-
-
-def asgi_scope(path: str, query: str = "") -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [(b"host", b"test")],
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 80),
-    }
-
-
-async def request_then_disconnect(
-    app: QuartTrio, path: str, query: str, reached: trio.Event, leave: trio.Event
-) -> list[dict[str, Any]]:
-    """Send a request straight to the ASGI app, then hang up once ``leave`` is set.
-
-    Quart's test client cannot hang up mid-request (it waits for a response
-    that never comes), so this plays the server's part: it sends the
-    ``http.disconnect`` a closed connection turns into. Returns what the app sent.
-    """
-    to_app, from_client = trio.open_memory_channel[dict[str, Any]](10)
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async with trio.open_nursery() as nursery:
-        # Typed loosely: Quart types its ASGI entry point with hypercorn's scope TypedDicts.
-        asgi_app: Any = app
-        nursery.start_soon(asgi_app, asgi_scope(path, query), from_client.receive, send)
-        await to_app.send({"type": "http.request", "body": b"", "more_body": False})
-        await reached.wait()
-        await leave.wait()
-        await to_app.send({"type": "http.disconnect"})
-    return sent
-
-
 # -- GET /v1/health/ ---------------------------------------------------------------
 
 
-async def test_all_models_healthy_is_200_with_the_seed_shape_field_by_field() -> None:
+async def test_all_models_healthy_is_200_with_the_v1_shape_field_by_field() -> None:
     app, _ = make_app(standard_fleet(), checks={"timeout": 12})
     async with serving(app) as client:
         status, body = await get_json(client, "/v1/health/")
     assert status == 200
-    assert set(body) == SEED_TOP_KEYS | {"fallback", "details"}
-    assert list(body)[: len(SEED_TOP_KEYS)] == [
-        "status",
-        "timestamp",
-        "models",
-        "healthy_models",
-        "total_models",
-        "execution_time",
-        "concurrent",
-        "timeout",
-    ]
+    assert set(body) == V1_TOP_KEYS | {"fallback", "details"}
+    assert list(body)[: len(V1_TOP_KEYS)] == list(V1_TOP_FIELDS)
     assert body["status"] == "healthy"
     assert isinstance(body["timestamp"], float)
     assert body["healthy_models"] == 2
@@ -253,7 +94,7 @@ async def test_all_models_healthy_is_200_with_the_seed_shape_field_by_field() ->
         },
     }
     for model in body["models"].values():
-        assert set(model) == SEED_MODEL_KEYS
+        assert set(model) == V1_MODEL_KEYS
     assert set(body["details"]) == {"gpt-4", "llama3:latest"}
     openai = body["details"]["gpt-4"]["openai"]
     assert set(openai) == DETAIL_KEYS
@@ -301,11 +142,11 @@ async def test_use_concurrent_false_runs_sequentially_with_the_same_verdicts(val
     assert sequential["models"] == concurrent["models"]
 
 
-async def test_details_false_leaves_only_the_seed_fields_and_fallback() -> None:
+async def test_details_false_leaves_only_the_v1_fields_and_fallback() -> None:
     app, _ = make_app(standard_fleet())
     async with serving(app) as client:
         _, body = await get_json(client, "/v1/health/?details=false")
-    assert set(body) == SEED_TOP_KEYS | {"fallback"}
+    assert set(body) == V1_TOP_KEYS | {"fallback"}
 
 
 async def test_timeout_defaults_to_the_config_and_can_be_overridden() -> None:
@@ -350,12 +191,12 @@ async def test_models_route_lists_each_model_with_its_details() -> None:
         status, body = await get_json(client, "/v1/health/models")
         slash_status, _ = await get_json(client, "/v1/health/models/")
     assert status == slash_status == 200
-    assert set(body) == SEED_TOP_KEYS | {"fallback"}
+    assert set(body) == V1_TOP_KEYS | {"fallback"}
     assert body["status"] == "degraded"
     assert isinstance(body["models"], list)
     assert [m["model"] for m in body["models"]] == ["gpt-4", "llama3:latest"]
     gpt4 = body["models"][0]
-    assert set(gpt4) == SEED_MODEL_KEYS | {"model", "details"}
+    assert set(gpt4) == V1_MODEL_KEYS | {"model", "details"}
     assert gpt4["status"] == "degraded"
     assert gpt4["providers"] == {"openai": "healthy", "azure": "unhealthy"}
     assert (gpt4["healthy_providers"], gpt4["total_providers"]) == (1, 2)
@@ -367,7 +208,7 @@ async def test_models_route_without_details_and_unhealthy_is_503() -> None:
     async with serving(app) as client:
         status, body = await get_json(client, "/v1/health/models?details=0")
     assert status == 503
-    assert set(body["models"][0]) == SEED_MODEL_KEYS | {"model"}
+    assert set(body["models"][0]) == V1_MODEL_KEYS | {"model"}
 
 
 # -- GET /v1/health/models/<name> ----------------------------------------------------------
@@ -551,7 +392,7 @@ def test_bad_value_in_the_parser_raises_an_api_error_with_status_400() -> None:
 # -- GET /v1/health/performance ------------------------------------------------------------
 
 
-async def test_performance_reports_the_seed_fields_and_agreement() -> None:
+async def test_performance_reports_the_v1_fields_and_agreement() -> None:
     app, _ = make_app({"gpt-4": [ok("openai"), down("azure")], "claude": [ok("anthropic")]})
     async with serving(app) as client:
         status, body = await get_json(client, "/v1/health/performance?timeout=5")
@@ -755,14 +596,8 @@ def report_of(results: Sequence[ProbeResult], execution_time: float) -> HealthRe
 
 
 def result(provider: str, status: ProbeStatus, failure: FailureKind | None = None) -> ProbeResult:
-    return ProbeResult(
-        model="gpt-4",
-        provider=provider,
-        adapter="X",
-        status=status,
-        latency_ms=None,
-        checked_at=0.0,
-        failure=failure,
+    return probe_result(
+        status, provider=provider, failure=failure, adapter="X", latency_ms=None, checked_at=0.0
     )
 
 

@@ -8,113 +8,25 @@ a ``fail_after`` guard so a regression fails instead of hanging.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 import trio
-from quart_trio import QuartTrio
 
-from service import AdapterManager, parse_config
+from service import parse_config
 from service.api.app import create_app, get_manager, serve
-from service.testing.simulator import Behavior, SimProvider, Simulator
-
-#: model -> simulated providers serving it
-MODELS: Mapping[str, tuple[str, ...]] = {
-    "gpt-4": ("openai", "openai-backup"),
-    "claude-3-haiku": ("anthropic",),
-    "llama3:latest": ("ollama",),
-}
-PROVIDERS = ("openai", "openai-backup", "anthropic", "ollama")
-
-#: Generous bound for anything that should take milliseconds.
-GUARD = 5.0
-
-
-def fleet() -> list[SimProvider]:
-    fast = Behavior(latency=0.0)
-    return [
-        SimProvider("openai", "openai", "sk-sim-openai", ["gpt-4"], fast),
-        SimProvider("openai-backup", "openai-compatible", None, ["gpt-4"], fast),
-        SimProvider("anthropic", "anthropic", "sk-sim-anthropic", ["claude-3-haiku"], fast),
-        SimProvider("ollama", "ollama", None, ["llama3:latest"], fast),
-    ]
-
-
-def config_for(
-    sim: Simulator,
-    checks: Mapping[str, Any],
-    server: Mapping[str, Any],
-    models_map: Mapping[str, Sequence[str]] = MODELS,
-) -> dict[str, Any]:
-    entries = {entry["name"]: entry for entry in sim.provider_entries()}
-    models = [
-        {"name": model, "providers": [{**entries[p], "model": model} for p in providers]}
-        for model, providers in models_map.items()
-    ]
-    return {"checks": dict(checks), "server": dict(server), "models": models}
-
-
-@dataclass
-class Service:
-    url: str
-    sim: Simulator
-    app: QuartTrio
-    manager: AdapterManager
-    client: httpx.AsyncClient
-    stop: trio.Event  # set it to shut the server down
-    stopped: trio.Event  # set once serve() has returned
-
-
-@asynccontextmanager
-async def running_service(
-    *,
-    checks: Mapping[str, Any] | None = None,
-    server: Mapping[str, Any] | None = None,
-    providers: Sequence[SimProvider] | None = None,
-    models: Mapping[str, Sequence[str]] | None = None,
-    guard: float = 30,
-) -> AsyncIterator[Service]:
-    """The simulator, the app served by ``serve`` on a free port, and a client.
-
-    ``providers`` and ``models`` (model -> provider names) replace the
-    default fleet; ``guard`` bounds the whole block.
-    """
-    checks = {"timeout": 10, "model_timeout": 10, "adapter_timeout": 10, **(checks or {})}
-    with trio.fail_after(guard):
-        async with trio.open_nursery() as upstream:
-            sim = Simulator(fleet() if providers is None else providers)
-            await upstream.start(sim.serve)
-            document = config_for(sim, checks, server or {}, MODELS if models is None else models)
-            config = parse_config(document, source="<e2e>", env={})
-            app = create_app(config)
-            stop, stopped = trio.Event(), trio.Event()
-
-            async def run_server(*, task_status: trio.TaskStatus[list[str]]) -> None:
-                try:
-                    await serve(
-                        app,
-                        host="127.0.0.1",
-                        port=0,
-                        shutdown_trigger=stop.wait,
-                        task_status=task_status,
-                    )
-                finally:
-                    stopped.set()
-
-            async with trio.open_nursery() as service_nursery:
-                urls = await service_nursery.start(run_server)
-                assert len(urls) == 1
-                assert urls[0].startswith("http://127.0.0.1:")
-                try:
-                    async with httpx.AsyncClient(base_url=urls[0], timeout=GUARD * 2) as client:
-                        yield Service(urls[0], sim, app, get_manager(app), client, stop, stopped)
-                finally:
-                    stop.set()
-            upstream.cancel_scope.cancel()
+from service.testing.simulator import Simulator
+from tests.support.app import V1_TOP_FIELDS
+from tests.support.served import (
+    GUARD,
+    MODELS,
+    PROVIDERS,
+    Service,
+    config_for,
+    running_service,
+    simulated_fleet,
+)
 
 
 async def get(service: Service, path: str) -> tuple[int, dict[str, Any]]:
@@ -125,20 +37,11 @@ async def get(service: Service, path: str) -> tuple[int, dict[str, Any]]:
     return response.status_code, body
 
 
-async def test_serve_reports_its_url_and_the_healthy_fleet_answers_with_the_seed_shape() -> None:
+async def test_serve_reports_its_url_and_the_healthy_fleet_answers_with_the_v1_shape() -> None:
     async with running_service() as service:
         status, body = await get(service, "/v1/health/")
     assert status == 200
-    assert list(body)[:8] == [
-        "status",
-        "timestamp",
-        "models",
-        "healthy_models",
-        "total_models",
-        "execution_time",
-        "concurrent",
-        "timeout",
-    ]
+    assert list(body)[:8] == list(V1_TOP_FIELDS)
     assert set(body) == set(list(body)[:8]) | {"fallback", "details"}
     assert body["status"] == "healthy"
     assert (body["healthy_models"], body["total_models"]) == (3, 3)
@@ -337,7 +240,7 @@ async def test_shutdown_does_not_wait_out_the_grace_period_for_idle_connections(
 async def test_serve_closes_the_clients_when_cancelled_from_outside() -> None:
     with trio.fail_after(GUARD * 2):
         async with trio.open_nursery() as upstream:
-            sim = Simulator(fleet())
+            sim = Simulator(simulated_fleet())
             await upstream.start(sim.serve)
             config = parse_config(config_for(sim, {}, {}), env={})
             app = create_app(config)

@@ -10,8 +10,9 @@ import trio
 from adapters import Secret
 from service import ConfigError, parse_config
 from service.api.auth import Access, BearerAuth
-from tests.test_app import Probe, adapter, make_app, serving
-from tests.test_app_e2e import running_service
+from tests.support.app import make_app, serving
+from tests.support.fakes import Probe, adapter
+from tests.support.served import running_service
 
 TOKEN = "rhtesttoken-auth-5d4c3b2a1f"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -194,7 +195,7 @@ async def test_the_fallback_reason_is_a_detail_too() -> None:
         anonymous = await (await client.get("/v1/health/")).get_json()
     assert "re-checked" in granted["fallback_reason"]
     assert "fallback_reason" not in anonymous
-    assert anonymous["fallback"] is True  # the seed's field stays
+    assert anonymous["fallback"] is True  # the v1 field stays
 
 
 async def test_without_auth_configured_every_caller_gets_details() -> None:

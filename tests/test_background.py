@@ -15,8 +15,8 @@ from service.api.app import EXTENSION_KEY, get_health_state
 from service.config import CheckSchedule
 from service.live.background import BackgroundChecker, next_delay
 from service.live.state import HealthState
-from tests.test_app import Probe, adapter, get_json, make_app, serving
-from tests.test_cost_limits import settings
+from tests.support.app import get_json, make_app, serving
+from tests.support.fakes import Probe, adapter, settings
 
 
 class Timed:

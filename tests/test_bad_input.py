@@ -1,6 +1,6 @@
 """Hostile input: every endpoint, over a real server, with bytes no client library would send.
 
-``tests/test_app.py`` covers the parameter rules through Quart's test client;
+``tests/api/test_app.py`` covers the parameter rules through Quart's test client;
 this file sends the raw request line over a socket (so nothing normalises
 ``..``, re-encodes ``%`` or rejects odd bytes on the way), table-driven over
 every endpoint, and then lets Hypothesis look for a query string or model
@@ -12,59 +12,20 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote
 
-import h11
 import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from quart_trio import QuartTrio
 
-from tests.test_app import make_app, standard_fleet
-from tests.test_app_e2e import GUARD, Service, running_service
+from tests.support.app import asgi_scope, make_app, standard_fleet
+from tests.support.served import GUARD, Answer, raw_get, running_service
 
 CHECK_ROUTES = ["/v1/health/", "/v1/health/models", "/v1/health/models/gpt-4", "/v1/health/performance"]
 OPEN_ROUTES = ["/livez", "/readyz"]
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: dict[bytes, bytes]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-async def raw_get(service: Service, target: bytes) -> Answer:
-    """One ``GET <target>`` on a fresh connection, the target sent byte for byte."""
-    host, port = service.url.removeprefix("http://").rsplit(":", 1)
-    stream = await trio.open_tcp_stream(host, int(port))
-    async with stream:
-        await stream.send_all(
-            b"GET " + target + b" HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-        )
-        client = h11.Connection(h11.CLIENT)
-        client.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))  # state only
-        client.send(h11.EndOfMessage())
-        response: h11.Response | None = None
-        body = b""
-        while True:
-            event = client.next_event()
-            if event is h11.NEED_DATA:
-                client.receive_data(await stream.receive_some(65536))
-            elif isinstance(event, h11.Response):
-                response = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                break
-    assert response is not None
-    return Answer(response.status_code, dict(response.headers), body)
 
 
 # (raw query, the parameter a check route must reject, or None for "accepted")
@@ -211,23 +172,6 @@ def _encode(pairs: list[tuple[str, str]], raw_tail: bytes) -> bytes:
     return text.encode("ascii") + raw_tail
 
 
-def _asgi_scope(raw_path: bytes, query: bytes) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": unquote_to_bytes(raw_path).decode("utf-8", errors="replace"),
-        "raw_path": raw_path,
-        "query_string": query,
-        "root_path": "",
-        "headers": [(b"host", b"test")],
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 80),
-    }
-
-
 async def asgi_get(app: QuartTrio, raw_path: bytes, query: bytes) -> tuple[int, bytes]:
     """Drive the ASGI app directly (what hypercorn would do), with any bytes at all."""
     messages: list[dict[str, Any]] = []
@@ -238,7 +182,7 @@ async def asgi_get(app: QuartTrio, raw_path: bytes, query: bytes) -> tuple[int, 
         messages.append(message)
 
     asgi_app: Any = app
-    await asgi_app(_asgi_scope(raw_path, query), from_server.receive, send)
+    await asgi_app(asgi_scope(raw_path, query), from_server.receive, send)
     start = next(m for m in messages if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
     return start["status"], body

@@ -1,6 +1,6 @@
 """``POST /v1/health/batch``: a selection in a JSON body, the ``/v1/health/`` report for it.
 
-In-memory adapters through Quart's test client (as in ``tests/test_app.py``),
+In-memory adapters through Quart's test client (as in ``tests/api/test_app.py``),
 and one end-to-end run over hypercorn and the simulator.
 """
 
@@ -15,9 +15,9 @@ import trio.testing
 from quart.typing import TestClientProtocol as QuartClient
 
 from service.api.app import EXTENSION_KEY
-from tests.test_app import SEED_TOP_KEYS, Probe, serving
-from tests.test_app_e2e import GUARD, PROVIDERS, running_service
-from tests.test_tags import Fleet, tagged_app
+from tests.support.app import V1_TOP_KEYS, Fleet, serving, tagged_app
+from tests.support.fakes import Probe
+from tests.support.served import GUARD, PROVIDERS, running_service
 
 TOKEN = "rhtesttoken-batch-0a1b2c3d4e"
 JSON = {"Content-Type": "application/json"}
@@ -53,7 +53,7 @@ async def test_an_empty_body_checks_everything_with_the_get_report_shape() -> No
         get_body = await get_response.get_json()
     assert status == get_response.status_code == 200
     assert body["status"] == get_body["status"] == "degraded"
-    assert set(body) >= SEED_TOP_KEYS
+    assert set(body) >= V1_TOP_KEYS
     assert list(body) == list(get_body)
     assert providers_of(body) == providers_of(get_body)
 

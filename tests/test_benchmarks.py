@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmarks/ is run from the repo root, not installed
-
-from benchmarks import cluster, policies, report, suite, workload  # noqa: E402
-from benchmarks.upstream import simulator  # noqa: E402
+from benchmarks import cluster, policies, report, suite, workload
+from benchmarks.upstream import simulator
 
 LATENCY = 0.05
 

@@ -8,32 +8,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
 import trio.testing
 
-from adapters import CallableAdapter, FailureKind, ProbeOutcome, SyncCallableAdapter
+from adapters import FailureKind, ProbeOutcome, SyncCallableAdapter
 from service import CheckerSettings, HealthChecker, HealthStatus, ProbeResult, ProbeStatus
 from service.engine.report import overall_status
-
-
-def after(seconds: float, outcome: bool | ProbeOutcome = True) -> Callable[[], Awaitable[bool | ProbeOutcome]]:
-    async def check() -> bool | ProbeOutcome:
-        await trio.sleep(seconds)
-        return outcome
-
-    return check
-
-
-async def hang() -> bool:
-    await trio.sleep_forever()
-    raise AssertionError("unreachable")
-
-
-def adapter(name: str, check: Callable[[], Awaitable[bool | ProbeOutcome]]) -> CallableAdapter:
-    return CallableAdapter(name, check, adapter_name=f"{name.title()}Adapter")
+from tests.support.fakes import adapter, after, hang
 
 
 def statuses(report: object) -> dict[tuple[str, str], str]:
@@ -252,7 +235,7 @@ async def test_sequential_reports_adapters_it_never_reached(autojump_clock: trio
     assert report.execution_time == pytest.approx(2.5)
 
 
-async def test_seed_method_names_and_aliases_work(autojump_clock: trio.testing.MockClock) -> None:
+async def test_original_method_names_and_aliases_work(autojump_clock: trio.testing.MockClock) -> None:
     checker = HealthChecker()
     adapters = [adapter("a", after(0.1)), adapter("b", after(0.2))]
     plan = {"gpt-4": adapters}
@@ -296,7 +279,7 @@ async def test_sync_adapter_result_is_used() -> None:
     assert report.models["m"].results["legacy"].status is ProbeStatus.UNHEALTHY
 
 
-async def test_log_lines_follow_the_seed_and_never_show_keys(caplog: pytest.LogCaptureFixture) -> None:
+async def test_log_lines_keep_their_classic_wording_and_never_show_keys(caplog: pytest.LogCaptureFixture) -> None:
     async def leaky() -> bool:
         raise RuntimeError("upstream said: invalid key sk-live-0123456789abcdef")
 

@@ -3,49 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import trio
 
-from service.config import dump_toml
 from service.testing.simulator import Behavior, SimProvider, Simulator
-
-ROUTER_HEALTH = [sys.executable, "-m", "service.cli"]
-
-
-def write_config(path: Path, sim: Simulator, checks: dict[str, Any] | None = None) -> Path:
-    models = [
-        {"name": entry["name"] + "-model", "providers": [entry]} for entry in sim.provider_entries()
-    ]
-    path.write_text(dump_toml({"checks": checks or {}, "models": models}), encoding="utf-8")
-    return path
+from tests.support.app import V1_TOP_FIELDS
+from tests.support.cli import ROUTER_HEALTH, cli_env, run_cli
+from tests.support.configs import write_config
 
 
 @pytest.fixture
-async def sim(nursery: trio.Nursery) -> AsyncIterator[Simulator]:
-    simulator = Simulator(
-        [
-            SimProvider("openai", "openai", "sk-sim-openai-0123456789", ["gpt-4"], Behavior(latency=0.01)),
-            SimProvider("claude", "anthropic", "sk-sim-claude-0123456789", ["claude-3"], Behavior(latency=0.01)),
-        ]
-    )
-    await nursery.start(simulator.serve)
-    yield simulator
-
-
-async def run_cli(*args: str) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("ROUTER_HEALTH_CONFIG", None)
-    with trio.fail_after(60):
-        return await trio.run_process([*ROUTER_HEALTH, *args], capture_stdout=True, capture_stderr=True, check=False, env=env)
+def sim_providers() -> list[SimProvider]:
+    return [
+        SimProvider("openai", "openai", "sk-sim-openai-0123456789", ["gpt-4"], Behavior(latency=0.01)),
+        SimProvider("claude", "anthropic", "sk-sim-claude-0123456789", ["claude-3"], Behavior(latency=0.01)),
+    ]
 
 
 async def test_check_exits_0_and_prints_a_table_when_healthy(sim: Simulator, tmp_path: Path) -> None:
@@ -69,12 +46,10 @@ async def test_check_exits_1_when_degraded_and_2_when_unhealthy(sim: Simulator, 
     assert "(sequential" in unhealthy.stdout.decode()
 
 
-async def test_check_json_is_the_seed_shape(sim: Simulator, tmp_path: Path) -> None:
+async def test_check_json_is_the_v1_shape(sim: Simulator, tmp_path: Path) -> None:
     done = await run_cli("check", "--config", str(write_config(tmp_path / "c.toml", sim)), "--json", "--model", "claude-model")
     report = json.loads(done.stdout)
-    assert list(report)[:8] == [
-        "status", "timestamp", "models", "healthy_models", "total_models", "execution_time", "concurrent", "timeout",
-    ]
+    assert list(report)[:8] == list(V1_TOP_FIELDS)
     assert list(report["models"]) == ["claude-model"]
     assert "sk-sim-claude-0123456789" not in done.stdout.decode()
 
@@ -108,9 +83,9 @@ async def test_bad_usage_exits_3_not_2() -> None:
 
 
 async def test_demo_serves_and_stops_cleanly_on_sigint() -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = await trio.lowlevel.open_process(
-        [*ROUTER_HEALTH, "demo", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        [*ROUTER_HEALTH, "demo", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=cli_env(keep_config=True),
     )
     assert process.stdout is not None and process.stderr is not None
     try:
@@ -164,7 +139,7 @@ async def test_json_logs_are_one_object_per_line_with_the_probe_fields(
     assert any(r["message"].startswith("Health status: ") and r["run_id"] for r in records)
 
 
-async def test_text_logs_stay_the_seed_lines_by_default(sim: Simulator, tmp_path: Path) -> None:
+async def test_text_logs_stay_the_plain_lines_by_default(sim: Simulator, tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.toml", sim)
     done = await run_cli("--log-level", "INFO", "check", "--config", str(config))
     text = done.stderr.decode()

@@ -96,7 +96,8 @@ def redis() -> Iterator[RedisServer]:
         server.stop()
 
 
-def fleet() -> list[SimProvider]:
+@pytest.fixture
+def sim_providers() -> list[SimProvider]:
     return [
         SimProvider(name, "openai-compatible", None, list(MODELS), Behavior(latency=0.01))
         for name in PROVIDERS
@@ -149,13 +150,6 @@ async def all_known(states: list[Any]) -> None:
     with trio.fail_after(10):
         for state in states:
             await state.health.changes.wait_value(lambda _, s=state: knows_all(s))
-
-
-@pytest.fixture
-async def sim(nursery: trio.Nursery) -> Simulator:
-    simulator = Simulator(fleet())
-    await nursery.start(simulator.serve)
-    return simulator
 
 
 # -- three instances against one Redis ---------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 from adapters import AnthropicAdapter, AzureOpenAIAdapter, Secret
 from service import AdapterManager, ConfigError, load_config, parse_config
 from service.config import dump_toml
+from tests.support.configs import ENV, problems, write_toml
 
 GOOD = """
 [checks]
@@ -43,27 +44,11 @@ name = "claude-3"
   model = "claude-3-opus-20240229"
 """
 
-ENV = {"OPENAI_API_KEY": "sk-test-openai-000000", "ANTHROPIC_API_KEY": "sk-ant-test-000000"}
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "providers.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def problems(text: str, tmp_path: Path, env: dict[str, str] | None = None) -> str:
-    with pytest.raises(ConfigError) as info:
-        load_config(write(tmp_path, text), env=ENV if env is None else env)
-    message = str(info.value)
-    assert "Traceback" not in message
-    return message
-
 
 def test_documented_config_loads_with_defaults(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, GOOD), env=ENV)
+    config = load_config(write_toml(tmp_path, GOOD), env=ENV)
     assert config.checks.timeout == 20.0
-    assert config.checks.model_timeout == 10.0  # the seed's default
+    assert config.checks.model_timeout == 10.0  # the documented default
     assert config.checks.adapter_timeout == 5.5
     assert config.checks.use_concurrent is True
     assert [m.name for m in config.models] == ["gpt-4", "claude-3"]
@@ -79,7 +64,7 @@ def test_documented_config_loads_with_defaults(tmp_path: Path) -> None:
 
 
 def test_manager_builds_the_right_adapters(tmp_path: Path) -> None:
-    manager = AdapterManager.from_config(load_config(write(tmp_path, GOOD), env=ENV))
+    manager = AdapterManager.from_config(load_config(write_toml(tmp_path, GOOD), env=ENV))
     assert manager.get_available_models() == ["gpt-4", "claude-3"]
     azure = manager.get_model_adapters("gpt-4")[1]
     assert isinstance(azure, AzureOpenAIAdapter)
@@ -90,7 +75,7 @@ def test_manager_builds_the_right_adapters(tmp_path: Path) -> None:
 
 
 def test_keys_never_show_in_reprs(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, GOOD), env=ENV)
+    config = load_config(write_toml(tmp_path, GOOD), env=ENV)
     manager = AdapterManager.from_config(config)
     text = repr(config) + str(config) + repr(manager) + repr(manager.model_adapters)
     for secret in [*ENV.values(), "literal-azure-key"]:

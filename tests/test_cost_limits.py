@@ -22,8 +22,9 @@ from service import CheckerSettings, ConfigError, HealthChecker, parse_config
 from service.api.app import EXTENSION_KEY
 from service.api.singleflight import FlightCancelled, FlightFailed, SingleFlight
 from service.engine.limits import ProbeSlots
-from tests.test_app import Probe, adapter, get_json, make_app, request_then_disconnect, serving
-from tests.test_app_e2e import GUARD, PROVIDERS, running_service
+from tests.support.app import get_json, make_app, request_then_disconnect, serving
+from tests.support.fakes import Probe, adapter, hang, settings
+from tests.support.served import GUARD, PROVIDERS, running_service
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -49,18 +50,7 @@ class Meter:
                 self.running[provider] -= 1
             return healthy
 
-        return CallableAdapter(provider, check, adapter_name=f"{provider.title()}Adapter")
-
-
-def settings(**changes: Any) -> CheckerSettings:
-    base: dict[str, Any] = {"timeout": 60, "model_timeout": 60, "adapter_timeout": 30,
-                            "recheck_timeouts": False}
-    return CheckerSettings(**{**base, **changes})
-
-
-async def hang() -> bool:
-    await trio.sleep_forever()
-    raise AssertionError("unreachable")
+        return adapter(provider, check)
 
 
 # -- single-flight, the module ----------------------------------------------------------------

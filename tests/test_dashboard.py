@@ -1,4 +1,4 @@
-"""The dashboard (``GET /``, service/static): a headless Chromium against a real server.
+"""The dashboard (``GET /``, service/api/static): a headless Chromium against a real server.
 
 Playwright's sync API drives Debian's Chromium (``/usr/bin/chromium``) in a
 worker thread (``trio.to_thread.run_sync``) while the simulator and hypercorn
@@ -25,10 +25,10 @@ from typing import Any, TypeVar
 import pytest
 import trio
 
-from tests.test_app_e2e import MODELS, Service, running_service
+from tests.support import ROOT
+from tests.support.browser import CHROMIUM, require_browser
+from tests.support.served import MODELS, Service, raw_get, running_service
 
-CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parent.parent
 #: The test's screenshot is an artifact (.test-artifacts/, not tracked); with
 #: UPDATE_SCREENSHOT=1 it replaces the README's benchmarks/dashboard.png.
 SCREENSHOT = (
@@ -54,22 +54,6 @@ def _css(value: str) -> str:
 def cell(model: str, provider: str, status: str | None = None) -> str:
     selector = f".cell[data-model={_css(model)}][data-provider={_css(provider)}]"
     return selector if status is None else f"{selector}[data-status={_css(status)}]"
-
-
-def require_browser(tests: str = "the dashboard tests") -> None:
-    """Skip without Chromium or playwright; fail instead under ``CI=true`` (CI must run ``tests``)."""
-    problems = []
-    if not os.access(CHROMIUM, os.X_OK):
-        problems.append(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        problems.append("the playwright package is missing (pip install playwright)")
-    if problems:
-        reason = "no headless browser: " + "; ".join(problems)
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} — CI must run {tests}")
-        pytest.skip(reason)
 
 
 @pytest.fixture
@@ -243,24 +227,6 @@ async def test_the_page_asks_for_the_token_and_then_shows_everything() -> None:
         await in_browser(service, script)
 
 
-async def raw_get(service: Service, target: str) -> tuple[int, str, bytes]:
-    """GET ``target`` verbatim (no client-side ``..`` normalisation): status, type, body."""
-    host, port = service.url.removeprefix("http://").rsplit(":", 1)
-    stream = await trio.open_tcp_stream(host, int(port))
-    async with stream:
-        request = f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        await stream.send_all(request.encode())
-        data = b""
-        with trio.fail_after(5):
-            while chunk := await stream.receive_some():
-                data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:])
-    kind = {k.lower(): v for k, v in headers.items()}.get("content-type", "")
-    return int(lines[0].split()[1]), kind, body
-
-
 async def test_the_files_are_served_by_the_app_with_no_cdn() -> None:
     async with running_service() as service:
         page = await service.client.get("/")
@@ -282,6 +248,8 @@ async def test_the_files_are_served_by_the_app_with_no_cdn() -> None:
 
         for target in ("/static/../app.py", "/static/..%2Fapp.py", "/static/nope.js",
                        "/static/.hidden.js", "/static/app.py"):
-            status, kind, body = await raw_get(service, target)
-            assert (status, kind) == (404, "application/json"), target
-            assert b'"error"' in body, target
+            with trio.fail_after(5):
+                answer = await raw_get(service, target.encode())
+            kind = answer.headers.get(b"content-type", b"").decode()
+            assert (answer.status, kind) == (404, "application/json"), target
+            assert b'"error"' in answer.body, target

@@ -37,8 +37,8 @@ from service.api.healthjson import (
     split_check_key,
     wants_health_json,
 )
-from tests.test_app import adapter, down, ok
-from tests.test_cost_limits import hang, settings
+from tests.support.fakes import adapter, after, down, hang, ok, settings
+from tests.support.served import running_service
 
 # -- a validator for the draft's rules ----------------------------------------------------------
 
@@ -100,14 +100,6 @@ def validate(doc: Mapping[str, Any], code: int) -> None:
 # -- fleets ------------------------------------------------------------------------------------
 
 
-def after(seconds: float, outcome: bool | ProbeOutcome = True) -> Any:
-    async def check() -> bool | ProbeOutcome:
-        await trio.sleep(seconds)
-        return outcome
-
-    return check
-
-
 def rate_limited(provider: str) -> CallableAdapter:
     return adapter(
         provider,
@@ -123,8 +115,6 @@ def checker(**changes: Any) -> HealthChecker:
 
 async def run(plan: Mapping[str, Sequence[Adapter]], **changes: Any) -> HealthReport:
     return await checker(**changes).run(plan)
-
-
 
 
 def mixed() -> dict[str, list[Adapter]]:
@@ -416,8 +406,6 @@ def test_unknown_format_is_a_clear_value_error(value: str) -> None:
 
 
 async def test_the_app_answers_health_json_when_asked() -> None:
-    from tests.test_app_e2e import running_service
-
     async with running_service() as service:
         client = service.client
         plain = await client.get("/v1/health/")

@@ -9,8 +9,7 @@ loopback for a 429, a hanging upstream and a key echoed back.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from collections.abc import Iterable
 
 import prometheus_client
 import pytest
@@ -26,7 +25,6 @@ from adapters import CallableAdapter, FailureKind, ProbeOutcome
 from adapters.base import Secret
 from service import (
     AdapterManager,
-    CheckerSettings,
     HealthChecker,
     PassivePolicy,
     ProbeResult,
@@ -36,8 +34,9 @@ from service.api.metrics import Metrics
 from service.config import CheckSchedule
 from service.live.state import HealthState
 from service.testing.simulator import Behavior, SimProvider, Simulator
-from tests.test_adaptive import sim_config
-from tests.test_app import Probe, adapter, ok
+from tests.support.configs import sim_config
+from tests.support.fakes import Probe, adapter, hang, ok, settings
+from tests.support.served import running_service
 
 # The CI greps every test output for "rhtestkey": these must never show up.
 KEY = "rhtestkey-metrics-5d1c0a77"
@@ -54,12 +53,6 @@ OUR_NAMES = (
 )
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def settings(**changes: Any) -> CheckerSettings:
-    base: dict[str, Any] = {"timeout": 60, "model_timeout": 60, "adapter_timeout": 30,
-                            "recheck_timeouts": False}
-    return CheckerSettings(**{**base, **changes})
 
 
 def attached(checker: HealthChecker, health: HealthState | None = None) -> Metrics:
@@ -108,11 +101,6 @@ def results(metrics: Metrics, model: str, provider: str, status: str, failure: s
 
 def timed(metrics: Metrics, model: str, provider: str) -> float | None:
     return get(metrics, "router_health_probe_latency_seconds_count", model=model, provider=provider)
-
-
-async def hang() -> bool:
-    await trio.sleep_forever()
-    raise AssertionError("unreachable")
 
 
 # -- counters and histograms from in-memory fleets ------------------------------------------
@@ -430,21 +418,17 @@ async def test_render_negotiates_openmetrics_and_the_text_format() -> None:
 
 
 @pytest.fixture
-async def sim(nursery: trio.Nursery) -> AsyncIterator[Simulator]:
-    simulator = Simulator(
-        [
-            SimProvider("busy", "openai", "sk-sim-busy-0123456789", ["sim-model"],
-                        Behavior(latency=0.01, mode="rate_limited", retry_after=30)),
-            SimProvider("stuck", "openai", "sk-sim-stuck-0123456789", ["sim-model"],
-                        Behavior(latency=0.01, mode="hang")),
-            SimProvider("calm", "openai", "sk-sim-calm-0123456789", ["sim-model"],
-                        Behavior(latency=0.01)),
-            SimProvider("leaky", "openai", SIM_KEY, ["sim-model"],
-                        Behavior(latency=0.01, mode="echo_key")),
-        ]
-    )
-    await nursery.start(simulator.serve)
-    yield simulator
+def sim_providers() -> list[SimProvider]:
+    return [
+        SimProvider("busy", "openai", "sk-sim-busy-0123456789", ["sim-model"],
+                    Behavior(latency=0.01, mode="rate_limited", retry_after=30)),
+        SimProvider("stuck", "openai", "sk-sim-stuck-0123456789", ["sim-model"],
+                    Behavior(latency=0.01, mode="hang")),
+        SimProvider("calm", "openai", "sk-sim-calm-0123456789", ["sim-model"],
+                    Behavior(latency=0.01)),
+        SimProvider("leaky", "openai", SIM_KEY, ["sim-model"],
+                    Behavior(latency=0.01, mode="echo_key")),
+    ]
 
 
 async def test_a_429_and_a_hanging_upstream_over_loopback(sim: Simulator) -> None:
@@ -553,8 +537,6 @@ async def test_keys_quoted_in_errors_never_reach_the_exposition(sim: Simulator) 
 
 async def test_the_app_serves_metrics_that_follow_its_checks() -> None:
     from prometheus_client.parser import text_string_to_metric_families
-
-    from tests.test_app_e2e import running_service
 
     async with running_service() as service:
         service.sim.set_behavior("anthropic", mode="status", status=500)

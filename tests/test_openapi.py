@@ -1,4 +1,4 @@
-"""The OpenAPI document (service/openapi.py) against the app it describes.
+"""The OpenAPI document (service/api/openapi.py) against the app it describes.
 
 * The document is valid OpenAPI 3.1 (Schemathesis' bundled meta-schema, and
   every schema in it valid JSON Schema 2020-12).
@@ -41,8 +41,8 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 from service import parse_config
 from service.api.app import create_app
 from service.api.openapi import openapi_spec
-from tests.test_app_e2e import GUARD, PROVIDERS, Service, running_service
-from tests.test_dashboard import CHROMIUM, require_browser
+from tests.support.browser import CHROMIUM, require_browser
+from tests.support.served import GUARD, PROVIDERS, Service, running_service
 
 CHECKS = [
     not_a_server_error,
@@ -62,7 +62,7 @@ SERVER = {"max_timeout": 5}
 NOT_FUZZED = {"/v1/health/stream", "/v1/health/performance"}
 MAX_EXAMPLES = 25
 TOKEN = "rhtestkey-openapi-token-4b7e1d"
-#: Configured model names (tests.test_app_e2e.MODELS), so fuzzing reaches 200/503 too.
+#: Configured model names (tests.support.served.MODELS), so fuzzing reaches 200/503 too.
 MODEL_NAMES = ["gpt-4", "llama3:latest", "claude-3-haiku"]
 
 

@@ -9,7 +9,6 @@ per-provider stats.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +31,15 @@ from service import (
 )
 from service.engine.passive import MAX_OBSERVATIONS, PassiveHealth
 from service.testing.simulator import Behavior, SimProvider, Simulator
-from tests.test_config import problems
+from tests.support.configs import problems
+from tests.support.fakes import healthy
 
 KEY = "router-literal-key-0042"  # not key-shaped: only known-key redaction can hide it
 
 
-async def ok() -> bool:
-    return True
-
-
 def watched(window: float = 10.0, max_error_rate: float = 0.5) -> tuple[PassiveHealth, Any]:
     passive = PassiveHealth()
-    adapter = CallableAdapter("p", ok, adapter_name="PAdapter")
+    adapter = CallableAdapter("p", healthy, adapter_name="PAdapter")
     passive.watch("m", adapter, PassivePolicy(window, max_error_rate))
     return passive, adapter
 
@@ -198,18 +194,18 @@ async def test_reports_for_other_adapters_are_ignored(mock_clock: trio.testing.M
     assert passive.observe("m", "not-passive", ok=False, http_status=500) is False
     assert passive.observe("other-model", "p", ok=False) is False
     assert not passive.watches("m", "not-passive")
-    assert passive.verdict("m", CallableAdapter("not-passive", ok)) is None
+    assert passive.verdict("m", CallableAdapter("not-passive", healthy)) is None
     assert passive.verdict("m", adapter) is None  # and nothing leaked into "p"
     # A different adapter object under the watched name (a replaced one) gets no verdict.
     passive.observe("m", "p", ok=True)
-    assert passive.verdict("m", CallableAdapter("p", ok)) is None
+    assert passive.verdict("m", CallableAdapter("p", healthy)) is None
     assert passive.verdict("m", adapter) is not None
 
 
 async def test_a_reported_error_is_redacted_and_shortened(mock_clock: trio.testing.MockClock) -> None:
     checker = HealthChecker()
     checker.add_secrets([KEY])
-    adapter = CallableAdapter("p", ok)
+    adapter = CallableAdapter("p", healthy)
     checker.passive.watch("m", adapter, PassivePolicy(max_error_rate=0.0))
     assert checker.observe("m", "p", ok=False, http_status=401,
                            error=f"401: invalid key {KEY} " + "x" * 500)
@@ -225,15 +221,11 @@ async def test_a_reported_error_is_redacted_and_shortened(mock_clock: trio.testi
 
 
 @pytest.fixture
-async def sim(nursery: trio.Nursery) -> AsyncIterator[Simulator]:
-    simulator = Simulator(
-        [
-            SimProvider("router", "openai", KEY, ["sim-model"], Behavior(latency=0.01)),
-            SimProvider("active", "openai-compatible", None, ["sim-model"], Behavior(latency=0.01)),
-        ]
-    )
-    await nursery.start(simulator.serve)
-    yield simulator
+def sim_providers() -> list[SimProvider]:
+    return [
+        SimProvider("router", "openai", KEY, ["sim-model"], Behavior(latency=0.01)),
+        SimProvider("active", "openai-compatible", None, ["sim-model"], Behavior(latency=0.01)),
+    ]
 
 
 def passive_config(
@@ -384,7 +376,7 @@ async def test_checker_settings_transient_applies_to_passive_timeouts(
     mock_clock: trio.testing.MockClock,
 ) -> None:
     checker = HealthChecker(CheckerSettings(transient=frozenset({"timeout"})))
-    adapter = CallableAdapter("p", ok)
+    adapter = CallableAdapter("p", healthy)
     checker.passive.watch("m", adapter)
     checker.observe("m", "p", ok=False, failure="timeout")
     report = await checker.run({"m": [adapter]})

@@ -15,7 +15,6 @@ CI greps a whole test run's DEBUG log for those prefixes too (``.ci/run``).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,9 @@ import trio
 from service import ConfigError, HealthReport, load_config, parse_config
 from service.api.app import EXTENSION_KEY
 from service.testing.simulator import MODES, Behavior, SimProvider
-from tests.test_app_e2e import GUARD, Service, running_service
-from tests.test_cli import ROUTER_HEALTH, write_config
+from tests.support.cli import ROUTER_HEALTH, cli_env
+from tests.support.configs import write_config
+from tests.support.served import GUARD, Service, running_service
 
 KEYS = {
     "openai": "rhtestkey-openai-4c1e9a",
@@ -231,8 +231,7 @@ async def test_the_cli_at_debug_level_prints_no_key_even_when_upstreams_echo_the
         for name in KEYS:
             sim.set_behavior(name, mode="echo_key")
         config = write_config(tmp_path / "echo.toml", sim, {"timeout": 5})
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("ROUTER_HEALTH_CONFIG", None)
+        env = cli_env()
         outputs = []
         for extra in ([], ["--json"]):
             with trio.fail_after(60):

@@ -1,4 +1,4 @@
-"""Tests for the simulated provider upstream (service/simulator.py).
+"""Tests for the simulated provider upstream (service/testing/simulator.py).
 
 Everything goes over real loopback sockets with a real ``httpx.AsyncClient``,
 so the wire formats asserted here are the ones adapters will see. Latencies are
@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,8 +32,7 @@ from service.testing.simulator import (
     fleet_providers,
     providers_from_spec,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
 
 OPENAI_KEY = "sk-sim-openai"
 AZURE_KEY = "sk-sim-azure"
@@ -77,10 +75,8 @@ def fleet() -> list[SimProvider]:
 
 
 @pytest.fixture
-async def sim(nursery: trio.Nursery) -> Simulator:
-    simulator = Simulator(fleet(), seed=0)
-    await nursery.start(simulator.serve)
-    return simulator
+def sim_providers() -> list[SimProvider]:
+    return fleet()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT
 
 
 def test_a_short_quick_soak_passes_and_writes_nothing(tmp_path: Path) -> None:

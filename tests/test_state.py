@@ -12,38 +12,33 @@ import trio
 import trio.testing
 
 from adapters import FailureKind
-from service.config import CheckSchedule
+from service.config import CheckSchedule, ConfigError
 from service.engine.report import HealthStatus, ProbeResult, ProbeStatus
 from service.live.state import HISTORY_LENGTH, HealthState, stale_results
-from tests.test_app import ok
+from tests.support.fakes import ok, probe_result
 
 
 def result(status: ProbeStatus, *, provider: str = "openai", failure: FailureKind | None = None,
            cached_age: float | None = None) -> ProbeResult:
-    return ProbeResult(
-        model="gpt-4",
-        provider=provider,
-        adapter="OpenaiAdapter",
-        status=status,
-        latency_ms=12.0,
-        checked_at=1_700_000_000.0,
-        failure=failure,
-        cached_age=cached_age,
-    )
+    return probe_result(status, provider=provider, failure=failure, cached_age=cached_age)
 
 
 H, U, T = ProbeStatus.HEALTHY, ProbeStatus.UNHEALTHY, ProbeStatus.TIMEOUT
 
 
-def reported_after(statuses: list[ProbeStatus], schedule: CheckSchedule) -> list[ProbeStatus]:
+def reported_for(results: list[ProbeResult], schedule: CheckSchedule) -> list[ProbeStatus]:
     state = HealthState(lambda model, provider: schedule)
     seen = []
-    for status in statuses:
-        state.record(result(status))
+    for each in results:
+        state.record(each)
         current = state.get("gpt-4", "openai")
         assert current is not None
         seen.append(current.reported)
     return seen
+
+
+def reported_after(statuses: list[ProbeStatus], schedule: CheckSchedule) -> list[ProbeStatus]:
+    return reported_for([result(status) for status in statuses], schedule)
 
 
 async def test_first_result_sets_the_status_directly() -> None:
@@ -192,26 +187,12 @@ D = ProbeStatus.DEGRADED
 
 
 def slow(latency_ms: float, status: ProbeStatus = H) -> ProbeResult:
-    return ProbeResult(
-        model="gpt-4", provider="openai", adapter="OpenaiAdapter", status=status,
-        latency_ms=latency_ms, checked_at=1_700_000_000.0,
-    )
+    return probe_result(status, latency_ms=latency_ms)
 
 
 def busy(failure: FailureKind = FailureKind.RATE_LIMITED) -> ProbeResult:
     """A transient failure as the checker reports it: degraded, with its failure kind."""
     return result(D, failure=failure)
-
-
-def reported_for(results: list[ProbeResult], schedule: CheckSchedule) -> list[ProbeStatus]:
-    state = HealthState(lambda model, provider: schedule)
-    seen = []
-    for each in results:
-        state.record(each)
-        current = state.get("gpt-4", "openai")
-        assert current is not None
-        seen.append(current.reported)
-    return seen
 
 
 async def test_transient_failures_are_degraded_until_the_limit() -> None:
@@ -363,6 +344,14 @@ async def test_the_slo_window_counts_answered_probes_only() -> None:
 
 
 def test_the_config_bound_on_slo_window_is_the_history_length() -> None:
-    from service import config
+    from service.config import parse_config
 
-    assert config._HISTORY_KEPT == HISTORY_LENGTH
+    def slo_window(value: int) -> dict[str, object]:
+        return {
+            "checks": {"interval": 10, "slo_window": value},
+            "models": [{"name": "m", "providers": [{"name": "p", "type": "ollama"}]}],
+        }
+
+    parse_config(slo_window(HISTORY_LENGTH), env={})
+    with pytest.raises(ConfigError, match=f"slo_window: must be at most {HISTORY_LENGTH}"):
+        parse_config(slo_window(HISTORY_LENGTH + 1), env={})

@@ -15,7 +15,7 @@ import trio
 
 from service.api.app import EXTENSION_KEY
 from service.live.stream import Event, EventHub, sse
-from tests.test_app_e2e import GUARD, Service, running_service
+from tests.support.served import GUARD, Service, running_service
 
 
 class SSEReader:

@@ -37,10 +37,10 @@ import trio
 import trio.testing
 
 from service.api.app import EXTENSION_KEY
-from service.config import dump_toml
 from service.testing.simulator import Behavior, SimProvider, Simulator
-from tests.test_app_e2e import GUARD, PROVIDERS, Service, running_service
-from tests.test_cli import ROUTER_HEALTH
+from tests.support.cli import ROUTER_HEALTH, cli_env
+from tests.support.configs import write_config
+from tests.support.served import GUARD, PROVIDERS, Service, running_service
 
 SEED = 20241130
 SOAK_REQUESTS = 200
@@ -332,16 +332,8 @@ async def test_graceful_shutdown_under_load_ends_within_the_grace_period() -> No
 
 
 def serve_config(path: Path, sim: Simulator, grace: float) -> Path:
-    document = {
-        "checks": {"timeout": 60, "model_timeout": 60, "adapter_timeout": 60},
-        "server": {"shutdown_grace": grace},
-        "models": [
-            {"name": entry["name"] + "-model", "providers": [entry]}
-            for entry in sim.provider_entries()
-        ],
-    }
-    path.write_text(dump_toml(document), encoding="utf-8")
-    return path
+    checks = {"timeout": 60, "model_timeout": 60, "adapter_timeout": 60}
+    return write_config(path, sim, checks, server={"shutdown_grace": grace})
 
 
 async def test_router_health_serve_exits_0_on_sigterm_under_load(tmp_path: Path) -> None:
@@ -355,13 +347,11 @@ async def test_router_health_serve_exits_0_on_sigterm_under_load(tmp_path: Path)
         )
         await nursery.start(sim.serve)
         config = serve_config(tmp_path / "serve.toml", sim, grace)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("ROUTER_HEALTH_CONFIG", None)
         process = await trio.lowlevel.open_process(
             [*ROUTER_HEALTH, "serve", "--config", str(config), "--port", "0"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=env,
+            env=cli_env(),
         )
         assert process.stdout is not None and process.stderr is not None
         outcomes: list[str] = []

@@ -1,6 +1,6 @@
 """Tags: in the config, in ``AdapterManager.select`` and as ``?tags=``/``?exclude=`` filters.
 
-In-memory adapters through Quart's test client, as in ``tests/test_app.py``.
+In-memory adapters through Quart's test client, as in ``tests/api/test_app.py``.
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from quart_trio import QuartTrio
 from werkzeug.datastructures import MultiDict
 
 from adapters import Adapter
 from service import AdapterManager, ConfigError, load_config, parse_config
-from service.api.app import EXTENSION_KEY, create_app
+from service.api.app import EXTENSION_KEY
 from service.api.params import ApiError, CheckParams, parse_check_params
 from service.config import dump_toml
-from tests.test_app import Probe, adapter, get_json, make_config, serving
+from tests.support.app import Fleet, get_json, make_config, serving, tagged_app
+from tests.support.configs import write_toml
+from tests.support.fakes import Probe, adapter
 
 # -- config ----------------------------------------------------------------------------
 
@@ -52,9 +53,7 @@ name = "llama3"
 
 
 def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "tags.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_toml(tmp_path, text, "tags.toml")
 
 
 def test_tags_load_as_tuples_and_a_provider_adds_its_models_tags(tmp_path: Path) -> None:
@@ -195,41 +194,6 @@ def test_registered_adapters_carry_their_tags_and_bad_ones_are_refused(tmp_path:
 
 
 # -- ?tags= and ?exclude= on the GET routes ----------------------------------------------
-
-
-def tagged_app(
-    fleet: Mapping[str, Sequence[tuple[str, Probe, Sequence[str]]]],
-    *,
-    server: Mapping[str, Any] | None = None,
-) -> QuartTrio:
-    """An app over ``fleet``: model -> [(provider, probe, effective tags)]."""
-    config = make_config(server=server)
-    manager = AdapterManager(config)
-    manager.model_adapters.clear()
-    for model, entries in fleet.items():
-        for provider, probe, tags in entries:
-            manager.register_adapter(model, adapter(provider, probe), tags=tags)
-    return create_app(config, manager=manager)
-
-
-class Fleet:
-    """gpt-4: openai (cloud, eu), ollama (local, eu); llama3: ollama (local); claude: down."""
-
-    def __init__(self) -> None:
-        self.openai, self.ollama, self.llama, self.claude = Probe(), Probe(), Probe(), Probe([False])
-        self.app = tagged_app(
-            {
-                "gpt-4": [
-                    ("openai", self.openai, ["cloud", "eu"]),
-                    ("ollama", self.ollama, ["local", "eu"]),
-                ],
-                "llama3": [("ollama", self.llama, ["local"])],
-                "claude": [("anthropic", self.claude, ["cloud", "us"])],
-            }
-        )
-
-    def calls(self) -> list[int]:
-        return [p.calls for p in (self.openai, self.ollama, self.llama, self.claude)]
 
 
 async def test_tags_keep_adapters_having_all_of_them_and_only_those_are_probed() -> None:

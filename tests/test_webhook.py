@@ -6,7 +6,7 @@ each under a ``fail_after`` guard. Timings are only asserted as lower bounds
 (with a little slack for delivery jitter) or as generous upper bounds.
 
 Secrets use the ``rhtestkey`` / ``rhtesttoken`` prefixes CI greps a whole
-run's DEBUG log for (see tests/test_secrets.py).
+run's DEBUG log for (see tests/system/test_secrets.py).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from service.config.webhook import WebhookConfig, display_url, webhook_problems
 from service.engine.report import ProbeResult, ProbeStatus
 from service.live.state import HealthState
 from service.live.webhook import WebhookNotifier
+from tests.support.fakes import probe_result
 
 H, U, T = ProbeStatus.HEALTHY, ProbeStatus.UNHEALTHY, ProbeStatus.TIMEOUT
 GUARD = 5.0
@@ -156,16 +157,9 @@ def result(
     provider: str, status: ProbeStatus, *, model: str = "gpt-4", error: str | None = None,
     http_status: int | None = None, failure: FailureKind | None = None,
 ) -> ProbeResult:
-    return ProbeResult(
-        model=model,
-        provider=provider,
-        adapter="OpenAIAdapter",
-        status=status,
-        latency_ms=12.34,
-        checked_at=1_700_000_000.1234,
-        http_status=http_status,
-        error=error,
-        failure=failure,
+    return probe_result(
+        status, model=model, provider=provider, failure=failure, adapter="OpenAIAdapter",
+        latency_ms=12.34, checked_at=1_700_000_000.1234, http_status=http_status, error=error,
     )
 
 
@@ -574,7 +568,8 @@ def test_webhook_table_is_parsed_and_validated_one_line_each() -> None:
 async def test_the_app_posts_its_transitions(receiver: Receiver) -> None:
     from service.api.app import create_app
     from service.engine.manager import AdapterManager
-    from tests.test_app import Probe, adapter, serving
+    from tests.support.app import serving
+    from tests.support.fakes import Probe, adapter
 
     config = webhook_config({"url": receiver.url(), "min_interval": 0, "token": "rhtesttoken-app"},
                             checks={"jitter": 0})
@@ -598,7 +593,7 @@ async def test_a_real_server_shutdown_still_sends_the_last_post(receiver: Receiv
 
     from service.api.app import create_app, serve
     from service.engine.manager import AdapterManager
-    from tests.test_app import Probe, adapter
+    from tests.support.fakes import Probe, adapter
 
     # min_interval 60: the second transition waits, and only shutdown sends it.
     config = webhook_config({"url": receiver.url(), "min_interval": 60}, checks={"jitter": 0})

@@ -7,7 +7,6 @@ adapter -> httpx -> simulator (each provider's real wire format) -> checker.
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -26,15 +25,11 @@ def key_for(kind: str) -> str | None:
 
 
 @pytest.fixture
-async def sim(nursery: trio.Nursery) -> AsyncIterator[Simulator]:
-    simulator = Simulator(
-        [
-            SimProvider(kind, kind, key_for(kind), ["sim-model"], Behavior(latency=0.01))
-            for kind in KINDS
-        ]
-    )
-    await nursery.start(simulator.serve)
-    yield simulator
+def sim_providers() -> list[SimProvider]:
+    return [
+        SimProvider(kind, kind, key_for(kind), ["sim-model"], Behavior(latency=0.01))
+        for kind in KINDS
+    ]
 
 
 async def probe(

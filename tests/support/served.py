@@ -1,0 +1,159 @@
+"""The app served for real: hypercorn on a free loopback port, the simulator upstream.
+
+Nothing sleeps to wait for something to happen: tests wait on the
+simulator's counters (``wait_until``/``wait_idle``) and on events, each under
+a ``fail_after`` guard so a regression fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+import httpx
+import trio
+from quart_trio import QuartTrio
+
+from service import AdapterManager, parse_config
+from service.api.app import create_app, get_manager, serve
+from service.testing.simulator import Behavior, SimProvider, Simulator
+
+#: model -> simulated providers serving it
+MODELS: Mapping[str, tuple[str, ...]] = {
+    "gpt-4": ("openai", "openai-backup"),
+    "claude-3-haiku": ("anthropic",),
+    "llama3:latest": ("ollama",),
+}
+PROVIDERS = ("openai", "openai-backup", "anthropic", "ollama")
+
+#: Generous bound for anything that should take milliseconds.
+GUARD = 5.0
+
+
+def simulated_fleet() -> list[SimProvider]:
+    """The simulated providers behind :data:`MODELS`, answering at once."""
+    fast = Behavior(latency=0.0)
+    return [
+        SimProvider("openai", "openai", "sk-sim-openai", ["gpt-4"], fast),
+        SimProvider("openai-backup", "openai-compatible", None, ["gpt-4"], fast),
+        SimProvider("anthropic", "anthropic", "sk-sim-anthropic", ["claude-3-haiku"], fast),
+        SimProvider("ollama", "ollama", None, ["llama3:latest"], fast),
+    ]
+
+
+def config_for(
+    sim: Simulator,
+    checks: Mapping[str, Any],
+    server: Mapping[str, Any],
+    models_map: Mapping[str, Sequence[str]] = MODELS,
+) -> dict[str, Any]:
+    entries = {entry["name"]: entry for entry in sim.provider_entries()}
+    models = [
+        {"name": model, "providers": [{**entries[p], "model": model} for p in providers]}
+        for model, providers in models_map.items()
+    ]
+    return {"checks": dict(checks), "server": dict(server), "models": models}
+
+
+@dataclass
+class Service:
+    url: str
+    sim: Simulator
+    app: QuartTrio
+    manager: AdapterManager
+    client: httpx.AsyncClient
+    stop: trio.Event  # set it to shut the server down
+    stopped: trio.Event  # set once serve() has returned
+
+
+@asynccontextmanager
+async def running_service(
+    *,
+    checks: Mapping[str, Any] | None = None,
+    server: Mapping[str, Any] | None = None,
+    providers: Sequence[SimProvider] | None = None,
+    models: Mapping[str, Sequence[str]] | None = None,
+    guard: float = 30,
+) -> AsyncIterator[Service]:
+    """The simulator, the app served by ``serve`` on a free port, and a client.
+
+    ``providers`` and ``models`` (model -> provider names) replace the
+    default fleet; ``guard`` bounds the whole block.
+    """
+    checks = {"timeout": 10, "model_timeout": 10, "adapter_timeout": 10, **(checks or {})}
+    with trio.fail_after(guard):
+        async with trio.open_nursery() as upstream:
+            sim = Simulator(simulated_fleet() if providers is None else providers)
+            await upstream.start(sim.serve)
+            document = config_for(sim, checks, server or {}, MODELS if models is None else models)
+            config = parse_config(document, source="<e2e>", env={})
+            app = create_app(config)
+            stop, stopped = trio.Event(), trio.Event()
+
+            async def run_server(*, task_status: trio.TaskStatus[list[str]]) -> None:
+                try:
+                    await serve(
+                        app,
+                        host="127.0.0.1",
+                        port=0,
+                        shutdown_trigger=stop.wait,
+                        task_status=task_status,
+                    )
+                finally:
+                    stopped.set()
+
+            async with trio.open_nursery() as service_nursery:
+                urls = await service_nursery.start(run_server)
+                assert len(urls) == 1
+                assert urls[0].startswith("http://127.0.0.1:")
+                try:
+                    async with httpx.AsyncClient(base_url=urls[0], timeout=GUARD * 2) as client:
+                        yield Service(urls[0], sim, app, get_manager(app), client, stop, stopped)
+                finally:
+                    stop.set()
+            upstream.cancel_scope.cancel()
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[bytes, bytes]  # names lower-cased
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def raw_get(service: Service, target: bytes) -> Answer:
+    """One ``GET <target>`` on a fresh connection, the target sent byte for byte.
+
+    No client library in between: nothing normalises ``..``, re-encodes ``%``
+    or rejects odd bytes on the way.
+    """
+    host, port = service.url.removeprefix("http://").rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
+        await stream.send_all(
+            b"GET " + target + b" HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        )
+        client = h11.Connection(h11.CLIENT)
+        client.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))  # state only
+        client.send(h11.EndOfMessage())
+        response: h11.Response | None = None
+        body = b""
+        while True:
+            event = client.next_event()
+            if event is h11.NEED_DATA:
+                client.receive_data(await stream.receive_some(65536))
+            elif isinstance(event, h11.Response):
+                response = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                break
+    assert response is not None
+    return Answer(response.status_code, dict(response.headers), body)
