@@ -20,7 +20,7 @@ from .simulator import Simulator, demo_providers
 __all__ = ["DEMO_CHECKS", "DEMO_LOCAL", "DEMO_MODELS", "demo_config", "start_demo_upstream"]
 
 #: Short budgets so the hanging provider costs a check ~2 s (1 s, then a 1 s
-#: re-check), not the seed's 16, while a sequential pass (~3.5 s) still fits.
+#: re-check), not the 16 s of the default budgets, while a sequential pass (~3.5 s) still fits.
 DEMO_CHECKS: dict[str, Any] = {"timeout": 5.0, "model_timeout": 3.0, "adapter_timeout": 1.0}
 
 #: model -> [(simulated provider, upstream model id)]
