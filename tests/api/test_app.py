@@ -19,8 +19,9 @@ from werkzeug.datastructures import MultiDict
 
 from adapters import Adapter, FailureKind
 from service import HealthReport, ModelReport, ProbeResult, ProbeStatus, parse_config
-from service.api.app import EXTENSION_KEY, _performance_body, create_app, get_manager
+from service.api.app import EXTENSION_KEY, create_app, get_manager
 from service.api.params import ApiError, CheckParams, parse_check_params
+from service.api.views import performance_body
 from tests.support.app import (
     V1_MODEL_KEYS,
     V1_TOP_FIELDS,
@@ -612,7 +613,7 @@ def test_performance_metrics_math_and_result_counts() -> None:
         ],
         8.67,
     )
-    body = _performance_body(concurrent, sequential, timestamp=1.0, timeout=30.0)
+    body = performance_body(concurrent, sequential, timestamp=1.0, timeout=30.0)
     assert body["performance_metrics"] == {
         "concurrent_time": 2.45,
         "sequential_time": 8.67,
@@ -630,7 +631,7 @@ def test_performance_metrics_math_and_result_counts() -> None:
 
 def test_performance_metrics_are_null_when_a_run_took_no_time() -> None:
     report = report_of([result("a", ProbeStatus.HEALTHY)], 0.0)
-    metrics = _performance_body(report, report, timestamp=1.0, timeout=1.0)["performance_metrics"]
+    metrics = performance_body(report, report, timestamp=1.0, timeout=1.0)["performance_metrics"]
     assert metrics["speedup"] is None
     assert metrics["improvement_percent"] is None
     json.dumps(metrics, allow_nan=False)
