@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -13,7 +12,7 @@ import trio
 
 from service.testing.simulator import Behavior, SimProvider, Simulator
 from tests.support.app import V1_TOP_FIELDS
-from tests.support.cli import ROUTER_HEALTH, cli_env, run_cli
+from tests.support.cli import cli_process, read_stderr, read_stdout_until, run_cli
 from tests.support.configs import write_config
 
 
@@ -83,18 +82,9 @@ async def test_bad_usage_exits_3_not_2() -> None:
 
 
 async def test_demo_serves_and_stops_cleanly_on_sigint() -> None:
-    process = await trio.lowlevel.open_process(
-        [*ROUTER_HEALTH, "demo", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=cli_env(keep_config=True),
-    )
-    assert process.stdout is not None and process.stderr is not None
-    try:
-        buffer = b""
+    async with cli_process("demo", "--port", "0", keep_config=True) as process:
         with trio.fail_after(30):
-            while b"/readyz" not in buffer:
-                chunk = await process.stdout.receive_some()
-                assert chunk, "demo exited early"
-                buffer += chunk
+            buffer = await read_stdout_until(process, lambda printed: b"/readyz" in printed)
         banner = buffer.decode()
         base = next(w for w in banner.split() if w.startswith("http://") and "/v1/health/" in w).split("/v1/")[0]
         async with httpx.AsyncClient(timeout=30) as client:
@@ -105,16 +95,9 @@ async def test_demo_serves_and_stops_cleanly_on_sigint() -> None:
         process.send_signal(signal.SIGINT)
         with trio.fail_after(20):
             code = await process.wait()
-        err_bytes = b""
-        while chunk := await process.stderr.receive_some():
-            err_bytes += chunk
-        err = err_bytes.decode()
+        err = await read_stderr(process)
         assert code == 0, err
         assert "Traceback" not in err
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def test_json_logs_are_one_object_per_line_with_the_probe_fields(

@@ -6,7 +6,6 @@ adapter -> httpx -> simulator (each provider's real wire format) -> checker.
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ import trio
 from adapters import FailureKind
 from service import AdapterManager, ProbeResult, ProbeStatus, parse_config
 from service.testing.simulator import Behavior, SimProvider, Simulator
+from tests.support.served import free_port
 
 KINDS = ["openai", "azure", "anthropic", "volcengine", "gemini", "ollama", "openai-compatible"]
 KEYED = ["openai", "azure", "anthropic", "volcengine", "gemini"]
@@ -150,10 +150,7 @@ async def test_a_key_echoed_back_by_the_upstream_is_redacted(sim: Simulator, kin
 
 
 async def test_connection_refused_is_a_connect_failure() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    # Nothing listens on `port` now.
+    port = free_port()  # nothing listens on it
     config = parse_config(
         {"models": [{"name": "m", "providers": [{"name": "dead", "type": "ollama", "base_url": f"http://127.0.0.1:{port}"}]}]},
         env={},

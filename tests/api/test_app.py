@@ -18,7 +18,14 @@ import trio.testing
 from werkzeug.datastructures import MultiDict
 
 from adapters import Adapter, FailureKind
-from service import HealthReport, ModelReport, ProbeResult, ProbeStatus, parse_config
+from service import (
+    AdapterManager,
+    HealthReport,
+    ModelReport,
+    ProbeResult,
+    ProbeStatus,
+    parse_config,
+)
 from service.api.app import EXTENSION_KEY, create_app, get_manager
 from service.api.params import ApiError, CheckParams, parse_check_params
 from service.api.views import performance_body
@@ -59,6 +66,15 @@ CHECK_PATHS = [
     "/v1/health/models/gpt-4",
     "/v1/health/performance",
 ]
+
+
+def break_checker(manager: AdapterManager, method: str, message: str) -> None:
+    """Make the checker's ``method`` raise ``RuntimeError(message)`` when called."""
+
+    async def broken(*args: object, **kwargs: object) -> HealthReport:
+        raise RuntimeError(message)
+
+    setattr(manager.health_checker, method, broken)
 
 
 # -- GET /v1/health/ ---------------------------------------------------------------
@@ -563,11 +579,7 @@ async def test_shutdown_cancels_a_performance_run_before_closing_the_clients() -
 
 async def test_a_failed_performance_run_is_a_500_and_the_app_keeps_serving() -> None:
     app, manager = make_app(standard_fleet())
-
-    async def broken(*args: object, **kwargs: object) -> HealthReport:
-        raise RuntimeError("sequential pass exploded")
-
-    manager.health_checker.check_all_models_sequential = broken  # type: ignore[method-assign]
+    break_checker(manager, "check_all_models_sequential", "sequential pass exploded")
     async with serving(app) as client:
         status, body = await get_json(client, "/v1/health/performance")
         assert (status, body["error"]) == (500, "internal_error")
@@ -787,11 +799,7 @@ async def test_head_works_where_get_does() -> None:
 
 async def test_an_unexpected_error_is_a_500_json_without_details() -> None:
     app, manager = make_app(standard_fleet())
-
-    async def broken(*args: object, **kwargs: object) -> HealthReport:
-        raise RuntimeError("boom: api_key=sk-secret-123")
-
-    manager.health_checker.check_all_models_with_timeout = broken  # type: ignore[method-assign]
+    break_checker(manager, "check_all_models_with_timeout", "boom: api_key=sk-secret-123")
     async with serving(app) as client:
         response = await client.get("/v1/health/")
         text = await response.get_data(as_text=True)

@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -32,6 +31,7 @@ from service.engine.report import ProbeResult, ProbeStatus
 from service.live.cluster import ClusterCoordinator, Lease, result_from_json, result_to_json
 from service.live.state import HealthState
 from service.testing.simulator import Behavior, SimProvider, Simulator
+from tests.support.served import free_port
 
 REDIS = shutil.which("redis-server")
 INTERVAL = 0.5
@@ -44,12 +44,6 @@ needs_redis = pytest.mark.skipif(
     REDIS is None and os.environ.get("CI") != "true",
     reason="redis-server is not installed (apt-get install redis-server; CI installs it)",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RedisServer:
@@ -152,6 +146,15 @@ async def all_known(states: list[Any]) -> None:
             await state.health.changes.wait_value(lambda _, s=state: knows_all(s))
 
 
+async def instances(
+    stack: AsyncExitStack, sim: Simulator, redis_url: str | None, names: str
+) -> list[Any]:
+    """One instance per letter of ``names``, kept running by ``stack``, once each knows every adapter."""
+    states = [await stack.enter_async_context(instance(sim, redis_url, n)) for n in names]
+    await all_known(states)
+    return states
+
+
 # -- three instances against one Redis ---------------------------------------------------------
 
 
@@ -160,8 +163,7 @@ async def test_three_instances_probe_each_adapter_once_per_interval(
     redis: RedisServer, sim: Simulator
 ) -> None:
     async with AsyncExitStack() as stack:
-        states = [await stack.enter_async_context(instance(sim, redis.url, n)) for n in "abc"]
-        await all_known(states)
+        states = await instances(stack, sim, redis.url, "abc")
         probes = await requests_during(sim, 4 * INTERVAL)
         # One probe per adapter per interval across the three (not three);
         # the bounds allow for jitter at the window's edges.
@@ -182,8 +184,7 @@ async def test_three_instances_probe_each_adapter_once_per_interval(
 @needs_redis
 async def test_without_the_cluster_each_instance_probes_everything(sim: Simulator) -> None:
     async with AsyncExitStack() as stack:
-        states = [await stack.enter_async_context(instance(sim, None, n)) for n in "abc"]
-        await all_known(states)
+        await instances(stack, sim, None, "abc")
         probes = await requests_during(sim, 4 * INTERVAL)
     assert probes >= 0.6 * 3 * 4 * ADAPTERS, probes  # three times the bill
 
@@ -219,8 +220,7 @@ async def test_redis_going_away_means_local_checks_and_back(
     redis: RedisServer, sim: Simulator
 ) -> None:
     async with AsyncExitStack() as stack:
-        states = [await stack.enter_async_context(instance(sim, redis.url, n)) for n in "ab"]
-        await all_known(states)
+        states = await instances(stack, sim, redis.url, "ab")
         redis.stop()
         with trio.fail_after(10):
             for state in states:

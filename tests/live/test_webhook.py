@@ -32,6 +32,7 @@ from service.engine.report import ProbeResult, ProbeStatus
 from service.live.state import HealthState
 from service.live.webhook import WebhookNotifier
 from tests.support.fakes import probe_result
+from tests.support.served import free_port
 
 H, U, T = ProbeStatus.HEALTHY, ProbeStatus.UNHEALTHY, ProbeStatus.TIMEOUT
 GUARD = 5.0
@@ -346,9 +347,7 @@ async def test_secrets_never_reach_logs_reprs_or_errors(
             await notifier.wait_until(lambda s: s.failed == 2)
             texts += [repr(notifier), str(notifier.statistics())]
     # A connection refused, too (nothing listens on a port we bound and closed).
-    with trio.socket.socket() as sock:
-        await sock.bind(("127.0.0.1", 0))
-        closed_port = sock.getsockname()[1]
+    closed_port = free_port()
     refused = WebhookConfig(
         url=f"http://user:{USER_SECRET}@127.0.0.1:{closed_port}/h?key={QUERY_SECRET}",
         min_interval=0.05, retries=0, token=Secret(TOKEN),

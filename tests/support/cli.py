@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import trio
 
@@ -28,3 +30,41 @@ async def run_cli(*args: str) -> subprocess.CompletedProcess[bytes]:
             check=False,
             env=cli_env(),
         )
+
+
+@asynccontextmanager
+async def cli_process(*args: str, keep_config: bool = False) -> AsyncIterator[trio.Process]:
+    """``router-health *args`` running with stdout and stderr piped; killed if still running after."""
+    process = await trio.lowlevel.open_process(
+        [*ROUTER_HEALTH, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(keep_config=keep_config),
+    )
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def read_stdout_until(process: trio.Process, done: Callable[[bytes], bool]) -> bytes:
+    """What the process has printed once ``done`` holds for it; fails if it exits first."""
+    assert process.stdout is not None
+    buffer = b""
+    while not done(buffer):
+        chunk = await process.stdout.receive_some()
+        assert chunk, f"{process.args!r} exited early"
+        buffer += chunk
+    return buffer
+
+
+async def read_stderr(process: trio.Process) -> str:
+    """The rest of the process's stderr, up to its end."""
+    assert process.stderr is not None
+    data = b""
+    while chunk := await process.stderr.receive_some():
+        data += chunk
+    return data.decode()

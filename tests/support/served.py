@@ -8,6 +8,7 @@ a ``fail_after`` guard so a regression fails instead of hanging.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,6 +33,13 @@ PROVIDERS = ("openai", "openai-backup", "anthropic", "ollama")
 
 #: Generous bound for anything that should take milliseconds.
 GUARD = 5.0
+
+
+def free_port() -> int:
+    """A loopback port with nothing listening (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def simulated_fleet() -> list[SimProvider]:

@@ -34,11 +34,11 @@ def test_every_sentinel_gets_its_own_status_from_our_checker(tiny_results: suite
     assert tiny_results.correctness_failures() == []
 
 
-def test_the_seed_baseline_runs_and_reports_the_same_keys(tiny_results: suite.Results) -> None:
-    seed = tiny_results.scale[0]["seed"]
-    assert "error" not in seed, seed.get("error")
-    assert seed["finished"]
-    assert set(tiny_results.scale[0]["trio"]) <= set(seed) | {"connection_budget"}
+def test_the_baseline_runs_and_reports_the_same_keys(tiny_results: suite.Results) -> None:
+    baseline = tiny_results.scale[0]["seed"]
+    assert "error" not in baseline, baseline.get("error")
+    assert baseline["finished"]
+    assert set(tiny_results.scale[0]["trio"]) <= set(baseline) | {"connection_budget"}
 
 
 def test_the_report_shows_the_rows(tiny_results: suite.Results) -> None:
@@ -118,16 +118,16 @@ def test_without_a_cache_every_poll_probes_every_adapter(policy_results: suite.R
 
 @pytest.mark.parametrize("clients", [1, 5])
 def test_caching_policies_probe_far_less(policy_results: suite.Results, clients: int) -> None:
-    seed = _polling(policy_results, "no cache (the seed)", clients)
+    uncached = _polling(policy_results, "no cache (the seed)", clients)
     cached = _polling(policy_results, "min_interval = 10", clients)
     background = _polling(policy_results, "background, interval = 30", clients)
-    window = seed["seconds"]
+    window = uncached["seconds"]
     # min_interval 10: at most one refresh per adapter per 10 s, whatever the clients.
     assert cached["upstream_requests"] <= cached["adapters"] * (1 + int(window // 10))
     # Background: each adapter's first scheduled probe at most (the next is ~30 s later).
     assert background["upstream_requests"] <= background["adapters"]
     for row in (cached, background):
-        assert row["upstream_requests"] < seed["upstream_requests"]
+        assert row["upstream_requests"] < uncached["upstream_requests"]
 
 
 def test_a_limit_at_or_below_the_providers_is_never_refused(

@@ -33,6 +33,7 @@ import trustme
 from adapters import Adapter, CallableAdapter, SyncCallableAdapter
 from service import AdapterManager, HealthReport, ProbeResult, parse_config
 from service.testing.simulator import Behavior, SimProvider, Simulator
+from tests.support.served import free_port
 
 #: The target's own deadline: every hanging case ends there.
 TARGET_TIMEOUT = 0.5
@@ -72,13 +73,6 @@ class Case:
 
 
 # -- raw servers for what the simulator cannot do ------------------------------------
-
-
-def closed_port() -> int:
-    """A loopback port with nothing listening (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _tcp_state(sock: socket.socket) -> int:
@@ -181,7 +175,7 @@ async def blocking_sync_target(stage: Stage) -> Adapter:
 CASES = [
     Case(
         "connection_refused",
-        url(lambda stage: f"http://127.0.0.1:{closed_port()}/v1"),
+        url(lambda stage: f"http://127.0.0.1:{free_port()}/v1"),
         "unhealthy",
         "connect",
     ),

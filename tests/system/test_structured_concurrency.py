@@ -27,7 +27,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ import trio.testing
 
 from service.api.app import EXTENSION_KEY
 from service.testing.simulator import Behavior, SimProvider, Simulator
-from tests.support.cli import ROUTER_HEALTH, cli_env
+from tests.support.cli import cli_process, read_stderr, read_stdout_until
 from tests.support.configs import write_config
 from tests.support.served import GUARD, PROVIDERS, Service, running_service
 
@@ -347,55 +346,41 @@ async def test_router_health_serve_exits_0_on_sigterm_under_load(tmp_path: Path)
         )
         await nursery.start(sim.serve)
         config = serve_config(tmp_path / "serve.toml", sim, grace)
-        process = await trio.lowlevel.open_process(
-            [*ROUTER_HEALTH, "serve", "--config", str(config), "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=cli_env(),
-        )
-        assert process.stdout is not None and process.stderr is not None
         outcomes: list[str] = []
         try:
-            banner = b""
-            with trio.fail_after(30):
-                while b"serving on" not in banner or not banner.endswith(b"\n"):
-                    chunk = await process.stdout.receive_some()
-                    assert chunk, "serve exited early"
-                    banner += chunk
-            base = banner.decode().split("serving on", 1)[1].split()[0]
+            async with cli_process("serve", "--config", str(config), "--port", "0") as process:
+                with trio.fail_after(30):
+                    banner = await read_stdout_until(
+                        process, lambda printed: b"serving on" in printed and printed.endswith(b"\n")
+                    )
+                base = banner.decode().split("serving on", 1)[1].split()[0]
 
-            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                async with httpx.AsyncClient(base_url=base, timeout=30) as client:
 
-                async def call(path: str) -> None:
-                    try:
-                        response = await client.get(path)
-                    except httpx.TransportError as exc:
-                        outcomes.append(type(exc).__name__)
-                    else:
-                        outcomes.append(str(response.status_code))
+                    async def call(path: str) -> None:
+                        try:
+                            response = await client.get(path)
+                        except httpx.TransportError as exc:
+                            outcomes.append(type(exc).__name__)
+                        else:
+                            outcomes.append(str(response.status_code))
 
-                async with trio.open_nursery() as clients:
-                    for path in ["/v1/health/?timeout=60", "/v1/health/performance?timeout=60",
-                                 "/v1/health/models/stuck-model?timeout=60"]:
-                        clients.start_soon(call, path)
-                    with trio.fail_after(GUARD * 2):
-                        await sim.wait_until(lambda: sim.stats("stuck").in_flight >= 3)
-                    process.send_signal(signal.SIGTERM)
-                    with trio.fail_after(grace + 20):
-                        code = await process.wait()
-            err = b""
-            while chunk := await process.stderr.receive_some():
-                err += chunk
-            text = err.decode()
-            assert code == 0, text
-            assert "Traceback" not in text
-            assert "rhtestkey" not in text
-            assert "SIGTERM" in text  # it said why it stopped
-            with trio.fail_after(GUARD):
-                await sim.wait_idle()  # its probes went with it
+                    async with trio.open_nursery() as clients:
+                        for path in ["/v1/health/?timeout=60", "/v1/health/performance?timeout=60",
+                                     "/v1/health/models/stuck-model?timeout=60"]:
+                            clients.start_soon(call, path)
+                        with trio.fail_after(GUARD * 2):
+                            await sim.wait_until(lambda: sim.stats("stuck").in_flight >= 3)
+                        process.send_signal(signal.SIGTERM)
+                        with trio.fail_after(grace + 20):
+                            code = await process.wait()
+                text = await read_stderr(process)
+                assert code == 0, text
+                assert "Traceback" not in text
+                assert "rhtestkey" not in text
+                assert "SIGTERM" in text  # it said why it stopped
+                with trio.fail_after(GUARD):
+                    await sim.wait_idle()  # its probes went with it
         finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
             nursery.cancel_scope.cancel()
     assert len(outcomes) == 3
