@@ -30,9 +30,13 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
+from quart import request
+
 from adapters.base import Secret
 
-__all__ = ["Access", "BearerAuth"]
+from .params import ApiError
+
+__all__ = ["Access", "BearerAuth", "request_access"]
 
 _REALM = "router-health"
 
@@ -83,3 +87,24 @@ class BearerAuth:
         if access is Access.DENIED:
             return f'Bearer realm="{_REALM}", error="invalid_token"'
         return f'Bearer realm="{_REALM}"'
+
+
+def request_access(auth: BearerAuth, *, token_required: bool = False) -> Access:
+    """The current request's access; 401 for a wrong token, and for none if ``token_required``.
+
+    The one place a request's credentials are judged, so every route that
+    cares answers a 401 the same way.
+    """
+    access = auth.check(request.headers.getlist("Authorization"))
+    if access is Access.DENIED or (token_required and access is not Access.GRANTED):
+        message = (
+            "the bearer token is not valid"
+            if access is Access.DENIED
+            else "this endpoint needs a bearer token: send 'Authorization: Bearer <token>'"
+        )
+        raise ApiError(
+            401,
+            {"error": "unauthorized", "message": message},
+            {"WWW-Authenticate": BearerAuth.challenge(access)},
+        )
+    return access

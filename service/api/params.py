@@ -3,7 +3,7 @@
 Every value a client sends is checked here before anything is probed, and
 every mistake becomes an :class:`ApiError`: a JSON 4xx naming the parameter
 (or body field), what was wrong and what is accepted — never a traceback.
-The routes in :mod:`service.api.app` only call these.
+The routes (:mod:`service.api.routes_health`) only call these.
 """
 
 from __future__ import annotations

@@ -1,0 +1,236 @@
+"""The health check routes: ``/v1/health/...`` (checks, batch, performance, history, stream)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import trio
+from quart import Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from .auth import Access, request_access
+from .compat import StreamResponse, stream_ended
+from .errors import not_ready
+from .healthjson import health_json, model_health_json, wants_health_json
+from .healthjson import http_status as health_json_status
+from .params import (
+    BODY_ACCEPTED,
+    MAX_BATCH_BYTES,
+    ApiError,
+    CheckParams,
+    InvalidBody,
+    InvalidParameter,
+    Selection,
+    parse_batch_body,
+    parse_check_params,
+    plan_for,
+    show_value,
+    single_param,
+)
+from .runs import measure, ready_manager, run_selection, shared
+from .state import ServiceState, current_state
+from .views import (
+    health_json_response,
+    json_response,
+    model_report,
+    models_view,
+    shape,
+    status_code,
+)
+
+__all__ = [
+    "health_all",
+    "health_batch",
+    "health_history",
+    "health_model",
+    "health_models",
+    "health_performance",
+    "health_stream",
+]
+
+_FORMAT_ACCEPTED: Final = "json or health+json (the IETF health check format)"
+_BODY_READ_TIMEOUT: Final = 10.0  # seconds for a whole batch body (at most 64 KB)
+
+
+def _wants_health_json() -> bool:
+    """``?format=`` or the Accept header asks for application/health+json (400 if unknown)."""
+    fmt = single_param(request.args, "format", _FORMAT_ACCEPTED)
+    try:
+        return wants_health_json(request.headers.get("Accept"), fmt)
+    except ValueError as exc:
+        raise InvalidParameter("format", str(exc)[:300], _FORMAT_ACCEPTED) from None
+
+
+def _check_params(state: ServiceState, *, default_timeout: float) -> CheckParams:
+    return parse_check_params(request.args, state.config, default_timeout=default_timeout)
+
+
+async def _answer(
+    state: ServiceState,
+    params: CheckParams,
+    access: Access,
+    selection: Selection,
+    *,
+    as_health_json: bool,
+) -> Response:
+    """The ``/v1/health/`` answer (JSON or health+json) for ``selection``."""
+    report = await run_selection(state, params, selection)
+    details = params.details and access is Access.GRANTED
+    if as_health_json:
+        return health_json_response(
+            health_json(report, details=details), health_json_status(report)
+        )
+    body = shape(report.to_dict(details=details), access, state.cluster)
+    return json_response(body, status_code(report.status))
+
+
+async def health_all() -> Response:
+    as_health_json = _wants_health_json()  # before probing: a bad format costs nothing
+    state = current_state()
+    access = request_access(state.auth)
+    params = _check_params(state, default_timeout=state.config.checks.timeout)
+    return await _answer(state, params, access, Selection.of(params), as_health_json=as_health_json)
+
+
+async def health_models() -> Response:
+    state = current_state()
+    access = request_access(state.auth)
+    params = _check_params(state, default_timeout=state.config.checks.timeout)
+    report = await run_selection(state, params, Selection.of(params))
+    details = params.details and access is Access.GRANTED
+    body = shape(models_view(report, details=details), access, state.cluster)
+    return json_response(body, status_code(report.status))
+
+
+async def health_model(name: str) -> Response:
+    state = current_state()
+    access = request_access(state.auth)
+    as_health_json = _wants_health_json()
+    params = _check_params(state, default_timeout=state.config.checks.model_timeout)
+    report = await run_selection(state, params, Selection.of(params, models=[name]), model=name)
+    one = model_report(report, name)
+    details = params.details and access is Access.GRANTED
+    if as_health_json:
+        return health_json_response(
+            model_health_json(one, details=details), health_json_status(one)
+        )
+    data = one.to_dict(details=details)
+    data.update(report.extra)  # "source" (and "stale") with background checks on
+    return json_response(shape(data, access, state.cluster), status_code(report.status))
+
+
+async def _read_body(limit: int) -> bytes:
+    """The request body, refusing (400) past ``limit`` bytes without reading it all."""
+    too_large = InvalidBody("body", f"the body is larger than {limit // 1024} KB", BODY_ACCEPTED)
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    data = bytearray()
+    # A client that announces a body and never sends it must not hold a
+    # handler (and a socket) for ever: the whole body gets a deadline.
+    with trio.move_on_after(_BODY_READ_TIMEOUT) as scope:
+        try:
+            async for chunk in request.body:
+                data += chunk
+                if len(data) > limit:
+                    raise too_large
+        except RequestEntityTooLarge:
+            raise too_large from None
+    if scope.cancelled_caught:
+        raise InvalidBody(
+            "body", f"the body did not arrive within {_BODY_READ_TIMEOUT:g} s", BODY_ACCEPTED
+        )
+    return bytes(data)
+
+
+async def health_batch() -> Response:
+    state = current_state()
+    access = request_access(state.auth)
+    if request.mimetype != "application/json":
+        shown = show_value(request.content_type) if request.content_type else "none"
+        raise ApiError(
+            415,
+            {
+                "error": "unsupported_media_type",
+                "message": f"the body must be JSON (Content-Type: application/json), got {shown}",
+                "accepted": "application/json",
+            },
+        )
+    params, models, providers = parse_batch_body(await _read_body(MAX_BATCH_BYTES), state.config)
+    selection = Selection.of(params, models=models, providers=providers)
+    as_health_json = _wants_health_json()
+    return await _answer(state, params, access, selection, as_health_json=as_health_json)
+
+
+async def health_performance() -> Response:
+    state = current_state()
+    request_access(state.auth, token_required=True)  # before anything that costs
+    params = _check_params(state, default_timeout=state.config.checks.timeout)
+    manager = ready_manager(state)
+    # The app's lifetime nursery exists only while the app serves (ASGI
+    # lifespan); a manager opened by its owner does not imply that, and this
+    # route must not run unshared.
+    if state.nursery is None:
+        raise not_ready("the app is not serving")
+    # One key: at most one measurement in flight, whatever budget callers ask for.
+    payload = await shared(
+        state, state.performance, "performance", functools.partial(measure, manager, params.timeout)
+    )
+    return json_response(payload)
+
+
+async def health_history() -> Response:
+    state = current_state()
+    request_access(state.auth, token_required=True)
+    accepted = "a configured name, e.g. model=gpt-4"
+    model = single_param(request.args, "model", accepted)
+    provider = single_param(request.args, "provider", accepted)
+    health = state.health
+    if health is None:
+        raise ApiError(
+            404,
+            {
+                "error": "background_checks_off",
+                "message": "history is kept by background checks; set [checks] interval > 0",
+            },
+        )
+    selection = Selection(
+        models=None if model is None else (model,),
+        providers=None if provider is None else (provider,),
+    )
+    plan = plan_for(state.manager, selection)
+    adapters: list[dict[str, Any]] = []
+    for name, members in plan.items():
+        for each in members:
+            current = health.get(name, each.provider)
+            adapters.append(
+                {
+                    "model": name,
+                    "provider": each.provider,
+                    "status": None if current is None else current.reported.value,
+                    "history": [e.to_dict() for e in health.history(name, each.provider)],
+                }
+            )
+    return json_response({"adapters": adapters})
+
+
+async def health_stream() -> Response:
+    state = current_state()
+    request_access(state.auth, token_required=True)  # results carry error details
+    ready_manager(state)
+    if request.method == "HEAD":  # the headers only: no subscription, no endless body
+        return Response(b"", mimetype="text/event-stream")
+    hello = {"background": state.health is not None}
+
+    async def body() -> AsyncIterator[bytes]:
+        async with contextlib.aclosing(state.events.stream(hello)) as events:
+            async for chunk in events:
+                yield chunk
+        stream_ended()
+
+    response = StreamResponse(body(), mimetype="text/event-stream")
+    response.headers["X-Accel-Buffering"] = "no"  # proxies: do not buffer the stream
+    response.timeout = None  # a stream has no end to wait for
+    return response

@@ -1,0 +1,104 @@
+"""The per-app state every route reads: config, manager, shared runs, live parts."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+from quart import Quart, current_app
+from quart_trio import QuartTrio
+
+from ..config import Config
+from ..engine.manager import AdapterManager
+from ..engine.report import HealthReport
+from ..live.background import BackgroundChecker
+from ..live.cluster import ClusterCoordinator
+from ..live.state import HealthState
+from ..live.stream import EventHub
+from ..live.webhook import WebhookNotifier
+from .auth import BearerAuth
+from .metrics import Metrics
+from .singleflight import SingleFlight
+
+__all__ = [
+    "EXTENSION_KEY",
+    "ServiceState",
+    "current_state",
+    "get_health_state",
+    "get_manager",
+    "state_of",
+]
+
+#: Where the app keeps its state in ``app.extensions``.
+EXTENSION_KEY: Final = "router_health"
+
+
+@dataclass(eq=False)
+class ServiceState:
+    app: QuartTrio
+    config: Config
+    manager: AdapterManager
+    auth: BearerAuth
+    # Whether serving opened the manager (and so must close it); a manager
+    # that was already open belongs to whoever opened it.
+    owns_manager: bool = False
+    # The app's lifetime nursery while it serves (shared runs live there);
+    # None otherwise: routes then run in the request and share nothing.
+    nursery: trio.Nursery | None = None
+    # Shared runs, keyed by what makes two requests identical.
+    health_runs: SingleFlight[Hashable, HealthReport] = field(
+        default_factory=lambda: SingleFlight("health check")
+    )
+    model_runs: SingleFlight[Hashable, HealthReport] = field(
+        default_factory=lambda: SingleFlight("model health check")
+    )
+    performance: SingleFlight[Hashable, dict[str, Any]] = field(
+        default_factory=lambda: SingleFlight("performance measurement")
+    )
+    # With background checks on (some adapter's ``interval`` > 0): the live
+    # state, and the checker feeding it while the app serves.
+    health: HealthState | None = None
+    background: BackgroundChecker | None = None
+    webhook: WebhookNotifier | None = None  # with [webhook]: POSTs the state's transitions
+    cluster: ClusterCoordinator | None = None  # with [cluster]: leases and shared results
+    # Every result, transition and run, for GET /v1/health/stream.
+    events: EventHub = field(default_factory=EventHub)
+    metrics: Metrics | None = None  # GET /metrics; made with the app
+
+    def flights(self) -> list[SingleFlight[Hashable, Any]]:
+        return [self.health_runs, self.model_runs, self.performance]
+
+    async def wait_idle(self) -> None:
+        """Return once no shared run is in flight (cancelled ones unwound)."""
+        for flight in self.flights():
+            await flight.wait_idle()
+
+    def secrets(self) -> list[Any]:
+        """Every key this app knows, for redacting text that leaves the process."""
+        keys = [getattr(a, "api_key", None) for _, a in self.manager.all_adapters()]
+        hook = [] if self.config.webhook is None else self.config.webhook.secrets()
+        return [*keys, self.config.server.auth_token, *hook]
+
+
+def state_of(app: Quart) -> ServiceState:
+    state = app.extensions.get(EXTENSION_KEY)
+    if not isinstance(state, ServiceState):
+        raise RuntimeError("not a router-health app: build it with service.api.app.create_app()")
+    return state
+
+
+def current_state() -> ServiceState:
+    """The state of the app handling the current request."""
+    return state_of(current_app)
+
+
+def get_health_state(app: Quart) -> HealthState | None:
+    """The live :class:`HealthState` of an app with background checks on, else None."""
+    return state_of(app).health
+
+
+def get_manager(app: Quart) -> AdapterManager:
+    """The :class:`AdapterManager` an app made by :func:`create_app` uses."""
+    return state_of(app).manager
