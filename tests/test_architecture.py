@@ -229,30 +229,13 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 # -- the public API ---------------------------------------------------------------
 
+# Pinned here on purpose: a change to the public API must change this line too.
 PUBLIC_API = [
-    "AdapterManager",
-    "CheckerSettings",
-    "ChecksConfig",
-    "Config",
-    "ConfigError",
-    "HealthChecker",
-    "HealthReport",
-    "HealthStatus",
-    "ModelConfig",
-    "ModelHealthReport",
-    "ModelReport",
-    "PassivePolicy",
-    "ProbeResult",
-    "ProbeStatus",
-    "ProviderConfig",
-    "ResultCallback",
-    "ServerConfig",
-    "UnknownModelError",
-    "create_app",
-    "load_config",
-    "parse_config",
-    "raise_open_file_limit",
-    "serve",
+    "AdapterManager", "CheckerSettings", "ChecksConfig", "Config", "ConfigError",
+    "HealthChecker", "HealthReport", "HealthStatus", "ModelConfig", "ModelHealthReport",
+    "ModelReport", "PassivePolicy", "ProbeResult", "ProbeStatus", "ProviderConfig",
+    "ResultCallback", "ServerConfig", "UnknownModelError", "create_app", "load_config",
+    "parse_config", "raise_open_file_limit", "serve",
 ]
 
 

@@ -35,7 +35,6 @@ from .state import ServiceState, current_state
 from .views import (
     health_json_response,
     json_response,
-    model_report,
     models_view,
     shape,
     status_code,
@@ -111,7 +110,7 @@ async def health_model(name: str) -> Response:
     as_health_json = _wants_health_json()
     params = _check_params(state, default_timeout=state.config.checks.model_timeout)
     report = await run_selection(state, params, Selection.of(params, models=[name]), model=name)
-    one = model_report(report, name)
+    one = report.model_report(name)
     details = params.details and access is Access.GRANTED
     if as_health_json:
         return health_json_response(

@@ -10,7 +10,7 @@ from quart.json.provider import DefaultJSONProvider
 
 from adapters.base import FailureKind
 
-from ..engine.report import HealthReport, HealthStatus, ModelHealthReport, ProbeResult
+from ..engine.report import HealthReport, HealthStatus, ProbeResult
 from ..live.cluster import ClusterCoordinator
 from ..live.state import percentile
 from .auth import Access
@@ -20,7 +20,6 @@ __all__ = [
     "InsertionOrderJSONProvider",
     "health_json_response",
     "json_response",
-    "model_report",
     "models_view",
     "performance_body",
     "shape",
@@ -72,20 +71,6 @@ def models_view(report: HealthReport, *, details: bool) -> dict[str, Any]:
         for name, model in report.models.items()
     ]
     return data
-
-
-def model_report(report: HealthReport, name: str) -> ModelHealthReport:
-    """The one model ``name`` of ``report`` (a run or state report over that model alone)."""
-    return ModelHealthReport(
-        model=report.models[name],
-        timestamp=report.timestamp,
-        execution_time=report.execution_time,
-        concurrent=report.concurrent,
-        timeout=report.timeout,
-        fallback=report.fallback,
-        fallback_reason=report.fallback_reason,
-        run_id=report.run_id,
-    )
 
 
 # -- the performance measurement -----------------------------------------------------

@@ -332,16 +332,7 @@ class HealthChecker:
             model_timeout=budget,
             on_result=on_result,
         )
-        return ModelHealthReport(
-            model=report.models[model_name],
-            timestamp=report.timestamp,
-            execution_time=report.execution_time,
-            concurrent=report.concurrent,
-            timeout=report.timeout,
-            fallback=report.fallback,
-            fallback_reason=report.fallback_reason,
-            run_id=report.run_id,
-        )
+        return report.model_report(model_name)
 
     async def run(
         self,

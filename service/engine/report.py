@@ -224,6 +224,19 @@ class HealthReport:
     def results(self) -> list[ProbeResult]:
         return [r for m in self.models.values() for r in m.results.values()]
 
+    def model_report(self, name: str) -> ModelHealthReport:
+        """Model ``name`` of this run, as if it had been checked on its own."""
+        return ModelHealthReport(
+            model=self.models[name],
+            timestamp=self.timestamp,
+            execution_time=self.execution_time,
+            concurrent=self.concurrent,
+            timeout=self.timeout,
+            fallback=self.fallback,
+            fallback_reason=self.fallback_reason,
+            run_id=self.run_id,
+        )
+
     def to_dict(self, *, details: bool = True) -> dict[str, Any]:
         """The v1 shape, then ``fallback`` and (optionally) per-provider ``details``."""
         data: dict[str, Any] = {
