@@ -22,7 +22,7 @@ the service is started through a shim, ``python -m benchmarks.soak
 ``service.cli.main`` (what the ``router-health`` script runs) unchanged,
 after wrapping ``trio.run`` so that the run's first step starts one daemon
 thread. Every 0.5 s that thread runs the task-tree walk of
-``tests/test_structured_concurrency.py`` *inside* the service's event loop
+``tests/system/test_structured_concurrency.py`` *inside* the service's event loop
 (``trio.from_thread.run_sync``) and writes the count, by task name, to FILE.
 No product code changes; the cost is one thread (counted in the threads
 column) and a tree walk of a few hundred tasks twice a second.
@@ -217,7 +217,7 @@ def plan(rng: random.Random, count: int) -> list[Planned]:
 
 
 def _task_census() -> Counter[str]:
-    """The task-tree walk of tests/test_structured_concurrency.py, counted by name."""
+    """The task-tree walk of tests/system/test_structured_concurrency.py, counted by name."""
     names: Counter[str] = Counter()
     root = trio.lowlevel.current_root_task()
     stack = [] if root is None else [root]
@@ -956,7 +956,7 @@ NOTES = """
   started as `python -m benchmarks.soak --serve-with-task-probe FILE --
   <router-health args>`: it runs `service.cli.main` (the `router-health`
   script) unchanged, with `trio.run` wrapped to start one daemon thread that,
-  every 0.5 s, runs the task-tree walk of `tests/test_structured_concurrency.py`
+  every 0.5 s, runs the task-tree walk of `tests/system/test_structured_concurrency.py`
   inside the event loop (`trio.from_thread.run_sync`) and writes the count.
   That thread is one of the threads counted above. `--no-task-probe` runs
   `python -m service.cli serve` instead (no task column).

@@ -1,7 +1,7 @@
 """The HTTP API as an OpenAPI 3.1 document (``GET /openapi.json``, rendered by ``GET /docs``).
 
 Hand-written as Python data next to the app it describes, so that a change of
-the API and of its description land together; ``tests/test_openapi.py``
+the API and of its description land together; ``tests/api/test_openapi.py``
 checks that every route the app registers is here (and nothing else), and
 fuzzes a live server against this document with Schemathesis.
 
