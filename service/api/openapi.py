@@ -707,7 +707,7 @@ def _operations(max_timeout: float) -> dict[str, dict[str, Schema]]:
         "name": "name",
         "in": "path",
         "required": True,
-        "description": "A file name in service/static (no '/' or '\\', not starting with "
+        "description": "A file name in service/api/static (no '/' or '\\', not starting with "
         "'.'; .html, .js, .css or .svg). Anything else is a 404 not_found.",
         "schema": {"type": "string", "pattern": "^[^/\\\\.][^/\\\\]*$"},
         "example": "favicon.svg",
