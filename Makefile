@@ -30,7 +30,7 @@ test: $(BIN)/.installed
 # The reference (docs/) as a static site in site/; --strict fails on any
 # broken link or page left out of the navigation.
 docs: $(BIN)/.installed
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
-from typing import Final
 
 import trio
 
-from ..live.lifecycle import Live, open_live
+from ..live.lifecycle import UNWIND_SECONDS, Live, open_live
 from .metrics import Metrics
 from .state import ServiceState
 
 __all__ = ["Lifetime"]
 
-#: How long shutdown waits for cancelled shared runs to unwind.
-_RUN_UNWIND_SECONDS: Final = 5.0
 
 
 class Lifetime:
@@ -37,7 +34,16 @@ class Lifetime:
     async def start(self) -> None:
         """Open everything (a failure fails the startup); returns once it is open."""
         self._stop, self._done = trio.Event(), trio.Event()
-        await self._state.app.nursery.start(self._run, self._stop, self._done)
+        try:
+            await self._state.app.nursery.start(self._run, self._stop, self._done)
+        except ExceptionGroup as group:
+            # The nesting wraps a failing part in a group per layer; the
+            # server reports the startup failure by its message, so give it
+            # the one error rather than "Exceptions from Trio nursery".
+            leaf = _only_error(group)
+            if leaf is None:
+                raise
+            raise leaf from group
 
     async def stop(self) -> None:
         """Close everything, in the reverse order, and return once it is closed."""
@@ -90,7 +96,7 @@ async def _runs_cancelled_at_end(state: ServiceState) -> AsyncIterator[None]:
         for flights in state.flights():
             flights.cancel_all()
         # Shielded but bounded: the runs must be gone before their clients close.
-        with trio.move_on_after(_RUN_UNWIND_SECONDS, shield=True):
+        with trio.move_on_after(UNWIND_SECONDS, shield=True):
             await state.wait_idle()
 
 
@@ -115,3 +121,11 @@ def _serving(state: ServiceState, live: Live) -> Iterator[None]:
     finally:
         state.nursery = None  # no new shared runs
         state.background = None  # no more refreshes
+
+
+def _only_error(group: BaseExceptionGroup[Exception]) -> Exception | None:
+    """The single error inside nested one-error groups, or None if there are several."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error if isinstance(error, Exception) and not isinstance(error, ExceptionGroup) else None

@@ -79,13 +79,14 @@ class ServiceState:
         """Every key this app knows, for redacting text that leaves the process."""
         keys = [getattr(a, "api_key", None) for _, a in self.manager.all_adapters()]
         hook = [] if self.config.webhook is None else self.config.webhook.secrets()
-        return [*keys, self.config.server.auth_token, *hook]
+        redis = [] if self.config.cluster is None else self.config.cluster.secrets()
+        return [*keys, self.config.server.auth_token, *hook, *redis]
 
 
 def state_of(app: Quart) -> ServiceState:
     state = app.extensions.get(EXTENSION_KEY)
     if not isinstance(state, ServiceState):
-        raise RuntimeError("not a router-health app: build it with service.api.app.create_app()")
+        raise RuntimeError("not a router-health app: build it with service.create_app()")
     return state
 
 

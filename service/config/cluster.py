@@ -41,6 +41,18 @@ class ClusterConfig:
     def display_url(self) -> str:
         return display_redis_url(self.redis_url.reveal())
 
+    def secrets(self) -> list[Secret | str]:
+        """Everything to mask in text about this Redis: the URL and its userinfo."""
+        url = self.redis_url.reveal()
+        netloc = url.partition("://")[2].split("/", 1)[0]
+        userinfo, at, _ = netloc.rpartition("@")
+        found: list[Secret | str] = [self.redis_url]
+        if at:
+            # The password, and user:password together; a bare user name
+            # ("default") is no secret, and masking it would garble text.
+            found += [part for part in (userinfo, userinfo.partition(":")[2]) if part]
+        return found
+
 
 def display_redis_url(url: str) -> str:
     """``url`` without its credentials or query (for logs and status).

@@ -79,7 +79,13 @@ _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "auth_token_env": str,
 }
 #: Keys whose values are secrets: a message about them never shows the value.
-_SECRET_KEYS = frozenset({"api_key", "auth_token", "token", "url", "redis_url"})
+#: (A ``*_env`` key holds a name, but the usual mistake is pasting the secret there.)
+_SECRET_KEYS = frozenset(
+    {
+        "api_key", "auth_token", "token", "url", "redis_url",
+        "api_key_env", "auth_token_env", "token_env", "redis_url_env",
+    }
+)
 #: A bearer token: long enough not to be guessed, and sendable in a header.
 _MIN_TOKEN_CHARS = 16
 _TOKEN_HINT = (
@@ -131,12 +137,25 @@ _WEBHOOK_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 
 
-
 def _type_name(expected: type | tuple[type, ...]) -> str:
     if expected == (int, float):
         return "a number"
     return {bool: "true or false", int: "an integer", str: "a string", list: "a list"}.get(
         expected if isinstance(expected, type) else object, "a value"
+    )
+
+
+def _looks_like_a_secret(name: str) -> bool:
+    """A "variable name" long and mixed enough to be a pasted key (never shown then).
+
+    Variable names are short words, mostly upper case (``OPENAI_API_KEY``);
+    generated keys and tokens are long runs of mixed-case letters and digits.
+    """
+    return (
+        len(name) >= 20
+        and any(c.islower() for c in name)
+        and any(c.isdigit() for c in name)
+        and any(c.isupper() for c in name)
     )
 
 
@@ -238,17 +257,24 @@ class _Validator:
                 return None
             value = self.env.get(env_name)
             if not value:
-                self.problem(
-                    where,
-                    f"environment variable {env_name} is not set (or empty); "
-                    f"export {env_name}={example} before starting{otherwise}",
-                )
+                if _looks_like_a_secret(env_name):
+                    self.problem(
+                        where,
+                        f"names no environment variable that is set (name not shown: it looks "
+                        f"like a {noun}); put the {noun} in the environment and its name here",
+                    )
+                else:
+                    self.problem(
+                        where,
+                        f"environment variable {env_name} is not set (or empty); "
+                        f"export {env_name}={example} before starting{otherwise}",
+                    )
                 return None
             return value, where, f"the {noun} in {env_name}"
         if literal is not None:
             where = f"{path}.{key}"
             if not literal:
-                self.problem(where, f"is empty: write the {noun}, or remove {key}{otherwise}")
+                self.problem(where, f"is empty: write the {noun}, or remove {key}")
                 return None
             return literal, where, f"the {noun}"
         return None
@@ -706,6 +732,8 @@ class _Validator:
     def api_key(
         self, table: Mapping[str, Any], kind: str, required: bool, path: str
     ) -> Secret | None:
+        # An empty key means none (a keyless provider), as it always has.
+        table = {k: v for k, v in table.items() if not (k in ("api_key", "api_key_env") and v == "")}
         found = self.literal_or_env(table, "api_key", path, noun="key")
         if found is not None:
             value, where, what = found

@@ -26,7 +26,7 @@ from .webhook import WebhookNotifier
 
 __all__ = ["UNWIND_SECONDS", "Live", "open_live"]
 
-#: How long a stopping background checker gets to unwind its cancelled probes.
+#: How long a stopping part (the background checker, shared runs) gets to unwind.
 UNWIND_SECONDS: Final = 5.0
 
 

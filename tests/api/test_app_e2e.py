@@ -251,3 +251,32 @@ async def test_serve_closes_the_clients_when_cancelled_from_outside() -> None:
                 nursery.cancel_scope.cancel()
             assert not manager.is_open
             upstream.cancel_scope.cancel()
+
+
+async def test_a_part_failing_at_startup_fails_serve_with_its_own_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from service.live.background import BackgroundChecker
+
+    async def broken_run(self: BackgroundChecker, **_: Any) -> None:
+        raise RuntimeError("background checker broke at start")
+
+    monkeypatch.setattr(BackgroundChecker, "run", broken_run)
+    config = parse_config(
+        {
+            "checks": {"interval": 60},
+            "models": [{"name": "m", "providers": [{"name": "p", "type": "ollama"}]}],
+        },
+        env={},
+    )
+    app = create_app(config)
+    with trio.fail_after(GUARD), pytest.raises(BaseException) as info:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(functools.partial(serve, app, host="127.0.0.1", port=0))
+    error = info.value
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]  # the test's own nursery wraps what serve() raised
+    # What hypercorn says about the failed startup names the error itself.
+    assert "background checker broke at start" in str(error)
+    assert "Exceptions from Trio nursery" not in str(error)
+    assert not get_manager(app).is_open  # what had opened is closed again

@@ -171,3 +171,52 @@ def test_dump_toml_round_trips_through_load_config(tmp_path: Path) -> None:
     path = tmp_path / "generated.toml"
     path.write_text(dump_toml(document), encoding="utf-8")
     assert load_config(path, env={}) == parse_config(document, source=str(path), env={})
+
+
+def _one_provider(**entry: object) -> dict[str, object]:
+    return {"models": [{"name": "m", "providers": [{"name": "p", "type": "ollama", **entry}]}]}
+
+
+def test_an_empty_key_on_a_keyless_provider_means_no_key() -> None:
+    adapter = AdapterManager(parse_config(_one_provider(api_key=""), env={})).model_adapters["m"][0]
+    assert adapter.api_key is None  # type: ignore[attr-defined]
+
+
+def test_an_empty_key_beside_api_key_env_leaves_the_variable_in_charge() -> None:
+    config = parse_config(_one_provider(api_key="", api_key_env="K"), env={"K": "rhtestkey-env"})
+    assert config.models[0].providers[0].api_key == Secret("rhtestkey-env")
+
+
+@pytest.mark.parametrize(
+    ("entry", "shown_instead"),
+    [
+        # A generated key pasted where a variable's name belongs.
+        ({"api_key_env": "rhtestkeyZ9fTq2LmZpR7vWsYbN4"}, "name not shown: it looks like a key"),
+        ({"api_key_env": ["rhtestkey-in-a-list"]}, "must be a string, got a list"),
+    ],
+    ids=["key-as-a-name", "key-in-a-list"],  # the ids are printed: no key in them
+)
+def test_a_key_pasted_into_api_key_env_is_never_echoed(
+    entry: dict[str, object], shown_instead: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(_one_provider(**entry), env={})
+    assert shown_instead in str(info.value)
+    assert "rhtestkey" not in str(info.value)
+
+
+def test_an_empty_literal_secret_names_only_the_key_written() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({**_one_provider(), "server": {"auth_token": ""}}, env={})
+    assert str(info.value) == "<config>: server.auth_token: is empty: write the token, or remove auth_token"
+
+
+def test_a_cluster_url_yields_its_password_for_redaction_but_not_the_bare_user() -> None:
+    from service.config import ClusterConfig
+
+    config = ClusterConfig(redis_url=Secret("redis://default:rhtestkey-redis@cache:6379/0"))
+    shown = [s if isinstance(s, str) else s.reveal() for s in config.secrets()]
+    assert "rhtestkey-redis" in shown
+    assert "default:rhtestkey-redis" in shown
+    assert "default" not in shown
+    assert "rhtestkey" not in config.display_url
