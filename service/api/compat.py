@@ -12,6 +12,8 @@ from typing import Any, Final
 from urllib.parse import quote_from_bytes
 
 import trio
+from hypercorn.events import Closed, Event
+from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
 from quart import Request, Response
 from quart.asgi import ASGIHTTPConnection
@@ -20,6 +22,34 @@ from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
 
 __all__ = ["RouterHealthApp", "StreamResponse", "stream_ended"]
+
+
+# -- hypercorn: a client hanging up mid-body must not crash the server -------------
+
+_hypercorn_protocol_send: Final = TCPServer.protocol_send
+
+
+async def _protocol_send(self: TCPServer, event: Event) -> None:
+    """hypercorn's ``TCPServer.protocol_send``, with a busy socket read as a closed one.
+
+    Why: when a client hangs up in the middle of a request body, hypercorn's
+    reading task answers the broken request (a 400) while the app's task,
+    done with its own answer, is closing the same socket (``send_eof``, which
+    yields inside trio's one-sender guard). The 400's ``send_all`` then
+    raises ``trio.BusyResourceError``, which hypercorn 0.18 does not catch:
+    it escapes the connection's task group and ends the whole server, so one
+    client could stop the service. The socket is being closed anyway, so the
+    answer is the one hypercorn gives a broken socket: the connection is
+    closed. Patched once, on import of this module (the app imports it).
+    """
+    try:
+        await _hypercorn_protocol_send(self, event)
+    except trio.BusyResourceError:
+        await self.protocol.handle(Closed())
+
+
+if getattr(TCPServer.protocol_send, "__name__", "") != "_protocol_send":
+    TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]
 
 
 class _HTTPConnection(TrioASGIHTTPConnection):
