@@ -16,7 +16,7 @@ import trio.testing
 from adapters import FailureKind, ProbeOutcome, SyncCallableAdapter
 from service import CheckerSettings, HealthChecker, HealthStatus, ProbeResult, ProbeStatus
 from service.engine.report import overall_status
-from tests.support.fakes import adapter, after, hang
+from tests.support.fakes import Probe, adapter, after, hang
 
 
 def statuses(report: object) -> dict[tuple[str, str], str]:
@@ -184,6 +184,50 @@ async def test_recheck_can_turn_a_concurrent_timeout_healthy(autojump_clock: tri
     result = report.models["m"].results["flaky"]
     assert result.healthy and result.fallback
     assert "re-checked" in (report.fallback_reason or "")
+
+
+async def test_no_recheck_once_the_model_budget_is_spent_keeps_the_first_verdict(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The concurrent pass spends the model's whole budget (adapter timeout ==
+    # model timeout): there is nothing left for a second opinion, so the real
+    # timeout (with its latency) stands, and no re-check is claimed.
+    stuck = Probe(gate=trio.Event())  # never set: hangs until its deadline
+    checker = HealthChecker(
+        CheckerSettings(adapter_timeout=1.0, model_timeout=1.0, timeout=10, recheck_timeouts=True)
+    )
+    report = await checker.run({"m": [adapter("stuck", stuck), adapter("ok", after(0.2))]})
+    result = report.models["m"].results["stuck"]
+    assert (result.status, result.failure) == (ProbeStatus.TIMEOUT, FailureKind.TIMEOUT)
+    assert result.latency_ms == pytest.approx(1000)
+    assert "adapter timeout 1 s" in (result.error or "")
+    assert result.fallback is False
+    assert stuck.calls == 1
+    assert (report.fallback, report.fallback_reason) == (False, None)
+    assert report.execution_time == pytest.approx(1.0)
+
+
+async def test_recheck_pass_stops_at_the_model_budget_adapter_by_adapter(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # 1 s concurrently, then 0.5 s of budget left: the first timed-out adapter
+    # is re-checked until the model's budget ends; the second keeps its first verdict.
+    first, second = Probe(gate=trio.Event()), Probe(gate=trio.Event())
+    checker = HealthChecker(
+        CheckerSettings(adapter_timeout=1.0, model_timeout=1.5, timeout=10, recheck_timeouts=True)
+    )
+    report = await checker.run({"m": [adapter("first", first), adapter("second", second)]})
+    results = report.models["m"].results
+    assert (first.calls, second.calls) == (2, 1)
+    assert results["first"].fallback is True
+    assert results["first"].failure is FailureKind.DEADLINE
+    assert results["first"].latency_ms == pytest.approx(500)
+    assert (results["second"].failure, results["second"].fallback) == (FailureKind.TIMEOUT, False)
+    assert results["second"].latency_ms == pytest.approx(1000)
+    assert report.fallback_reason == (
+        "1 adapter(s) that timed out concurrently were re-checked one by one"
+    )
+    assert report.execution_time == pytest.approx(1.5)
 
 
 async def test_whole_run_failure_falls_back_to_sequential(
