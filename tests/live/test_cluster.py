@@ -3,8 +3,14 @@
 A real ``redis-server`` (Debian's package; ``.ci/run`` installs it) runs on a
 free port for each test that needs one; instances are real apps (their
 lifespan: background checks, the coordinator) probing the real simulator
-over loopback. Counting probes per interval is the point of these tests, so
-they wait real time for a few short intervals, with generous bounds.
+over loopback. Counting probes per interval is the point of these tests,
+yet none waits for time to pass: a test waits (bounded) until the probes it
+needs have happened, then bounds their number by the time they took. A lease
+lasts just under an interval, so no adapter can be probed more often than
+once per lease however the instances' loops are scheduled; a busy machine
+only makes the loops late, which keeps the count further under the bound.
+Redis calls get a generous deadline (a busy machine must not look like an
+unreachable Redis).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 import pytest
 import trio
+from trio_util import AsyncValue  # type: ignore[import-untyped]
 
 from adapters import FailureKind
 from adapters.base import Secret
@@ -28,6 +35,7 @@ from service.api.app import EXTENSION_KEY, create_app
 from service.config import CheckSchedule
 from service.config.cluster import ClusterConfig, display_redis_url, sentinel_url
 from service.engine.report import ProbeResult, ProbeStatus
+from service.live.background import lease_ttl
 from service.live.cluster import ClusterCoordinator, Lease, result_from_json, result_to_json
 from service.live.state import HealthState
 from service.testing.simulator import Behavior, SimProvider, Simulator
@@ -35,6 +43,14 @@ from tests.support.served import free_port
 
 REDIS = shutil.which("redis-server")
 INTERVAL = 0.5
+JITTER = 0.2
+#: How long one adapter's lease lasts: at most one probe per adapter per LEASE.
+LEASE = lease_ttl(CheckSchedule(interval=INTERVAL, jitter=JITTER), fast=False)
+#: Deadline of one Redis call: past it an instance probes locally, which these
+#: tests would count as a failure. Generous, so a busy machine is not "unreachable".
+REDIS_TIMEOUT = 5.0
+#: Bound on any wait for something that takes a few intervals.
+PATIENCE = 60.0
 #: 4 simulated providers x 3 models = 12 adapters.
 PROVIDERS = ("p1", "p2", "p3", "p4")
 MODELS = ("m1", "m2", "m3")
@@ -101,7 +117,7 @@ def sim_providers() -> list[SimProvider]:
 def config_for(sim: Simulator, redis_url: str | None, instance: str, **cluster: Any) -> Any:
     entries = {entry["name"]: entry for entry in sim.provider_entries()}
     document: dict[str, Any] = {
-        "checks": {"interval": INTERVAL, "jitter": 0.2, "adapter_timeout": 1,
+        "checks": {"interval": INTERVAL, "jitter": JITTER, "adapter_timeout": 1,
                    "timeout": 2, "model_timeout": 2},
         "models": [
             {"name": model, "providers": [{**entries[p], "model": model} for p in PROVIDERS]}
@@ -110,7 +126,7 @@ def config_for(sim: Simulator, redis_url: str | None, instance: str, **cluster: 
     }
     if redis_url is not None:
         document["cluster"] = {"redis_url": redis_url, "instance_id": instance,
-                               "timeout": 0.5, **cluster}
+                               "timeout": REDIS_TIMEOUT, **cluster}
     return parse_config(document, source=f"<{instance}>", env={})
 
 
@@ -122,8 +138,8 @@ async def instance(sim: Simulator, redis_url: str | None, name: str) -> AsyncIte
         yield app.extensions[EXTENSION_KEY]
 
 
-async def until(condition: Any, seconds: float = 10) -> None:
-    """Wait (bounded) for a counter-like condition no event announces."""
+async def until(condition: Any, seconds: float = PATIENCE) -> None:
+    """Wait (bounded polling) for a counter-like condition no event announces."""
     with trio.fail_after(seconds):
         for _ in range(int(seconds / 0.05) + 1):
             if condition():
@@ -131,19 +147,84 @@ async def until(condition: Any, seconds: float = 10) -> None:
             await trio.sleep(0.05)
 
 
-async def requests_during(sim: Simulator, seconds: float) -> int:
-    before = sim.total_stats().requests
-    await trio.sleep(seconds)  # elapsed time is what is measured here
-    return sim.total_stats().requests - before
+async def probes_until(sim: Simulator, count: int) -> tuple[int, float]:
+    """Wait (bounded) until the simulator has seen ``count`` more probes.
+
+    Returns how many it saw and how long (seconds) that took.
+    """
+    before, start = sim.total_stats().requests, trio.current_time()
+    with trio.fail_after(PATIENCE):
+        await sim.wait_until(lambda: sim.total_stats().requests - before >= count)
+    return sim.total_stats().requests - before, trio.current_time() - start
+
+
+def leased_at_most(elapsed: float) -> float:
+    """The most probes leases allow in ``elapsed`` seconds: one per adapter per lease,
+    plus one each already on its way when the count started.
+
+    Unloaded, the 4 x ADAPTERS probes of four intervals take about 2 s: 72 allowed
+    (one adapter probed by two instances per interval would need 96, by three 144).
+    """
+    return ADAPTERS * (elapsed / LEASE + 1)
+
+
+class ProbeCounter:
+    """Probes one instance made itself (its checker's results that were not cached)."""
+
+    def __init__(self, state: Any) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        self.since: dict[tuple[str, str], int] = {}
+        self.total = AsyncValue(0)  # announces each probe
+        state.manager.health_checker.result_listeners.append(self)
+
+    def __call__(self, result: ProbeResult) -> None:
+        if not result.cached:
+            key = (result.model, result.provider)
+            self.counts[key] = self.counts.get(key, 0) + 1
+            self.total.value += 1
+
+    def mark(self) -> None:
+        """Count from now on."""
+        self.since = dict(self.counts)
+
+    def each_adapter(self, times: int) -> bool:
+        """Whether this instance probed every adapter ``times`` times since :meth:`mark`."""
+        return all(
+            self.counts.get((m, p), 0) - self.since.get((m, p), 0) >= times
+            for m in MODELS for p in PROVIDERS
+        )
+
+
+async def each_probes_each_adapter(counters: list[ProbeCounter], times: int) -> None:
+    """Wait (bounded) until every instance has probed every adapter ``times`` times itself."""
+    for counter in counters:
+        counter.mark()
+    with trio.fail_after(PATIENCE):
+        for counter in counters:
+            await counter.total.wait_value(lambda _, c=counter: c.each_adapter(times))
 
 
 async def all_known(states: list[Any]) -> None:
     def knows_all(state: Any) -> bool:
         return all(state.health.get(m, p) is not None for m in MODELS for p in PROVIDERS)
 
-    with trio.fail_after(10):
+    with trio.fail_after(PATIENCE):
         for state in states:
             await state.health.changes.wait_value(lambda _, s=state: knows_all(s))
+
+
+async def all_updated_since(states: list[Any], since: float) -> None:
+    """Wait (bounded) until each of ``states`` has a result newer than ``since`` for every adapter."""
+
+    def fresh(state: Any) -> bool:
+        return all(
+            (current := state.health.get(m, p)) is not None and current.at > since
+            for m in MODELS for p in PROVIDERS
+        )
+
+    with trio.fail_after(PATIENCE):
+        for state in states:
+            await state.health.changes.wait_value(lambda _, s=state: fresh(s))
 
 
 async def instances(
@@ -164,10 +245,10 @@ async def test_three_instances_probe_each_adapter_once_per_interval(
 ) -> None:
     async with AsyncExitStack() as stack:
         states = await instances(stack, sim, redis.url, "abc")
-        probes = await requests_during(sim, 4 * INTERVAL)
-        # One probe per adapter per interval across the three (not three);
-        # the bounds allow for jitter at the window's edges.
-        assert 0.6 * 4 * ADAPTERS <= probes <= 1.5 * 4 * ADAPTERS, probes
+        # Four intervals' worth of probes: about one per adapter per interval
+        # across the three (not three), whatever the time they took.
+        probes, elapsed = await probes_until(sim, 4 * ADAPTERS)
+        assert probes <= leased_at_most(elapsed), (probes, elapsed)
         clusters = [s.cluster for s in states]
         # The work is spread, not one leader doing everything (the last to
         # start gets its share as the others' results age).
@@ -184,9 +265,12 @@ async def test_three_instances_probe_each_adapter_once_per_interval(
 @needs_redis
 async def test_without_the_cluster_each_instance_probes_everything(sim: Simulator) -> None:
     async with AsyncExitStack() as stack:
-        await instances(stack, sim, None, "abc")
-        probes = await requests_during(sim, 4 * INTERVAL)
-    assert probes >= 0.6 * 3 * 4 * ADAPTERS, probes  # three times the bill
+        states = await instances(stack, sim, None, "abc")
+        counters = [ProbeCounter(state) for state in states]
+        start = sim.total_stats().requests
+        # Each instance probes every adapter itself, again and again: three times the bill.
+        await each_probes_each_adapter(counters, 4)
+    assert sim.total_stats().requests - start >= 3 * 4 * ADAPTERS
 
 
 @needs_redis
@@ -200,19 +284,18 @@ async def test_a_stopped_instances_adapters_are_taken_over(
             await all_known([a, b, c])
             # c started last; leases drift to it as a and b's results age.
             await until(lambda: c.cluster.leases_won > 0)
-        # c is gone (as if it crashed: its leases just expire). Within about an
-        # interval a and b own every adapter.
+        # c is gone (as if it crashed: its leases just expire): a and b take
+        # every adapter over; both know a result about each that c never made.
+        gone = trio.current_time()
+        await all_updated_since([a, b], gone)
         won_before = a.cluster.leases_won + b.cluster.leases_won
-        await trio.sleep(2 * INTERVAL)  # let c's last leases expire
-        probes = await requests_during(sim, 4 * INTERVAL)
-        assert 0.6 * 4 * ADAPTERS <= probes <= 1.5 * 4 * ADAPTERS, probes
+        probes, elapsed = await probes_until(sim, 4 * ADAPTERS)
+        assert probes <= leased_at_most(elapsed), (probes, elapsed)
+        # Every probe of the window came with a lease a or b won (bar one per
+        # adapter already on its way when it opened).
         assert a.cluster.leases_won + b.cluster.leases_won - won_before >= 4 * ADAPTERS * 0.6
-        now = trio.current_time()
-        for state in (a, b):
-            for m in MODELS:
-                for p in PROVIDERS:
-                    current = state.health.get(m, p)
-                    assert current is not None and now - current.at < 3 * INTERVAL, (m, p)
+        # And the results keep coming to both.
+        await all_updated_since([a, b], gone + elapsed)
 
 
 @needs_redis
@@ -221,12 +304,13 @@ async def test_redis_going_away_means_local_checks_and_back(
 ) -> None:
     async with AsyncExitStack() as stack:
         states = await instances(stack, sim, redis.url, "ab")
+        counters = [ProbeCounter(state) for state in states]
         redis.stop()
-        with trio.fail_after(10):
+        with trio.fail_after(PATIENCE):
             for state in states:
                 await state.cluster.connected.wait_value(False)
-        probes = await requests_during(sim, 4 * INTERVAL)
-        assert probes >= 0.6 * 2 * 4 * ADAPTERS, probes  # each instance checks everything
+        # Each instance checks everything itself.
+        await each_probes_each_adapter(counters, 2)
         for state in states:
             status = state.cluster.status()
             assert status["status"] == "unreachable" and "error" in status
@@ -237,12 +321,16 @@ async def test_redis_going_away_means_local_checks_and_back(
         assert (await response.get_json())["cluster"] == {"status": "unreachable"}
 
         redis.start()
-        with trio.fail_after(10):
+        with trio.fail_after(PATIENCE):
             for state in states:
                 await state.cluster.connected.wait_value(True)
-        await trio.sleep(INTERVAL)  # one interval for the leases to settle
-        probes = await requests_during(sim, 4 * INTERVAL)
-        assert probes <= 1.5 * 4 * ADAPTERS, probes  # shared again
+        # Two rounds of leases won since: the leases have settled.
+        won = sum(state.cluster.leases_won for state in states)
+        await until(lambda: sum(state.cluster.leases_won for state in states) >= won + 2 * ADAPTERS)
+        local = [state.cluster.local_probes for state in states]
+        probes, elapsed = await probes_until(sim, 4 * ADAPTERS)
+        assert probes <= leased_at_most(elapsed), (probes, elapsed)  # shared again
+        assert [state.cluster.local_probes for state in states] == local
 
 
 # -- leases, fencing, results (one coordinator against Redis) -----------------------------------
@@ -254,10 +342,10 @@ def result(provider: str = "p1", status: ProbeStatus = ProbeStatus.HEALTHY) -> P
                        http_status=200)
 
 
-def coordinator(url: str, name: str) -> ClusterCoordinator:
+def coordinator(url: str, name: str, timeout: float = REDIS_TIMEOUT) -> ClusterCoordinator:
     state = HealthState(lambda model, provider: CheckSchedule(interval=10))
     return ClusterCoordinator(
-        ClusterConfig(redis_url=Secret(url), instance_id=name),
+        ClusterConfig(redis_url=Secret(url), instance_id=name, timeout=timeout),
         state,
         known={("m1", "p1")},
     )
@@ -270,11 +358,15 @@ async def test_a_fenced_off_writer_cannot_overwrite_a_newer_lease(
     a, b = coordinator(redis.url, "a"), coordinator(redis.url, "b")
     await nursery.start(a.run)
     await nursery.start(b.run)
-    first = await a.acquire("m1", "p1", 0.05)
+    first = await a.acquire("m1", "p1", 1.0)
     assert isinstance(first, Lease) and first.token >= 1
     assert await b.acquire("m1", "p1", 10) is None  # held
-    await trio.sleep(0.1)  # a's 50 ms lease expiring in Redis is what is under test
+    # a's lease expiring in Redis is what is under test: b asks until it gets it.
     second = await b.acquire("m1", "p1", 10)
+    with trio.fail_after(PATIENCE):
+        while second is None:
+            await trio.sleep(0.05)
+            second = await b.acquire("m1", "p1", 10)
     assert isinstance(second, Lease)
     assert second.token > first.token
     # a was paused past its lease: its late result must not replace b's.
@@ -317,7 +409,7 @@ async def test_an_unreachable_redis_never_blocks_and_never_leaks_the_password(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     url = f"redis://:rhtestkey-redis-password@127.0.0.1:{free_port()}/0"  # nobody listens
-    c = coordinator(url, "x")
+    c = coordinator(url, "x", timeout=1.0)
     with trio.fail_after(5):
         await nursery.start(c.run)  # starts anyway
         assert await c.acquire("m1", "p1", 1) is False  # probe locally

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from service.testing.simulator import (
     MODES,
@@ -512,18 +513,21 @@ async def test_hang_never_answers_and_sees_the_client_leave(
 ) -> None:
     sim.set_behavior("modal", mode="hang")
     answered: list[httpx.Response] = []
-    gave_up = trio.Event()
+    give_up = trio.CancelScope()
 
     async def probe() -> None:
-        with trio.move_on_after(0.2) as scope:
+        with give_up:
             answered.append(await modal_get(sim, client))
-        assert scope.cancelled_caught
-        gave_up.set()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(probe)
         await sim.wait_until(lambda: sim.stats("modal").in_flight == 1)
-        await gave_up.wait()
+        # Everything that can happen now has happened (pending socket events
+        # are delivered first): the upstream is holding the request, not slow.
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        assert answered == []
+        give_up.cancel()
+    assert give_up.cancelled_caught
     assert answered == []
     await sim.wait_idle()
     stats = sim.stats("modal")
@@ -709,13 +713,24 @@ async def test_modes_apply_after_validation(sim: Simulator, client: httpx.AsyncC
 async def test_every_mode_returns_in_flight_to_zero(
     sim: Simulator, client: httpx.AsyncClient
 ) -> None:
-    for mode in MODES:
+    for count, mode in enumerate(MODES, start=1):
         sim.set_behavior("modal", mode=mode, trickle_interval=0.0005)
         url = sim.base_url("modal") + "/models"
-        # Whatever happens (answer, reset, give up after 0.1 s), nothing stays in flight.
-        with trio.move_on_after(0.1), contextlib.suppress(httpx.TransportError):
-            async with client.stream("GET", url, headers=MODAL) as r:
-                await r.aread()
+        # Whatever happens (answer, reset, or the client gives up once the
+        # request has reached the upstream and the loop has gone idle),
+        # nothing stays in flight.
+        async with trio.open_nursery() as nursery:
+
+            async def fetch(url: str = url) -> None:
+                with contextlib.suppress(httpx.TransportError):
+                    async with client.stream("GET", url, headers=MODAL) as r:
+                        await r.aread()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(fetch)
+            await sim.wait_until(lambda count=count: sim.stats("modal").requests == count)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
         await sim.wait_idle()
     stats = sim.stats("modal")
     assert stats.requests == len(MODES)
@@ -1136,11 +1151,14 @@ async def test_concurrency_limit_refuses_exactly_the_excess(
 async def test_concurrency_limit_uses_each_kinds_429_format(
     sim: Simulator, client: httpx.AsyncClient
 ) -> None:
-    sim.set_behavior("anthropic", latency=0.5, concurrency_limit=1, retry_after=0.5)
+    # The first request holds the only slot until it is cancelled (not for
+    # some latency that a busy machine could outlast before the second arrives).
+    sim.set_behavior("anthropic", mode="hang", concurrency_limit=1, retry_after=0.5)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client.send, _healthy_request(sim, "anthropic"))
         await sim.wait_until(lambda: sim.stats("anthropic").in_flight == 1)
         r = await client.send(_healthy_request(sim, "anthropic"))
+        nursery.cancel_scope.cancel()
     assert (r.status_code, r.headers["retry-after"]) == (429, "0.5")
     assert json_of(r)["type"] == "error"
     assert json_of(r)["error"]["type"] == "rate_limit_error"
