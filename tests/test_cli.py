@@ -19,8 +19,8 @@ from tests.support.configs import write_config
 @pytest.fixture
 def sim_providers() -> list[SimProvider]:
     return [
-        SimProvider("openai", "openai", "sk-sim-openai-0123456789", ["gpt-4"], Behavior(latency=0.01)),
-        SimProvider("claude", "anthropic", "sk-sim-claude-0123456789", ["claude-3"], Behavior(latency=0.01)),
+        SimProvider("openai", "openai", "rhtestkey-sim-openai-0123456789", ["gpt-4"], Behavior(latency=0.01)),
+        SimProvider("claude", "anthropic", "rhtestkey-sim-claude-0123456789", ["claude-3"], Behavior(latency=0.01)),
     ]
 
 
@@ -50,7 +50,7 @@ async def test_check_json_is_the_v1_shape(sim: Simulator, tmp_path: Path) -> Non
     report = json.loads(done.stdout)
     assert list(report)[:8] == list(V1_TOP_FIELDS)
     assert list(report["models"]) == ["claude-model"]
-    assert "sk-sim-claude-0123456789" not in done.stdout.decode()
+    assert "rhtestkey-sim-claude-0123456789" not in done.stdout.decode()
 
 
 async def test_check_reports_a_bad_config_in_one_line_with_exit_3(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from adapters import (
     VolcengineAdapter,
 )
 
-KEY = Secret("sk-test-0123456789abcdef")
+KEY = Secret("rhtestkey-0123456789abcdef")
 
 
 def make(cls: type[HttpAdapter], probe: str = "models", **kwargs: object) -> HttpAdapter:

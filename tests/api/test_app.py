@@ -799,7 +799,7 @@ async def test_head_works_where_get_does() -> None:
 
 async def test_an_unexpected_error_is_a_500_json_without_details() -> None:
     app, manager = make_app(standard_fleet())
-    break_checker(manager, "check_all_models_with_timeout", "boom: api_key=sk-secret-123")
+    break_checker(manager, "check_all_models_with_timeout", "boom: api_key=plain-secret-123")
     async with serving(app) as client:
         response = await client.get("/v1/health/")
         text = await response.get_data(as_text=True)
@@ -808,6 +808,6 @@ async def test_an_unexpected_error_is_a_500_json_without_details() -> None:
     assert set(body) == {"error", "message", "error_id"}
     assert body["error"] == "internal_error"
     assert body["error_id"] in body["message"]
-    assert "sk-secret" not in text
+    assert "plain-secret" not in text  # not even redacted: no detail at all
     assert "Traceback" not in text
     assert "RuntimeError" not in text

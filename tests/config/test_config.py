@@ -55,7 +55,7 @@ def test_documented_config_loads_with_defaults(tmp_path: Path) -> None:
     openai, azure = config.models[0].providers
     assert openai.base_url == "https://api.openai.com/v1"
     assert openai.model == "gpt-4"  # defaults to the model's name
-    assert openai.api_key == Secret("sk-test-openai-000000")
+    assert openai.api_key == Secret("rhtestkey-openai-000000")
     assert azure.probe == "completion"
     assert azure.timeout == 3.0
     assert azure.options == {"deployment": "gpt4-prod", "api_version": "2024-06-01"}

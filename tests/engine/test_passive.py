@@ -31,6 +31,7 @@ from service import (
 )
 from service.engine.passive import MAX_OBSERVATIONS, PassiveHealth
 from service.testing.simulator import Behavior, SimProvider, Simulator
+from tests.support import eventually
 from tests.support.configs import problems
 from tests.support.fakes import healthy
 
@@ -287,13 +288,15 @@ async def test_a_quiet_passive_adapter_is_probed_with_the_free_list(sim: Simulat
 
 
 async def test_traffic_that_ages_out_brings_the_probe_back(sim: Simulator) -> None:
-    # The window's passing is what is under test: real time, generous margins.
+    # The window's passing is what is under test: real time, so the test
+    # waits (bounded polling) until the traffic has aged out, not a fixed time.
     config = passive_config(sim, checks={"passive_window": 1.0})
     async with AdapterManager.from_config(config) as manager:
         manager.observe("m", "router", ok=True, latency_ms=5)
         busy = await check(manager)
         assert sim.stats("router").requests == 0
-        await trio.sleep(2.5)
+        router = manager.model_adapters["m"][0]
+        await eventually(lambda: manager.health_checker.passive.verdict("m", router) is None)
         quiet = await check(manager)
     assert busy.models["m"].results["router"].source == "passive"
     result = quiet.models["m"].results["router"]

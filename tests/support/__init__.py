@@ -15,7 +15,24 @@ Test modules import from here and never from each other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+
+import trio
 
 #: The repository's root (benchmarks/, service/, tests/ ...).
 ROOT = Path(__file__).resolve().parents[2]
+
+
+async def eventually(condition: Callable[[], object], *, within: float = 30.0) -> None:
+    """Wait until ``condition()`` holds, polling state no event announces; fail past ``within``.
+
+    For conditions only time brings about (a window ageing out) or counters
+    without an event: the wait ends as soon as the condition holds, however
+    busy the machine, and ``within`` only bounds a regression.
+    """
+    with trio.fail_after(within):
+        for _ in range(int(within / 0.02) + 1):
+            if condition():
+                return
+            await trio.sleep(0.02)

@@ -13,7 +13,8 @@ from service.config import dump_toml
 from service.testing.simulator import Simulator
 
 #: The environment the config-file tests load with (keys for ``api_key_env``).
-ENV = {"OPENAI_API_KEY": "sk-test-openai-000000", "ANTHROPIC_API_KEY": "sk-ant-test-000000"}
+#: Not shaped like provider keys (sk-...): only exact-value redaction can hide them.
+ENV = {"OPENAI_API_KEY": "rhtestkey-openai-000000", "ANTHROPIC_API_KEY": "rhtestkey-anthropic-000000"}
 
 
 def write_toml(tmp_path: Path, text: str, name: str = "providers.toml") -> Path:

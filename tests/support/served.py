@@ -33,6 +33,21 @@ PROVIDERS = ("openai", "openai-backup", "anthropic", "ollama")
 
 #: Generous bound for anything that should take milliseconds.
 GUARD = 5.0
+#: What a busy machine (two cores shared with other work) may add past a
+#: deadline kept over real sockets: scheduling, a GC pause, loopback I/O.
+DEADLINE_SLACK = 1.0
+
+
+def deadline_bound(deadline: float) -> float:
+    """The longest something under a ``deadline`` (seconds) over real sockets may take.
+
+    Deadlines checked this way are at least :data:`DEADLINE_SLACK`, so the
+    bound stays below twice the deadline: a deadline applied twice or three
+    times too late fails, whatever the machine's load. Exact timings belong
+    to MockClock tests.
+    """
+    assert deadline >= DEADLINE_SLACK, "a shorter deadline would hide one applied 3x too late"
+    return deadline + DEADLINE_SLACK
 
 
 def free_port() -> int:

@@ -11,12 +11,16 @@ resolver for a reserved ``.invalid`` name, which never leaves the machine's
 resolver with an answer).
 
 No test sleeps to wait for something: hanging cases end at the target's own
-deadline (``timeout = 0.5``), and each run is guarded by ``fail_after``.
+deadline (``timeout = 1``), and each run is guarded by ``fail_after``. The
+verdict must come within that deadline plus a fixed slack for a busy machine
+(:func:`~tests.support.served.deadline_bound`): a deadline applied three
+times too late fails.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import socket
 import ssl
 import threading
@@ -33,11 +37,11 @@ import trustme
 from adapters import Adapter, CallableAdapter, SyncCallableAdapter
 from service import AdapterManager, HealthReport, ProbeResult, parse_config
 from service.testing.simulator import Behavior, SimProvider, Simulator
-from tests.support.served import free_port
+from tests.support.served import deadline_bound, free_port
 
 #: The target's own deadline: every hanging case ends there.
-TARGET_TIMEOUT = 0.5
-#: Generous bound on a whole run: proves a deadline holds, measures nothing.
+TARGET_TIMEOUT = 1.0
+#: Generous bound on a whole run (the siblings' deadlines): only stops a hang.
 RUN_GUARD = 10.0
 TARGET_KEY = "rhtestkey-target-0b7c1d"
 SIBLING_KEY = "rhtestkey-sibling-b-5e2f"
@@ -105,7 +109,12 @@ def blackhole(stage: Stage) -> int:
         if _tcp_state(sock) == _TCP_SYN_SENT:
             break  # the queue is full: this very connect is blackholed
     else:
-        pytest.skip("this kernel never dropped a SYN for a full accept queue")
+        # Linux drops a SYN for a full accept queue; a kernel that does not
+        # would turn this case into "connection refused" or a success.
+        message = "this kernel never dropped a SYN for a full accept queue"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}: the blackholed connect is not tested")
+        pytest.skip(message)
     assert _tcp_state(fillers[0]) == _TCP_ESTABLISHED
     return int(address[1])
 
@@ -321,9 +330,9 @@ async def test_a_hostile_upstream_gets_its_verdict_in_time_and_siblings_stay_hea
         assert target.http_status == case.http_status
     if case.retry_after is not None:
         assert target.retry_after == case.retry_after
-    # Its verdict came at its own deadline at the latest (plus scheduling slack).
+    # Its verdict came at its own deadline at the latest (plus a busy machine's slack).
     assert target.latency_ms is not None
-    assert target.latency_ms < (TARGET_TIMEOUT + 2.0) * 1000
+    assert target.latency_ms < deadline_bound(TARGET_TIMEOUT) * 1000
     assert target.error
     assert TARGET_KEY not in target.error and SIBLING_KEY not in target.error
 
@@ -333,7 +342,8 @@ async def test_a_hostile_upstream_gets_its_verdict_in_time_and_siblings_stay_hea
     assert report.models["claude-3"].results["sibling-b"].status.value == "healthy"
     assert report.status.value == "degraded"
     assert report.concurrent is concurrent
-    assert report.execution_time < RUN_GUARD
+    # The siblings answer at once: the whole run is the target's deadline at most.
+    assert report.execution_time < deadline_bound(TARGET_TIMEOUT)
     if case.memory_bound:
         # Reading 10 MB would show as >= 10 MiB; the cap (1 MiB) keeps it far below.
         assert growth_mib < 8, f"peak RSS grew by {growth_mib:.1f} MiB"
