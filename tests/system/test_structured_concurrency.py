@@ -39,7 +39,14 @@ from service.api.app import EXTENSION_KEY
 from service.testing.simulator import Behavior, SimProvider, Simulator
 from tests.support.cli import cli_process, read_stderr, read_stdout_until
 from tests.support.configs import write_config
-from tests.support.served import GUARD, PROVIDERS, Service, running_service
+from tests.support.served import (
+    DEADLINE_SLACK,
+    GUARD,
+    PROVIDERS,
+    Service,
+    deadline_bound,
+    running_service,
+)
 
 SEED = 20241130
 SOAK_REQUESTS = 200
@@ -285,7 +292,7 @@ async def test_no_task_started_by_the_service_outlives_it() -> None:
 
 
 async def test_graceful_shutdown_under_load_ends_within_the_grace_period() -> None:
-    grace = 0.5
+    grace = 1.0
     ledger = TaskLedger()
     outcomes: list[str] = []
     async with running_service(
@@ -315,15 +322,16 @@ async def test_graceful_shutdown_under_load_ends_within_the_grace_period() -> No
                     await sim.wait_until(lambda: sim.stats("openai").in_flight >= 3)
                 start = trio.current_time()
                 service.stop.set()
-                # Generous slack over the grace period: proves it holds, measures nothing.
-                with trio.fail_after(grace + GUARD):
+                with trio.fail_after(grace + GUARD):  # only stops a hang
                     await service.stopped.wait()
                 elapsed = trio.current_time() - start
             with trio.fail_after(GUARD):
                 await sim.wait_idle()
         finally:
             trio.lowlevel.remove_instrument(ledger)
-        assert elapsed < grace + GUARD
+        # Within the grace period plus a busy machine's slack: a grace period
+        # applied three times too long fails.
+        assert grace <= elapsed < deadline_bound(grace), elapsed
         assert not service.manager.is_open
         assert sim.stats("openai").disconnected >= 3
         assert ledger.survivors() == []
@@ -372,10 +380,16 @@ async def test_router_health_serve_exits_0_on_sigterm_under_load(tmp_path: Path)
                         with trio.fail_after(GUARD * 2):
                             await sim.wait_until(lambda: sim.stats("stuck").in_flight >= 3)
                         process.send_signal(signal.SIGTERM)
-                        with trio.fail_after(grace + 20):
+                        signalled = trio.current_time()
+                        with trio.fail_after(grace + 20):  # only stops a hang
                             code = await process.wait()
+                        elapsed = trio.current_time() - signalled
                 text = await read_stderr(process)
                 assert code == 0, text
+                # The grace period, then the process's own exit (interpreter
+                # teardown) within a busy machine's slack: a grace period
+                # applied three times too long fails.
+                assert grace <= elapsed < deadline_bound(grace) + DEADLINE_SLACK, elapsed
                 assert "Traceback" not in text
                 assert "rhtestkey" not in text
                 assert "SIGTERM" in text  # it said why it stopped
