@@ -120,6 +120,10 @@ class ChecksConfig:
     # ``adaptive_ceiling``.
     adaptive_concurrency: bool = False
     adaptive_ceiling: int = 32
+    # Let a provider's base_url or the webhook's url be a link-local or cloud
+    # metadata address (169.254.0.0/16, fe80::/10, 169.254.169.254 in any
+    # spelling, fd00:ec2::254...): refused by default, they hand out credentials.
+    allow_link_local: bool = False
     # Filled by parse_config from the provider entries (not [checks] keys):
     # provider name -> its ``max_concurrent``, and (model, provider) -> its
     # ``min_interval`` override.

@@ -7,7 +7,7 @@ from typing import Final
 
 from adapters.base import Secret
 
-from .values import check_seconds
+from .values import check_seconds, display_url
 
 __all__ = ["CLUSTER_MODES", "MODE_SCHEMES", "ClusterConfig", "display_redis_url", "sentinel_url"]
 
@@ -57,15 +57,13 @@ class ClusterConfig:
 def display_redis_url(url: str) -> str:
     """``url`` without its credentials or query (for logs and status).
 
-    Works for sentinel URLs too, whose host part lists several host:port.
+    Works for sentinel URLs too, whose host part lists several host:port, and
+    for mistyped ones (a password with ``/`` or ``?`` in it): see
+    :func:`~service.config.values.display_url`.
     """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
+    if "://" not in url:
         return "<not a URL>"
-    rest = rest.split("?", 1)[0].split("#", 1)[0]
-    hosts, slash, path = rest.partition("/")
-    hosts = hosts.rpartition("@")[2]  # drop user:password@
-    return f"{scheme}://{hosts}{slash}{path}"
+    return display_url(url)
 
 
 def sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, str | None, int]:

@@ -8,6 +8,8 @@ from typing import Any, Final
 
 from adapters.base import Secret
 
+from .values import name_problem
+
 __all__ = ["ACTIVE_PROBES", "PROBES", "ModelConfig", "ProviderConfig"]
 
 #: What an adapter sends: a free model list, a 1-token completion, or nothing
@@ -39,6 +41,12 @@ class ProviderConfig:
     # Background-check keys this entry overrides (see CheckSchedule).
     schedule: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        _check_names(
+            ("name", self.name), ("model", self.model),
+            *((key, value) for key, value in self.options.items() if isinstance(value, str)),
+        )
+
     @property
     def passive(self) -> bool:
         return self.probe == "passive"
@@ -55,6 +63,17 @@ class ModelConfig:
     providers: tuple[ProviderConfig, ...]
     tags: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        _check_names(("model name", self.name))
+
     def effective_tags(self, provider: ProviderConfig) -> tuple[str, ...]:
         """A provider's tags: this model's, then the provider's own (each once)."""
         return tuple(dict.fromkeys((*self.tags, *provider.tags)))
+
+
+def _check_names(*names: tuple[str, object]) -> None:
+    """ValueError when a name has control, format or bidi characters (see ``name_problem``)."""
+    for what, value in names:
+        problem = name_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise ValueError(f"{what} {problem}")

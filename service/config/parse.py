@@ -30,7 +30,11 @@ from .values import (
     TAG_ACCEPTED,
     TOKEN_CHARS,
     ConfigError,
+    display_url,
     finite,
+    forbidden_target,
+    label,
+    name_problem,
     seconds_problem,
     tag_problem,
     url_problem,
@@ -52,6 +56,7 @@ _CHECK_KEYS: dict[str, type | tuple[type, ...]] = {
     "max_concurrent_probes": int,
     "adaptive_concurrency": bool,
     "adaptive_ceiling": int,
+    "allow_link_local": bool,
 }
 _SCHEDULE_TYPES: dict[str, type | tuple[type, ...]] = {
     "interval": (int, float),
@@ -164,6 +169,8 @@ class _Validator:
         self.source = source
         self.env = env
         self.problems: list[str] = []
+        #: ``[checks] allow_link_local``: read first, it rules every URL after.
+        self.allow_link_local = False
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")
@@ -171,11 +178,12 @@ class _Validator:
     def unknown_keys(self, table: Mapping[str, Any], allowed: set[str], path: str) -> None:
         for key in table:
             if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1)
+                close = difflib.get_close_matches(str(key), allowed, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else (
                     f"; allowed: {', '.join(sorted(allowed))}"
                 )
-                self.problem(f"{path}.{key}" if path else key, f"unknown key{hint}")
+                shown_key = label(key)  # a key may hold a newline, too
+                self.problem(f"{path}.{shown_key}" if path else shown_key, f"unknown key{hint}")
 
     def typed(
         self, table: Mapping[str, Any], key: str, expected: type | tuple[type, ...], path: str
@@ -391,6 +399,7 @@ class _Validator:
             if key in values and values[key] < low:
                 self.problem(f"checks.{key}", f"must be at least {low}{note}, got {values[key]}")
                 del values[key]
+        self.allow_link_local = values.get("allow_link_local", False)
         return ChecksConfig(**values)
 
     def server(self, data: Mapping[str, Any]) -> ServerConfig:
@@ -445,6 +454,7 @@ class _Validator:
         if "url" in values:
             for key, message in webhook_problems(**options).items():
                 self.problem(f"webhook.{key}", message)
+            self.target(values["url"], "webhook.url", what="POST to the receiver")
         if not checks.background_enabled:
             self.problem(
                 "webhook",
@@ -502,6 +512,8 @@ class _Validator:
             )
         if "timeout" in values:
             values["timeout"] = self.seconds(values["timeout"], "cluster.timeout")
+        if "instance_id" in values:
+            self.name(values["instance_id"], "cluster.instance_id")
         if not checks.background_enabled:
             self.problem(
                 "cluster",
@@ -547,13 +559,14 @@ class _Validator:
             if not isinstance(name, str) or not name.strip():
                 self.problem(f"{path}.name", "required: a non-empty string, e.g. name = \"gpt-4\"")
                 continue
-            path = f"models[{i}] ({name})"
+            name_ok = self.name(name, f"{path}.name")
+            path = f"models[{i}] ({label(name)})"
             if name in seen:
                 self.problem(f"{path}.name", f"duplicate model name {name!r}")
             seen.add(name)
             tags = self.tags(model, path)
             providers = self.providers(model, name, path)
-            if tags is not None:
+            if tags is not None and name_ok:
                 result.append(ModelConfig(name, providers, tags))
         return tuple(result)
 
@@ -616,6 +629,9 @@ class _Validator:
             )
         if "verify_model" in table:
             self.typed(table, "verify_model", bool, path)
+        for key in ("name", "model", *_PROVIDER_OPTION_KEYS):
+            if isinstance(table.get(key), str):
+                self.name(table[key], f"{path}.{key}")
         if len(self.problems) > before or tags is None or schedule is None:
             return None
 
@@ -644,7 +660,7 @@ class _Validator:
         if not base_url:
             self.problem(f"{path}.base_url", f"required for type {kind!r} (no public default)")
             return None
-        if self.base_url(base_url, f"{path}.base_url") is None:
+        if self.base_url(base_url, f"{path}.base_url", what="probe a model server") is None:
             return None
 
         probe = table.get("probe", "models")
@@ -671,11 +687,14 @@ class _Validator:
 
         api_key = self.api_key(table, kind, adapter_cls.key_required, path)
         options = {k: table[k] for k in _PROVIDER_OPTION_KEYS if k in table}
+        upstream_model = table.get("model") or model_name
+        if name_problem(upstream_model) is not None:
+            return None  # the model's name: reported where it is written
         return ProviderConfig(
             name=name,
             type=kind,
             base_url=base_url,
-            model=table.get("model") or model_name,
+            model=upstream_model,
             api_key=api_key,
             api_key_env=table.get("api_key_env"),
             probe=probe,
@@ -754,12 +773,33 @@ class _Validator:
             return None
         return Secret(value)
 
-    def base_url(self, value: str, path: str) -> str | None:
+    def base_url(self, value: str, path: str, *, what: str) -> str | None:
         problem = url_problem(value)
         if problem:
-            self.problem(path, f"{problem}, got {value!r}")
+            self.problem(path, f"{problem}, got {display_url(value)!r}")
             return None
-        return value
+        return value if self.target(value, path, what=what) else None
+
+    def target(self, url: str, path: str, *, what: str) -> bool:
+        """False (reported) when ``url`` is a metadata or link-local address not allowed."""
+        problem = None if self.allow_link_local else forbidden_target(url)
+        if problem is None:
+            return True
+        self.problem(
+            path,
+            f"{problem}, got {display_url(url)!r}; refused because a metadata service hands "
+            f"the machine's cloud credentials to whoever asks: {what} at its real address, "
+            "or set [checks] allow_link_local = true if one really listens there",
+        )
+        return False
+
+    def name(self, value: str, path: str) -> bool:
+        """False (reported) when ``value`` has control, format or bidi characters."""
+        problem = name_problem(value)
+        if problem is None:
+            return True
+        self.problem(path, problem)
+        return False
 
 
 def parse_config(

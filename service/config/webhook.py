@@ -11,21 +11,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from adapters.base import Secret, redact
+from adapters.base import Secret
 
-from .values import seconds_problem
+from .values import display_url, has_control, seconds_problem
 
 __all__ = ["WebhookConfig", "display_url", "webhook_problems"]
-
-
-def display_url(url: str) -> str:
-    """``url`` as ``scheme://host[:port]/path``: no userinfo, query or fragment."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid URL>"
-    host = parts.netloc.rpartition("@")[2]
-    return redact(f"{parts.scheme}://{host}{parts.path}")
 
 
 def _url_secrets(url: str) -> list[str]:
@@ -93,14 +83,17 @@ def webhook_problems(
 def _url_problem(url: str) -> str | None:
     if not url.startswith(("http://", "https://")):
         return "must start with http:// or https://"
-    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+    if any(c.isspace() for c in url) or has_control(url):
         return "must not contain spaces or control characters"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  # raises ValueError for a port out of range
         httpx.URL(url)
     except (ValueError, httpx.InvalidURL):
-        return "is not a valid URL"
+        return (
+            "is not a valid URL (check the port, and write / ? # @ in a password "
+            "as %2F %3F %23 %40)"
+        )
     if not parts.hostname:
         return "has no host name"
     if parts.fragment:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -28,6 +29,7 @@ MODES: Final = (
     "reset",
     "huge_body",
     "echo_key",
+    "body",
 )
 
 KINDS: Final = (
@@ -54,6 +56,10 @@ _BASE_SUFFIX: Final = {
     "gemini": "/v1beta",
     "ollama": "",
 }
+
+
+#: A header value the simulator will send: visible ASCII and spaces, no CR/LF.
+_HEADER_VALUE: Final = re.compile(r"[\x21-\x7e][\x20-\x7e]*")
 
 
 class UnknownProviderError(KeyError, ValueError):
@@ -87,13 +93,19 @@ class Behavior:
     jitter: float = 0.0  # +- uniform seconds added to latency (never below 0)
     error_rate: float = 0.0  # probability [0,1] that a request gets a 500 instead
     mode: str = "ok"  # one of MODES
-    status: int = 500  # for mode "status"
+    status: int = 500  # for modes "status" and "body"
     retry_after: float = 1.0  # for mode "rate_limited" (Retry-After header, seconds)
     trickle_interval: float = 1.0  # for mode "slow_body": seconds between body bytes
     # Requests worked on at once (during their latency) before the next one gets
     # an immediate 429 with Retry-After = ``retry_after`` (0 = no limit): a
     # provider's concurrency cap. Refusals are counted in ProviderStats.rate_limited.
     concurrency_limit: int = 0
+    # For mode "body": answer ``status`` with this text as the body, where every
+    # ``{key}`` becomes the key the client sent (empty when it sent none), as
+    # ``content_type``. Any upstream answer a test needs: a gateway's page that
+    # quotes the key at a chosen offset, a 200 that is not JSON, a custom document.
+    body: str = ""
+    content_type: str = "text/plain; charset=utf-8"
 
     def __post_init__(self) -> None:
         for name in ("latency", "jitter", "retry_after", "trickle_interval"):
@@ -108,6 +120,14 @@ class Behavior:
             raise ValueError(f"error_rate must be a number in [0, 1], not {rate!r}")
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; expected one of {', '.join(MODES)}")
+        if not isinstance(self.body, str):
+            raise ValueError(f"body must be a string, not {type(self.body).__name__}")
+        content_type = self.content_type
+        if not isinstance(content_type, str) or not _HEADER_VALUE.fullmatch(content_type):
+            raise ValueError(
+                f"content_type must be a non-empty header value (visible ASCII and spaces), "
+                f"not {content_type!r}"
+            )
         status = self.status
         if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
             raise ValueError(f"status must be an HTTP status in 200..599, not {status!r}")

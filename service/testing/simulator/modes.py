@@ -1,7 +1,8 @@
 """What each failure mode writes once a probe has passed validation and waited its latency.
 
-Most modes are a canned reply; ``slow_body``, ``reset`` and ``huge_body`` need
-byte-level control of the connection and are written here chunk by chunk.
+Most modes are a canned reply (``body``: the one the behaviour spells out);
+``slow_body``, ``reset`` and ``huge_body`` need byte-level control of the
+connection and are written here chunk by chunk.
 ``hang`` never writes anything and is handled by the caller.
 """
 
@@ -111,5 +112,8 @@ async def _send_mode_reply(
         await _send_reset(conn, reply)
     elif mode == "huge_body":
         await _send_huge(conn)
+    elif mode == "body":
+        text = behavior.body.replace("{key}", _sent_key(kind, req) or "")
+        await conn.send_reply(_Reply(behavior.status, text.encode(), behavior.content_type))
     else:  # pragma: no cover - Behavior validation keeps this unreachable
         raise AssertionError(f"unhandled mode {mode!r}")
