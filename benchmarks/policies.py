@@ -358,30 +358,35 @@ def limiter_row(root_url: str, policy: str, retry_after: float, plan: PolicyPlan
     }
 
 
-def adaptive_available() -> bool:
-    """Whether this checkout's config parser knows ``adaptive_concurrency`` yet."""
+def adaptive_rejected() -> str | None:
+    """Why this checkout's config parser rejects ``adaptive_concurrency`` (None: it accepts it).
+
+    A rejection is a wrong result of the adaptive rows, never a skip: the
+    feature is part of the service, so a config that refuses it is a regression.
+    """
     from service import parse_config
     from service.config import ConfigError
 
     try:
         parse_config({"checks": {"adaptive_concurrency": True}, "models": []}, env={})
     except ConfigError as exc:
-        return "adaptive_concurrency" not in str(exc)
-    return True
+        if "adaptive_concurrency" in str(exc):
+            return str(exc)
+    return None
 
 
 def run_limiter(plan: PolicyPlan, step: Step) -> list[dict[str, Any]]:
     rows = []
-    adaptive = adaptive_available()
+    rejected = adaptive_rejected()
     with simulator(limiter_spec(plan.limiter_models)) as up:
         for retry_after in plan.retry_afters:
             set_behavior(up.url, LIMITED, retry_after=retry_after)
             for policy, settings in LIMITER_POLICIES.items():
                 step(f"rate-limited provider: {policy}, Retry-After {retry_after:g} s")
                 row: dict[str, Any] = {"policy": policy, "retry_after": retry_after}
-                if settings.get("adaptive") and not adaptive:
-                    skipped = "adaptive_concurrency is not in this checkout's config yet"
-                    rows.append({**row, "skipped": skipped, "correct": True})
+                if settings.get("adaptive") and rejected is not None:
+                    error = f"the config rejects adaptive_concurrency: {rejected}"
+                    rows.append({**row, "correct": False, "error": error})
                     continue
                 try:
                     rows.append(limiter_row(up.url, policy, retry_after, plan))

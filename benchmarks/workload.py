@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-API_KEY = "sk-sim-bench-0123456789abcdef"
+#: Deliberately not shaped like a provider key (``sk-...``): the pattern fallback
+#: cannot hide it, so the ``echo_key`` sentinel proves exact-value redaction.
+API_KEY = "benchkey-sim-0123456789abcdef"
 MODEL = "sim-model"
 GROUP = 3  # providers per model, like the seed's 15 adapters = 5 models x 3
 

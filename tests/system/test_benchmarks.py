@@ -68,12 +68,49 @@ def test_a_leaked_key_counts_as_wrong() -> None:
     assert workload.judge(tabs, verdicts, strict=True)[0] == len(tabs) - 1
 
 
+def test_the_benchmark_key_is_hidden_only_by_exact_value_redaction() -> None:
+    # A key the pattern fallback recognised (sk-...) would hide a broken
+    # exact-value redaction from the echo_key sentinel.
+    from adapters.base import redact
+
+    message = f"Incorrect API key provided: {workload.API_KEY}"
+    assert redact(message) == message
+    assert workload.API_KEY not in redact(message, [workload.API_KEY])
+
+
 def test_a_failed_worker_is_a_correctness_failure() -> None:
     results = suite.Results(suite.Plan.quick_plan())
     results.scale.append(
         {"n": 1, "latency": LATENCY, "trio": {"error": "boom", "all_correct": False}, "seed": {}}
     )
     assert results.correctness_failures()
+
+
+def test_a_config_that_rejects_adaptive_limits_is_a_wrong_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Not a skip with correct: True: the adaptive rows are part of the record.
+    monkeypatch.setattr(policies, "adaptive_rejected", lambda: "checks.adaptive_concurrency: unknown key")
+    monkeypatch.setattr(
+        policies, "limiter_row",
+        lambda url, policy, retry_after, plan: {"policy": policy, "retry_after": retry_after,
+                                                "correct": True},
+    )
+    plan = policies.PolicyPlan.quick()
+    rows = policies.run_limiter(plan, lambda _description: None)
+    adaptive = [r for r in rows if policies.LIMITER_POLICIES[r["policy"]].get("adaptive")]
+    assert adaptive and all(r["correct"] is False for r in adaptive), adaptive
+    assert all("rejects adaptive_concurrency" in r["error"] for r in adaptive)
+    assert all(r["correct"] for r in rows if r not in adaptive)
+    results = suite.Results(suite.Plan.quick_plan())
+    results.limiter = rows
+    assert results.correctness_failures()
+    results.limiter = adaptive  # the report shows why
+    assert "rejects adaptive_concurrency" in report.limiter_table(results)
+
+
+def test_this_checkouts_config_accepts_adaptive_limits() -> None:
+    assert policies.adaptive_rejected() is None
 
 
 # -- the cost-policy records (benchmarks/policies.py), --quick variant: counts only --------
@@ -151,8 +188,7 @@ def test_an_aggressive_limit_is_refused_and_adaptive_recovers(
     assert aggressive["healthy_per_run"][0] == policies.PROVIDER_LIMIT
     assert aggressive["upstream_429s"] >= aggressive["adapters"] - policies.PROVIDER_LIMIT
     adaptive = _limiter(policy_results, "adaptive")
-    if "skipped" in adaptive:
-        pytest.skip(adaptive["skipped"])
+    assert "error" not in adaptive and "skipped" not in adaptive, adaptive
     assert adaptive["healthy_total"] > aggressive["healthy_total"]
     assert 1 <= adaptive["final_limit"] <= 32
 
