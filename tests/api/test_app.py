@@ -286,8 +286,16 @@ async def test_one_unhealthy_model_is_503_even_if_others_are_fine() -> None:
     app, _ = make_app({"gpt-4": [ok("openai")], "claude": [down("anthropic")]})
     async with serving(app) as client:
         status, body = await get_json(client, "/v1/health/models/claude")
+        fine_status, fine = await get_json(client, "/v1/health/models/gpt-4")
+        all_status, everything = await get_json(client, "/v1/health/")
     assert status == 503
     assert body["status"] == "unhealthy"
+    # The others really are fine: their own route says so, and the whole
+    # report (one model down of two) is degraded, not unhealthy, hence 200.
+    assert (fine_status, fine["status"]) == (200, "healthy")
+    assert (all_status, everything["status"]) == (200, "degraded")
+    statuses = {name: model["status"] for name, model in everything["models"].items()}
+    assert statuses == {"gpt-4": "healthy", "claude": "unhealthy"}
 
 
 @pytest.mark.parametrize("name", ["nope", "GPT-4", "gpt-4/", "llama3", "x" * 500])
