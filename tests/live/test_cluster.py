@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -337,8 +338,9 @@ async def test_redis_going_away_means_local_checks_and_back(
 
 
 def result(provider: str = "p1", status: ProbeStatus = ProbeStatus.HEALTHY) -> ProbeResult:
+    # Checked now: instances refuse shared results whose time is far from theirs.
     return ProbeResult(model="m1", provider=provider, adapter="OpenAICompatibleAdapter",
-                       status=status, latency_ms=12.5, checked_at=1_700_000_000.0,
+                       status=status, latency_ms=12.5, checked_at=time.time(),
                        http_status=200)
 
 
