@@ -192,11 +192,28 @@ async def test_unknown_query_parameters_are_ignored() -> None:
     assert body["timeout"] == 5.0
 
 
+#: Every GET route with an answer worth checking (the event stream never ends).
+GET_ROUTES = (
+    "/v1/health/",
+    "/v1/health",
+    "/v1/health/?format=health+json",
+    "/v1/health/models",
+    "/v1/health/models/gpt-4",
+    "/v1/health/models/nope",  # an error answer is a health answer too
+    "/v1/health/performance",
+    "/livez",
+    "/readyz",
+)
+
+
 async def test_health_answers_are_never_cacheable() -> None:
     app, _ = make_app(standard_fleet())
     async with serving(app) as client:
-        response = await client.get("/v1/health/")
-    assert response.headers["Cache-Control"] == "no-store"
+        answers = {path: await client.get(path) for path in GET_ROUTES}
+        answers["POST /v1/health/batch"] = await client.post("/v1/health/batch", json={})
+    assert {path: r.headers.get("Cache-Control") for path, r in answers.items()} == dict.fromkeys(
+        answers, "no-store"
+    )
 
 
 # -- GET /v1/health/models -----------------------------------------------------------
@@ -801,8 +818,11 @@ async def test_wrong_methods_are_405_json_with_allow(method: str, path: str) -> 
 async def test_head_works_where_get_does() -> None:
     app, _ = make_app(standard_fleet())
     async with serving(app) as client:
-        response = await client.head("/livez")
-    assert response.status_code == 200
+        for path in GET_ROUTES:
+            get = await client.get(path)
+            head = await client.head(path)
+            assert head.status_code == get.status_code, path
+            assert head.headers["Content-Type"] == get.headers["Content-Type"], path
 
 
 async def test_an_unexpected_error_is_a_500_json_without_details() -> None:

@@ -387,7 +387,7 @@ def _render_docs(url: str, hostile_document: dict[str, Any]) -> dict[str, Any]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             page = browser.new_page()
-            page.set_default_timeout(10_000)
+            page.set_default_timeout(30_000)  # a bound on a hang: Chromium is slow on a busy machine
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.on("request", lambda request: requested.append(request.url))
             page.goto(url + "/docs")
@@ -422,9 +422,18 @@ def _render_docs(url: str, hostile_document: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-async def test_the_docs_page_renders_every_operation_of_the_served_document() -> None:
-    require_browser("the docs page test")
+async def test_the_docs_page_is_served_as_html_without_a_cdn() -> None:
+    # Apart from the rendering below, so a machine without a browser still checks it.
     async with running_service(checks=FAST_CHECKS, server=SERVER) as service:
+        page = await service.client.get("/docs")
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page.text)  # no CDN
+
+
+async def test_the_docs_page_renders_every_operation_of_the_served_document() -> None:
+    require_browser("the docs page test (rendering /docs in Chromium)")
+    async with running_service(checks=FAST_CHECKS, server=SERVER, guard=120) as service:
         document = await served_document(service)
         page = await service.client.get("/docs")
         assert page.status_code == 200

@@ -22,4 +22,4 @@ def require_browser(tests: str = "the dashboard tests") -> None:
         reason = "no headless browser: " + "; ".join(problems)
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason} — CI must run {tests}")
-        pytest.skip(reason)
+        pytest.skip(f"{reason} — {tests} not run (CI installs both and fails instead)")

@@ -17,6 +17,9 @@ from tests.support import ROOT
 
 def test_a_short_quick_soak_passes_and_writes_nothing(tmp_path: Path) -> None:
     report = tmp_path / "SOAK.md"
+    recorded = ROOT / "benchmarks" / "SOAK.md"  # the full run's record
+    before = recorded.read_bytes() if recorded.exists() else None
+    outputs_before = sorted(p.name for p in tmp_path.iterdir())
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.soak", "--quick", "--duration", "5",
          "--output", str(report)],
@@ -29,3 +32,5 @@ def test_a_short_quick_soak_passes_and_writes_nothing(tmp_path: Path) -> None:
     assert "Result: **PASS**" in done.stdout
     assert "FAIL" not in done.stdout
     assert not report.exists()  # --quick writes no report
+    assert sorted(p.name for p in tmp_path.iterdir()) == outputs_before  # nor anything else there
+    assert (recorded.read_bytes() if recorded.exists() else None) == before  # nor the record
