@@ -15,6 +15,7 @@ from service.api.app import EXTENSION_KEY, get_health_state
 from service.config import CheckSchedule
 from service.live.background import BackgroundChecker, next_delay
 from service.live.state import HealthState
+from tests.support import eventually
 from tests.support.app import get_json, make_app, serving
 from tests.support.fakes import Probe, adapter, settings
 
@@ -224,6 +225,16 @@ async def test_app_serves_from_state_and_fresh_runs_live() -> None:
         assert status == 404 and missing["error"] == "unknown_provider"
 
 
+async def older_than_max_age(health: HealthState, max_age: float = 0.001) -> None:
+    """Wait until gpt-4/openai's result is older than ``max_age`` (the configs below)."""
+
+    def aged() -> bool:
+        current = health.get("gpt-4", "openai")
+        return current is not None and trio.current_time() - current.at > max_age
+
+    await eventually(aged)
+
+
 async def test_app_runs_live_when_the_state_is_stale() -> None:
     probe = Probe([True])
     # max_age far below the interval: the startup result is stale almost at once.
@@ -232,7 +243,7 @@ async def test_app_runs_live_when_the_state_is_stale() -> None:
     health = app.extensions[EXTENSION_KEY].health
     async with serving(app) as client:
         await health.changes.wait_value(1)
-        await trio.sleep(0.01)
+        await older_than_max_age(health)
         status, body = await get_json(client, "/v1/health/")
         assert status == 200 and body["source"] == "live"
         assert probe.calls == 2
@@ -281,7 +292,7 @@ async def test_app_serves_stale_results_and_refreshes_them_once() -> None:
     health = state.health
     async with serving(app) as client:
         await health.changes.wait_value(1)
-        await trio.sleep(0.01)  # the result's age is what is under test
+        await older_than_max_age(health)  # the result's age is what is under test
         for _ in range(3):
             status, body = await get_json(client, "/v1/health/")
             assert status == 200 and body["source"] == "background" and body["stale"] == 1
