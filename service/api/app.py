@@ -27,6 +27,7 @@ from .compat import RouterHealthApp
 from .errors import register_error_handlers
 from .lifespan import Lifetime
 from .metrics import Metrics
+from .recent import RecentRuns
 from .routes_health import (
     health_all,
     health_batch,
@@ -86,6 +87,7 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
         config=config,
         manager=manager or AdapterManager(config),
         auth=BearerAuth(config.server.auth_token),
+        recent_runs=RecentRuns(config.server.anonymous_min_interval),
     )
     if config.checks.background_enabled:
         state.health = HealthState(config.checks.schedule_for)

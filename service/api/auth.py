@@ -81,6 +81,15 @@ class BearerAuth:
         granted = hmac.compare_digest(_digest(credentials.strip()), self._digest)
         return Access.GRANTED if granted else Access.DENIED
 
+    def anonymous(self, access: Access) -> bool:
+        """Whether a caller with ``access`` is anonymous: no valid token, or auth is off.
+
+        Anonymous callers may be answered by a recent run instead of a new
+        one (``[server] anonymous_min_interval``): with auth off, anyone can
+        reach the service, so everyone is.
+        """
+        return self._digest is None or access is not Access.GRANTED
+
     @staticmethod
     def challenge(access: Access) -> str:
         """The ``WWW-Authenticate`` value for a 401 (RFC 6750)."""

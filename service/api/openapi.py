@@ -156,7 +156,8 @@ def _report_fields() -> dict[str, Schema]:
         "execution_time": _num("seconds the run took (0 when served from background checks)",
                                minimum=0),
         "concurrent": _bool("whether the concurrent strategy ran"),
-        "timeout": _num("the run's budget in seconds", exclusiveMinimum=0),
+        "timeout": _num("this request's budget in seconds (a shared run answers each "
+                        "caller at its own deadline)", exclusiveMinimum=0),
         "fallback": _bool("some results came from the sequential fallback pass"),
         "fallback_reason": _str(
             "why the fallback ran; only when it did, and only for callers granted details"
@@ -234,7 +235,9 @@ def _schemas() -> dict[str, Schema]:
                 "queued_ms": _num("time spent waiting for a probe slot (a cap is configured); "
                                   "included in latency_ms", minimum=0),
                 "cached": {"const": True, "description": "served from a recent result "
-                           "(min_interval, background checks) instead of probing"},
+                           "(min_interval, background checks, or a run that finished less "
+                           "than [server] anonymous_min_interval ago, for anonymous callers) "
+                           "instead of probing"},
                 "age_s": _num("with cached: seconds since that probe ran", minimum=0),
                 "source": _enum(
                     ["passive", "retry_after"],
@@ -531,9 +534,11 @@ def _parameters(max_timeout: float) -> dict[str, Schema]:
         "timeout": _query(
             "timeout",
             {"type": "number", "exclusiveMinimum": 0, "maximum": max_timeout},
-            "The run's budget in seconds: a plain decimal number, finite, > 0 and <= the "
-            f"server's [server] max_timeout (here {max_timeout:g}). Default: [checks] timeout "
-            "([checks] model_timeout on the one-model route).",
+            "This request's budget in seconds: a plain decimal number, finite, > 0 and <= "
+            f"the server's [server] max_timeout (here {max_timeout:g}). Default: [checks] "
+            "timeout ([checks] model_timeout on the one-model route). Requests differing only "
+            "in timeout share one run; at its deadline a request gets what the run has found "
+            "so far (unfinished adapters: timeout, failure deadline or not_started).",
             example=5,
         ),
         "use_concurrent": _boolean_query(
@@ -747,8 +752,10 @@ def _operations(max_timeout: float) -> dict[str, dict[str, Schema]]:
         },
     }
     check_all_text = (
-        "Every model (also at /v1/health without the slash). Concurrent identical requests "
-        "share one run; with background checks on, answered from the live state when fresh."
+        "Every model (also at /v1/health without the slash). Concurrent requests for the "
+        "same selection share one run whatever their timeout; a run that finished less than "
+        "[server] anonymous_min_interval ago answers anonymous callers (details marked "
+        "cached); with background checks on, answered from the live state when fresh."
     )
     return {
         "/v1/health/": {

@@ -76,7 +76,9 @@ async def _answer(
     as_health_json: bool,
 ) -> Response:
     """The ``/v1/health/`` answer (JSON or health+json) for ``selection``."""
-    report = await run_selection(state, params, selection)
+    report = await run_selection(
+        state, params, selection, anonymous=state.auth.anonymous(access)
+    )
     details = params.details and access is Access.GRANTED
     if as_health_json:
         return health_json_response(
@@ -98,7 +100,9 @@ async def health_models() -> Response:
     state = current_state()
     access = request_access(state.auth)
     params = _check_params(state, default_timeout=state.config.checks.timeout)
-    report = await run_selection(state, params, Selection.of(params))
+    report = await run_selection(
+        state, params, Selection.of(params), anonymous=state.auth.anonymous(access)
+    )
     details = params.details and access is Access.GRANTED
     body = shape(models_view(report, details=details), access, state.cluster)
     return json_response(body, status_code(report.status))
@@ -109,7 +113,13 @@ async def health_model(name: str) -> Response:
     access = request_access(state.auth)
     as_health_json = _wants_health_json()
     params = _check_params(state, default_timeout=state.config.checks.model_timeout)
-    report = await run_selection(state, params, Selection.of(params, models=[name]), model=name)
+    report = await run_selection(
+        state,
+        params,
+        Selection.of(params, models=[name]),
+        model=name,
+        anonymous=state.auth.anonymous(access),
+    )
     one = report.model_report(name)
     details = params.details and access is Access.GRANTED
     if as_health_json:

@@ -13,7 +13,12 @@ not in any caller's task, so:
   for the others;
 * when the *last* caller leaves before the run is done, nobody wants the
   result: the run is cancelled (and a caller arriving after that starts a
-  fresh run instead of joining the dying one);
+  fresh run instead of joining the dying one, even while it unwinds);
+* a caller may bring its own ``deadline``: when it passes first, the caller
+  stops waiting and gets ``at_deadline(work)`` (what the run has done so far)
+  instead; the run goes on for the others, and to its own end even if that
+  caller was the last (its probes are out already: cancelling them would
+  only make the next caller send them again);
 * :meth:`SingleFlight.cancel_all` (at shutdown) cancels every run, and
   :meth:`SingleFlight.wait_idle` waits until they have all unwound.
 
@@ -22,6 +27,7 @@ Nothing outlives its callers by more than its own unwinding.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -59,16 +65,16 @@ class SingleFlightStatistics:
 
 @dataclass(eq=False)
 class _Flight(Generic[V]):
+    work: Callable[[], Awaitable[V]]  # the starting caller's
     cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     done: trio.Event = field(default_factory=trio.Event)
     waiters: int = 0
+    # A caller left at its own deadline with what the run had done so far:
+    # the run then goes on to its end, whoever else leaves.
+    kept: bool = False
     has_value: bool = False
     value: V | None = None
     error: Exception | None = None
-
-    @property
-    def joinable(self) -> bool:
-        return not (self.done.is_set() or self.cancel_scope.cancel_called)
 
 
 class SingleFlight(Generic[K, V]):
@@ -99,7 +105,13 @@ class SingleFlight(Generic[K, V]):
         )
 
     async def run(
-        self, key: K, work: Callable[[], Awaitable[V]], *, nursery: trio.Nursery
+        self,
+        key: K,
+        work: Callable[[], Awaitable[V]],
+        *,
+        nursery: trio.Nursery,
+        deadline: float = math.inf,
+        at_deadline: Callable[[Callable[[], Awaitable[V]]], V] | None = None,
     ) -> V:
         """Return ``await work()``, shared with every concurrent caller of ``key``.
 
@@ -108,14 +120,19 @@ class SingleFlight(Generic[K, V]):
         exception) if the run raised, :class:`FlightCancelled` if it was
         cancelled from outside (:meth:`cancel_all`, or ``nursery`` closing).
         If this caller is cancelled, it leaves; if it was the last one, the
-        run is cancelled too.
+        run is cancelled too (unless a caller already left at its deadline).
+
+        With ``at_deadline``: if the run is not done by ``deadline`` (Trio
+        clock), return ``at_deadline(w)`` instead, where ``w`` is the ``work``
+        of the caller that started the run (so it can say what the run has
+        done so far); the run goes on.
         """
         flight = self._current.get(key)
-        if flight is None or not flight.joinable:
-            flight = _Flight()
+        if flight is None or not self._joinable(flight):
+            flight = _Flight(work)
             # Start first: if the nursery is closed this raises, and no caller
             # is left joining a run that never began.
-            nursery.start_soon(self._fly, key, flight, work)
+            nursery.start_soon(self._fly, key, flight)
             self._current[key] = flight
             self._running.add(flight)
             if self._idle.is_set():  # a fresh event only after idling, so waiters are kept
@@ -123,18 +140,30 @@ class SingleFlight(Generic[K, V]):
             self._started += 1
         else:
             self._joined += 1
+        if at_deadline is None:
+            deadline = math.inf
         flight.waiters += 1
         try:
-            await flight.done.wait()
+            with trio.move_on_at(deadline):
+                await flight.done.wait()
+            if not flight.done.is_set():
+                flight.kept = True  # this caller had an answer: the run finishes for it
         finally:
             flight.waiters -= 1
-            if flight.waiters == 0 and not flight.done.is_set():
+            if flight.waiters == 0 and not flight.done.is_set() and not flight.kept:
                 flight.cancel_scope.cancel()  # nobody wants the result any more
+        if not flight.done.is_set() and at_deadline is not None:
+            return at_deadline(flight.work)  # the deadline passed first
         if flight.error is not None:
             raise FlightFailed(f"the shared {self.name} run failed") from flight.error
         if not flight.has_value:
             raise FlightCancelled(f"the shared {self.name} run was cancelled")
         return flight.value  # type: ignore[return-value]
+
+    @staticmethod
+    def _joinable(flight: _Flight[V]) -> bool:
+        """Still running and not cancelled: a cancelled run may take a while to unwind."""
+        return not (flight.done.is_set() or flight.cancel_scope.cancel_called)
 
     def cancel_all(self) -> None:
         """Cancel every run in flight (they unwind asynchronously: see :meth:`wait_idle`)."""
@@ -145,10 +174,10 @@ class SingleFlight(Generic[K, V]):
         """Return once no run is in flight (cancelled runs included, once unwound)."""
         await self._idle.wait()
 
-    async def _fly(self, key: K, flight: _Flight[V], work: Callable[[], Awaitable[V]]) -> None:
+    async def _fly(self, key: K, flight: _Flight[V]) -> None:
         try:
             with flight.cancel_scope:
-                value = await work()
+                value = await flight.work()
                 flight.value, flight.has_value = value, True
         except Exception as exc:
             # Kept for the callers; raising it here would take down the

@@ -20,6 +20,7 @@ from ..live.stream import EventHub
 from ..live.webhook import WebhookNotifier
 from .auth import BearerAuth
 from .metrics import Metrics
+from .recent import RecentRuns
 from .singleflight import SingleFlight
 
 __all__ = [
@@ -57,6 +58,8 @@ class ServiceState:
     performance: SingleFlight[Hashable, dict[str, Any]] = field(
         default_factory=lambda: SingleFlight("performance measurement")
     )
+    # Finished runs answering anonymous callers ([server] anonymous_min_interval).
+    recent_runs: RecentRuns = field(default_factory=lambda: RecentRuns(0.0))
     # With background checks on (some adapter's ``interval`` > 0): the live
     # state, and the checker feeding it while the app serves.
     health: HealthState | None = None

@@ -80,6 +80,7 @@ _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "max_timeout": (int, float),
     "shutdown_grace": (int, float),
     "keep_alive_timeout": (int, float),
+    "anonymous_min_interval": (int, float),
     "auth_token": str,
     "auth_token_env": str,
 }
@@ -414,6 +415,14 @@ class _Validator:
                     del values[key]
                 else:
                     values[key] = seconds
+        if "anonymous_min_interval" in values:
+            interval = self.seconds(
+                values["anonymous_min_interval"], "server.anonymous_min_interval", zero_ok=True
+            )
+            if interval is None:
+                del values["anonymous_min_interval"]
+            else:
+                values["anonymous_min_interval"] = interval
         values.pop("auth_token", None)
         values["auth_token"] = self.auth_token(data.get("server", {}))
         return ServerConfig(**values)

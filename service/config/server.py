@@ -25,5 +25,9 @@ class ServerConfig:
     # Seconds an idle client connection is kept open. It also bounds how long
     # the server holds the socket of a client that hung up mid-request.
     keep_alive_timeout: float = 5.0
+    # Seconds a finished check run keeps answering anonymous callers of the
+    # same selection (no token while auth is on; everyone while it is off)
+    # instead of a new run: what one anonymous caller can cost (0 = off).
+    anonymous_min_interval: float = 5.0
     auth_token: Secret | None = field(default=None, repr=False)
     auth_token_env: str | None = None
