@@ -27,6 +27,7 @@ from adapters.base import FailureKind
 
 from ..config import MAX_TAGS, TAG_PATTERN, ServerConfig
 from ..engine.report import HealthStatus, ProbeStatus
+from .suggest import CLOSE, LISTED
 
 __all__ = ["openapi_spec"]
 
@@ -460,7 +461,13 @@ def _schemas() -> dict[str, Schema]:
         ),
         "UnknownName": _error(
             ["unknown_model", "unknown_provider"],
-            {"available": _list(_str(), description="the configured names")},
+            {"available": _list(
+                _str(),
+                description=f"the configured names while there are at most {LISTED}; past "
+                f"that, at most {CLOSE} close to the one asked for (the message says how many "
+                "are configured)",
+                maxItems=max(LISTED, CLOSE),
+            )},
             "A model or provider name that is not configured.",
         ),
         "EmptySelection": _error(

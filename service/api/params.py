@@ -22,6 +22,7 @@ from adapters.base import Adapter
 
 from ..config import MAX_TAGS, Config, tag_problem
 from ..engine.manager import AdapterManager
+from .suggest import CLOSE, LISTED, suggest
 
 __all__ = [
     "BODY_ACCEPTED",
@@ -222,35 +223,40 @@ class Selection:
         return shown
 
 
+def _unknown(kind: str, unknown: Sequence[str], configured: Sequence[str]) -> ApiError:
+    """The 404 for names that are not configured: every configured one if few, else close ones.
+
+    See :mod:`service.api.suggest`: never the whole list of a large config.
+    """
+    listed = ", ".join(show_value(name) for name in unknown[:10])
+    if len(configured) <= LISTED:
+        lists = f"'available' lists the configured {kind}s"
+    else:
+        lists = (
+            f"'available' lists the closest (at most {CLOSE}) of the {len(configured):,} "
+            f"configured {kind}s"
+        )
+    return ApiError(
+        404,
+        {
+            "error": f"unknown_{kind}",
+            "message": f"unknown {kind} {listed}; {lists}",
+            "available": suggest(unknown, configured),
+        },
+    )
+
+
 def plan_for(manager: AdapterManager, selection: Selection) -> dict[str, list[Adapter]]:
     """The adapters ``selection`` covers (model -> adapters); 404 for unknown names or none."""
     if selection.models is not None:
         unknown = [m for m in selection.models if m not in manager.model_adapters]
         if unknown:
-            listed = ", ".join(show_value(m) for m in unknown[:10])
-            raise ApiError(
-                404,
-                {
-                    "error": "unknown_model",
-                    "message": f"unknown model {listed}; 'available' lists the configured models",
-                    "available": manager.get_available_models(),
-                },
-            )
+            raise _unknown("model", unknown, manager.get_available_models())
     if selection.providers is not None:
         known = sorted({a.provider for _, a in manager.all_adapters()})
         unknown = [p for p in selection.providers if p not in known]
         if unknown:
-            listed = ", ".join(show_value(p) for p in unknown[:10])
-            raise ApiError(
-                404,
-                {
-                    "error": "unknown_provider",
-                    "message": (
-                        f"unknown provider {listed}; 'available' lists the configured providers"
-                    ),
-                    "available": known,
-                },
-            )
+            raise _unknown("provider", unknown, known)
     plan = manager.select(selection.models, selection.providers, selection.tags, selection.exclude)
     if not plan:
         raise ApiError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import ssl
 import urllib.request
@@ -31,7 +32,17 @@ FD_RESERVE: Final = 256
 
 
 class UnknownModelError(KeyError):
-    """A model name that is not configured; the message lists the ones that are."""
+    """A model name that is not configured; ``available`` holds every one that is.
+
+    The message lists them all while there are at most :attr:`LISTED`;
+    past that, only a few close to ``name`` (difflib) and how many there are:
+    a config of ten thousand models must not make a one-line error a megabyte.
+    """
+
+    #: Every configured model is named while there are at most this many.
+    LISTED: Final = 10
+    #: Past that, at most this many close ones.
+    CLOSE: Final = 5
 
     def __init__(self, name: str, available: Sequence[str]) -> None:
         self.name = name
@@ -39,8 +50,13 @@ class UnknownModelError(KeyError):
         super().__init__(name)
 
     def __str__(self) -> str:
-        listed = ", ".join(self.available) or "(none)"
-        return f"unknown model {self.name!r}; configured models: {listed}"
+        shown = repr(self.name if len(self.name) <= 100 else self.name[:100] + "...")
+        if len(self.available) <= self.LISTED:
+            listed = ", ".join(self.available) or "(none)"
+            return f"unknown model {shown}; configured models: {listed}"
+        close = difflib.get_close_matches(self.name[:100], self.available, n=self.CLOSE)
+        hint = f"did you mean {', '.join(map(repr, close))}?" if close else "no configured model is close"
+        return f"unknown model {shown}; {hint} ({len(self.available):,} models configured)"
 
 
 def build_adapter(provider: ProviderConfig, *, max_body_bytes: int) -> HttpAdapter:
