@@ -25,6 +25,7 @@ from ..live.state import HealthState
 from .auth import BearerAuth
 from .compat import RouterHealthApp
 from .errors import register_error_handlers
+from .headers import harden
 from .lifespan import Lifetime
 from .metrics import Metrics
 from .recent import RecentRuns
@@ -61,13 +62,6 @@ _ROUTES: list[tuple[str, str, Callable[..., Awaitable[Response]]]] = [
 ]
 
 
-async def _no_store(response: Response) -> Response:
-    # A health answer is only true when it is made: no proxy may cache one.
-    response.headers["Cache-Control"] = "no-store"
-    response.vary.add("Accept")  # JSON or health+json, by Accept
-    return response
-
-
 def create_app(config: Config, *, manager: AdapterManager | None = None) -> QuartTrio:
     """Build the app for ``config``; it opens ``manager`` (or its own) while it serves.
 
@@ -97,7 +91,7 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
     lifetime = Lifetime(state)
     app.before_serving(lifetime.start)
     app.after_serving(lifetime.stop)
-    app.after_request(_no_store)
+    app.after_request(harden)  # no-store, CSP and the other hardening headers
     for rule, endpoint, view in _ROUTES:
         # strict_slashes=False: "/v1/health" and "/v1/health/models/" match
         # directly instead of redirecting.
