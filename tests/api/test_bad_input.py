@@ -120,7 +120,9 @@ async def test_hostile_query_values_get_json_answers_on_every_endpoint() -> None
 
 async def test_hostile_model_names_are_404_json_and_nothing_escapes_the_route() -> None:
     problems: list[str] = []
-    async with running_service(checks={"model_timeout": 5, "adapter_timeout": 5}) as service:
+    # Every valid name probes afresh (no answer cached for anonymous callers).
+    async with running_service(checks={"model_timeout": 5, "adapter_timeout": 5},
+                               server={"anonymous_min_interval": 0}) as service:
         before = service.sim.total_stats().requests
         for name, expected in MODEL_NAMES:
             with trio.fail_after(GUARD * 2):
