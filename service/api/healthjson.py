@@ -131,7 +131,21 @@ def split_check_key(key: str) -> tuple[str, str]:
 
 
 def _iso(timestamp: float) -> str:
-    moment = dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
+    """``timestamp`` in ISO 8601 (UTC, ms); never raises.
+
+    A time a datetime cannot show (``1e308``, ``inf``, years past 9999 or
+    before 1) is clamped to the nearest one it can, and NaN is the epoch:
+    a strange ``checked_at`` must cost a strange ``time``, never a 500.
+    """
+    try:
+        moment = dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
+    except (OverflowError, OSError, ValueError, TypeError):
+        if not isinstance(timestamp, int | float) or math.isnan(timestamp):
+            moment = dt.datetime.fromtimestamp(0, tz=dt.UTC)
+        elif timestamp > 0:
+            moment = dt.datetime.max.replace(tzinfo=dt.UTC)
+        else:
+            moment = dt.datetime.min.replace(tzinfo=dt.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -25,6 +25,26 @@ instance then checks everything, as without a cluster), and the instance
 says so: ``status()`` (``/readyz``'s ``cluster``, the report's ``cluster``)
 turns ``"unreachable"`` with the error, until a Redis call succeeds again.
 
+**What arrives is checked, never trusted.** Anything with access to the
+Redis can publish on the channel, and another instance's clock can be
+wrong, so every shared result (published or loaded) is validated field by
+field before it reaches the live state (:func:`result_from_json`: JSON
+object of bounded size, types, finite numbers in range, known enum values,
+bounded strings; then the coordinator: an adapter configured here, and a
+``checked_at`` no more than :data:`MAX_CLOCK_SKEW` seconds ahead of this
+instance's clock, nor older than the adapter's ``max_age`` plus that skew).
+What fails is dropped and counted (``status()["rejected"]``), logged once
+and then at most once a minute, never per message. A result that passes
+with a ``checked_at`` ahead of this instance's clock is recorded as of
+*now*: the live state orders results by ``checked_at`` (newest wins), and a
+peer whose clock runs fast must not make its result look newer than the
+next probe this instance makes.
+
+**A hanging Redis is one line.** coredis logs every failed connection
+attempt with a long traceback; its records are re-levelled to DEBUG here,
+and this module logs one WARNING when Redis becomes unreachable and one
+INFO when it is back (the failures in between at DEBUG).
+
 Keys (``{prefix}`` is ``key_prefix``; model and provider names are
 percent-encoded, so a name cannot break the hash tag that keeps one
 adapter's keys in one Redis Cluster slot)::
@@ -44,8 +64,10 @@ for the current primary.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -53,7 +75,7 @@ import uuid
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 from urllib.parse import quote
 
 import coredis
@@ -67,9 +89,58 @@ from ..config.cluster import ClusterConfig, sentinel_url
 from ..engine.report import ProbeResult, ProbeStatus
 from .state import HealthState
 
-__all__ = ["ClusterCoordinator", "Lease", "result_from_json", "result_to_json"]
+__all__ = [
+    "MAX_CLOCK_SKEW",
+    "ClusterCoordinator",
+    "Lease",
+    "result_from_json",
+    "result_to_json",
+]
 
 logger = logging.getLogger("router_health.cluster")
+
+#: How far (seconds) a shared result's ``checked_at`` may run ahead of this
+#: instance's clock, and how much older than ``max_age`` it may be: clocks
+#: kept by NTP agree within far less; a peer outside it is misconfigured
+#: (its results are rejected, counted and logged).
+MAX_CLOCK_SKEW: Final = 300.0
+#: Rejections are logged at most this often (seconds); the count is live.
+REJECTION_LOG_INTERVAL: Final = 60.0
+#: A shared result is well under 3 KB; anything larger is not one.
+MAX_PAYLOAD: Final = 64 * 1024
+MAX_NAME_CHARS: Final = 1024  # model, provider (and they must be configured here)
+MAX_INSTANCE_CHARS: Final = 256
+MAX_ADAPTER_CHARS: Final = 128
+MAX_ERROR_CHARS: Final = 2000  # adapters keep 200 upstream characters, plus notes
+MAX_LATENCY_MS: Final = 86_400_000.0  # a day: no probe deadline is longer
+MAX_RETRY_AFTER: Final = 604_800.0  # a week: the adapters' own cap on Retry-After
+MAX_SAMPLES: Final = 1_000_000_000
+MAX_TOKEN: Final = 2**63 - 1  # Redis INCR's range
+#: 9999-12-31T23:59:59Z: the last second a datetime (and ISO 8601) can show.
+LAST_TIMESTAMP: Final = 253_402_300_799.0
+SOURCES: Final = ("passive", "retry_after")
+_STATUSES: Final = tuple(s.value for s in ProbeStatus)
+_FAILURES: Final = tuple(f.value for f in FailureKind)
+
+
+class _ClientDetails(logging.Filter):
+    """coredis's own records (a traceback per failed connection attempt) at DEBUG only.
+
+    While Redis hangs, coredis logs each failed attempt at ERROR with a
+    130-line traceback, several times a second; the coordinator already says
+    "unreachable" once. Installed on the ``coredis`` logger (all of coredis
+    logs through that one), so the details stay available with DEBUG on.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG:
+            record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return _CLIENT_LOGGER.isEnabledFor(logging.DEBUG)
+
+
+_CLIENT_LOGGER: Final = logging.getLogger("coredis")
+_CLIENT_DETAILS: Final = _ClientDetails()
+_CLIENT_LOGGER.addFilter(_CLIENT_DETAILS)  # once: addFilter ignores a filter it already has
 
 # Take the lease and a fencing token in one step (KEYS: lease, fence;
 # ARGV: instance id, ttl ms). Returns the token, or 0 if someone holds it.
@@ -124,30 +195,152 @@ def result_to_json(result: ProbeResult, *, instance: str, token: int) -> str:
 
 
 def result_from_json(payload: str | bytes) -> tuple[ProbeResult, str, int]:
-    """(result, instance, token) from :func:`result_to_json`; ValueError if malformed."""
+    """(result, instance, token) from :func:`result_to_json`; ValueError if malformed.
+
+    Every field is checked (what anything with access to the Redis may
+    publish must not reach the live state unchecked): a JSON object of at
+    most :data:`MAX_PAYLOAD` characters, no ``NaN``/``Infinity``; names and
+    texts strings of bounded length; ``status``/``failure``/``source`` known
+    values; ``latency_ms`` in [0, :data:`MAX_LATENCY_MS`], ``http_status``
+    100..599, ``retry_after`` in [0, :data:`MAX_RETRY_AFTER`], ``samples``
+    and ``token`` non-negative / positive integers; ``checked_at`` a
+    positive unix time a datetime can show. Unknown keys are ignored (a newer
+    version may add some). Whether the adapter is configured here and the
+    time is plausible is the coordinator's question (it knows both).
+    The error never quotes the payload's values.
+    """
+    if len(payload) > MAX_PAYLOAD:
+        _invalid(f"{len(payload)} characters, more than {MAX_PAYLOAD}")
     try:
-        data = json.loads(payload)
-        result = ProbeResult(
-            model=str(data["model"]),
-            provider=str(data["provider"]),
-            adapter=str(data["adapter"]),
-            status=ProbeStatus(data["status"]),
-            latency_ms=_number(data.get("latency_ms")),
-            checked_at=float(data["checked_at"]),
-            http_status=data.get("http_status"),
-            error=data.get("error"),
-            failure=None if data.get("failure") is None else FailureKind(data["failure"]),
-            retry_after=_number(data.get("retry_after")),
-            source=data.get("source"),
-            samples=data.get("samples"),
-        )
-        return result, str(data["instance"]), int(data["token"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"not a shared result: {type(exc).__name__}: {exc}") from None
+        data = json.loads(payload, parse_constant=_no_constant)
+    except _NotANumber:
+        raise
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        _invalid(f"not JSON ({type(exc).__name__})")
+    if not isinstance(data, dict):
+        _invalid(f"not a JSON object ({type(data).__name__})")
+    fields = _Fields(data)
+    failure = fields.optional_choice("failure", _FAILURES)
+    result = ProbeResult(
+        model=fields.text("model", MAX_NAME_CHARS),
+        provider=fields.text("provider", MAX_NAME_CHARS),
+        adapter=fields.text("adapter", MAX_ADAPTER_CHARS),
+        status=ProbeStatus(fields.choice("status", _STATUSES)),
+        latency_ms=fields.optional_number("latency_ms", 0.0, MAX_LATENCY_MS),
+        checked_at=fields.timestamp("checked_at"),
+        http_status=fields.optional_integer("http_status", 100, 599),
+        error=fields.optional_text("error", MAX_ERROR_CHARS),
+        failure=None if failure is None else FailureKind(failure),
+        retry_after=fields.optional_number("retry_after", 0.0, MAX_RETRY_AFTER),
+        source=fields.optional_choice("source", SOURCES),
+        samples=fields.optional_integer("samples", 0, MAX_SAMPLES),
+    )
+    instance = fields.text("instance", MAX_INSTANCE_CHARS)
+    token = fields.integer("token", 1, MAX_TOKEN)
+    return result, instance, token
 
 
-def _number(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _invalid(reason: str) -> NoReturn:
+    raise ValueError(f"not a shared result: {reason}")
+
+
+class _NotANumber(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> NoReturn:
+    """``json.loads``'s hook for ``NaN``, ``Infinity``, ``-Infinity``: not JSON, refused."""
+    raise _NotANumber(f"not a shared result: {name} is not a JSON number")
+
+
+class _Fields:
+    """Typed, bounded reads of one shared result's fields; ValueError naming the field.
+
+    The optional readers take a missing key and ``null`` alike as None.
+    """
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def _required(self, name: str) -> Any:
+        value = self.data.get(name)
+        if value is None:
+            _invalid(f"{name}: {'null' if name in self.data else 'missing'}")
+        return value
+
+    def text(self, name: str, limit: int) -> str:
+        value = self._required(name)
+        if not isinstance(value, str):
+            _invalid(f"{name}: a {type(value).__name__}, not a string")
+        if not value or len(value) > limit:
+            _invalid(f"{name}: {len(value)} characters, not 1 to {limit}")
+        return value
+
+    def optional_text(self, name: str, limit: int) -> str | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            _invalid(f"{name}: a {type(value).__name__}, not a string")
+        if len(value) > limit:
+            _invalid(f"{name}: {len(value)} characters, more than {limit}")
+        return value
+
+    def choice(self, name: str, values: tuple[str, ...]) -> str:
+        value = self._required(name)
+        if not isinstance(value, str) or value not in values:
+            _invalid(f"{name}: not one of {', '.join(values)}")
+        return value
+
+    def optional_choice(self, name: str, values: tuple[str, ...]) -> str | None:
+        return None if self.data.get(name) is None else self.choice(name, values)
+
+    def number(self, name: str, low: float, high: float) -> float:
+        value = self._required(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            _invalid(f"{name}: a {type(value).__name__}, not a number")
+        try:
+            number = float(value)
+        except OverflowError:  # a JSON integer beyond any float
+            _invalid(f"{name}: not a number in [{low:g}, {high:g}]")
+        if not (math.isfinite(number) and low <= number <= high):
+            _invalid(f"{name}: not a number in [{low:g}, {high:g}]")
+        return number
+
+    def optional_number(self, name: str, low: float, high: float) -> float | None:
+        return None if self.data.get(name) is None else self.number(name, low, high)
+
+    def timestamp(self, name: str) -> float:
+        """A unix time after 1970 that a datetime (and ISO 8601) can show."""
+        value = self.number(name, 0.0, LAST_TIMESTAMP)
+        if value == 0.0:
+            _invalid(f"{name}: not a time after 1970")
+        return value
+
+    def integer(self, name: str, low: int, high: int) -> int:
+        value = self._required(name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            _invalid(f"{name}: a {type(value).__name__}, not an integer")
+        if not low <= value <= high:
+            _invalid(f"{name}: not an integer in [{low}, {high}]")
+        return value
+
+    def optional_integer(self, name: str, low: int, high: int) -> int | None:
+        return None if self.data.get(name) is None else self.integer(name, low, high)
+
+
+def _shown(text: str) -> str:
+    """A peer-supplied name for a log line: quoted (control characters escaped), cut short."""
+    shown = repr(text)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def _cancelled() -> bool:
+    """Whether the calling task is being cancelled (shutdown): its failures are no news."""
+    return trio.current_effective_deadline() == -math.inf
+
+
+_NOT_CONNECTED: Final = "not connected yet"
 
 
 def _default_instance_id() -> str:
@@ -181,7 +374,13 @@ class ClusterCoordinator:
         self.connected: AsyncValue = AsyncValue(False)
         self._reachable = False
         self._since = time.time()
-        self._error: str | None = "not connected yet"
+        self._error: str | None = _NOT_CONNECTED
+        self._said_unreachable = False  # the WARNING for this outage is out
+        # Shared results dropped as malformed, implausible or not ours to take.
+        self.rejected = 0
+        self._last_rejection: str | None = None
+        self._rejections_logged = 0  # ``rejected`` when the last line about them went out
+        self._rejection_logged_at = -math.inf  # trio clock
         # Counters (for tests, metrics and the benchmark).
         self.leases_won = 0
         self.leases_lost = 0
@@ -208,7 +407,11 @@ class ClusterCoordinator:
             "instance": self.instance,
             "status": "connected" if self._reachable else "unreachable",
             "since": round(self._since, 3),
+            # Shared results dropped (see the module doc); the latest reason.
+            "rejected": self.rejected,
         }
+        if self._last_rejection is not None:
+            data["last_rejected"] = self._last_rejection
         if not self._reachable:
             data["checks"] = "local: every adapter is probed by this instance until Redis is back"
             if self._error:
@@ -218,21 +421,50 @@ class ClusterCoordinator:
     def _ok(self) -> None:
         if not self._reachable:
             self._reachable, self._since, self._error = True, time.time(), None
+            self._said_unreachable = False
             self.connected.value = True
             logger.info("cluster: Redis at %s reachable; sharing checks", self.config.display_url)
 
     def _failed(self, what: str, exc: BaseException | None) -> None:
+        """Note a failed Redis call: one WARNING per outage, each failure at DEBUG."""
         error = f"{what}: {type(exc).__name__}: {exc}" if exc else f"{what}: no answer within {self.config.timeout:g} s"
         error = error.replace(self.config.redis_url.reveal(), self.config.display_url)
-        if self._reachable or self._error is None:
+        if not self._said_unreachable:
+            # Connected -> unreachable, or the very first attempt failing.
             logger.warning(
                 "cluster: Redis at %s unreachable (%s); checking locally",
                 self.config.display_url,
                 error,
             )
-            self._since = time.time()
+            self._said_unreachable, self._since = True, time.time()
+        else:
+            logger.debug("cluster: Redis still unreachable (%s)", error)
         self._reachable, self._error = False, error
         self.connected.value = False
+
+    def _reject(self, reason: str, instance: str | None = None) -> None:
+        """Drop a shared result: counted at once, logged once and then at most once a minute."""
+        self.rejected += 1
+        sender = "" if instance is None else f" from {_shown(instance)}"
+        self._last_rejection = f"{reason}{sender}"[:300]
+        logger.debug("cluster: rejected a shared result%s: %s", sender, reason)
+        now = trio.current_time()
+        if now - self._rejection_logged_at < REJECTION_LOG_INTERVAL:
+            return
+        if self._rejections_logged == 0:
+            logger.warning(
+                "cluster: rejected a shared result%s (%s); more are counted in the cluster "
+                "status (\"rejected\") and logged at most once a minute",
+                sender,
+                reason,
+            )
+        else:
+            logger.warning(
+                "cluster: rejected %d more shared results since the last report (latest: %s)",
+                self.rejected - self._rejections_logged,
+                self._last_rejection,
+            )
+        self._rejection_logged_at, self._rejections_logged = now, self.rejected
 
     # -- keys ----------------------------------------------------------------------
 
@@ -317,7 +549,8 @@ class ClusterCoordinator:
             try:
                 value = await operation()
             except Exception as exc:  # any client or connection error means "not now"
-                self._failed(what, exc)
+                if not _cancelled():
+                    self._failed(what, exc)
                 return False, None
         if scope.cancelled_caught:
             self._failed(what, None)
@@ -345,27 +578,67 @@ class ClusterCoordinator:
                         if message.get("type") == "message":
                             self._take(message["data"])
             except* Exception as group:  # a cancellation in the group still propagates
-                self._failed("subscription", group.exceptions[0])
+                if not _cancelled():  # at shutdown the client's clean-up fails: no news
+                    self._failed("subscription", group.exceptions[0])
             await trio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
     def _take(self, payload: str | bytes) -> None:
+        """Record a shared result if it passes every check; otherwise count and drop it."""
         if isinstance(payload, str) and payload.startswith(self._own):
             return  # our own share, recorded when we probed: not even parsed
         try:
             result, instance, token = result_from_json(payload)
         except ValueError as exc:
-            logger.warning("cluster: ignoring a malformed shared result (%s)", exc)
+            self._reject(str(exc).removeprefix("not a shared result: "))
+            return
+        except Exception as exc:  # a bug of ours: still never the subscription's end
+            logger.debug("cluster: a shared result broke the parser", exc_info=True)
+            self._reject(f"unreadable ({type(exc).__name__})")
             return
         # A fenced-off writer never gets here: the share script refuses it in
         # Redis itself, so whatever is published is the adapter's latest.
         del token
+        if instance == self.instance:
+            return  # our own (recorded when we probed)
         key = (result.model, result.provider)
-        if key not in self.known or instance == self.instance:
-            return  # not one of ours, or our own (recorded when we probed)
+        if key not in self.known:
+            self._reject("model/provider: not an adapter configured here", instance)
+            return
+        problem = self._implausible_time(result)
+        if problem is not None:
+            self._reject(problem, instance)
+            return
+        if result.checked_at > time.time():
+            # Within the allowed skew, but ahead of our clock: as of now, so
+            # the next local probe (stamped by our clock) is never "older".
+            result = dataclasses.replace(result, checked_at=time.time())
         self._heard[key] = trio.current_time()
         self.received += 1
         self.state.record(result)
+
+    def _implausible_time(self, result: ProbeResult) -> str | None:
+        """Why ``result.checked_at`` cannot be a shared result's time now, or None.
+
+        Results are shared right after their probe and stored for
+        ``max_age``, so a real one is never older than that, nor in the
+        future, give or take :data:`MAX_CLOCK_SKEW`.
+        """
+        now = time.time()
+        ahead = result.checked_at - now
+        if ahead > MAX_CLOCK_SKEW:
+            return (
+                f"checked_at: {ahead:.0f} s ahead of this instance's clock (more than "
+                f"{MAX_CLOCK_SKEW:g} s: is a clock wrong?)"
+            )
+        max_age = self.state.schedule_for(result.model, result.provider).served_max_age
+        age = -ahead
+        if age > max_age + MAX_CLOCK_SKEW:
+            return (
+                f"checked_at: {age:.0f} s old, more than max_age ({max_age:g} s) + "
+                f"{MAX_CLOCK_SKEW:g} s (a replay, or a clock behind?)"
+            )
+        return None
 
     # -- leases and results ------------------------------------------------------------
 
