@@ -139,6 +139,9 @@ async def serve(
     Shutdown (the trigger returned, or hypercorn's own signal): stop
     accepting, give in-flight requests ``[server] shutdown_grace`` seconds,
     cancel the rest (their probes with them), then close the HTTP clients.
+    Shortly before the grace period ends (:func:`_answer_before_the_end`),
+    the shared runs still going are cancelled, so the requests waiting on
+    them answer 503 ``not_ready`` instead of being cut off without an answer.
     If this call is cancelled instead, the clients are closed all the same.
     """
     state = state_of(app)
@@ -151,19 +154,38 @@ async def serve(
     # Through the logging tree (one format, one handler) rather than
     # hypercorn's own stderr handler, which would print every line twice.
     config.errorlog = logging.getLogger("hypercorn.error")
-    trigger = shutdown_trigger
-    if shutdown_trigger is not None:
-        requested = shutdown_trigger
-
-        async def trigger() -> None:
-            await requested()
-            # Streams never end by themselves: end them now, or the graceful
-            # shutdown would wait the whole grace period for them.
-            state.events.close()
-
     try:
-        await hypercorn_serve(app, config, shutdown_trigger=trigger, task_status=task_status)
+        async with trio.open_nursery() as timers:
+            trigger = shutdown_trigger
+            if shutdown_trigger is not None:
+                requested = shutdown_trigger
+
+                async def trigger() -> None:
+                    await requested()
+                    # Streams never end by themselves: end them now, or the graceful
+                    # shutdown would wait the whole grace period for them.
+                    state.events.close()
+                    timers.start_soon(_answer_before_the_end, state, server.shutdown_grace)
+
+            await hypercorn_serve(app, config, shutdown_trigger=trigger, task_status=task_status)
+            timers.cancel_scope.cancel()  # served and shut down: no timer is needed any more
     finally:
         # Cancelled from outside, hypercorn never runs the app's shutdown.
         if state.owns_manager and state.manager.is_open:
             await state.manager.aclose()
+
+
+async def _answer_before_the_end(state: ServiceState, grace: float) -> None:
+    """Cancel the shared runs shortly before the grace period ends: their callers answer 503.
+
+    At the end of the grace period hypercorn cancels every request still
+    running, and a request cancelled there gets no answer at all. A request
+    waiting on a cancelled shared run answers 503 ``not_ready`` ("the service
+    is shutting down") instead, so the runs are cancelled early enough for
+    that answer to be written: ``min(0.5 s, grace / 2)`` before the end.
+    The timer lives in :func:`serve`'s own nursery (not the app's, whose
+    shutdown would wait for it), cancelled once hypercorn has returned.
+    """
+    await trio.sleep(grace - min(0.5, grace / 2))
+    for flights in state.flights():
+        flights.cancel_all()
