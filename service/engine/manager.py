@@ -20,6 +20,7 @@ from adapters.custom import SyncCallableAdapter
 from adapters.transport import ConnectionBudget, HttpConnection, HttpxTransport, ProbeTransport
 
 from ..config import Config, ProviderConfig, tag_problem
+from ..config.values import name_problem
 from .checker import HealthChecker
 from .passive import PassivePolicy, ReportedRequest
 from .settings import CheckerSettings
@@ -232,6 +233,10 @@ class AdapterManager:
                 f"{adapter!r} is not an adapter: it needs `provider`, `adapter_name` "
                 "and `async def check_health()`"
             )
+        for what, name in (("model", model_name), ("provider", adapter.provider)):
+            problem = name_problem(name) if isinstance(name, str) else "must be a string"
+            if problem is not None:
+                raise ValueError(f"{what} name {problem}")
         tags = frozenset(tags)
         for tag in sorted(tags):
             problem = tag_problem(tag)

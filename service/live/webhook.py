@@ -63,7 +63,7 @@ from typing import Any, Final
 import httpx
 import trio
 
-from adapters.base import Secret, redact
+from adapters.base import Secret, redact, scrub
 
 from ..config.webhook import WebhookConfig, display_url
 from .state import HealthState, Transition
@@ -412,5 +412,5 @@ class WebhookNotifier:
         if isinstance(exc, OSError) and exc.strerror:
             text = exc.strerror
         described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-        described = " ".join(described.split())[:200]
-        return redact(described, self._secrets)
+        # Redacted whole, then cut: a cut first could leave a key's start behind.
+        return scrub(described, self._secrets, limit=200)
