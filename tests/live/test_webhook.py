@@ -37,8 +37,12 @@ from tests.support.served import free_port
 
 H, U, T = ProbeStatus.HEALTHY, ProbeStatus.UNHEALTHY, ProbeStatus.TIMEOUT
 GUARD = 5.0
-#: Scheduling/delivery jitter allowed when comparing arrival times.
+#: Scheduling jitter allowed around one clock reading.
 SLACK = 0.05
+#: What a POST's delivery may add to its arrival time at the receiver on a busy
+#: machine (0.13 s seen with both cores busy): gaps between arrivals can be
+#: that much shorter than the notifier's spacing, which is measured start to start.
+ARRIVAL_JITTER = 0.3
 TOKEN = "rhtesttoken-webhook-5d2c9e71"
 QUERY_SECRET = "rhtestkey-webhook-query-8a41"
 USER_SECRET = "rhtestkey-webhook-userinfo-33f0"
@@ -247,7 +251,7 @@ async def test_transitions_within_min_interval_are_batched_and_posts_spaced(
     requests = receiver.requests
     assert [r.providers for r in requests] == [["a"], ["b", "c", "d"], ["e"], ["f"]]
     gaps = [b.at - a.at for a, b in itertools.pairwise(requests[:3])]
-    assert all(gap >= min_interval - SLACK for gap in gaps), gaps
+    assert all(gap >= min_interval - ARRIVAL_JITTER for gap in gaps), gaps
     assert requests[3].at - recorded < min_interval  # went out immediately
     assert notifier.statistics().posts == 4
 
@@ -268,9 +272,12 @@ async def test_a_failing_receiver_is_retried_then_counted_failed_and_delivery_re
             requests = list(receiver.requests)
             assert len(requests) == 3
             assert all(r.providers == ["openai"] for r in requests)
-            # Backoff: min_interval, then twice that.
-            first_gap, second_gap = requests[1].at - requests[0].at, requests[2].at - requests[1].at
-            assert first_gap >= 0.1 - SLACK and second_gap >= 0.2 - SLACK  # floor 0.1 s
+            # Backoff: min_interval (at least the 0.1 s floor), then twice that: the
+            # schedule exactly as the notifier logged it, and the arrivals in that
+            # order (their gaps carry each POST's delivery delay, see ARRIVAL_JITTER).
+            retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+            assert [m.split("retrying in ")[1] for m in retries] == ["0.1 s", "0.2 s"], retries
+            assert requests[0].at < requests[1].at < requests[2].at
             # The receiver comes back: the kept transition goes out with the new one.
             receiver.mode = "ok"
             state.record(result("azure", H))
