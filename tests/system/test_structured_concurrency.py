@@ -39,14 +39,7 @@ from service.api.app import EXTENSION_KEY
 from service.testing.simulator import Behavior, SimProvider, Simulator
 from tests.support.cli import cli_process, read_stderr, read_stdout_until
 from tests.support.configs import write_config
-from tests.support.served import (
-    DEADLINE_SLACK,
-    GUARD,
-    PROVIDERS,
-    Service,
-    deadline_bound,
-    running_service,
-)
+from tests.support.served import GUARD, PROVIDERS, Service, deadline_bound, running_service
 
 SEED = 20241130
 SOAK_REQUESTS = 200
@@ -329,9 +322,10 @@ async def test_graceful_shutdown_under_load_ends_within_the_grace_period() -> No
                 await sim.wait_idle()
         finally:
             trio.lowlevel.remove_instrument(ledger)
-        # Within the grace period plus a busy machine's slack: a grace period
-        # applied three times too long fails.
-        assert grace <= elapsed < deadline_bound(grace), elapsed
+        # Within the grace period plus a busy machine's slack (callers still
+        # waiting are answered shortly before it ends): a grace period applied
+        # three times too long fails.
+        assert elapsed < deadline_bound(grace), elapsed
         assert not service.manager.is_open
         assert sim.stats("openai").disconnected >= 3
         assert ledger.survivors() == []
@@ -386,10 +380,10 @@ async def test_router_health_serve_exits_0_on_sigterm_under_load(tmp_path: Path)
                         elapsed = trio.current_time() - signalled
                 text = await read_stderr(process)
                 assert code == 0, text
-                # The grace period, then the process's own exit (interpreter
-                # teardown) within a busy machine's slack: a grace period
-                # applied three times too long fails.
-                assert grace <= elapsed < deadline_bound(grace) + DEADLINE_SLACK, elapsed
+                # The grace period (callers still waiting are answered shortly
+                # before its end), then the process's own exit, within a busy
+                # machine's slack: a grace period applied three times too long fails.
+                assert elapsed < deadline_bound(grace), elapsed
                 assert "Traceback" not in text
                 assert "rhtestkey" not in text
                 assert "SIGTERM" in text  # it said why it stopped
