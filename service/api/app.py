@@ -23,7 +23,8 @@ from ..config import Config
 from ..engine.manager import AdapterManager
 from ..live.state import HealthState
 from .auth import BearerAuth
-from .compat import RouterHealthApp
+from .caps import serving_caps
+from .compat import CONNECTIONS_KEY, RouterHealthApp, limit_connections
 from .errors import register_error_handlers
 from .headers import harden
 from .lifespan import Lifetime
@@ -135,6 +136,10 @@ async def serve(
     Idle client connections close after ``[server] keep_alive_timeout``
     seconds; hypercorn also keeps the socket of a client that hung up
     mid-request until then, so that timeout bounds what dead clients hold.
+    Connections and event streams are capped (``[server] max_connections``,
+    ``max_streams``, ``max_streams_per_client``; unset, derived from the
+    open-file limit now: :mod:`service.api.caps`); the connections' count is
+    ``app.extensions[CONNECTIONS_KEY]`` while serving.
 
     Shutdown (the trigger returned, or hypercorn's own signal): stop
     accepting, give in-flight requests ``[server] shutdown_grace`` seconds,
@@ -154,6 +159,11 @@ async def serve(
     # Through the logging tree (one format, one handler) rather than
     # hypercorn's own stderr handler, which would print every line twice.
     config.errorlog = logging.getLogger("hypercorn.error")
+    # Connections and event streams capped (file descriptors are finite):
+    # configured, or derived from the open-file limit as it is now.
+    caps = serving_caps(server, adapters=len(state.manager.all_adapters()))
+    app.extensions[CONNECTIONS_KEY] = limit_connections(config, caps.connections)
+    state.events.limit(caps.streams, caps.streams_per_client)
     try:
         async with trio.open_nursery() as timers:
             trigger = shutdown_trigger

@@ -8,11 +8,13 @@ when raising a bound: the end-to-end tests exercise each override.
 from __future__ import annotations
 
 import contextvars
+import json
 from typing import Any, Final
 from urllib.parse import quote_from_bytes
 
 import trio
-from hypercorn.events import Closed, Event
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.events import Closed, Event, Updated
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
 from quart import Request, Response
@@ -21,7 +23,16 @@ from quart.typing import ResponseTypes
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
 
-__all__ = ["RouterHealthApp", "StreamResponse", "stream_ended"]
+from .headers import POLICY
+
+__all__ = [
+    "CONNECTIONS_KEY",
+    "ConnectionSlots",
+    "RouterHealthApp",
+    "StreamResponse",
+    "limit_connections",
+    "stream_ended",
+]
 
 
 # -- hypercorn: a client hanging up mid-body must not crash the server -------------
@@ -30,7 +41,8 @@ _hypercorn_protocol_send: Final = TCPServer.protocol_send
 
 
 async def _protocol_send(self: TCPServer, event: Event) -> None:
-    """hypercorn's ``TCPServer.protocol_send``, with a busy socket read as a closed one.
+    """hypercorn's ``TCPServer.protocol_send``, with a busy socket read as a closed one
+    (and, on a capped server, each connection's idle/busy changes noted: see below).
 
     Why: when a client hangs up in the middle of a request body, hypercorn's
     reading task answers the broken request (a 400) while the app's task,
@@ -42,6 +54,10 @@ async def _protocol_send(self: TCPServer, event: Event) -> None:
     answer is the one hypercorn gives a broken socket: the connection is
     closed. Patched once, on import of this module (the app imports it).
     """
+    if isinstance(event, Updated):  # idle: between requests; busy: a request is being served
+        slots = _slots_of(self)
+        if slots is not None:
+            slots.mark(self, idle=event.idle)
     try:
         await _hypercorn_protocol_send(self, event)
     except trio.BusyResourceError:
@@ -50,6 +66,191 @@ async def _protocol_send(self: TCPServer, event: Event) -> None:
 
 if getattr(TCPServer.protocol_send, "__name__", "") != "_protocol_send":
     TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]
+
+
+# -- hypercorn: a cap on the connections one server holds -----------------------------
+
+#: Where :func:`limit_connections` puts a server's slots on its hypercorn config.
+_SLOTS_ATTRIBUTE: Final = "router_health_connections"
+#: Where ``serve()`` keeps the serving app's :class:`ConnectionSlots` (``app.extensions``).
+CONNECTIONS_KEY: Final = "router_health.connections"
+#: A refused connection is answered, then read until the client closes, within this.
+_REFUSAL_SECONDS: Final = 1.0
+#: Refused connections being read at once; past that, closed right after the answer.
+_MAX_LINGERING: Final = 32
+_LINGER_BYTES: Final = 65536
+
+
+class ConnectionSlots:
+    """At most ``limit`` client connections held at once by one hypercorn server.
+
+    Why: hypercorn (0.18) takes every connection it can accept. Past the
+    process's open-file limit, each ``accept`` fails and logs a traceback and
+    nothing new gets in, ``/livez`` included. With slots, a connection that
+    arrives when all are held takes the place of the connection that has been
+    *idle* longest (one between requests, or one that has sent no request
+    yet): it is closed, as its keep-alive timeout would have closed it later,
+    and a client must expect that of any keep-alive connection. Only when every
+    held connection is busy with a request does the newcomer get a minimal
+    ``HTTP/1.1 503`` JSON answer (``too_many_connections``, ``Retry-After: 1``,
+    ``Connection: close``) and is closed. Never a wait: a server at its cap
+    answers at once.
+
+    A server gets slots through its hypercorn config (:func:`limit_connections`),
+    an attribute hypercorn ignores, so other hypercorn servers in the process
+    are unaffected. Overrides ``TCPServer.run`` and extends the
+    ``protocol_send`` patch above, which sees hypercorn's ``Updated(idle=...)``
+    events: a connection is idle from its start until its first request's
+    head has arrived, and again after each answer.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"a connection cap needs at least 1 slot, got {limit}")
+        self.limit = limit
+        self.evicted = 0  # idle connections closed to make room, since creation
+        self.refused = 0  # connections answered 503, since creation
+        self._held: set[TCPServer] = set()
+        self._idle: dict[TCPServer, None] = {}  # insertion order: longest idle first
+        self._lingering = 0
+        self._answer = _refusal(limit)
+
+    def __repr__(self) -> str:
+        return f"ConnectionSlots(limit={self.limit}, open={self.open}, idle={self.idle})"
+
+    @property
+    def open(self) -> int:
+        return len(self._held)
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    def take(self, server: TCPServer) -> bool:
+        """A slot for ``server`` (closing the longest-idle connection if need be), or False."""
+        if len(self._held) >= self.limit:
+            victim = next(iter(self._idle), None)
+            if victim is None:
+                self.refused += 1
+                return False
+            self.release(victim)
+            self.evicted += 1
+            _close_at_once(victim)
+        self._held.add(server)
+        self._idle[server] = None  # idle until its first request arrives
+        return True
+
+    def release(self, server: TCPServer) -> None:
+        self._held.discard(server)
+        self._idle.pop(server, None)
+
+    def mark(self, server: TCPServer, *, idle: bool) -> None:
+        if server in self._held:
+            self._idle.pop(server, None)
+            if idle:
+                self._idle[server] = None  # the most recently idle: last in line
+
+    async def refuse(self, stream: trio.abc.Stream) -> None:
+        """Answer ``stream`` 503 and close it, reading the request first when possible.
+
+        Closing a socket with the request unread would reset the connection,
+        and a client may then lose the answer; so the answer is followed by
+        an end of sending and what the client sends is read, until it closes
+        (it does, after a ``Connection: close`` answer), for at most
+        :data:`_REFUSAL_SECONDS` and for at most :data:`_MAX_LINGERING`
+        connections at a time (descriptors are what is short).
+        """
+        linger = self._lingering < _MAX_LINGERING and isinstance(stream, trio.SocketStream)
+        self._lingering += linger
+        try:
+            with trio.move_on_after(_REFUSAL_SECONDS):
+                await stream.send_all(self._answer)
+                if linger:
+                    assert isinstance(stream, trio.SocketStream)
+                    await stream.send_eof()
+                    read = 0
+                    while read < _LINGER_BYTES and (chunk := await stream.receive_some(16384)):
+                        read += len(chunk)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # the client is gone: nothing left to tell it
+        finally:
+            self._lingering -= linger
+            await trio.aclose_forcefully(stream)
+
+
+def limit_connections(config: HypercornConfig, limit: int) -> ConnectionSlots:
+    """Cap the connections a hypercorn server started with ``config`` holds at ``limit``."""
+    slots = ConnectionSlots(limit)
+    setattr(config, _SLOTS_ATTRIBUTE, slots)
+    return slots
+
+
+def _slots_of(server: TCPServer) -> ConnectionSlots | None:
+    slots = getattr(server.config, _SLOTS_ATTRIBUTE, None)
+    return slots if isinstance(slots, ConnectionSlots) else None
+
+
+def _refusal(limit: int) -> bytes:
+    """The whole answer to a connection past the cap: JSON, the app's usual headers."""
+    body = json.dumps(
+        {
+            "error": "too_many_connections",
+            "message": f"all {limit} connections this server takes ([server] max_connections) "
+            "are busy; retry shortly",
+        },
+        separators=(",", ":"),
+    ).encode()
+    head = (
+        "HTTP/1.1 503 Service Unavailable",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Retry-After: 1",
+        "Connection: close",
+        "Cache-Control: no-store",
+        "X-Content-Type-Options: nosniff",
+        "X-Frame-Options: DENY",
+        "Referrer-Policy: no-referrer",
+        f"Content-Security-Policy: {POLICY}",
+    )
+    return ("\r\n".join(head) + "\r\n\r\n").encode("ascii") + body
+
+
+def _close_at_once(server: TCPServer) -> None:
+    """Close an idle connection's socket now (its descriptor is free on return).
+
+    Its reading task then sees the stream closed and ends; its keep-alive
+    timer (hypercorn's ``idle_task``, whose handle is a cancel scope in
+    hypercorn 0.18) is cancelled so that the task does not linger until the
+    timeout, holding nothing.
+    """
+    stream: Any = server.stream
+    socket = getattr(getattr(stream, "transport_stream", stream), "socket", None)
+    if socket is not None:
+        socket.close()  # trio wakes any task waiting on it with ClosedResourceError
+    handle = getattr(server.idle_task, "_handle", None)
+    if isinstance(handle, trio.CancelScope):
+        handle.cancel()
+
+
+_hypercorn_run: Final = TCPServer.run
+
+
+async def _run(self: TCPServer) -> None:
+    """hypercorn's ``TCPServer.run``, within the server's :class:`ConnectionSlots` if it has any."""
+    slots = _slots_of(self)
+    if slots is None:
+        await _hypercorn_run(self)
+    elif not slots.take(self):
+        await slots.refuse(self.stream)
+    else:
+        try:
+            await _hypercorn_run(self)
+        finally:
+            slots.release(self)
+
+
+if getattr(TCPServer.run, "__name__", "") != "_run":
+    TCPServer.run = _run  # type: ignore[method-assign]
 
 
 class _HTTPConnection(TrioASGIHTTPConnection):

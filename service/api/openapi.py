@@ -505,6 +505,24 @@ def _schemas() -> dict[str, Schema]:
         "NotReady": _error(
             "not_ready", {}, "Starting, shutting down, or served without the ASGI lifespan."
         ),
+        "TooManyStreams": _error(
+            "too_many_streams",
+            {},
+            "[server] max_streams event streams are open: this one is refused (Retry-After).",
+        ),
+        "TooManyStreamsFromClient": _error(
+            "too_many_streams_from_client",
+            {},
+            "[server] max_streams_per_client event streams are open from this client address "
+            "(an IPv6 /64 counts as one address): this one is refused (Retry-After).",
+        ),
+        "TooManyConnections": _error(
+            "too_many_connections",
+            {},
+            "Every one of the [server] max_connections connections is busy with a request: "
+            "this connection gets this answer (Retry-After, Connection: close) and is closed, "
+            "whatever it asked for.",
+        ),
         "InternalError": _error(
             "internal_error",
             {"error_id": _str("the id of the server log entry")},
@@ -608,6 +626,12 @@ def _headers() -> dict[str, Schema]:
         },
         "Allow": {"description": "The methods the path takes.", "required": True,
                   "schema": _str()},
+        "Retry-After": {
+            "description": "With a refusal by a cap (too_many_streams, "
+            "too_many_streams_from_client, too_many_connections): seconds to wait before "
+            "trying again.",
+            "schema": _str(pattern=r"^[0-9]+$"),
+        },
     }
 
 
@@ -648,6 +672,11 @@ def _responses() -> dict[str, Schema]:
             "Any path, a method it does not take.", _ref("MethodNotAllowed"), "Allow"
         ),
         "InternalError": _json_response("Anything unexpected.", _ref("InternalError")),
+        "TooManyConnections": _json_response(
+            "Any path: every connection the server takes is busy (see info.description).",
+            _ref("TooManyConnections"),
+            "Retry-After",
+        ),
     }
 
 
@@ -897,7 +926,11 @@ def _operations(max_timeout: float) -> dict[str, dict[str, Schema]]:
                 "Each event has an id, an event name and one JSON data line (shapes: "
                 "components.schemas.StreamEvents). A ': keep-alive' comment every 15 s of "
                 "silence. A subscriber that falls 1000 events behind gets a last 'dropped' "
-                "event. With auth on, needs the token.",
+                "event. With auth on, needs the token. Streams are capped ([server] "
+                "max_streams in all, max_streams_per_client per client address): past a cap "
+                "the stream is refused at once, 503 too_many_streams or 429 "
+                "too_many_streams_from_client, with Retry-After and Connection: close; a "
+                "quarter of the server's connections is always left to the other routes.",
                 "tags": ["health"],
                 "security": _TOKEN_SECURITY,
                 "responses": {
@@ -919,8 +952,19 @@ def _operations(max_timeout: float) -> dict[str, dict[str, Schema]]:
                         },
                     },
                     "401": _resp_ref("Unauthorized"),
+                    "429": _json_response(
+                        "[server] max_streams_per_client streams are open from this client "
+                        "address.",
+                        _ref("TooManyStreamsFromClient"),
+                        "Retry-After",
+                    ),
                     "500": _resp_ref("InternalError"),
-                    "503": _resp_ref("NotReady"),
+                    "503": _json_response(
+                        "Starting or shutting down (not_ready), or [server] max_streams "
+                        "streams are open (too_many_streams, with Retry-After).",
+                        _one_of("NotReady", "TooManyStreams"),
+                        "Retry-After",
+                    ),
                 },
             }
         },
@@ -1095,7 +1139,12 @@ def openapi_spec(
                 "configured, every caller is granted and the security requirements below "
                 "do not apply.\n\n"
                 "Query parameters: a parameter given twice or with an empty value is a 400 "
-                "invalid_parameter; unknown parameters are ignored."
+                "invalid_parameter; unknown parameters are ignored.\n\n"
+                "Connections are capped ([server] max_connections; by default what the "
+                "open-file limit leaves room for): past the cap the connection that has been "
+                "idle longest is closed to make room; only when every connection is busy with "
+                "a request does a new one get, on any path, a 503 too_many_connections "
+                "(components.responses.TooManyConnections: Retry-After, Connection: close)."
             ),
             "license": {"name": "MIT", "identifier": "MIT"},
         },

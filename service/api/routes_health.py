@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import ipaddress
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
@@ -11,7 +12,9 @@ import trio
 from quart import Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..live.stream import StreamsFull
 from .auth import Access, request_access
+from .caps import stream_caps
 from .compat import StreamResponse, stream_ended
 from .errors import not_ready
 from .healthjson import health_json, model_health_json, wants_health_json
@@ -225,6 +228,45 @@ async def health_history() -> Response:
     return json_response({"adapters": adapters})
 
 
+#: Seconds a client refused a stream is told to wait (``Retry-After``).
+_STREAM_RETRY_AFTER: Final = "5"
+
+
+def _client_key(address: str | None) -> str:
+    """Whose streams count together: the client's address, an IPv6 /64 as one client."""
+    if not address:
+        return ""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # a Unix socket path, or whatever the ASGI server gives
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def _streams_full(full: StreamsFull) -> ApiError:
+    """The answer to a stream past a cap: 503 for the server's, 429 for one client's."""
+    plural = "" if full.limit == 1 else "s"
+    if full.per_client:
+        status, error = 429, "too_many_streams_from_client"
+        message = (
+            f"at most {full.limit} event stream{plural} may be open from one client address "
+            "([server] max_streams_per_client); close one or retry later"
+        )
+    else:
+        status, error = 503, "too_many_streams"
+        message = (
+            f"at most {full.limit} event stream{plural} may be open at once "
+            "([server] max_streams); retry later"
+        )
+    # Connection: close gives the connection back at once, not after the keep-alive timeout.
+    headers = {"Retry-After": _STREAM_RETRY_AFTER, "Connection": "close"}
+    return ApiError(status, {"error": error, "message": message}, headers)
+
+
 async def health_stream() -> Response:
     state = current_state()
     request_access(state.auth, token_required=True)  # results carry error details
@@ -232,9 +274,17 @@ async def health_stream() -> Response:
     if request.method == "HEAD":  # the headers only: no subscription, no endless body
         return Response(b"", mimetype="text/event-stream")
     hello = {"background": state.health is not None}
+    hub = state.events
+    if hub.max_streams is None:  # not set by serve(): the configured caps, else the defaults
+        hub.limit(*stream_caps(state.config.server))
+    try:
+        # Admitted here, before any byte: a refused stream gets a JSON answer.
+        events = hub.stream(hello, client=_client_key(request.remote_addr))
+    except StreamsFull as full:
+        raise _streams_full(full) from None
 
     async def body() -> AsyncIterator[bytes]:
-        async with contextlib.aclosing(state.events.stream(hello)) as events:
+        async with contextlib.aclosing(events):
             async for chunk in events:
                 yield chunk
         stream_ended()

@@ -23,7 +23,13 @@ from .checks import HISTORY_LENGTH, SCHEDULE_KEYS, TRANSIENT_KINDS, CheckSchedul
 from .cluster import CLUSTER_MODES, MODE_SCHEMES, ClusterConfig, display_redis_url, sentinel_url
 from .document import Config
 from .models import ACTIVE_PROBES, PROBES, ModelConfig, ProviderConfig
-from .server import ServerConfig
+from .server import (
+    DEFAULT_MAX_STREAMS,
+    MIN_CONNECTIONS,
+    MIN_NON_STREAM_CONNECTIONS,
+    ServerConfig,
+    stream_room,
+)
 from .values import (
     ENV_NAME,
     MAX_TAGS,
@@ -81,6 +87,9 @@ _SERVER_KEYS: dict[str, type | tuple[type, ...]] = {
     "shutdown_grace": (int, float),
     "keep_alive_timeout": (int, float),
     "anonymous_min_interval": (int, float),
+    "max_connections": int,
+    "max_streams": int,
+    "max_streams_per_client": int,
     "auth_token": str,
     "auth_token_env": str,
 }
@@ -423,9 +432,37 @@ class _Validator:
                 del values["anonymous_min_interval"]
             else:
                 values["anonymous_min_interval"] = interval
+        self.caps(values)
         values.pop("auth_token", None)
         values["auth_token"] = self.auth_token(data.get("server", {}))
         return ServerConfig(**values)
+
+    def caps(self, values: dict[str, Any]) -> None:
+        """``max_connections``, ``max_streams``, ``max_streams_per_client``: bounds, and together."""
+        lowest = {"max_connections": MIN_CONNECTIONS, "max_streams": 1, "max_streams_per_client": 1}
+        for key, low in lowest.items():
+            if key in values and values[key] < low:
+                self.problem(f"server.{key}", f"must be at least {low}, got {values[key]}")
+                del values[key]
+        connections, streams = values.get("max_connections"), values.get("max_streams")
+        if connections is not None and streams is not None and streams > stream_room(connections):
+            self.problem(
+                "server.max_streams",
+                "must leave a quarter of server.max_connections (at least "
+                f"{MIN_NON_STREAM_CONNECTIONS}) to check requests and /livez: at most "
+                f"{stream_room(connections)} with max_connections = {connections}, got {streams}",
+            )
+            del values["max_streams"]
+            return
+        per_client = values.get("max_streams_per_client")
+        if per_client is not None:
+            bound = f"{streams}" if streams is not None else f"{DEFAULT_MAX_STREAMS} by default"
+            if per_client > (DEFAULT_MAX_STREAMS if streams is None else streams):
+                self.problem(
+                    "server.max_streams_per_client",
+                    f"must be at most server.max_streams ({bound}), got {per_client}",
+                )
+                del values["max_streams_per_client"]
 
     def auth_token(self, table: Any) -> Secret | None:
         """``[server] auth_token_env`` / ``auth_token``: the same rules as a provider's key."""

@@ -3,10 +3,37 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from adapters.base import Secret
 
-__all__ = ["ServerConfig"]
+__all__ = [
+    "DEFAULT_MAX_STREAMS",
+    "DEFAULT_MAX_STREAMS_PER_CLIENT",
+    "MIN_CONNECTIONS",
+    "MIN_NON_STREAM_CONNECTIONS",
+    "ServerConfig",
+    "stream_room",
+]
+
+#: ``max_streams`` unless set (and unless ``max_connections`` leaves less room).
+DEFAULT_MAX_STREAMS: Final = 256
+#: ``max_streams_per_client`` unless set: a few dashboards open on one machine.
+DEFAULT_MAX_STREAMS_PER_CLIENT: Final = 16
+#: The fewest connections a server may be given: its probes' checks and /livez need room.
+MIN_CONNECTIONS: Final = 16
+#: Connections never given to event streams: a quarter, and at least this many.
+MIN_NON_STREAM_CONNECTIONS: Final = 8
+
+
+def stream_room(max_connections: int) -> int:
+    """How many of ``max_connections`` event streams may take.
+
+    The rest (a quarter, at least :data:`MIN_NON_STREAM_CONNECTIONS`) is kept
+    for everything else, so the check routes and ``/livez`` always find a
+    connection however many streams are open.
+    """
+    return max_connections - max(MIN_NON_STREAM_CONNECTIONS, max_connections // 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,5 +56,14 @@ class ServerConfig:
     # same selection (no token while auth is on; everyone while it is off)
     # instead of a new run: what one anonymous caller can cost (0 = off).
     anonymous_min_interval: float = 5.0
+    # Caps (None: the default). ``max_connections``: client connections held
+    # at once, derived from the open-file limit when serving starts (at most
+    # 4,096); past it, the longest-idle connection is closed, or, all busy, a
+    # 503. ``max_streams``: event streams open at once (256, within
+    # stream_room(max_connections)); ``max_streams_per_client``: from one
+    # client address, an IPv6 /64 counting as one (16). Past those: 503/429.
+    max_connections: int | None = None
+    max_streams: int | None = None
+    max_streams_per_client: int | None = None
     auth_token: Secret | None = field(default=None, repr=False)
     auth_token_env: str | None = None

@@ -25,6 +25,13 @@ each ``data:`` line):
     one of a stream that fell too far behind.
 
 Closing the stream (the client goes away) cancels only that subscriber.
+
+Caps (:meth:`EventHub.limit`): at most so many streams at once, and so many
+per client. A stream holds its place from the moment :meth:`EventHub.stream`
+admits it (before its first byte: a burst cannot slip past the cap between
+the route and the body) until it ends, or until it is dropped unstarted
+(its client went away first). Past either cap :meth:`EventHub.stream`
+raises :class:`StreamsFull` at once.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import weakref
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -42,7 +50,7 @@ from trio_util import AsyncValue  # type: ignore[import-untyped]
 from ..engine.report import HealthReport, ProbeResult
 from .state import Transition
 
-__all__ = ["HEARTBEAT_SECONDS", "Event", "EventHub", "sse"]
+__all__ = ["HEARTBEAT_SECONDS", "Event", "EventHub", "EventStream", "StreamsFull", "sse"]
 
 logger = logging.getLogger("router_health.stream")
 
@@ -69,6 +77,30 @@ class _Subscriber:
     dropped: bool = False
 
 
+class StreamsFull(Exception):
+    """No place for another stream: ``limit`` streams are open (from this client, if ``per_client``)."""
+
+    def __init__(self, limit: int, *, per_client: bool) -> None:
+        scope = "from one client" if per_client else "in all"
+        super().__init__(f"{limit} event stream(s) open {scope}")
+        self.limit = limit
+        self.per_client = per_client
+
+
+@dataclass(eq=False, slots=True)
+class _Place:
+    """An admitted stream's place, given back once (when it ends or is dropped unstarted)."""
+
+    hub: EventHub
+    client: str
+    held: bool = True
+
+    def give_back(self) -> None:
+        if self.held:
+            self.held = False
+            self.hub._give_back(self.client)
+
+
 class EventHub:
     """Fans events out to subscribers; never blocks the publisher."""
 
@@ -83,6 +115,12 @@ class EventHub:
         self.published = 0
         self.dropped = 0  # subscribers dropped for falling behind
         self._closed = False
+        # Caps (None: none); see limit().
+        self.max_streams: int | None = None
+        self.max_streams_per_client: int | None = None
+        self.streams = 0  # admitted and not ended: the count the caps apply to
+        self.refused = 0  # streams refused by a cap, since creation
+        self._per_client: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"EventHub(subscribers={len(self._subscribers)}, published={self.published})"
@@ -162,14 +200,48 @@ class EventHub:
         for subscriber in subscribers:
             subscriber.send.close()
 
-    async def stream(self, hello: dict[str, Any]) -> AsyncGenerator[bytes, None]:
+    def limit(self, max_streams: int, per_client: int) -> None:
+        """At most ``max_streams`` streams open at once, ``per_client`` from any one client."""
+        if max_streams < 1 or per_client < 1:
+            raise ValueError(f"stream caps must be at least 1, got {max_streams}, {per_client}")
+        self.max_streams, self.max_streams_per_client = max_streams, per_client
+
+    def _admit(self, client: str) -> _Place:
+        held = self._per_client.get(client, 0)
+        if self.max_streams is not None and self.streams >= self.max_streams:
+            self.refused += 1
+            raise StreamsFull(self.max_streams, per_client=False)
+        if self.max_streams_per_client is not None and held >= self.max_streams_per_client:
+            self.refused += 1
+            raise StreamsFull(self.max_streams_per_client, per_client=True)
+        self.streams += 1
+        self._per_client[client] = held + 1
+        return _Place(self, client)
+
+    def _give_back(self, client: str) -> None:
+        self.streams -= 1
+        held = self._per_client.pop(client, 1) - 1
+        if held:
+            self._per_client[client] = held
+
+    def stream(self, hello: dict[str, Any], *, client: str = "") -> EventStream:
         """One subscriber's SSE bytes: ``hello``, then every event, with heartbeats.
 
-        Ends when the hub closes or drops it (then with a ``dropped`` event);
-        the caller going away (the generator closed or cancelled)
-        unsubscribes it.
+        Admitted now, for ``client`` (any key: the route passes the client's
+        address), or :class:`StreamsFull` past a cap. Ends when the hub closes
+        or drops it (then with a ``dropped`` event); the caller going away
+        (the stream closed or cancelled) unsubscribes it. Its place is given
+        back when it ends, is closed, or is dropped unstarted.
         """
-        if self._closed:  # opened while the app stops: nothing will come
+        if self._closed:  # opened while the app stops: nothing will come, nothing held
+            place = _Place(self, client, held=False)
+            return EventStream(_hello_only(hello), place)
+        place = self._admit(client)
+        return EventStream(self._events(hello, place), place)
+
+    async def _events(self, hello: dict[str, Any], place: _Place) -> AsyncGenerator[bytes, None]:
+        if self._closed:  # closed between admission and the first byte
+            place.give_back()
             yield sse(Event(0, "hello", hello))
             return
         send, receive = trio.open_memory_channel[Event](self.buffer)
@@ -195,3 +267,36 @@ class EventHub:
             self._count()
             send.close()
             receive.close()
+            place.give_back()
+
+
+class EventStream:
+    """The async iterator :meth:`EventHub.stream` returns: SSE bytes, and ``aclose()``.
+
+    Closing it (started or not) gives its place back; so does dropping it
+    unstarted (a finalizer), e.g. when the client went away before its first
+    byte was sent.
+    """
+
+    __slots__ = ("__weakref__", "_events", "_place")
+
+    def __init__(self, events: AsyncGenerator[bytes, None], place: _Place) -> None:
+        self._events = events
+        self._place = place
+        weakref.finalize(self, place.give_back)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self._events.__anext__()
+
+    async def aclose(self) -> None:
+        try:
+            await self._events.aclose()
+        finally:
+            self._place.give_back()
+
+
+async def _hello_only(hello: dict[str, Any]) -> AsyncGenerator[bytes, None]:
+    yield sse(Event(0, "hello", hello))
