@@ -250,7 +250,9 @@ async def test_a_stream_past_max_streams_per_client_is_a_json_429() -> None:
 
 
 async def test_a_connection_past_max_connections_closes_an_idle_one_to_get_in() -> None:
-    async with running_service(server={"max_connections": 16}) as service:
+    # A long keep-alive: only the cap may close an idle connection here.
+    async with running_service(server={"max_connections": 16, "keep_alive_timeout": 60}) as service:
+        slots = service.app.extensions[CONNECTIONS_KEY]
         closed = trio.Event()
         with trio.fail_after(GUARD * 2):
             async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
@@ -263,9 +265,11 @@ async def test_a_connection_past_max_connections_closes_an_idle_one_to_get_in() 
                             closed.set()
 
                     nursery.start_soon(watch)
+                await eventually(lambda: slots.open == 16, within=GUARD)  # all taken
                 answer = await raw_get(service, b"/livez")
                 assert answer.status == 200 and answer.json() == {"status": "ok"}
                 await closed.wait()  # an idle connection made the room
+                assert (slots.evicted, slots.refused) == (1, 0)
                 nursery.cancel_scope.cancel()
 
 
@@ -276,6 +280,7 @@ async def test_a_connection_past_max_connections_all_busy_gets_a_raw_json_503() 
     ) as service:
         service.sim.set_behavior("openai", mode="hang")
         state = service.app.extensions[EXTENSION_KEY]
+        slots = service.app.extensions[CONNECTIONS_KEY]
         with trio.fail_after(GUARD * 3):
             async with open_streams(service, 8), AsyncExitStack() as stack:
                 for _ in range(8):  # the other 8 places: requests waiting on a hanging provider
@@ -290,10 +295,10 @@ async def test_a_connection_past_max_connections_all_busy_gets_a_raw_json_503() 
                     "retry shortly")
                 assert answer.headers[b"x-content-type-options"] == b"nosniff"
                 assert b"default-src 'none'" in answer.headers[b"content-security-policy"]
+                assert (slots.refused, slots.evicted) == (1, 0)
             service.sim.set_behavior("openai", mode="ok")
         # Once the busy connections are gone, the server answers again.
-        slots = service.app.extensions[CONNECTIONS_KEY]
-        await eventually(lambda: slots.open == 0, within=GUARD)  # the server's own count
+        await eventually(lambda: slots.open == 0, within=GUARD * 3)  # the server's own count
         with trio.fail_after(GUARD):
             assert (await raw_get(service, b"/livez")).status == 200
 
