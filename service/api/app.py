@@ -10,6 +10,7 @@ open), and every request shares it. The API itself is described by
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -88,6 +89,8 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
         state.health = HealthState(config.checks.schedule_for)
     state.metrics = Metrics(state.manager.health_checker, state.health)
     app.extensions[EXTENSION_KEY] = state
+    # Answers from the live state, sent as bytes while the state has not changed.
+    app.quick_answer = functools.partial(state.answers.lookup, state)
 
     lifetime = Lifetime(state)
     app.before_serving(lifetime.start)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextvars
 import json
+import math
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import quote_from_bytes
 
@@ -236,13 +238,15 @@ _hypercorn_run: Final = TCPServer.run
 
 
 async def _run(self: TCPServer) -> None:
-    """hypercorn's ``TCPServer.run``, within the server's :class:`ConnectionSlots` if it has any."""
+    """hypercorn's ``TCPServer.run``, within the server's :class:`ConnectionSlots` if it has any
+    (and with the :class:`_IdleTimer` below)."""
     slots = _slots_of(self)
     if slots is None:
         await _hypercorn_run(self)
     elif not slots.take(self):
         await slots.refuse(self.stream)
     else:
+        self.idle_task = _IdleTimer(self)  # type: ignore[assignment]
         try:
             await _hypercorn_run(self)
         finally:
@@ -251,6 +255,97 @@ async def _run(self: TCPServer) -> None:
 
 if getattr(TCPServer.run, "__name__", "") != "_run":
     TCPServer.run = _run  # type: ignore[method-assign]
+
+
+# -- hypercorn: the keep-alive timer without a task per request -----------------------
+
+
+class _IdleTimer:
+    """A connection's keep-alive timeout (hypercorn's ``TrioSingleTask``), one task for its life.
+
+    Why: hypercorn 0.18 re-arms the timeout after every answer by cancelling
+    the connection's timer task and starting a new one (under a lock, with
+    ``nursery.start``), and stops it when the next request arrives: on this
+    stack that is a quarter of what a small answer costs the server (about
+    150 µs of 600; ``python -m benchmarks.serving``). Here one task waits
+    for the whole connection and re-arming moves its deadline. What it does
+    is hypercorn's ``_idle_timeout``: armed (between requests), the deadline
+    passing or the server's shutdown (``context.terminated``) closes the
+    connection; disarmed (a request is being served), neither does. The task
+    ends when the connection's reading ends (the client closed it) or when
+    ``_handle`` is cancelled (:class:`ConnectionSlots` closing it at once).
+
+    Used by the servers ``serve()`` starts (those with :class:`ConnectionSlots`);
+    other hypercorn servers in the process keep hypercorn's own.
+    """
+
+    def __init__(self, server: TCPServer) -> None:
+        self._server = server
+        self._armed = False
+        self._deadline = math.inf
+        self._wait: trio.CancelScope | None = None  # the wait in progress: its deadline moves
+        self._rearmed = trio.Event()
+        #: The watching task's scope (hypercorn's attribute name for its timer's scope).
+        self._handle: trio.CancelScope | None = None
+
+    async def restart(self, task_group: Any, action: Any) -> None:
+        """Arm the timeout (hypercorn passes its ``_idle_timeout`` as ``action``: done here)."""
+        self._deadline = trio.current_time() + self._server.config.keep_alive_timeout
+        self._armed = True
+        if self._handle is None:
+            nursery = getattr(task_group, "_nursery", None)
+            if nursery is None:
+                return
+            self._handle = trio.CancelScope()
+            nursery.start_soon(self._watch, self._handle)
+        elif self._wait is not None:
+            self._wait.deadline = self._deadline
+        else:
+            self._rearmed.set()
+
+    async def stop(self) -> None:
+        """Disarm it: a request is being served."""
+        self._armed = False
+        if self._wait is not None:
+            self._wait.deadline = math.inf
+
+    def end(self) -> None:
+        """The connection reads no more: the timer has nothing left to close."""
+        if self._handle is not None:
+            self._handle.cancel()
+
+    async def _watch(self, handle: trio.CancelScope) -> None:
+        with handle:
+            while True:
+                while not self._armed:
+                    self._rearmed = trio.Event()
+                    await self._rearmed.wait()
+                with trio.CancelScope(deadline=self._deadline) as wait:
+                    self._wait = wait
+                    try:
+                        await self._server.context.terminated.wait()
+                    finally:
+                        self._wait = None
+                if self._armed:  # its deadline passed, or the server is shutting down
+                    break
+            with trio.CancelScope(shield=True):
+                await self._server._initiate_server_close()
+
+
+_hypercorn_read_data: Final = TCPServer._read_data
+
+
+async def _read_then_end_timer(self: TCPServer) -> None:
+    """hypercorn's ``TCPServer._read_data``, ending the :class:`_IdleTimer` when it returns."""
+    try:
+        await _hypercorn_read_data(self)
+    finally:
+        if isinstance(self.idle_task, _IdleTimer):
+            self.idle_task.end()
+
+
+if getattr(TCPServer._read_data, "__name__", "") != "_read_then_end_timer":
+    TCPServer._read_data = _read_then_end_timer  # type: ignore[method-assign]
 
 
 class _HTTPConnection(TrioASGIHTTPConnection):
@@ -330,15 +425,33 @@ def _ascii_query(scope: Any) -> Any:
     return {**scope, "query_string": quote_from_bytes(query, safe=_QUERY_SAFE).encode("ascii")}
 
 
+#: An answer ready before Quart sees the request: status, headers, body (or None).
+QuickAnswer = Callable[[Mapping[str, Any]], "tuple[int, list[tuple[bytes, bytes]], bytes] | None"]
+
+
 class RouterHealthApp(QuartTrio):
-    """QuartTrio with the two fixes above: its connection class, and ASCII query strings."""
+    """QuartTrio with the two fixes above (its connection class, ASCII query strings), and
+    answers sent straight from the ASGI entry point when ``quick_answer`` has one.
+
+    ``quick_answer`` (set by ``create_app``) returns an answer already made
+    for an identical request (:mod:`service.api.answers`), or None: then
+    Quart handles the request as usual. Sent here, such an answer skips
+    Quart's request and response objects, routing and hooks, which would
+    each cost more than the answer itself.
+    """
 
     # ``asgi_http_class`` is how quart-trio 0.12 picks the per-request driver.
     asgi_http_class = _HTTPConnection
+    quick_answer: QuickAnswer | None = None
 
     async def __call__(
         self, scope: Any, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope.get("type") == "http":
             scope = _ascii_query(scope)
+            if self.quick_answer is not None and (ready := self.quick_answer(scope)) is not None:
+                status, headers, body = ready
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
         await super().__call__(scope, receive, send)

@@ -12,6 +12,7 @@ import trio
 from quart import Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..engine.report import HealthReport
 from ..live.stream import StreamsFull
 from .auth import Access, request_access
 from .caps import stream_caps
@@ -83,12 +84,17 @@ async def _answer(
         state, params, selection, anonymous=state.auth.anonymous(access)
     )
     details = params.details and access is Access.GRANTED
-    if as_health_json:
-        return health_json_response(
-            health_json(report, details=details), health_json_status(report)
-        )
-    body = shape(report.to_dict(details=details), access, state.cluster)
-    return json_response(body, status_code(report.status))
+
+    def render(report: HealthReport) -> Response:
+        if as_health_json:
+            return health_json_response(
+                health_json(report, details=details), health_json_status(report)
+            )
+        body = shape(report.to_dict(details=details), access, state.cluster)
+        return json_response(body, status_code(report.status))
+
+    await state.answers.keep(state, access, report, render)
+    return render(report)
 
 
 async def health_all() -> Response:
@@ -107,8 +113,13 @@ async def health_models() -> Response:
         state, params, Selection.of(params), anonymous=state.auth.anonymous(access)
     )
     details = params.details and access is Access.GRANTED
-    body = shape(models_view(report, details=details), access, state.cluster)
-    return json_response(body, status_code(report.status))
+
+    def render(report: HealthReport) -> Response:
+        body = shape(models_view(report, details=details), access, state.cluster)
+        return json_response(body, status_code(report.status))
+
+    await state.answers.keep(state, access, report, render)
+    return render(report)
 
 
 async def health_model(name: str) -> Response:
@@ -123,15 +134,20 @@ async def health_model(name: str) -> Response:
         model=name,
         anonymous=state.auth.anonymous(access),
     )
-    one = report.model_report(name)
     details = params.details and access is Access.GRANTED
-    if as_health_json:
-        return health_json_response(
-            model_health_json(one, details=details), health_json_status(one)
-        )
-    data = one.to_dict(details=details)
-    data.update(report.extra)  # "source" (and "stale") with background checks on
-    return json_response(shape(data, access, state.cluster), status_code(report.status))
+
+    def render(report: HealthReport) -> Response:
+        one = report.model_report(name)
+        if as_health_json:
+            return health_json_response(
+                model_health_json(one, details=details), health_json_status(one)
+            )
+        data = one.to_dict(details=details)
+        data.update(report.extra)  # "source" (and "stale") with background checks on
+        return json_response(shape(data, access, state.cluster), status_code(report.status))
+
+    await state.answers.keep(state, access, report, render)
+    return render(report)
 
 
 async def _read_body(limit: int) -> bytes:

@@ -65,8 +65,14 @@ async def docs() -> Response:
     return _static("docs.html")
 
 
-async def livez() -> Response:
+def _alive() -> Response:
     return json_response({"status": "ok"})
+
+
+async def livez() -> Response:
+    """Always ``{"status": "ok"}``: after the first, sent as bytes (:mod:`service.api.answers`)."""
+    await current_state().answers.keep_constant(_alive)
+    return _alive()
 
 
 async def readyz() -> Response:

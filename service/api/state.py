@@ -18,6 +18,7 @@ from ..live.cluster import ClusterCoordinator
 from ..live.state import HealthState
 from ..live.stream import EventHub
 from ..live.webhook import WebhookNotifier
+from .answers import StateAnswers
 from .auth import BearerAuth
 from .metrics import Metrics
 from .recent import RecentRuns
@@ -60,6 +61,8 @@ class ServiceState:
     )
     # Finished runs answering anonymous callers ([server] anonymous_min_interval).
     recent_runs: RecentRuns = field(default_factory=lambda: RecentRuns(0.0))
+    # Answers from the live state, kept as text until the state changes.
+    answers: StateAnswers = field(default_factory=StateAnswers)
     # With background checks on (some adapter's ``interval`` > 0): the live
     # state, and the checker feeding it while the app serves.
     health: HealthState | None = None
