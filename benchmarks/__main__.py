@@ -111,7 +111,13 @@ def _write_results(results: suite.Results, out: Path) -> None:
         return
     report.plot(results, out / "scale.png")
     narrative = (report.HERE / "analysis.md").read_text(encoding="utf-8")
-    (out / "RESULTS.md").write_text(report.results_md(results, narrative), encoding="utf-8")
+    path = out / "RESULTS.md"
+    text = report.results_md(results, narrative)
+    if path.exists():
+        # The serving section comes from `python -m benchmarks.serving --write`, not this
+        # suite: carried over as recorded.
+        text = report.carry_section(path.read_text(encoding="utf-8"), text, "serving")
+    path.write_text(text, encoding="utf-8")
 
 
 def _run_with_progress(plan: suite.Plan) -> suite.Results:

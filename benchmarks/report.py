@@ -806,6 +806,18 @@ def plot(results: Results, path: Path) -> None:
 # -- RESULTS.md ------------------------------------------------------------------
 
 
+def carry_section(old: str, new: str, name: str) -> str:
+    """``new`` with the ``<!-- name:begin ... -->``..``<!-- name:end -->`` part of ``old`` appended.
+
+    For sections another command writes: a full run must not drop them.
+    """
+    begin, end_marker = old.find(f"<!-- {name}:begin"), f"<!-- {name}:end -->"
+    end = old.find(end_marker, begin)
+    if begin == -1 or end == -1 or f"<!-- {name}:begin" in new:
+        return new
+    return new.rstrip("\n") + "\n\n" + old[begin : end + len(end_marker)] + "\n"
+
+
 def results_md(results: Results, narrative: str) -> str:
     head = (
         "# Benchmark results\n\n"

@@ -244,3 +244,13 @@ def test_the_cluster_record_counts_one_probe_per_adapter_per_interval_in_all() -
     assert once.index(report.CLUSTER_BEGIN) < once.index("\n## Targets\n")
     again = report.splice_cluster(once, section.replace("probes / min", "PPM"))
     assert again.count(report.CLUSTER_BEGIN) == 1 and "PPM" in again
+
+
+def test_a_full_run_keeps_the_serving_section_another_command_wrote() -> None:
+    from benchmarks import report
+
+    old = "# old\n\n<!-- serving:begin (x) -->\nserving rows\n<!-- serving:end -->\n\nafter\n"
+    kept = report.carry_section(old, "# new results\n", "serving")
+    assert kept.startswith("# new results\n")
+    assert "<!-- serving:begin (x) -->\nserving rows\n<!-- serving:end -->" in kept
+    assert report.carry_section("# no section\n", "# new\n", "serving") == "# new\n"
