@@ -247,8 +247,6 @@ def test_the_cluster_record_counts_one_probe_per_adapter_per_interval_in_all() -
 
 
 def test_a_full_run_keeps_the_serving_section_another_command_wrote() -> None:
-    from benchmarks import report
-
     old = "# old\n\n<!-- serving:begin (x) -->\nserving rows\n<!-- serving:end -->\n\nafter\n"
     kept = report.carry_section(old, "# new results\n", "serving")
     assert kept.startswith("# new results\n")
