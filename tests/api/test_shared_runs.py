@@ -13,41 +13,25 @@ not depend on how long they take.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import pytest
 import trio
 import trio.testing
-from quart_trio import QuartTrio
 
 from service import ConfigError, parse_config
-from service.api.app import EXTENSION_KEY, serve
+from service.api.app import EXTENSION_KEY
 from service.testing.simulator import Behavior, SimProvider
 from tests.support.app import make_app
 from tests.support.fakes import Probe, adapter
-from tests.support.served import GUARD, running_service
+from tests.support.served import GUARD, running_service, served
 
 TOKEN = "a-test-token-of-enough-length"
 LONG = {"timeout": 60, "model_timeout": 60, "adapter_timeout": 60}
 
 
-@asynccontextmanager
-async def served(app: QuartTrio) -> AsyncIterator[httpx.AsyncClient]:
-    """``app`` served by hypercorn on a free loopback port, and a client for it."""
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        urls = await nursery.start(
-            functools.partial(serve, app, host="127.0.0.1", port=0, shutdown_trigger=stop.wait)
-        )
-        try:
-            async with httpx.AsyncClient(base_url=urls[0], timeout=GUARD * 2) as client:
-                yield client
-        finally:
-            stop.set()
 
 
 class Fleet:

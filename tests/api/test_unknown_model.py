@@ -10,19 +10,12 @@ loopback); the CLI's message (``UnknownModelError``) follows the same rule.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-import httpx
-import trio
 from quart_trio import QuartTrio
 
 from service import AdapterManager, UnknownModelError
-from service.api.app import serve
 from tests.support.app import make_app
 from tests.support.fakes import Probe, adapter
-from tests.support.served import GUARD
+from tests.support.served import GUARD, served
 
 MANY = 10_000
 
@@ -39,24 +32,11 @@ def big_app() -> tuple[QuartTrio, AdapterManager, Probe]:
     return app, manager, probe
 
 
-@asynccontextmanager
-async def served(app: QuartTrio) -> AsyncIterator[httpx.AsyncClient]:
-    """``app`` served by hypercorn on a free loopback port, and a client for it."""
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        urls = await nursery.start(
-            functools.partial(serve, app, host="127.0.0.1", port=0, shutdown_trigger=stop.wait)
-        )
-        try:
-            async with httpx.AsyncClient(base_url=urls[0], timeout=GUARD * 4) as client:
-                yield client
-        finally:
-            stop.set()
 
 
 async def test_an_unknown_model_among_10000_is_a_small_404_with_a_few_close_names() -> None:
     app, _, probe = big_app()
-    async with served(app) as client:
+    async with served(app, client_timeout=GUARD * 4) as client:
         far = await client.get("/v1/health/models/nope")
         near = await client.get(f"/v1/health/models/{name(1234).replace('1234', '1243')}")
         batch = await client.post("/v1/health/batch", json={"models": ["gpt-5", name(77) + "x"]})
@@ -77,7 +57,7 @@ async def test_an_unknown_model_among_10000_is_a_small_404_with_a_few_close_name
 
 async def test_an_unknown_provider_among_10000_is_a_small_404_too() -> None:
     app, _, probe = big_app()
-    async with served(app) as client:
+    async with served(app, client_timeout=GUARD * 4) as client:
         response = await client.post("/v1/health/batch", json={"providers": ["provider-00042x"]})
     assert response.status_code == 404
     assert len(response.content) < 2048
@@ -92,7 +72,7 @@ async def test_an_unknown_provider_among_10000_is_a_small_404_too() -> None:
 async def test_a_batch_of_a_thousand_unknown_names_costs_what_one_does() -> None:
     app, _, _ = big_app()
     names = [f"{name(i)}-typo" for i in range(1000)]
-    async with served(app) as client:
+    async with served(app, client_timeout=GUARD * 4) as client:
         response = await client.post("/v1/health/batch", json={"models": names})
     assert response.status_code == 404
     body = response.json()
@@ -104,7 +84,7 @@ async def test_a_batch_of_a_thousand_unknown_names_costs_what_one_does() -> None
 
 async def test_a_few_configured_models_are_all_listed_as_before() -> None:
     app, _ = make_app({"gpt-4": [adapter("openai", Probe())], "llama3": [adapter("ollama", Probe())]})
-    async with served(app) as client:
+    async with served(app, client_timeout=GUARD * 4) as client:
         response = await client.get("/v1/health/models/gpt-5")
     assert response.status_code == 404
     assert response.json()["available"] == ["gpt-4", "llama3"]

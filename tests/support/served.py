@@ -7,6 +7,7 @@ a ``fail_after`` guard so a regression fails instead of hanging.
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -180,3 +181,20 @@ async def raw_get(service: Service, target: bytes) -> Answer:
                 break
     assert response is not None
     return Answer(response.status_code, dict(response.headers), body)
+
+
+@asynccontextmanager
+async def served(
+    app: QuartTrio, *, client_timeout: float = GUARD * 2
+) -> AsyncIterator[httpx.AsyncClient]:
+    """``app`` (already built) served by hypercorn on a free loopback port, and a client for it."""
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(
+            functools.partial(serve, app, host="127.0.0.1", port=0, shutdown_trigger=stop.wait)
+        )
+        try:
+            async with httpx.AsyncClient(base_url=urls[0], timeout=client_timeout) as client:
+                yield client
+        finally:
+            stop.set()
