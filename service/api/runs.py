@@ -178,16 +178,7 @@ class SharedRun:
 def _unfinished(model: str, adapter: Adapter, waited: float | None) -> ProbeResult:
     """An adapter without a verdict at a caller's deadline: probed for ``waited`` s, or not yet."""
     if waited is None:
-        return ProbeResult(
-            model=model,
-            provider=adapter.provider,
-            adapter=adapter.adapter_name,
-            status=ProbeStatus.TIMEOUT,
-            latency_ms=None,
-            checked_at=time.time(),
-            error="not started: the budget ran out before this adapter's turn",
-            failure=FailureKind.NOT_STARTED,
-        )
+        return ProbeResult.not_started(model, adapter.provider, adapter.adapter_name)
     return ProbeResult(
         model=model,
         provider=adapter.provider,

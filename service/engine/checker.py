@@ -397,7 +397,7 @@ class HealthChecker:
 
         # Anything still without a verdict never got a chance to start.
         for model, adapter in run.missing():
-            run.record(self._not_started(model, adapter))
+            run.record(_not_started(model, adapter))
 
         report = HealthReport(
             models=run.model_reports(),
@@ -557,7 +557,7 @@ class HealthChecker:
         own_timeout = _adapter_timeout(adapter, self.settings.adapter_timeout)
         deadline = min(start + own_timeout, budget.model_deadline, budget.run_deadline)
         if deadline <= start:
-            return self._not_started(model, adapter, fallback=fallback)
+            return _not_started(model, adapter, fallback=fallback)
         if deadline == start + own_timeout:
             limit = f"adapter timeout {own_timeout:g} s"
         elif deadline == budget.run_deadline:
@@ -685,20 +685,6 @@ class HealthChecker:
                 checked = dataclasses.replace(checked, error=scrubbed)
         return checked
 
-    @staticmethod
-    def _not_started(model: str, adapter: Adapter, *, fallback: bool = False) -> ProbeResult:
-        return ProbeResult(
-            model=model,
-            provider=adapter.provider,
-            adapter=adapter.adapter_name,
-            status=ProbeStatus.TIMEOUT,
-            latency_ms=None,
-            checked_at=time.time(),
-            error="not started: the budget ran out before this adapter's turn",
-            failure=FailureKind.NOT_STARTED,
-            fallback=fallback,
-        )
-
 
 def _verdict_fields(extra: dict[str, Any], result: ProbeResult) -> dict[str, Any]:
     """A probe's log fields plus its verdict, for structured (JSON) logs."""
@@ -750,3 +736,7 @@ def _describe_group(group: BaseExceptionGroup[Exception], secrets: Sequence[Any]
     walk(group)
     text = "; ".join(leaves[:3]) + (f" (+{len(leaves) - 3} more)" if len(leaves) > 3 else "")
     return redact(text, secrets)
+
+
+def _not_started(model: str, adapter: Adapter, *, fallback: bool = False) -> ProbeResult:
+    return ProbeResult.not_started(model, adapter.provider, adapter.adapter_name, fallback=fallback)

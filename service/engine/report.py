@@ -12,6 +12,7 @@ apply.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,23 @@ class ProbeResult:
     #: Served from the live state past its ``max_age`` while a refresh runs
     #: (stale-while-revalidate).
     stale: bool = False
+
+    @classmethod
+    def not_started(
+        cls, model: str, provider: str, adapter: str, *, fallback: bool = False
+    ) -> ProbeResult:
+        """The verdict of an adapter whose turn never came before the budget ran out."""
+        return cls(
+            model=model,
+            provider=provider,
+            adapter=adapter,
+            status=ProbeStatus.TIMEOUT,
+            latency_ms=None,
+            checked_at=time.time(),
+            error="not started: the budget ran out before this adapter's turn",
+            failure=FailureKind.NOT_STARTED,
+            fallback=fallback,
+        )
 
     @property
     def cached(self) -> bool:
