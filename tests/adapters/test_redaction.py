@@ -20,20 +20,11 @@ import pytest
 from adapters import HttpAdapter, OpenAIAdapter, Secret, redact
 from adapters.base import MIN_FRAGMENT, scrub
 from adapters.transport import RawResponse
+from tests.support.leaks import fragment
 
 KEY = "rhtestkey-Lw3Ps8Dn1Hq6Vz4C"
 OTHER = "rhtestkey0Bx7Mf2Kc9Rt5Yj1G"
 
-
-def fragment(key: str, text: str) -> int:
-    """The longest run of ``key``'s characters in ``text`` (0 when shorter than MIN_FRAGMENT)."""
-    best = 0
-    for start in range(len(key)):
-        for end in range(len(key), start + max(best, MIN_FRAGMENT - 1), -1):
-            if key[start:end] in text:
-                best = end - start
-                break
-    return best
 
 
 CUTS = range(MIN_FRAGMENT, len(KEY))  # characters of the key the cut kept

@@ -38,6 +38,7 @@ from service import AdapterManager, HealthReport, parse_config
 from service.testing.simulator import Behavior, SimProvider, Simulator
 from tests.support.cli import run_cli
 from tests.support.configs import write_config
+from tests.support.leaks import fragment
 from tests.support.served import running_service
 
 #: One key per adapter type, all of one length; no provider prefix.
@@ -62,22 +63,11 @@ BODY_CUT = 80
 MESSAGE_CUT = 199
 #: A run of the key's characters this long is a recognisable fragment; shorter
 #: ones ("rht", "key") are everyday text.
-MIN_FRAGMENT = 4
 #: Body filler: a character no key contains, no cut mark, no whitespace.
 FILLER = "~"
 MODEL = "frag-model"
 GUARD = 20.0
 
-
-def fragment(key: str, text: str) -> int:
-    """The longest run of ``key``'s characters found in ``text`` (0 if under MIN_FRAGMENT)."""
-    best = 0
-    for start in range(len(key)):
-        for end in range(len(key), start + max(best, MIN_FRAGMENT - 1), -1):
-            if key[start:end] in text:
-                best = end - start
-                break
-    return best
 
 
 def leaks(key: str, places: Iterable[tuple[str, str]]) -> dict[str, int]:
