@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import socket
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -198,3 +198,33 @@ async def served(
                 yield client
         finally:
             stop.set()
+
+
+async def shut_down_while_waiting(
+    service: Service,
+    paths: Sequence[str],
+    call: Callable[[str], Awaitable[None]],
+    *,
+    provider: str,
+    in_flight: int,
+    grace: float,
+) -> float:
+    """Start ``call(path)`` for each of ``paths``, and once ``provider`` has ``in_flight``
+    probes under way, shut the server down; the seconds the shutdown took.
+
+    Returns after every call has ended and the simulator is idle again.
+    """
+    sim = service.sim
+    async with trio.open_nursery() as clients:
+        for path in paths:
+            clients.start_soon(call, path)
+        with trio.fail_after(GUARD):
+            await sim.wait_until(lambda: sim.stats(provider).in_flight >= in_flight)
+        start = trio.current_time()
+        service.stop.set()
+        with trio.fail_after(grace + GUARD):  # only stops a hang
+            await service.stopped.wait()
+        elapsed = trio.current_time() - start
+    with trio.fail_after(GUARD):
+        await sim.wait_idle()  # the probes went with the runs
+    return elapsed

@@ -25,7 +25,13 @@ import trio
 from service.testing.simulator import Behavior, SimProvider, Simulator
 from tests.support.cli import cli_process, read_stderr, read_stdout_until
 from tests.support.configs import write_config
-from tests.support.served import DEADLINE_SLACK, GUARD, deadline_bound, running_service
+from tests.support.served import (
+    DEADLINE_SLACK,
+    GUARD,
+    deadline_bound,
+    running_service,
+    shut_down_while_waiting,
+)
 
 #: Every check route that waits on a shared run (the performance route too).
 WAITING_PATHS = (
@@ -56,19 +62,10 @@ async def test_requests_waiting_at_the_end_of_the_grace_get_a_503_in_process() -
         async def call(path: str) -> None:
             answers.append(await service.client.get(path))
 
-        async with trio.open_nursery() as clients:
-            for path in WAITING_PATHS:
-                clients.start_soon(call, path)
-            with trio.fail_after(GUARD):
-                # Three runs probe openai: /v1/health/ and /models share one.
-                await sim.wait_until(lambda: sim.stats("openai").in_flight >= 3)
-            start = trio.current_time()
-            service.stop.set()
-            with trio.fail_after(grace + GUARD):  # only stops a hang
-                await service.stopped.wait()
-            elapsed = trio.current_time() - start
-        with trio.fail_after(GUARD):
-            await sim.wait_idle()  # the probes went with the runs
+        # Three runs probe openai: /v1/health/ and /models share one.
+        elapsed = await shut_down_while_waiting(
+            service, WAITING_PATHS, call, provider="openai", in_flight=3, grace=grace
+        )
     assert len(answers) == len(WAITING_PATHS)
     for answer in answers:
         assert_shutting_down(answer)

@@ -39,7 +39,14 @@ from service.api.app import EXTENSION_KEY
 from service.testing.simulator import Behavior, SimProvider, Simulator
 from tests.support.cli import cli_process, read_stderr, read_stdout_until
 from tests.support.configs import write_config
-from tests.support.served import GUARD, PROVIDERS, Service, deadline_bound, running_service
+from tests.support.served import (
+    GUARD,
+    PROVIDERS,
+    Service,
+    deadline_bound,
+    running_service,
+    shut_down_while_waiting,
+)
 
 SEED = 20241130
 SOAK_REQUESTS = 200
@@ -306,20 +313,11 @@ async def test_graceful_shutdown_under_load_ends_within_the_grace_period() -> No
                 outcomes.append(str(response.status_code))
 
         try:
-            async with trio.open_nursery() as clients:
-                paths = ["/v1/health/?timeout=60", "/v1/health/performance?timeout=60",
-                         "/v1/health/models/gpt-4?timeout=60", "/v1/health/models?timeout=60"]
-                for path in paths:
-                    clients.start_soon(client, path)
-                with trio.fail_after(GUARD):
-                    await sim.wait_until(lambda: sim.stats("openai").in_flight >= 3)
-                start = trio.current_time()
-                service.stop.set()
-                with trio.fail_after(grace + GUARD):  # only stops a hang
-                    await service.stopped.wait()
-                elapsed = trio.current_time() - start
-            with trio.fail_after(GUARD):
-                await sim.wait_idle()
+            paths = ["/v1/health/?timeout=60", "/v1/health/performance?timeout=60",
+                     "/v1/health/models/gpt-4?timeout=60", "/v1/health/models?timeout=60"]
+            elapsed = await shut_down_while_waiting(
+                service, paths, client, provider="openai", in_flight=3, grace=grace
+            )
         finally:
             trio.lowlevel.remove_instrument(ledger)
         # Within the grace period plus a busy machine's slack (callers still
