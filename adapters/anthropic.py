@@ -17,6 +17,7 @@ class AnthropicAdapter(HttpAdapter):
     adapter_name: ClassVar[str] = "AnthropicAdapter"
     default_base_url: ClassVar[str | None] = "https://api.anthropic.com"
     key_required: ClassVar[bool] = True
+    option_keys: ClassVar[frozenset[str]] = frozenset({"anthropic_version"})
 
     def _headers(self) -> dict[str, str]:
         headers = {

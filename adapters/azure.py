@@ -23,6 +23,7 @@ class AzureOpenAIAdapter(HttpAdapter):
     adapter_name: ClassVar[str] = "AzureOpenAIAdapter"
     default_base_url: ClassVar[str | None] = None
     key_required: ClassVar[bool] = True
+    option_keys: ClassVar[frozenset[str]] = frozenset({"deployment", "api_version"})
 
     @property
     def deployment(self) -> str:

@@ -301,10 +301,22 @@ class ProbeOutcome:
     error: str | None = None
     failure: FailureKind | None = None
     retry_after: float | None = None  # seconds, from a 429/503 Retry-After header
+    #: Tokens this probe was billed for (prompt + completion, from the answer's
+    #: ``usage``); None for free probes and answers that do not say.
+    tokens: int | None = None
+    #: The model ids a list probe saw, for wildcard entries (``model = "*"``)
+    #: that report what the provider serves; None otherwise.
+    listed: tuple[str, ...] | None = None
 
     @classmethod
-    def ok(cls, http_status: int | None = None) -> ProbeOutcome:
-        return cls(True, http_status=http_status)
+    def ok(
+        cls,
+        http_status: int | None = None,
+        *,
+        tokens: int | None = None,
+        listed: tuple[str, ...] | None = None,
+    ) -> ProbeOutcome:
+        return cls(True, http_status=http_status, tokens=tokens, listed=listed)
 
     @classmethod
     def fail(
@@ -398,6 +410,9 @@ class HttpAdapter:
     default_base_url: ClassVar[str | None] = None
     #: Whether config must supply a key (local servers usually need none).
     key_required: ClassVar[bool] = False
+    #: The provider-specific config keys this type reads (strings, passed in
+    #: ``options``); the config parser accepts them for this type only.
+    option_keys: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
@@ -533,6 +548,8 @@ class HttpAdapter:
             error=self._scrub(verdict.error) if verdict.error else None,
             failure=verdict.failure,
             retry_after=verdict.retry_after,
+            tokens=verdict.tokens,
+            listed=verdict.listed,
         )
 
     def _scrub(self, text: str, limit: int = _MAX_ERROR_CHARS) -> str:

@@ -121,16 +121,20 @@ _PROVIDER_KEYS = {
     "max_concurrent",
     "tags",
     *SCHEDULE_KEYS,
-    # provider-specific
-    "deployment",
-    "api_version",
-    "anthropic_version",
 }
-_PROVIDER_OPTION_KEYS = {
-    "deployment": {"azure"},
-    "api_version": {"azure"},
-    "anthropic_version": {"anthropic"},
-}
+
+
+def _option_keys() -> dict[str, set[str]]:
+    """Provider-specific keys (each adapter type declares its own) -> the types that read them."""
+    keys: dict[str, set[str]] = {}
+    for kind, cls in ADAPTER_TYPES.items():
+        for key in cls.option_keys:
+            keys.setdefault(key, set()).add(kind)
+    return keys
+
+
+_PROVIDER_OPTION_KEYS = _option_keys()
+_PROVIDER_KEYS |= set(_PROVIDER_OPTION_KEYS)
 _TOP_KEYS = {"checks", "server", "models", "webhook", "cluster"}
 _CLUSTER_KEYS: dict[str, type | tuple[type, ...]] = {
     "redis_url": str,

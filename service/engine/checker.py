@@ -627,6 +627,8 @@ class HealthChecker:
             retry_after=outcome.retry_after,
             fallback=fallback,
             queued_ms=queued_ms,
+            tokens=outcome.tokens,
+            listed_models=outcome.listed,
         )
         if outcome.healthy:
             logger.info(

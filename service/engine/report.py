@@ -89,6 +89,10 @@ class ProbeResult:
     #: Served from the live state past its ``max_age`` while a refresh runs
     #: (stale-while-revalidate).
     stale: bool = False
+    #: Tokens the probe was billed for (paid probes whose answer has ``usage``).
+    tokens: int | None = None
+    #: Model ids a wildcard entry's list probe saw (see ``ProbeOutcome.listed``).
+    listed_models: tuple[str, ...] | None = None
 
     @classmethod
     def not_started(
@@ -151,6 +155,10 @@ class ProbeResult:
             data["samples"] = self.samples
         if self.stale:
             data["stale"] = True
+        if self.tokens is not None:
+            data["tokens"] = self.tokens
+        if self.listed_models is not None:
+            data["listed_models"] = list(self.listed_models)
         return data
 
 
