@@ -124,6 +124,9 @@ class ChecksConfig:
     # metadata address (169.254.0.0/16, fe80::/10, 169.254.169.254 in any
     # spelling, fd00:ec2::254...): refused by default, they hand out credentials.
     allow_link_local: bool = False
+    # Tokens paid probes (probe = "completion") may be billed per sliding hour;
+    # past it they send the free probe until the hour has room (None = no budget).
+    max_probe_tokens_per_hour: int | None = None
     # Filled by parse_config from the provider entries (not [checks] keys):
     # provider name -> its ``max_concurrent``, and (model, provider) -> its
     # ``min_interval`` override.

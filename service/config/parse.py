@@ -63,6 +63,7 @@ _CHECK_KEYS: dict[str, type | tuple[type, ...]] = {
     "adaptive_concurrency": bool,
     "adaptive_ceiling": int,
     "allow_link_local": bool,
+    "max_probe_tokens_per_hour": int,
 }
 _SCHEDULE_TYPES: dict[str, type | tuple[type, ...]] = {
     "interval": (int, float),
@@ -409,6 +410,11 @@ class _Validator:
             ("sync_threads", 1, ""),
             ("max_concurrent_probes", 0, " (0 = unlimited)"),
             ("adaptive_ceiling", 1, " (the largest an adaptive provider limit grows)"),
+            (
+                "max_probe_tokens_per_hour",
+                1,
+                " (tokens paid probes may be billed per sliding hour; leave it out for no budget)",
+            ),
         ):
             if key in values and values[key] < low:
                 self.problem(f"checks.{key}", f"must be at least {low}{note}, got {values[key]}")

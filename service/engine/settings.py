@@ -48,6 +48,9 @@ class CheckerSettings:
     # unhealthy; per-adapter overrides: (model, provider) -> kinds.
     transient: frozenset[str] = frozenset()
     adapter_transient: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    # Tokens paid probes may be billed per sliding hour; past it they send the
+    # free probe instead (service.engine.cost). None: no budget.
+    max_probe_tokens_per_hour: int | None = None
 
     @classmethod
     def from_config(cls, checks: ChecksConfig) -> CheckerSettings:
@@ -69,6 +72,7 @@ class CheckerSettings:
                 key: frozenset(checks.schedule_for(*key).transient)
                 for key in checks.adapter_schedule
             },
+            max_probe_tokens_per_hour=checks.max_probe_tokens_per_hour,
         )
 
     def transient_for(self, model: str, provider: str) -> frozenset[FailureKind]:
@@ -89,6 +93,8 @@ class CheckerSettings:
             for name, value in self.provider_max_concurrent.items()
         }}
         caps["adaptive_ceiling"] = (self.adaptive_ceiling, 1)
+        if self.max_probe_tokens_per_hour is not None:
+            caps["max_probe_tokens_per_hour"] = (self.max_probe_tokens_per_hour, 1)
         for name, (cap, low) in caps.items():
             if isinstance(cap, bool) or not isinstance(cap, int) or cap < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {cap!r}")
