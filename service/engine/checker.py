@@ -25,6 +25,9 @@ Cost controls, all off by default (see :class:`CheckerSettings`):
   pushes back and grow back as it answers (:mod:`service.engine.limits`); a 429 or
   503 with ``Retry-After`` also holds that adapter's verdict until then
   (:meth:`service.engine.cache.RecentResults.hold`), so nothing is sent meanwhile.
+* ``max_probe_tokens_per_hour``: every probe sent is counted, with the tokens
+  it was billed (:mod:`service.engine.cost`); past the budget, adapters whose
+  probe is paid send their free probe (results marked ``budget_fallback``).
 
 ``transient`` failure kinds (``rate_limited``, ``timeout``) make a result
 ``degraded`` instead of ``unhealthy``/``timeout``: the provider is busy, not
@@ -48,6 +51,7 @@ from adapters.base import Adapter, FailureKind, ProbeOutcome, redact
 
 from ..config.values import check_seconds
 from .cache import RecentResults
+from .cost import ProbeCosts, billed_tokens
 from .limits import ProbeSlots, Signal, SlotWait
 from .passive import PassiveHealth, ReportedRequest
 from .report import (
@@ -189,6 +193,9 @@ class HealthChecker:
         self.run_listeners: list[RunCallback] = []
         #: Probes sent and not yet answered, across every run (a gauge).
         self.in_flight = 0
+        #: Probes sent and tokens billed, and the hourly token budget
+        #: (:mod:`service.engine.cost`): counted here, where probes are sent.
+        self.cost = ProbeCosts(settings.max_probe_tokens_per_hour)
 
     def __repr__(self) -> str:
         return f"HealthChecker({self.slots!r}, {self.recent!r})"
@@ -520,9 +527,20 @@ class HealthChecker:
         self, model: str, adapter: Adapter, budget: _Budget, *, fallback: bool, run: _Run
     ) -> ProbeResult:
         wait = SlotWait()
-        result = self._transient(
-            await self._probe_once(model, adapter, budget, wait, fallback=fallback, run=run)
-        )
+        # Past [checks] max_probe_tokens_per_hour a paid adapter sends its free
+        # probe instead; ``adapter`` stays the key of everything remembered.
+        sent, budget_fallback = self.cost.probe_for(adapter)
+        try:
+            result = self._transient(
+                await self._probe_once(model, sent, budget, wait, fallback=fallback, run=run)
+            )
+        except BaseException:
+            if wait.granted_at is not None:  # cancelled after it went out: it may be billed
+                self.cost.record(model, sent, None, budget_fallback=budget_fallback)
+            raise
+        if budget_fallback:
+            result = dataclasses.replace(result, budget_fallback=True)
+        self.cost.record(model, sent, result, budget_fallback=budget_fallback)
         if wait.granted_at is not None:  # one that never got a slot says nothing of the provider
             self.recent.remember(model, adapter, result)
             self.slots.feedback(
@@ -680,6 +698,8 @@ class HealthChecker:
         ):
             # A custom adapter's odd value must not reach a hold, JSON or a stream.
             checked = dataclasses.replace(checked, retry_after=None)
+        if checked.tokens is not None and billed_tokens(checked.tokens) is None:
+            checked = dataclasses.replace(checked, tokens=None)  # nor the cost accounting
         if checked.error:
             # A custom adapter's own message may quote a key it was given.
             scrubbed = redact(checked.error, secrets)

@@ -93,6 +93,9 @@ class ProbeResult:
     tokens: int | None = None
     #: Model ids a wildcard entry's list probe saw (see ``ProbeOutcome.listed``).
     listed_models: tuple[str, ...] | None = None
+    #: The adapter's probe is paid, but ``[checks] max_probe_tokens_per_hour``
+    #: was reached: it sent its free probe instead (service.engine.cost).
+    budget_fallback: bool = False
 
     @classmethod
     def not_started(
@@ -159,6 +162,8 @@ class ProbeResult:
             data["tokens"] = self.tokens
         if self.listed_models is not None:
             data["listed_models"] = list(self.listed_models)
+        if self.budget_fallback:
+            data["budget_fallback"] = True
         return data
 
 
