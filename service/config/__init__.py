@@ -2,12 +2,16 @@
 
 The bottom floor: it imports nothing else of ``service``. Settings are
 frozen dataclasses, parsed and validated once (:func:`load_config`,
-:func:`parse_config`); the floors above take them as they are.
+:func:`parse_config`); the floors above take them as they are. A LiteLLM
+proxy config (YAML) maps onto the same document (:func:`load_litellm_config`,
+:func:`import_litellm`).
 """
 
 from .checks import HISTORY_LENGTH, SCHEDULE_KEYS, TRANSIENT_KINDS, CheckSchedule, ChecksConfig
 from .cluster import ClusterConfig
 from .document import Config
+from .litellm import is_litellm_path, load_litellm_config, parse_litellm_config
+from .litellm_import import ImportedConfig, import_litellm
 from .models import ModelConfig, ProviderConfig
 from .parse import load_config, parse_config
 from .server import ServerConfig
@@ -26,12 +30,17 @@ __all__ = [
     "ClusterConfig",
     "Config",
     "ConfigError",
+    "ImportedConfig",
     "ModelConfig",
     "ProviderConfig",
     "ServerConfig",
     "WebhookConfig",
     "dump_toml",
+    "import_litellm",
+    "is_litellm_path",
     "load_config",
+    "load_litellm_config",
     "parse_config",
+    "parse_litellm_config",
     "tag_problem",
 ]
