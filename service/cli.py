@@ -1,4 +1,4 @@
-"""``router-health``: serve, demo and check.
+"""``router-health``: serve, demo, check and import.
 
 Exit codes of ``check`` (for cron, CI and Kubernetes exec probes): 0 healthy,
 1 degraded, 2 unhealthy, 3 bad usage or config, 130 interrupted.
@@ -18,7 +18,16 @@ from typing import NoReturn
 
 import trio
 
-from .config import Config, ConfigError, load_config
+from .config import (
+    Config,
+    ConfigError,
+    import_litellm,
+    is_litellm_path,
+    load_config,
+    load_litellm_config,
+)
+from .config.litellm_yaml import read_config_file
+from .engine.cost import ProbeCosts
 from .engine.manager import AdapterManager, UnknownModelError, raise_open_file_limit
 from .engine.report import HealthReport, HealthStatus, ProbeResult
 from .logs import LOG_FORMATS, configure_logging
@@ -61,8 +70,10 @@ def _parser() -> argparse.ArgumentParser:
             "--config",
             default=os.environ.get("ROUTER_HEALTH_CONFIG"),
             required=required and not os.environ.get("ROUTER_HEALTH_CONFIG"),
-            help="TOML config file (or set ROUTER_HEALTH_CONFIG)",
+            help="TOML config file, or a LiteLLM proxy config (.yaml/.yml) "
+            "(or set ROUTER_HEALTH_CONFIG)",
         )
+        p.add_argument("--strict", action="store_true", help=STRICT_HELP)
 
     serve = sub.add_parser("serve", help="serve the health API over HTTP")
     add_config(serve, required=True)
@@ -84,7 +95,54 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--sequential", action="store_true", help="one adapter at a time")
     check.add_argument("--timeout", type=float, default=None, help="seconds for the whole run")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    imports = sub.add_parser(
+        "import", help="print another tool's config as router-health TOML (stdout)"
+    )
+    imports.add_argument("format", choices=["litellm"], help="litellm: a LiteLLM proxy config.yaml")
+    imports.add_argument("path", help="the file to import")
+    imports.add_argument("--strict", action="store_true", help=STRICT_HELP)
     return parser
+
+
+STRICT_HELP = (
+    "refuse a deployment router-health cannot check (a config error) "
+    "instead of reporting it unsupported"
+)
+
+
+# -- config ---------------------------------------------------------------------
+
+
+def load(path: str, *, strict: bool = False) -> Config:
+    """``--config path``: a LiteLLM proxy config when named .yaml/.yml, else TOML."""
+    if is_litellm_path(path):
+        return load_litellm_config(path, strict=strict)
+    config = load_config(path)
+    if strict:
+        unsupported = [
+            f"{model.name} / {provider.name}"
+            for model in config.models
+            for provider in model.providers
+            if provider.type == "unsupported"
+        ]
+        if unsupported:
+            raise ConfigError(
+                config.source,
+                [f"type \"unsupported\" entries refused by --strict: {', '.join(unsupported)}"],
+            )
+    return config
+
+
+def _import(args: argparse.Namespace) -> int:
+    imported = import_litellm(read_config_file(args.path), source=args.path, strict=args.strict)
+    sys.stdout.write(imported.toml)
+    if imported.unset:
+        print(
+            "router-health: before serving it, export: " + ", ".join(imported.unset),
+            file=sys.stderr,
+        )
+    return 0
 
 
 # -- check --------------------------------------------------------------------
@@ -123,6 +181,22 @@ def _summary(report: HealthReport) -> str:
     )
 
 
+def cost_summary(costs: ProbeCosts) -> str:
+    """What this check's probes cost, on one line (the budget named when it bit)."""
+    total = costs.total()
+    line = (
+        f"probes: {total.probes} sent ({total.free_probes} free, {total.paid_probes} paid), "
+        f"{total.tokens} tokens billed"
+    )
+    if total.budget_fallbacks:
+        plural = "s" if total.budget_fallbacks > 1 else ""
+        line += (
+            f"; {total.budget_fallbacks} paid probe{plural} sent as a free one "
+            f"(max_probe_tokens_per_hour = {costs.max_tokens_per_hour} reached)"
+        )
+    return line
+
+
 def _fleet_size(config: Config) -> int:
     return sum(len(model.providers) for model in config.models)
 
@@ -146,6 +220,7 @@ async def _check(config: Config, args: argparse.Namespace) -> int:
         print(format_table(report.results()))
         print()
         print(_summary(report))
+        print(cost_summary(manager.health_checker.cost))
     return EXIT_CODES[report.status]
 
 
@@ -264,11 +339,13 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "demo":
         trio.run(_demo, args)
         return 0
+    if args.command == "import":
+        return _import(args)
     if args.command == "check":
         if args.config is None:
             return trio.run(_check_demo, args)
-        return trio.run(_check, load_config(args.config), args)
-    config = load_config(args.config)
+        return trio.run(_check, load(args.config, strict=args.strict), args)
+    config = load(args.config, strict=args.strict)
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
     trio.run(_serve, config, host, port)
