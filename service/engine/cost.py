@@ -47,6 +47,7 @@ __all__ = [
     "ProbeKind",
     "billed_tokens",
     "free_twin",
+    "has_free_probe",
 ]
 
 logger = logging.getLogger("router_health.cost")
@@ -89,6 +90,15 @@ def free_twin(adapter: Adapter) -> Adapter:
     twin = copy.copy(adapter)
     cast(_ChoosesProbe, twin).probe = FREE_PROBE
     return twin
+
+
+def has_free_probe(adapter: Adapter) -> bool:
+    """Whether ``adapter`` has a free probe to fall back to.
+
+    An HTTP type that cannot list models (``lists_models`` false) has one only
+    with a ``probe_path``; without, its paid probe is all it can send.
+    """
+    return bool(getattr(adapter, "lists_models", True) or getattr(adapter, "probe_path", None))
 
 
 def billed_tokens(value: object) -> int | None:
@@ -281,9 +291,12 @@ class ProbeCosts:
         """The adapter to probe with now, and whether it is the budget's free fallback.
 
         ``adapter`` itself unless its probe is paid and the budget is reached:
-        then its free twin (:func:`free_twin`).
+        then its free twin (:func:`free_twin`). An adapter with no free probe
+        (:func:`has_free_probe`) keeps its paid one: there is nothing to send instead.
         """
         if self.max_tokens_per_hour is None or _declared_probe(adapter) != PAID_PROBE:
+            return adapter, False
+        if not has_free_probe(adapter):
             return adapter, False
         if self._has_room(trio.current_time()):
             return adapter, False

@@ -1,0 +1,429 @@
+"""What probes cost (service.engine.cost): probes and tokens counted, and the hourly token budget.
+
+Checker-level tests run on Trio's MockClock with in-memory adapters: the hour
+slides by jumping the clock, never by sleeping. The free twin is checked over
+loopback against the simulator (no billed call reaches it), and the
+``check`` command is run as a real process.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from adapters import Adapter, ProbeOutcome
+from service import AdapterManager, ConfigError, HealthChecker, HealthReport, parse_config
+from service.cli import cost_summary
+from service.engine.cost import WINDOW_SECONDS, CostCounts, ProbeCosts, free_twin
+from service.engine.report import ProbeResult
+from service.testing.simulator import SimProvider, Simulator
+from service.testing.simulator.fleets import demo_providers
+from tests.support.cli import run_cli
+from tests.support.configs import write_config
+from tests.support.fakes import Probe, adapter, settings
+
+MODEL = "m"
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+class Metered:
+    """An adapter that sends the request its ``probe`` names, as HTTP adapters do.
+
+    ``"completion"`` answers billed ``tokens``; any other probe is free. Every
+    call is appended to ``sent``, which a free twin (a shallow copy) shares.
+    """
+
+    adapter_name = "MeteredAdapter"
+
+    def __init__(self, provider: str, tokens: int | None, probe: str = "completion") -> None:
+        self.provider = provider
+        self.probe = probe
+        self.tokens = tokens
+        self.sent: list[str] = []
+        self.gate: trio.Event | None = None  # when set: every call waits for it
+
+    async def check_health(self) -> ProbeOutcome:
+        self.sent.append(self.probe)
+        if self.gate is not None:
+            await self.gate.wait()
+        return ProbeOutcome.ok(200, tokens=self.tokens if self.probe == "completion" else None)
+
+
+def result_of(report: HealthReport, provider: str) -> ProbeResult:
+    return report.models[MODEL].results[provider]
+
+
+def total(checker: HealthChecker, provider: str) -> CostCounts:
+    [cost] = [c for c in checker.cost.adapters() if c.provider == provider]
+    return cost.total
+
+
+def budget_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "router_health.cost"]
+
+
+# -- the accounting ----------------------------------------------------------------------------
+
+
+async def test_paid_probes_count_their_tokens_and_free_probes_count_none(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    paid, free = Metered("paid", tokens=7), Metered("free", tokens=7, probe="models")
+    checker = HealthChecker(settings())
+    for _ in range(3):
+        await checker.run({MODEL: [paid, free]})
+    assert total(checker, "paid") == CostCounts(free_probes=0, paid_probes=3, tokens=21)
+    assert total(checker, "free") == CostCounts(free_probes=3, paid_probes=0, tokens=0)
+    assert checker.cost.total() == CostCounts(free_probes=3, paid_probes=3, tokens=21)
+
+
+async def test_tokens_a_free_probe_reports_are_never_counted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Lying(Metered):
+        async def check_health(self) -> ProbeOutcome:
+            return ProbeOutcome.ok(200, tokens=50)  # whatever its probe
+
+    checker = HealthChecker(settings())
+    await checker.run({MODEL: [Lying("free", tokens=50, probe="models")]})
+    assert total(checker, "free") == CostCounts(free_probes=1, tokens=0)
+
+
+async def test_code_of_your_own_is_paid_when_it_reports_billed_tokens(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def billed() -> ProbeOutcome:
+        return ProbeOutcome.ok(tokens=12)
+
+    async def odd() -> ProbeOutcome:
+        return ProbeOutcome.ok(tokens=-3)  # not a count: dropped, not billed
+
+    checker = HealthChecker(settings())
+    report = await checker.run(
+        {MODEL: [adapter("billed", billed), adapter("odd", odd), adapter("plain", Probe([True]))]}
+    )
+    assert total(checker, "billed") == CostCounts(paid_probes=1, tokens=12)
+    assert total(checker, "odd") == CostCounts(free_probes=1)
+    assert total(checker, "plain") == CostCounts(free_probes=1)
+    assert result_of(report, "billed").to_dict()["tokens"] == 12
+    assert "tokens" not in result_of(report, "odd").to_dict()
+
+
+async def test_results_served_from_min_interval_are_counted_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    paid = Metered("paid", tokens=5)
+    checker = HealthChecker(settings(min_interval=60.0))
+    reports = [await checker.run({MODEL: [paid]}) for _ in range(3)]
+    assert paid.sent == ["completion"]
+    assert [result_of(r, "paid").cached for r in reports] == [False, True, True]
+    assert result_of(reports[2], "paid").tokens == 5  # what the probe behind it was billed
+    assert total(checker, "paid") == CostCounts(paid_probes=1, tokens=5)
+    assert checker.cost.last_hour() == CostCounts(paid_probes=1, tokens=5)
+
+
+async def test_probe_one_counts_like_a_run(autojump_clock: trio.testing.MockClock) -> None:
+    checker = HealthChecker(settings())
+    await checker.probe_one(MODEL, Metered("paid", tokens=4))
+    assert total(checker, "paid") == CostCounts(paid_probes=1, tokens=4)
+
+
+async def test_a_probe_cancelled_after_it_went_out_counts_without_tokens(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    paid = Metered("paid", tokens=9)
+    paid.gate = trio.Event()  # never set: the probe hangs until cancelled
+    checker = HealthChecker(settings())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(checker.run, {MODEL: [paid]})
+        await trio.testing.wait_all_tasks_blocked()
+        assert paid.sent == ["completion"]
+        nursery.cancel_scope.cancel()  # the caller hangs up
+    assert total(checker, "paid") == CostCounts(paid_probes=1, tokens=0)
+
+
+async def test_the_last_hour_forgets_what_the_total_keeps(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    checker = HealthChecker(settings())
+    await checker.run({MODEL: [Metered("paid", tokens=3)]})
+    await trio.sleep(WINDOW_SECONDS / 2)
+    await checker.run({MODEL: [Metered("paid", tokens=3)]})
+    [cost] = checker.cost.adapters()
+    assert cost.last_hour == cost.total == CostCounts(paid_probes=2, tokens=6)
+    await trio.sleep(WINDOW_SECONDS / 2 + 60)  # an adapter's window moves in one-minute steps
+    [cost] = checker.cost.adapters()
+    assert cost.total == CostCounts(paid_probes=2, tokens=6)
+    assert cost.last_hour == CostCounts(paid_probes=1, tokens=3)
+    assert checker.cost.last_hour() == CostCounts(paid_probes=1, tokens=3)
+
+
+# -- the budget ------------------------------------------------------------------------------
+
+
+async def test_past_the_budget_paid_adapters_send_the_free_probe_and_say_so(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "router_health.cost")
+    paid = Metered("paid", tokens=6)
+    checker = HealthChecker(settings(max_probe_tokens_per_hour=10))
+    reports = [await checker.run({MODEL: [paid]}) for _ in range(4)]
+
+    # 6, then 12 tokens: the second paid probe passed the budget, so the rest are free.
+    assert paid.sent == ["completion", "completion", "models", "models"]
+    flags = [result_of(r, "paid").budget_fallback for r in reports]
+    assert flags == [False, False, True, True]
+    assert result_of(reports[2], "paid").to_dict()["budget_fallback"] is True
+    assert "budget_fallback" not in result_of(reports[0], "paid").to_dict()
+    assert result_of(reports[3], "paid").healthy  # the free probe's verdict
+    assert total(checker, "paid") == CostCounts(
+        free_probes=2, paid_probes=2, tokens=12, budget_fallbacks=2
+    )
+    [reached] = budget_lines(caplog)  # once, when crossed; not once per probe
+    assert "budget reached: 12 tokens" in reached and "max_probe_tokens_per_hour = 10" in reached
+
+
+async def test_when_the_hour_slides_past_the_spent_tokens_paid_probes_resume(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "router_health.cost")
+    paid = Metered("paid", tokens=10)
+    checker = HealthChecker(settings(max_probe_tokens_per_hour=10))
+    start = trio.current_time()
+    await checker.run({MODEL: [paid]})
+    await trio.sleep(WINDOW_SECONDS - 1)
+    still_spent = await checker.run({MODEL: [paid]})
+    budget = checker.cost.budget()
+    assert budget is not None and budget.exhausted
+    assert budget.room_in_s == pytest.approx(start + WINDOW_SECONDS - trio.current_time())
+    await trio.sleep(1)
+    resumed = await checker.run({MODEL: [paid]})
+
+    assert paid.sent == ["completion", "models", "completion"]
+    assert result_of(still_spent, "paid").budget_fallback
+    assert not result_of(resumed, "paid").budget_fallback
+    # One line per change: reached, room again, and reached again by the resumed probe.
+    reached, room, again = budget_lines(caplog)
+    assert "budget reached" in reached and "budget reached" in again
+    assert "room again: 0 of 10 tokens" in room
+    assert checker.cost.last_hour().tokens == 10  # the resumed probe's
+
+
+async def test_probes_in_flight_when_the_budget_is_reached_still_count(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    gate = trio.Event()
+    fleet: list[Adapter] = []
+    for name in ("a", "b", "c"):
+        metered = Metered(name, tokens=6)
+        metered.gate = gate
+        fleet.append(metered)
+    checker = HealthChecker(settings(max_probe_tokens_per_hour=10))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(checker.run, {MODEL: fleet})
+        await trio.testing.wait_all_tasks_blocked()  # all three sent before any answered
+        gate.set()
+    assert checker.cost.total() == CostCounts(paid_probes=3, tokens=18)
+    budget = checker.cost.budget()
+    assert budget is not None and budget.tokens_last_hour == 18 and budget.exhausted
+
+
+async def test_the_budget_leaves_free_adapters_and_code_of_your_own_alone(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def billed() -> ProbeOutcome:
+        return ProbeOutcome.ok(tokens=20)
+
+    free = Metered("free", tokens=None, probe="models")
+    checker = HealthChecker(settings(max_probe_tokens_per_hour=10))
+    for _ in range(2):
+        report = await checker.run({MODEL: [free, adapter("own", billed)]})
+    # Code of your own has no free probe to fall back to: it keeps being probed and counted.
+    assert not result_of(report, "own").budget_fallback
+    assert total(checker, "own") == CostCounts(paid_probes=2, tokens=40)
+    assert free.sent == ["models", "models"] and not result_of(report, "free").budget_fallback
+
+
+async def test_an_adapter_without_a_free_probe_keeps_its_paid_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Unlisted(Metered):
+        lists_models = False  # an HTTP type with no model list and no probe_path
+        probe_path = None
+
+    unlisted = Unlisted("unlisted", tokens=20)
+    checker = HealthChecker(settings(max_probe_tokens_per_hour=10))
+    for _ in range(2):
+        report = await checker.run({MODEL: [unlisted]})
+    assert unlisted.sent == ["completion", "completion"]
+    assert not result_of(report, "unlisted").budget_fallback
+
+
+async def test_the_budget_state_says_since_when_it_is_exhausted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    checker = HealthChecker(settings(max_probe_tokens_per_hour=5))
+    assert checker.cost.to_dict()["budget"] == {
+        "max_tokens_per_hour": 5,
+        "tokens_last_hour": 0,
+        "exhausted": False,
+        "exhausted_since": None,
+        "room_in_s": None,
+    }
+    await checker.run({MODEL: [Metered("paid", tokens=5)]})
+    budget = checker.cost.to_dict()["budget"]
+    assert budget["exhausted"] is True and budget["tokens_last_hour"] == 5
+    assert isinstance(budget["exhausted_since"], float)
+    assert budget["room_in_s"] == pytest.approx(WINDOW_SECONDS)
+    assert HealthChecker(settings()).cost.to_dict()["budget"] is None
+
+
+def test_the_cost_object_lists_each_adapter_with_its_total_and_last_hour() -> None:
+    async def main() -> dict[str, Any]:
+        checker = HealthChecker(settings())
+        fleet: list[Adapter] = [Metered("paid", tokens=2), Metered("free", None, "models")]
+        await checker.run({MODEL: fleet}, concurrent=False)  # so "paid" is first
+        return checker.cost.to_dict()
+
+    cost = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    counts = {"probes": 1, "free_probes": 0, "paid_probes": 1, "tokens": 2, "budget_fallbacks": 0}
+    assert cost["adapters"][0] == {
+        "model": MODEL, "provider": "paid", "total": counts, "last_hour": counts,
+    }
+    assert [a["provider"] for a in cost["adapters"]] == ["paid", "free"]
+    assert cost["total"] == cost["last_hour"] == {
+        "probes": 2, "free_probes": 1, "paid_probes": 1, "tokens": 2, "budget_fallbacks": 0,
+    }
+
+
+def test_costs_without_a_budget_never_fall_back() -> None:
+    async def main() -> None:
+        costs = ProbeCosts()
+        paid = Metered("paid", tokens=1_000_000)
+        assert costs.probe_for(paid) == (paid, False)
+
+    trio.run(main)
+
+
+# -- config ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (0, "checks.max_probe_tokens_per_hour: must be at least 1 (tokens paid probes may be "
+            "billed per sliding hour; leave it out for no budget), got 0"),
+        (-5, "checks.max_probe_tokens_per_hour: must be at least 1"),
+        (1.5, "checks.max_probe_tokens_per_hour: must be an integer, got 1.5"),
+        (True, "checks.max_probe_tokens_per_hour: must be an integer, got True"),
+        ("1000", "checks.max_probe_tokens_per_hour: must be an integer, got '1000'"),
+    ],
+)
+def test_a_bad_budget_is_a_precise_config_error(value: object, message: str) -> None:
+    document = {
+        "checks": {"max_probe_tokens_per_hour": value},
+        "models": [{"name": MODEL, "providers": [
+            {"name": "p", "type": "ollama", "base_url": "http://127.0.0.1:9", "model": "x"}
+        ]}],
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(document, env={})
+    assert message in str(info.value)
+
+
+def test_the_budget_reaches_the_checker_from_the_config() -> None:
+    document = {
+        "checks": {"max_probe_tokens_per_hour": 2500},
+        "models": [{"name": MODEL, "providers": [
+            {"name": "p", "type": "ollama", "base_url": "http://127.0.0.1:9", "model": "x"}
+        ]}],
+    }
+    manager = AdapterManager.from_config(parse_config(document, env={}))
+    assert manager.health_checker.cost.max_tokens_per_hour == 2500
+
+
+# -- over the wire -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sim_providers() -> list[SimProvider]:
+    return demo_providers()[:6]  # every wire format of the demo, all answering
+
+
+async def test_a_free_twin_sends_no_billed_call_for_any_adapter_type(sim: Simulator) -> None:
+    entries = [{**entry, "probe": "completion"} for entry in sim.provider_entries()]
+    config = parse_config({"models": [{"name": MODEL, "providers": entries}]}, env={})
+    async with AdapterManager.from_config(config) as manager:
+        for paid in manager.get_model_adapters(MODEL):
+            twin = free_twin(paid)
+            outcome = await twin.check_health()
+            stats = sim.stats(paid.provider)
+            assert outcome.healthy, (paid.provider, outcome)
+            assert (stats.list_probes, stats.completion_probes) == (1, 0), paid.provider
+            assert getattr(paid, "probe", None) == "completion"  # the original is untouched
+            await paid.check_health()
+            assert sim.stats(paid.provider).completion_probes == 1, paid.provider
+
+
+async def test_end_to_end_a_small_budget_turns_billed_probes_into_free_ones(
+    sim: Simulator,
+) -> None:
+    entries = [{**entry, "probe": "completion"} for entry in sim.provider_entries()]
+    config = parse_config(
+        {
+            "checks": {"max_probe_tokens_per_hour": 1, "recheck_timeouts": False},
+            "models": [{"name": MODEL, "providers": entries}],
+        },
+        env={},
+    )
+    async with AdapterManager.from_config(config) as manager:
+        checker = manager.health_checker
+        first = await checker.run(manager.model_adapters)
+        billed = checker.cost.total().tokens
+        second = await checker.run(manager.model_adapters)
+    names = [entry["name"] for entry in entries]
+    # Every adapter answers its paid probe with a `usage`; the simulator bills 2 or 3 tokens.
+    assert all((first.models[MODEL].results[n].tokens or 0) > 0 for n in names), first.to_dict()
+    assert not any(first.models[MODEL].results[n].budget_fallback for n in names)
+    assert all(second.models[MODEL].results[n].budget_fallback for n in names)
+    assert all(second.models[MODEL].results[n].healthy for n in names)
+    assert {n: sim.stats(n).completion_probes for n in names} == dict.fromkeys(names, 1)
+    assert checker.cost.total() == CostCounts(
+        free_probes=len(names), paid_probes=len(names), tokens=billed, budget_fallbacks=len(names)
+    )
+
+
+async def test_check_prints_what_its_probes_cost(sim: Simulator, tmp_path: Path) -> None:
+    done = await run_cli("check", "--config", str(write_config(tmp_path / "c.toml", sim)))
+    lines = done.stdout.decode().splitlines()
+    assert done.returncode == 0, done.stderr
+    assert "probes: 6 sent (6 free, 0 paid), 0 tokens billed" in lines
+
+
+def test_the_summary_line_names_the_budget_when_it_was_reached() -> None:
+    async def main() -> str:
+        checker = HealthChecker(settings(max_probe_tokens_per_hour=3))
+        paid = Metered("paid", tokens=4)
+        for _ in range(2):
+            await checker.run({MODEL: [paid, Metered("free", None, "models")]})
+        return cost_summary(checker.cost)
+
+    line = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert line == (
+        "probes: 4 sent (3 free, 1 paid), 4 tokens billed; 1 paid probe sent as a free one "
+        "(max_probe_tokens_per_hour = 3 reached)"
+    )
+
+
+def test_a_free_twin_is_a_shallow_copy_sending_the_free_probe() -> None:
+    paid = Metered("paid", tokens=1)
+    twin = free_twin(paid)
+    assert twin is not paid and isinstance(twin, Metered)
+    assert (twin.probe, paid.probe) == ("models", "completion")
+    assert twin.sent is paid.sent  # shared state: for an HTTP adapter, its connection
