@@ -16,16 +16,24 @@ transport (``adapters.transport``) and from scheduling.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import itertools
 import json
 import math
 import re
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, Protocol, runtime_checkable
+from typing import Any, ClassVar, Final, Literal, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
+from .modes import (
+    DEFAULT_MODE,
+    REASONING_MAX_TOKENS,
+    WILDCARD,
+    is_reasoning_model,
+)
 from .transport import (
     ConnectionBudget,
     HttpConnection,
@@ -38,7 +46,9 @@ from .transport import (
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
+    "MAX_LISTED",
     "Adapter",
+    "AnswerKind",
     "ConnectionBudget",
     "FailureKind",
     "HttpAdapter",
@@ -50,6 +60,7 @@ __all__ = [
     "RawResponse",
     "Secret",
     "TransportError",
+    "origin_of",
     "redact",
     "scrub",
 ]
@@ -62,6 +73,8 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 _MAX_ERROR_CHARS = 200
 #: Longest piece of a 2xx body that is not JSON quoted in its error message.
 _MAX_SNIPPET_CHARS = 80
+#: Most model ids a wildcard entry reports (a provider may serve thousands).
+MAX_LISTED = 1000
 
 
 class Secret:
@@ -290,6 +303,7 @@ class FailureKind(enum.StrEnum):
     DEADLINE = "deadline"  # the model's or the run's budget ran out first
     NOT_STARTED = "not_started"  # budget gone before the probe could start
     NOT_OPEN = "not_open"  # the manager owning the HTTP clients is not open
+    UNSUPPORTED = "unsupported"  # a deployment we cannot check (type = "unsupported"): no probe sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,13 +406,27 @@ def _upstream_message(body: bytes) -> str:
     return text
 
 
+#: What a probe's answer is judged by: its JSON body, its bytes (an audio
+#: answer), or its status alone (``probe_path``: a health URL's body is its own).
+AnswerKind = Literal["json", "binary", "status"]
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: where ``probe_path`` is resolved."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
 class HttpAdapter:
     """Base for adapters that probe a provider's HTTP API.
 
-    Subclasses set ``adapter_name`` and implement :meth:`build_request` (the
-    provider's path, auth headers and query) and :meth:`judge` (what a healthy
-    body looks like). Everything else — the capped body read, status and error
-    classification, redaction — lives here once, for every provider.
+    Subclasses set ``adapter_name`` and ``modes`` and implement
+    :meth:`free_request` / :meth:`judge_free` (the provider's model list or
+    lookup) and :meth:`paid_request` / :meth:`judge_paid` (each mode's cheapest
+    real call), with :meth:`auth_headers`. Everything else — ``probe_path``,
+    extra headers, ``expect_status``, the capped body read, status and error
+    classification, redaction — lives here once, for every provider. (A
+    subclass may still override :meth:`build_request` and :meth:`judge` whole.)
 
     The HTTP client is bound by the owning manager when it opens
     (:meth:`bind_client`), so the manager alone decides how connections are
@@ -413,6 +441,12 @@ class HttpAdapter:
     #: The provider-specific config keys this type reads (strings, passed in
     #: ``options``); the config parser accepts them for this type only.
     option_keys: ClassVar[frozenset[str]] = frozenset()
+    #: The modes (``adapters.modes.MODES``) this type can probe; config naming
+    #: another is an error that lists these.
+    modes: ClassVar[frozenset[str]] = frozenset({DEFAULT_MODE})
+    #: Whether the free probe can list (or look up) models. A type without
+    #: one needs ``probe_path`` or ``probe = "completion"``.
+    lists_models: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -426,7 +460,22 @@ class HttpAdapter:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         timeout: float | None = None,
         options: Mapping[str, str] | None = None,
+        mode: str = DEFAULT_MODE,
+        reasoning: bool | None = None,
+        probe_model: str | None = None,
+        max_tokens: int | None = None,
+        probe_path: str | None = None,
+        headers: Mapping[str, Secret] | None = None,
+        expect_status: Collection[int] | None = None,
+        allow_image_probe: bool = False,
     ) -> None:
+        if mode not in self.modes:
+            raise ValueError(
+                f"{type(self).__name__} cannot probe mode {mode!r}; "
+                f"its modes: {', '.join(sorted(self.modes))}"
+            )
+        if probe_path is not None and not probe_path.startswith("/"):
+            raise ValueError(f"probe_path must start with '/', got {probe_path!r}")
         self.provider = provider
         self.timeout = timeout  # overrides the checker's adapter_timeout when set
         self.base_url = base_url.rstrip("/")
@@ -436,27 +485,122 @@ class HttpAdapter:
         self.verify_model = verify_model
         self.max_body_bytes = max_body_bytes
         self.options: dict[str, str] = dict(options or {})
+        self.mode = mode
+        #: True/False as configured; None: decided from the model id.
+        self.reasoning = reasoning
+        self.probe_model = probe_model
+        self.max_tokens = max_tokens
+        self.probe_path = probe_path
+        #: Sent on every probe; the values are secrets (tokens, tenant ids).
+        self.extra_headers: dict[str, Secret] = dict(headers or {})
+        self.expect_status: frozenset[int] = frozenset(expect_status or ())
+        self.allow_image_probe = allow_image_probe
         self._client: ProbeTransport | None = None
 
     def __repr__(self) -> str:
-        # Deliberately lists no key (Secret hides it anyway; belt and braces).
+        # Deliberately lists no key and no header value (Secret hides them anyway).
         return (
             f"{type(self).__name__}(provider={self.provider!r}, base_url={self.base_url!r}, "
-            f"model={self.model!r}, probe={self.probe!r})"
+            f"model={self.model!r}, probe={self.probe!r}, mode={self.mode!r})"
         )
 
     def bind_client(self, client: ProbeTransport | None) -> None:
         """Give this adapter its transport (the manager does this), or take it away."""
         self._client = client
 
+    # -- what the probe is about -------------------------------------------------
+
+    @property
+    def wildcard(self) -> bool:
+        """``model = "*"``: check the provider, and report the models its list names."""
+        return self.model == WILDCARD
+
+    @property
+    def probe_model_id(self) -> str:
+        """The model a paid probe calls: ``probe_model`` (a cheaper sibling) or ``model``."""
+        return self.probe_model or self.model
+
+    @property
+    def is_reasoning(self) -> bool:
+        if self.reasoning is not None:
+            return self.reasoning
+        return is_reasoning_model(self.probe_model_id)
+
+    @property
+    def output_tokens(self) -> int:
+        """The paid probe's output budget: ``max_tokens``, else 1 (64 for a reasoning model)."""
+        if self.max_tokens is not None:
+            return self.max_tokens
+        return REASONING_MAX_TOKENS if self.is_reasoning else 1
+
+    @property
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every secret this adapter sends: masked in whatever text leaves it."""
+        return tuple(s for s in (self.api_key, *self.extra_headers.values()) if s)
+
     # -- what subclasses provide -------------------------------------------
 
-    def build_request(self) -> ProbeRequest:
+    def auth_headers(self) -> dict[str, str]:
+        """The provider's auth headers (Bearer unless a subclass says otherwise)."""
+        return self.bearer_headers()
+
+    def free_request(self) -> ProbeRequest:
+        """The free probe: the provider's model list or lookup."""
         raise NotImplementedError
+
+    def paid_request(self) -> ProbeRequest:
+        """The paid probe: this mode's cheapest real call."""
+        raise NotImplementedError
+
+    def judge_free(self, data: Any) -> ProbeOutcome:
+        raise NotImplementedError
+
+    def judge_paid(self, data: Any) -> ProbeOutcome:
+        raise NotImplementedError
+
+    def answer_kind(self) -> AnswerKind:
+        """How the answer to this probe is judged (see :data:`AnswerKind`)."""
+        if self.probe_path is not None and self.probe != "completion":
+            return "status"
+        return "json"
+
+    def judge_binary(self, headers: Mapping[str, str], body: bytes) -> ProbeOutcome:
+        """Decide health from a 2xx answer that is not JSON (generated audio)."""
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if not body:
+            return self.bad_body("an empty answer where audio was expected")
+        if content_type in ("application/json", "text/html", "text/plain"):
+            return self.bad_body(f"expected audio, got {self._scrub(content_type, 60)}")
+        return ProbeOutcome.ok()
+
+    # -- the request and the verdict ---------------------------------------------
+
+    def build_request(self) -> ProbeRequest:
+        if self.answer_kind() == "status":
+            assert self.probe_path is not None
+            request = ProbeRequest(
+                "GET", origin_of(self.base_url) + self.probe_path, headers=self.auth_headers()
+            )
+        elif self.probe == "completion":
+            request = self.paid_request()
+        else:
+            request = self.free_request()
+        return self._with_extra_headers(request)
 
     def judge(self, data: Any) -> ProbeOutcome:
         """Decide health from a 2xx answer's parsed JSON body."""
-        raise NotImplementedError
+        if self.probe == "completion":
+            return self.judge_paid(data)
+        return self.judge_free(data)
+
+    def _with_extra_headers(self, request: ProbeRequest) -> ProbeRequest:
+        if not self.extra_headers:
+            return request
+        extra = {name: value.reveal() for name, value in self.extra_headers.items()}
+        # Configured headers win, whatever their case ("authorization" replaces ours).
+        replaced = {name.lower() for name in extra}
+        kept = {n: v for n, v in request.headers.items() if n.lower() not in replaced}
+        return dataclasses.replace(request, headers={**kept, **extra})
 
     # -- shared helpers for subclasses ---------------------------------------
 
@@ -464,6 +608,8 @@ class HttpAdapter:
         return {"Authorization": f"Bearer {self.api_key.reveal()}"} if self.api_key else {}
 
     def model_listed(self, ids: Iterable[str], *, listed_as: str = "model list") -> ProbeOutcome:
+        if self.wildcard:
+            return ProbeOutcome.ok(listed=tuple(sorted(set(ids)))[:MAX_LISTED])
         if not self.verify_model:
             return ProbeOutcome.ok()
         id_set = set(ids)
@@ -502,8 +648,15 @@ class HttpAdapter:
             return ProbeOutcome.fail(_transport_failure(exc), self._scrub(str(exc)))
         return self._classify(response)
 
+    def _status_ok(self, status: int) -> bool:
+        return status in self.expect_status if self.expect_status else 200 <= status < 300
+
     def _classify(self, response: RawResponse) -> ProbeOutcome:
         status, headers = response.status, response.headers
+        kind = self.answer_kind()
+        status_ok = self._status_ok(status)
+        if kind == "status" and status_ok:
+            return ProbeOutcome.ok(status)  # a health URL's body is not ours to judge
         # The raw read skipped content decoding; decode here once, with the same cap.
         body = (
             None
@@ -512,13 +665,22 @@ class HttpAdapter:
                 response.body, headers.get("content-encoding"), self.max_body_bytes
             )
         )
+        if body is None and kind == "status":
+            body = b""  # judged by its status alone: a long error page changes nothing
         if body is None:
             return ProbeOutcome.fail(
                 FailureKind.BODY_TOO_LARGE,
                 f"response body larger than {self.max_body_bytes} bytes (HTTP {status})",
                 http_status=status,
             )
-        if not 200 <= status < 300:
+        if not status_ok:
+            if 200 <= status < 300:  # a success expect_status does not list
+                wanted = ", ".join(str(s) for s in sorted(self.expect_status))
+                return ProbeOutcome.fail(
+                    FailureKind.HTTP_STATUS,
+                    f"HTTP {status}, expected {wanted} (expect_status)",
+                    http_status=status,
+                )
             message = self._scrub(_upstream_message(body)) or "(empty body)"
             retry_after = _retry_after(headers)
             return ProbeOutcome.fail(
@@ -527,6 +689,9 @@ class HttpAdapter:
                 http_status=status,
                 retry_after=retry_after,
             )
+        if kind == "binary":
+            verdict = self.judge_binary(headers, body)
+            return dataclasses.replace(verdict, http_status=status)
         try:
             data = json.loads(body)
         except ValueError:
@@ -553,7 +718,7 @@ class HttpAdapter:
         )
 
     def _scrub(self, text: str, limit: int = _MAX_ERROR_CHARS) -> str:
-        return scrub(text, [self.api_key], limit)
+        return scrub(text, self.secrets, limit)
 
 
 def _decode_body(raw: bytes, encoding: str | None, limit: int) -> bytes | None:

@@ -1,22 +1,122 @@
-"""OpenAI (and every API that copies its wire format)."""
+"""OpenAI (and every API that copies its wire format): one path and body per mode."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
 
-from .base import HttpAdapter, ProbeOutcome, ProbeRequest
+from .base import AnswerKind, HttpAdapter, ProbeOutcome, ProbeRequest
+from .modes import (
+    ALL_MODES,
+    PROBE_TEXT,
+    RESPONSES_MIN_OUTPUT_TOKENS,
+    multipart_body,
+    silent_wav,
+    usage_tokens,
+)
 
-__all__ = ["OpenAIAdapter", "chat_completion_body", "judge_chat_completion", "judge_model_list"]
+__all__ = [
+    "OPENAI_MODES",
+    "OPENAI_PATHS",
+    "OpenAIAdapter",
+    "OpenAIFamilyAdapter",
+    "PaidCall",
+    "chat_completion_body",
+    "judge_chat_completion",
+    "judge_model_list",
+    "judge_openai_paid",
+    "openai_paid_call",
+]
+
+#: Where each mode's cheapest real call goes, below the base URL.
+OPENAI_PATHS: Final = {
+    "chat": "/chat/completions",
+    "completion": "/completions",
+    "embedding": "/embeddings",
+    "image_generation": "/images/generations",
+    "audio_speech": "/audio/speech",
+    "audio_transcription": "/audio/transcriptions",
+    "rerank": "/rerank",
+    "moderation": "/moderations",
+    "responses": "/responses",
+}
+#: OpenAI itself serves every mode but rerank (a Cohere/Jina/vLLM endpoint).
+OPENAI_MODES: Final = ALL_MODES - {"rerank"}
+#: The smallest image every image API accepts is still billed per image: the
+#: probe is only sent with ``allow_image_probe = true``.
+_IMAGE_SIZE: Final = "256x256"
 
 
-def chat_completion_body(model: str) -> dict[str, Any]:
-    """The cheapest billed call: one prompt token, one completion token."""
-    return {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+def chat_completion_body(model: str, max_tokens: int = 1, *, reasoning: bool = False) -> dict[str, Any]:
+    """The cheapest billed chat call: one prompt token, ``max_tokens`` of answer.
+
+    Reasoning models (o-series, gpt-5) refuse ``max_tokens``: they take
+    ``max_completion_tokens``, which counts their thinking too.
+    """
+    budget = "max_completion_tokens" if reasoning else "max_tokens"
+    return {"model": model, "messages": [{"role": "user", "content": PROBE_TEXT}], budget: max_tokens}
+
+
+@dataclass(frozen=True, slots=True)
+class PaidCall:
+    """A mode's paid probe: the path below the base URL and the body (JSON or multipart)."""
+
+    path: str
+    json_body: dict[str, Any] | None = None
+    content: bytes | None = None
+    content_type: str | None = None
+
+    def request(
+        self, base_url: str, headers: dict[str, str], params: dict[str, str] | None = None
+    ) -> ProbeRequest:
+        return ProbeRequest(
+            "POST",
+            base_url + self.path,
+            headers=headers,
+            params=params or {},
+            json_body=self.json_body,
+            content=self.content,
+            content_type=self.content_type,
+        )
+
+
+def openai_paid_call(adapter: HttpAdapter, *, with_model: bool = True) -> PaidCall:
+    """The cheapest real call of ``adapter.mode`` in OpenAI's format.
+
+    ``with_model=False`` leaves the model out of the body (Azure: the
+    deployment in the path selects it).
+    """
+    mode, model, budget = adapter.mode, adapter.probe_model_id, adapter.output_tokens
+    path = OPENAI_PATHS[mode]
+    if mode == "audio_transcription":
+        fields = {"model": model} if with_model else {}
+        content, content_type = multipart_body(fields, "file", "probe.wav", "audio/wav", silent_wav())
+        return PaidCall(path, content=content, content_type=content_type)
+    if mode == "image_generation" and not adapter.allow_image_probe:
+        # The config refuses this too; an adapter built by hand must not bill an image either.
+        raise ValueError("image generation is billed per image: set allow_image_probe = true")
+    body: dict[str, Any]
+    if mode == "chat":
+        body = chat_completion_body(model, budget, reasoning=adapter.is_reasoning)
+        del body["model"]
+    elif mode == "completion":
+        body = {"prompt": PROBE_TEXT, "max_tokens": budget}
+    elif mode == "image_generation":
+        body = {"prompt": "a small grey dot", "n": 1, "size": _IMAGE_SIZE}
+    elif mode == "audio_speech":
+        body = {"input": "a", "voice": "alloy"}  # billed per character: one
+    elif mode == "rerank":
+        body = {"query": PROBE_TEXT, "documents": ["pong"], "top_n": 1}
+    elif mode == "responses":
+        body = {"input": PROBE_TEXT, "max_output_tokens": max(budget, RESPONSES_MIN_OUTPUT_TOKENS)}
+    else:  # embedding, moderation
+        body = {"input": PROBE_TEXT}
+    return PaidCall(path, json_body={"model": model, **body} if with_model else body)
 
 
 def judge_model_list(adapter: HttpAdapter, data: Any) -> ProbeOutcome:
-    """``{"data": [{"id": ...}, ...]}``: parse it, and look for the configured model."""
-    items = data.get("data") if isinstance(data, dict) else None
+    """``{"data": [{"id": ...}, ...]}`` (or the bare list Together sends): look for our model."""
+    items = data.get("data") if isinstance(data, dict) else data
     if not isinstance(items, list):
         return adapter.bad_body("expected an object with a 'data' list of models")
     ids = [item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)]
@@ -29,27 +129,63 @@ def judge_chat_completion(adapter: HttpAdapter, data: Any) -> ProbeOutcome:
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not choices:
         return adapter.bad_body("expected a chat completion with a non-empty 'choices' list")
-    return ProbeOutcome.ok()
+    return ProbeOutcome.ok(tokens=usage_tokens(data.get("usage")))
 
 
-class OpenAIAdapter(HttpAdapter):
-    """``GET {base}/models`` (free) or ``POST {base}/chat/completions`` (1 token), Bearer auth."""
+#: What a healthy answer of each JSON mode holds: a key, and whether its list may be empty.
+_ANSWER_SHAPES: Final = {
+    "chat": ("choices", "a chat completion with a non-empty 'choices' list"),
+    "completion": ("choices", "a completion with a non-empty 'choices' list"),
+    "embedding": ("data", "an embedding list with a non-empty 'data' list"),
+    "image_generation": ("data", "an image list with a non-empty 'data' list"),
+    "rerank": ("results", "a rerank answer with a non-empty 'results' list"),
+    "moderation": ("results", "a moderation answer with a non-empty 'results' list"),
+    "responses": ("output", "a response with an 'output' list"),
+}
+
+
+def judge_openai_paid(adapter: HttpAdapter, data: Any) -> ProbeOutcome:
+    """A paid probe's JSON answer in OpenAI's format, for ``adapter.mode``; tokens from ``usage``."""
+    if not isinstance(data, dict):
+        return adapter.bad_body("expected a JSON object")
+    if adapter.mode == "audio_transcription":
+        if not isinstance(data.get("text"), str):
+            return adapter.bad_body("expected a transcription with a 'text' string")
+    else:
+        key, shape = _ANSWER_SHAPES[adapter.mode]
+        value = data.get(key)
+        # A response cut at max_output_tokens may have output [] and still be served.
+        if not isinstance(value, list) or (not value and adapter.mode != "responses"):
+            return adapter.bad_body(f"expected {shape}")
+    return ProbeOutcome.ok(tokens=usage_tokens(data.get("usage")))
+
+
+class OpenAIFamilyAdapter(HttpAdapter):
+    """What every OpenAI-format adapter shares: the answers' shapes, binary speech."""
+
+    modes: ClassVar[frozenset[str]] = OPENAI_MODES
+
+    def answer_kind(self) -> AnswerKind:
+        if self.probe == "completion" and self.mode == "audio_speech":
+            return "binary"  # the answer is the audio itself
+        return super().answer_kind()
+
+    def judge_free(self, data: Any) -> ProbeOutcome:
+        return judge_model_list(self, data)
+
+    def judge_paid(self, data: Any) -> ProbeOutcome:
+        return judge_openai_paid(self, data)
+
+
+class OpenAIAdapter(OpenAIFamilyAdapter):
+    """``GET {base}/models`` (free) or each mode's cheapest call under ``{base}``, Bearer auth."""
 
     adapter_name: ClassVar[str] = "OpenAIAdapter"
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     key_required: ClassVar[bool] = True
 
-    def build_request(self) -> ProbeRequest:
-        if self.probe == "completion":
-            return ProbeRequest(
-                "POST",
-                f"{self.base_url}/chat/completions",
-                headers=self.bearer_headers(),
-                json_body=chat_completion_body(self.model),
-            )
-        return ProbeRequest("GET", f"{self.base_url}/models", headers=self.bearer_headers())
+    def free_request(self) -> ProbeRequest:
+        return ProbeRequest("GET", f"{self.base_url}/models", headers=self.auth_headers())
 
-    def judge(self, data: Any) -> ProbeOutcome:
-        if self.probe == "completion":
-            return judge_chat_completion(self, data)
-        return judge_model_list(self, data)
+    def paid_request(self) -> ProbeRequest:
+        return openai_paid_call(self).request(self.base_url, self.auth_headers())

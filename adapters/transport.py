@@ -39,13 +39,23 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ProbeRequest:
-    """One HTTP request that a provider adapter sends as its probe."""
+    """One HTTP request that a provider adapter sends as its probe.
+
+    The body is ``json_body`` (sent as JSON) or ``content`` (raw bytes with
+    its ``content_type``, e.g. a multipart upload), never both.
+    """
 
     method: str
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)
     json_body: Any = None
+    content: bytes | None = None
+    content_type: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.content is not None and self.json_body is not None:
+            raise ValueError("a probe request has a JSON body or raw content, not both")
 
 
 # -- transports: how a ProbeRequest reaches the provider ----------------------
@@ -366,6 +376,9 @@ def _request_head(request: ProbeRequest, target: bytes, host_header: str) -> tup
     if request.json_body is not None:
         body = json.dumps(request.json_body, separators=(",", ":")).encode()
         headers.append(("Content-Type", "application/json"))
+    elif request.content is not None:
+        body = request.content
+        headers.append(("Content-Type", request.content_type or "application/octet-stream"))
     if body or request.method in ("POST", "PUT", "PATCH"):
         headers.append(("Content-Length", str(len(body))))
     given = {name.lower() for name in request.headers}
@@ -422,12 +435,18 @@ class HttpxTransport:
 
     async def fetch(self, request: ProbeRequest, *, max_body_bytes: int) -> RawResponse:
         try:
+            headers = {"Accept-Encoding": "identity", **request.headers}
+            if request.content is not None:
+                headers.setdefault(
+                    "Content-Type", request.content_type or "application/octet-stream"
+                )
             built = self.client.build_request(
                 request.method,
                 request.url,
-                headers={"Accept-Encoding": "identity", **request.headers},
+                headers=headers,
                 params=dict(request.params) or None,
                 json=request.json_body,
+                content=request.content,
             )
         except (httpx.LocalProtocolError, ValueError):
             # httpx may quote the offending header value: the API key.

@@ -21,7 +21,11 @@ ACTIVE_PROBES: Final = ("models", "completion")
 
 @dataclass(frozen=True, slots=True)
 class ProviderConfig:
-    """One ``[[models.providers]]`` entry: one adapter."""
+    """One ``[[models.providers]]`` entry: one adapter.
+
+    The probe keys (``mode`` to ``allow_image_probe``) shape what its probe
+    sends and how the answer is judged; see docs/configuration.md.
+    """
 
     name: str
     type: str
@@ -40,6 +44,16 @@ class ProviderConfig:
     tags: tuple[str, ...] = ()
     # Background-check keys this entry overrides (see CheckSchedule).
     schedule: Mapping[str, Any] = field(default_factory=dict)
+    mode: str = "chat"  # what the deployment serves: adapters.modes.MODES
+    reasoning: bool | None = None  # None: decided from the model id (o-series, gpt-5)
+    probe_model: str | None = None  # the model the paid probe calls instead of ``model``
+    max_tokens: int | None = None  # the paid probe's output budget (None: 1, or 64 reasoning)
+    probe_path: str | None = None  # GET origin + this path replaces the free probe
+    # Extra headers sent on every probe; values are secrets (from headers or headers_env).
+    headers: Mapping[str, Secret] = field(default_factory=dict, repr=False)
+    headers_env: Mapping[str, str] = field(default_factory=dict)  # header -> env var name
+    expect_status: tuple[int, ...] = ()  # healthy statuses; () = any 2xx
+    allow_image_probe: bool = False  # image generation may be billed by a paid probe
 
     def __post_init__(self) -> None:
         _check_names(
@@ -50,6 +64,11 @@ class ProviderConfig:
     @property
     def passive(self) -> bool:
         return self.probe == "passive"
+
+    @property
+    def secrets(self) -> tuple[Secret, ...]:
+        """The key and every header value: masked wherever text leaves the process."""
+        return tuple(s for s in (self.api_key, *self.headers.values()) if s)
 
     @property
     def active_probe(self) -> str:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from adapters import ADAPTER_TYPES
-from adapters.base import Secret
+from adapters.base import HttpAdapter, Secret
+from adapters.modes import DEFAULT_MODE, MODES, WILDCARD
 
 from .checks import HISTORY_LENGTH, SCHEDULE_KEYS, TRANSIENT_KINDS, CheckSchedule, ChecksConfig
 from .cluster import CLUSTER_MODES, MODE_SCHEMES, ClusterConfig, display_redis_url, sentinel_url
@@ -122,7 +123,34 @@ _PROVIDER_KEYS = {
     "max_concurrent",
     "tags",
     *SCHEDULE_KEYS,
+    # What the probe sends and how its answer is judged (docs/configuration.md).
+    "mode",
+    "reasoning",
+    "probe_model",
+    "max_tokens",
+    "probe_path",
+    "headers",
+    "headers_env",
+    "expect_status",
+    "allow_image_probe",
 }
+#: Keys that shape a probe: meaningless on a ``type = "unsupported"`` entry.
+_PROBE_KEYS = (
+    "probe", "passive_fallback", "mode", "reasoning", "probe_model", "max_tokens", "probe_path",
+    "headers", "headers_env", "expect_status", "allow_image_probe", "verify_model", "timeout",
+)
+#: The modes whose paid probe has an output budget (``max_tokens``, ``reasoning``).
+_BUDGET_MODES = ("chat", "completion", "responses")
+#: A health probe needs a few tokens; a typo of 100000 must not bill a long answer.
+_MAX_PROBE_TOKENS = 4096
+#: Headers the transport writes itself: set from config, they would break the exchange.
+_RESERVED_HEADERS = frozenset(
+    {"host", "content-length", "content-type", "transfer-encoding", "connection", "te",
+     "upgrade", "expect", "keep-alive", "accept-encoding"}
+)
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: A header value: visible ASCII, inner spaces allowed (never shown in a message).
+_HEADER_VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 
 
 def _option_keys() -> dict[str, set[str]]:
@@ -660,7 +688,9 @@ class _Validator:
         self.unknown_keys(table, _PROVIDER_KEYS, path)
         before = len(self.problems)
         non_strings = {
-            "timeout", "verify_model", "min_interval", "max_concurrent", "tags", *SCHEDULE_KEYS
+            "timeout", "verify_model", "min_interval", "max_concurrent", "tags", *SCHEDULE_KEYS,
+            "reasoning", "max_tokens", "headers", "headers_env", "expect_status",
+            "allow_image_probe",
         }
         for key in _PROVIDER_KEYS - non_strings:
             if key in table:
@@ -685,7 +715,7 @@ class _Validator:
             )
         if "verify_model" in table:
             self.typed(table, "verify_model", bool, path)
-        for key in ("name", "model", *_PROVIDER_OPTION_KEYS):
+        for key in ("name", "model", "probe_model", *_PROVIDER_OPTION_KEYS):
             if isinstance(table.get(key), str):
                 self.name(table[key], f"{path}.{key}")
         if len(self.problems) > before or tags is None or schedule is None:
@@ -711,6 +741,14 @@ class _Validator:
         if not name:
             return None
         adapter_cls = ADAPTER_TYPES[kind]
+        for key, kinds in _PROVIDER_OPTION_KEYS.items():
+            if key in table and kind not in kinds:
+                self.problem(f"{path}.{key}", f"only applies to type {' or '.join(sorted(kinds))}")
+        upstream_model = table.get("model") or model_name
+        if name_problem(upstream_model) is not None:
+            return None  # the model's name: reported where it is written
+        if kind == "unsupported":
+            return self.unsupported(table, name, upstream_model, tags, schedule, path)
 
         base_url = table.get("base_url") or adapter_cls.default_base_url
         if not base_url:
@@ -737,15 +775,12 @@ class _Validator:
             )
             return None
 
-        for key, kinds in _PROVIDER_OPTION_KEYS.items():
-            if key in table and kind not in kinds:
-                self.problem(f"{path}.{key}", f"only applies to type {' or '.join(sorted(kinds))}")
-
         api_key = self.api_key(table, kind, adapter_cls.key_required, path)
         options = {k: table[k] for k in _PROVIDER_OPTION_KEYS if k in table}
-        upstream_model = table.get("model") or model_name
-        if name_problem(upstream_model) is not None:
-            return None  # the model's name: reported where it is written
+        before = len(self.problems)
+        probing = self.probe_keys(table, kind, adapter_cls, probe, fallback, upstream_model, path)
+        if len(self.problems) > before:
+            return None
         return ProviderConfig(
             name=name,
             type=kind,
@@ -756,14 +791,287 @@ class _Validator:
             probe=probe,
             passive_fallback=fallback,
             timeout=float(table["timeout"]) if "timeout" in table else None,
-            # Azure's list names base models, not deployments: nothing to match.
-            verify_model=table.get("verify_model", kind != "azure"),
+            # Azure's list names base models, not deployments: nothing to match;
+            # a wildcard entry has no one model to look for.
+            verify_model=table.get("verify_model", kind != "azure" and upstream_model != WILDCARD),
             options=options,
             min_interval=float(table["min_interval"]) if "min_interval" in table else None,
             max_concurrent=table.get("max_concurrent"),
             tags=tags,
             schedule=schedule,
+            **probing,
         )
+
+    def unsupported(
+        self,
+        table: Mapping[str, Any],
+        name: str,
+        model: str,
+        tags: tuple[str, ...],
+        schedule: Mapping[str, Any],
+        path: str,
+    ) -> ProviderConfig | None:
+        """``type = "unsupported"``: a deployment listed with its ``reason``, never probed.
+
+        Its ``base_url`` and key may stay as an importer wrote them (so the
+        entry becomes a real one by changing its type) but are not read.
+        """
+        before = len(self.problems)
+        reason = table.get("reason")
+        if reason is None:
+            self.problem(
+                f"{path}.reason",
+                'required for type "unsupported": one line saying why it cannot be checked, '
+                'e.g. reason = "no adapter for the provider prefix \'foo/\'"',
+            )
+        elif not reason.strip():
+            self.problem(f"{path}.reason", "is empty: say why this deployment cannot be checked")
+        for key in _PROBE_KEYS:
+            if key in table:
+                self.problem(
+                    f"{path}.{key}",
+                    'does not apply to type "unsupported" (it is never probed); remove it',
+                )
+        base_url = table.get("base_url", "")
+        if base_url and (problem := url_problem(base_url)):
+            self.problem(f"{path}.base_url", f"{problem}, got {display_url(base_url)!r}")
+        if len(self.problems) > before:
+            return None
+        return ProviderConfig(
+            name=name,
+            type="unsupported",
+            base_url=base_url,
+            model=model,
+            verify_model=False,
+            options={"reason": " ".join(str(reason).split())},
+            min_interval=float(table["min_interval"]) if "min_interval" in table else None,
+            max_concurrent=table.get("max_concurrent"),
+            tags=tags,
+            schedule=schedule,
+        )
+
+    def probe_keys(
+        self,
+        table: Mapping[str, Any],
+        kind: str,
+        adapter_cls: type[HttpAdapter],
+        probe: str,
+        fallback: str,
+        model: str,
+        path: str,
+    ) -> dict[str, Any]:
+        """``mode`` to ``allow_image_probe``, checked together: ProviderConfig fields.
+
+        Problems are reported; the caller stops at any. ``probe`` and
+        ``fallback`` were validated: the request actually sent is the
+        fallback of a passive entry.
+        """
+        active = fallback if probe == "passive" else probe
+        mode = table.get("mode", DEFAULT_MODE)
+        if mode not in MODES:
+            close = difflib.get_close_matches(str(mode), MODES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.problem(
+                f"{path}.mode", f"unknown mode {mode!r}{hint}; expected one of {', '.join(MODES)}"
+            )
+        elif mode not in adapter_cls.modes:
+            served = ", ".join(m for m in MODES if m in adapter_cls.modes)
+            self.problem(
+                f"{path}.mode",
+                f"type {kind!r} cannot probe mode {mode!r}; its modes: {served} "
+                '(a server that serves it in OpenAI\'s format: type = "openai-compatible")',
+            )
+        values: dict[str, Any] = {"mode": mode}
+        for key in ("reasoning", "allow_image_probe"):
+            if key in table and self.typed(table, key, bool, path) is not None:
+                values[key] = table[key]
+        if "max_tokens" in table and self.typed(table, "max_tokens", int, path) is not None:
+            tokens = table["max_tokens"]
+            if not 1 <= tokens <= _MAX_PROBE_TOKENS:
+                self.problem(
+                    f"{path}.max_tokens",
+                    f"must be 1 to {_MAX_PROBE_TOKENS} (the paid probe's answer budget), "
+                    f"got {tokens}",
+                )
+            values["max_tokens"] = tokens
+        for key in ("max_tokens", "reasoning"):
+            if key in table and mode in MODES and mode not in _BUDGET_MODES:
+                self.problem(
+                    f"{path}.{key}",
+                    f"only applies to modes {', '.join(_BUDGET_MODES)} "
+                    f"(a {mode} probe has no answer budget); remove it",
+                )
+        if "probe_model" in table:
+            probe_model = table["probe_model"]
+            if not probe_model.strip() or probe_model == WILDCARD:
+                self.problem(
+                    f"{path}.probe_model",
+                    "must name one model the paid probe calls, e.g. probe_model = \"gpt-4o-mini\"",
+                )
+            values["probe_model"] = probe_model
+        if "probe_path" in table:
+            values["probe_path"] = self.probe_path(table["probe_path"], active, path)
+        if "expect_status" in table:
+            values["expect_status"] = self.expect_status(
+                table["expect_status"], "probe_path" in table, path
+            )
+        headers, headers_env = self.probe_headers(table, path)
+        values.update(headers=headers, headers_env=headers_env)
+        if mode == "image_generation" and active == "completion" and not table.get("allow_image_probe"):
+            self.problem(
+                f"{path}.probe",
+                'a paid probe of mode "image_generation" generates (and bills) an image on '
+                "every check: set allow_image_probe = true to accept that, or use the free "
+                'probe (probe = "models")',
+            )
+        if table.get("allow_image_probe") is True and mode != "image_generation":
+            self.problem(f"{path}.allow_image_probe", 'only applies with mode = "image_generation"')
+        if model == WILDCARD:
+            self.wildcard(table, kind, adapter_cls, probe, path)
+        elif not adapter_cls.lists_models and active == "models" and "probe_path" not in table:
+            self.problem(
+                f"{path}.probe",
+                f"type {kind!r} has no models list to probe for free: set probe_path = "
+                '"/..." (a health URL it serves, relative to the base URL\'s host) or '
+                'probe = "completion" (a real call: a few tokens)',
+            )
+        return values
+
+    def wildcard(
+        self, table: Mapping[str, Any], kind: str, adapter_cls: type[HttpAdapter], probe: str, path: str
+    ) -> None:
+        """``model = "*"``: the list probe, reporting whatever the provider serves."""
+        if probe != "models":
+            self.problem(
+                f"{path}.probe",
+                'model = "*" is checked with the free list probe, which reports the models the '
+                'provider serves: remove probe (or name one model)',
+            )
+        if not adapter_cls.lists_models:
+            self.problem(
+                f"{path}.model",
+                f'type {kind!r} has no models list, so model = "*" cannot report what it '
+                "serves: name one model",
+            )
+        if "probe_path" in table:
+            self.problem(
+                f"{path}.probe_path",
+                'model = "*" reports the models the list probe sees, and probe_path replaces '
+                "that probe: remove one",
+            )
+        if table.get("verify_model") is True:
+            self.problem(
+                f"{path}.verify_model",
+                'model = "*" has no one model to look for: remove verify_model',
+            )
+
+    def probe_path(self, value: str, active: str, path: str) -> str:
+        where = f"{path}.probe_path"
+        if not value.startswith("/") or value.startswith("//"):
+            self.problem(
+                where,
+                f"must be a path starting with one '/', relative to the base URL's host, "
+                f'e.g. probe_path = "/health"; got {value!r}',
+            )
+        elif any(c.isspace() for c in value) or "#" in value or not value.isascii():
+            self.problem(where, f"must be ASCII with no spaces or '#', got {value!r}")
+        if active == "completion":
+            self.problem(
+                where,
+                'replaces the free probe, and this entry sends the paid one (probe = '
+                '"completion"): remove probe_path, or the probe key',
+            )
+        return value
+
+    def expect_status(self, value: Any, custom_path: bool, path: str) -> tuple[int, ...]:
+        where = f"{path}.expect_status"
+        statuses = value if isinstance(value, list) else [value]
+        if not statuses or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in statuses
+        ):
+            self.problem(
+                where,
+                f"must be an HTTP status (100 to 599) or a non-empty list of them, "
+                f"e.g. expect_status = [200, 204]; got {value!r}",
+            )
+            return ()
+        if not custom_path and not all(200 <= s < 300 for s in statuses):
+            self.problem(
+                where,
+                "the list and paid probes are judged by their body too, so only 2xx statuses "
+                "can be healthy; for a health URL that answers otherwise, set probe_path",
+            )
+        return tuple(sorted(set(statuses)))
+
+    def probe_headers(
+        self, table: Mapping[str, Any], path: str
+    ) -> tuple[dict[str, Secret], dict[str, str]]:
+        """``headers`` (literal values) and ``headers_env`` (names of variables holding them).
+
+        Values are secrets: no message ever shows one.
+        """
+        headers: dict[str, Secret] = {}
+        names: dict[str, str] = {}
+        for key in ("headers", "headers_env"):
+            given = table.get(key, {})
+            if not isinstance(given, dict):
+                self.problem(
+                    f"{path}.{key}",
+                    f"must be a table of header name = {'value' if key == 'headers' else 'ENV_VAR_NAME'}, "
+                    f'e.g. {key} = {{ "X-Tenant" = "{"..." if key == "headers" else "TENANT_ID"}" }}; '
+                    f"got a {type(given).__name__}",
+                )
+                continue
+            for header, raw in given.items():
+                where = f"{path}.{key}.{label(header)}"
+                if not _HEADER_NAME.fullmatch(header):
+                    self.problem(where, "is not a header name (letters, digits and - only)")
+                    continue
+                if header.lower() in _RESERVED_HEADERS:
+                    self.problem(where, "is written by the probe itself; remove it")
+                    continue
+                if any(h.lower() == header.lower() for h in headers):
+                    self.problem(where, "is set twice (in headers and headers_env); keep one")
+                    continue
+                if not isinstance(raw, str):
+                    self.problem(where, f"must be a string, got a {type(raw).__name__}")
+                    continue
+                if key == "headers_env":
+                    found = self.header_from_env(raw, where)
+                    if found is None:
+                        continue
+                    names[header], value, what = raw, found, f"the value in {raw}"
+                else:
+                    value, what = raw, "the value"
+                if not _HEADER_VALUE.fullmatch(value):
+                    self.problem(
+                        where,
+                        f"{what} must be visible ASCII (inner spaces allowed), with no "
+                        "newline or control character (value not shown)",
+                    )
+                    continue
+                headers[header] = Secret(value)
+        return headers, names
+
+    def header_from_env(self, env_name: str, where: str) -> str | None:
+        """The value of the variable ``env_name`` (reported when not a name, or unset)."""
+        if not ENV_NAME.fullmatch(env_name):
+            self.problem(
+                where,
+                "is not an environment variable name (letters, digits, _); it looks like the "
+                "value was pasted here — put it in the environment and its name here",
+            )
+            return None
+        value = self.env.get(env_name)
+        if not value:
+            shown = "(name not shown: it looks like a secret)" if _looks_like_a_secret(env_name) else env_name
+            self.problem(
+                where,
+                f"environment variable {shown} is not set (or empty); export it before "
+                "starting, or remove this header",
+            )
+            return None
+        return value
 
     def provider_policies(
         self, checks: ChecksConfig, models: tuple[ModelConfig, ...]

@@ -72,6 +72,14 @@ def build_adapter(provider: ProviderConfig, *, max_body_bytes: int) -> HttpAdapt
         max_body_bytes=max_body_bytes,
         timeout=provider.timeout,
         options=provider.options,
+        mode=provider.mode,
+        reasoning=provider.reasoning,
+        probe_model=provider.probe_model,
+        max_tokens=provider.max_tokens,
+        probe_path=provider.probe_path,
+        headers=provider.headers,
+        expect_status=provider.expect_status,
+        allow_image_probe=provider.allow_image_probe,
     )
 
 
@@ -100,7 +108,10 @@ class AdapterManager:
         self.config = config
         self.health_checker = checker or HealthChecker(CheckerSettings.from_config(config.checks))
         self.health_checker.add_secrets(
-            [config.server.auth_token, *(p.api_key for m in config.models for p in m.providers)]
+            [
+                config.server.auth_token,
+                *(secret for m in config.models for p in m.providers for secret in p.secrets),
+            ]
         )
         self.model_adapters: dict[str, list[Adapter]] = {
             model.name: [
@@ -251,7 +262,9 @@ class AdapterManager:
             adapter.limiter = self.sync_limiter
         if isinstance(adapter, HttpAdapter) and self._open:
             adapter.bind_client(self._new_client(adapter))
-        self.health_checker.add_secrets([getattr(adapter, "api_key", None)])
+        self.health_checker.add_secrets(
+            getattr(adapter, "secrets", None) or [getattr(adapter, "api_key", None)]
+        )
         adapters.append(adapter)
         self.adapter_tags[(model_name, adapter.provider)] = tags
         if passive is not None:
