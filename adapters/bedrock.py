@@ -43,7 +43,9 @@ _PROFILE_GEOGRAPHIES: Final = frozenset({"us", "us-gov", "eu", "apac", "jp", "au
 #: LiteLLM's route prefixes ("bedrock/converse/<id>"): not part of the id Bedrock knows.
 _ROUTE_PREFIXES: Final = ("bedrock/", "converse/", "invoke/")
 _REGION: Final = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
-_HOST_REGION: Final = re.compile(r"\.([a-z]{2}(?:-[a-z]+)+-\d{1,2})\.(?:vpce\.)?amazonaws\.com(?:\.cn)?$")
+_HOST_REGION: Final = re.compile(
+    r"\.([a-z]{2}(?:-[a-z]+)+-\d{1,2})\.(?:vpce\.)?amazonaws\.com(?:\.cn)?$"
+)
 #: What botocore leaves unescaped in a path label (``percent_encode``): AWS
 #: recomputes the signature over the path as sent, so ours must be encoded alike.
 _LABEL_SAFE: Final = "-_.~"
@@ -266,7 +268,9 @@ class BedrockAdapter(HttpAdapter):
             return ProbeRequest(
                 "GET", f"{self.control_url}/inference-profiles/{_label(self._lookup_id)}"
             )
-        return ProbeRequest("GET", f"{self.control_url}/foundation-models/{_label(self._lookup_id)}")
+        return ProbeRequest(
+            "GET", f"{self.control_url}/foundation-models/{_label(self._lookup_id)}"
+        )
 
     def paid_request(self) -> ProbeRequest:
         model = _label(bedrock_model_id(self.probe_model_id))

@@ -71,7 +71,7 @@ def _google_auth() -> Any:
         import google.auth.transport
     except ImportError:
         raise ValueError(_EXTRA_HINT) from None
-    return google.auth
+    return google
 
 
 class _CredentialsProblem(Exception):
@@ -192,7 +192,9 @@ class VertexAIAdapter(HttpAdapter):
                 try:
                     credentials.refresh(_UrllibRequest(google.auth.exceptions))
                 except google.auth.exceptions.GoogleAuthError as exc:
-                    raise _CredentialsProblem(f"getting a Google access token failed: {exc}") from None
+                    raise _CredentialsProblem(
+                        f"getting a Google access token failed: {exc}"
+                    ) from None
             token: str = credentials.token
             return token
 
@@ -220,7 +222,7 @@ class VertexAIAdapter(HttpAdapter):
             if self.probe == "completion" and not self.project:
                 return ProbeOutcome.fail(
                     FailureKind.EXCEPTION,
-                    "no Google Cloud project for the paid probe: set project = \"my-project\" "
+                    'no Google Cloud project for the paid probe: set project = "my-project" '
                     "(the credentials name none)",
                 )
         return await super().check_health()
@@ -261,10 +263,14 @@ class VertexAIAdapter(HttpAdapter):
                 "messages": [{"role": "user", "content": PROBE_TEXT}],
                 "max_tokens": self.output_tokens,
             }
-            return ProbeRequest("POST", f"{url}:rawPredict", headers=self.auth_headers(), json_body=body)
+            return ProbeRequest(
+                "POST", f"{url}:rawPredict", headers=self.auth_headers(), json_body=body
+            )
         if self.mode == "embedding":
             body = {"instances": [{"content": PROBE_TEXT}]}
-            return ProbeRequest("POST", f"{url}:predict", headers=self.auth_headers(), json_body=body)
+            return ProbeRequest(
+                "POST", f"{url}:predict", headers=self.auth_headers(), json_body=body
+            )
         body = {
             "contents": [{"role": "user", "parts": [{"text": PROBE_TEXT}]}],
             "generationConfig": {"maxOutputTokens": self.output_tokens},
