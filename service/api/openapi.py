@@ -217,6 +217,49 @@ def _schemas() -> dict[str, Schema]:
         }
     )
     verdict = _enum([*_PROBE_STATUSES, "not_started"], "a probe status, or not_started")
+    counts = _obj(
+        {
+            "probes": _int("probes sent (never results served without one)"),
+            "free_probes": _int("model-list probes: not billed"),
+            "paid_probes": _int("billed calls (probe = \"completion\")"),
+            "tokens": _int("tokens billed to paid probes, from the answers' usage"),
+            "budget_fallbacks": _int(
+                "of free_probes: sent instead of a paid one, the token budget being reached"
+            ),
+        }
+    )
+    cost = _obj(
+        {
+            "adapters": _list(
+                _obj(
+                    {
+                        "model": _str(),
+                        "provider": _str(),
+                        "total": counts,
+                        "last_hour": counts,
+                    }
+                ),
+                description="every adapter that has sent a probe, in the order each first did",
+            ),
+            "total": counts,
+            "last_hour": counts,
+            "budget": _nullable(
+                _obj(
+                    {
+                        "max_tokens_per_hour": _int(minimum=1),
+                        "tokens_last_hour": _int(),
+                        "exhausted": _bool("paid probes send the free probe until there is room"),
+                        "exhausted_since": _nullable(_num("unix time the budget was reached")),
+                        "room_in_s": _nullable(
+                            _num("seconds until the hour has room again", minimum=0)
+                        ),
+                    },
+                    description="[checks] max_probe_tokens_per_hour; null when not configured",
+                )
+            ),
+        },
+        description="what probes have cost since the service started, and over the last hour",
+    )
     return {
         "ProbeStatus": _enum(_PROBE_STATUSES, "one adapter's verdict"),
         "HealthStatus": _enum(_HEALTH_STATUSES, "a model's or a run's verdict"),
@@ -248,6 +291,9 @@ def _schemas() -> dict[str, Schema]:
                 "samples": _int("passive verdicts: how many reported requests they summarise"),
                 "stale": {"const": True, "description": "served past its max_age while a "
                           "refresh runs (stale-while-revalidate)"},
+                "budget_fallback": {"const": True, "description": "the adapter's probe is "
+                                    "paid, but [checks] max_probe_tokens_per_hour was "
+                                    "reached: it sent its free probe instead"},
             },
             ["status", "adapter", "latency_ms", "http_status", "error", "failure", "checked_at",
              "fallback"],
@@ -348,8 +394,9 @@ def _schemas() -> dict[str, Schema]:
                         "current": _map(limiter, "limiter ('*' is the global one) -> state"),
                     }
                 ),
+                "cost": cost,
             },
-            description="The v1 performance fields, then agreement, time_breakdown, limits.",
+            description="The v1 performance fields, then agreement, time_breakdown, limits, cost.",
         ),
         "History": _obj(
             {

@@ -206,7 +206,9 @@ async def health_performance() -> Response:
     payload = await shared(
         state, state.performance, "performance", functools.partial(measure, manager, params.timeout)
     )
-    return json_response(payload)
+    # What probes have cost so far, this measurement's included, as of this
+    # answer (a shared measurement's callers each get the state they see).
+    return json_response({**payload, "cost": manager.health_checker.cost.to_dict()})
 
 
 async def health_history() -> Response:

@@ -450,6 +450,7 @@ async def test_performance_reports_the_v1_fields_and_agreement() -> None:
         "agreement",
         "time_breakdown",
         "limits",
+        "cost",
     }
     for strategy in ("concurrent", "sequential"):
         breakdown = body["time_breakdown"][strategy]
