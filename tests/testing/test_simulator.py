@@ -96,6 +96,7 @@ def json_of(response: httpx.Response) -> Any:
 
 
 MODAL = bearer(MODAL_KEY)
+PING = [{"role": "user", "content": "ping"}]
 
 
 async def modal_get(sim: Simulator, client: httpx.AsyncClient) -> httpx.Response:
@@ -154,8 +155,9 @@ async def test_openai_like_list_and_completion(
     assert r.status_code == 404
     assert json_of(r) == {
         "error": {
-            "message": "The model `nope` does not exist",
+            "message": "The model `nope` does not exist or you do not have access to it.",
             "type": "invalid_request_error",
+            "param": None,
             "code": "model_not_found",
         }
     }
@@ -185,7 +187,7 @@ async def test_azure_routes(sim: Simulator, client: httpx.AsyncClient) -> None:
     }
 
     url = base + "/openai/deployments/gpt-4/chat/completions"
-    r = await client.post(url, headers=h, params=q, json={"messages": [], "max_tokens": 1})
+    r = await client.post(url, headers=h, params=q, json={"messages": PING, "max_tokens": 1})
     assert r.status_code == 200
     body = json_of(r)
     assert body["object"] == "chat.completion"
@@ -248,7 +250,13 @@ async def test_anthropic_routes(sim: Simulator, client: httpx.AsyncClient) -> No
         "model": "claude-3-haiku",
         "content": [{"type": "text", "text": "p"}],
         "stop_reason": "max_tokens",
-        "usage": {"input_tokens": 1, "output_tokens": 1},
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": 1,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": 1,
+        },
     }
 
     r = await client.post(base + "/v1/messages", headers=h, json={**payload, "model": "claude-9"})
@@ -370,6 +378,7 @@ OPENAI_BAD_KEY = {
     "error": {
         "message": "Incorrect API key provided.",
         "type": "invalid_request_error",
+        "param": None,
         "code": "invalid_api_key",
     }
 }
@@ -1003,7 +1012,7 @@ def test_set_behavior_validation() -> None:
     with pytest.raises(ValueError):
         sim.add_provider(SimProvider("modal", "openai"))
     with pytest.raises(ValueError):
-        SimProvider("x", "bedrock")
+        SimProvider("x", "no-such-kind")
     with pytest.raises(ValueError):
         SimProvider("a/b", "openai")
     with pytest.raises(RuntimeError):

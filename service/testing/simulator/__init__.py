@@ -5,9 +5,11 @@ that misbehave the way real ones do: keys get revoked, gateways answer with a
 captive-portal page, a vLLM box accepts the connection and never answers, a
 proxy trickles a body one byte at a time, a load balancer resets the
 connection half-way. This package plays every provider kind the router knows
-(OpenAI, Azure OpenAI, Anthropic, Volcengine Ark, Gemini, Ollama and
-OpenAI-compatible servers) with their real wire formats, and lets a test or a
-benchmark switch each one into a failure *mode* at run time.
+(OpenAI and the OpenAI-compatible providers, Azure OpenAI, Azure AI, Anthropic,
+Gemini, Ollama, Cohere...) with their real wire formats, every model mode
+(chat, embeddings, images, speech, transcription, rerank, moderation,
+responses), and lets a test or a benchmark switch each one into a failure
+*mode* at run time.
 
 It is written on raw Trio sockets and ``h11`` rather than an ASGI framework on
 purpose: the failure modes need byte-level control (trickled bodies, a TCP RST
@@ -26,11 +28,14 @@ and steering it through the ``/_sim/*`` control routes.
 
 The modules, from the bottom up:
 
-- ``behavior``: the data model (kinds, modes, :class:`SimProvider`,
+- ``behavior``: the data model (kinds, modes, model modes, :class:`SimProvider`,
   :class:`Behavior`, :class:`ProviderStats`) and its validation;
 - ``connection``: one client connection (h11 framing, disconnect-aware waits);
-- ``error_replies``: each kind's error documents (bad key, rate limit, 404...);
-- ``routes``: each kind's routes, request validation and healthy answers;
+- ``wire``: what one provider API implements (routes, key, answers, errors);
+  one module per API: ``openai_family`` (+ ``openai_modes``, ``multipart``,
+  ``audio``), ``anthropic``, ``gemini``, ``ollama``, ``cohere``...;
+- ``kinds``: which wire each kind speaks (where a new kind is registered);
+- ``routes``: the validation order every kind goes through;
 - ``modes``: what each failure mode writes;
 - ``server``: the :class:`Simulator` (state, serving, answering);
 - ``control``: the ``/_sim/*`` control routes;

@@ -32,30 +32,89 @@ MODES: Final = (
     "body",
 )
 
-KINDS: Final = (
-    "openai",
-    "azure",
-    "anthropic",
-    "volcengine",
-    "gemini",
-    "ollama",
-    "openai-compatible",
-)
-
-#: Kinds that speak the OpenAI wire format, with the path prefix their
-#: ``base_url`` ends in (Volcengine Ark mounts the same API under /api/v3).
-_OPENAI_LIKE: Final = {"openai": "/v1", "openai-compatible": "/v1", "volcengine": "/api/v3"}
-
-#: What each kind's ``base_url`` appends to ``{root_url}/{name}``.
-_BASE_SUFFIX: Final = {
+#: Kinds that speak the OpenAI wire format, with the path their real ``base_url``
+#: ends in (what follows ``{root_url}/{name}`` here). The OpenAI-compatible
+#: registry providers are each a kind of their own, so a simulated provider's
+#: ``kind`` is also its router-health config ``type``.
+OPENAI_LIKE: Final[Mapping[str, str]] = {
     "openai": "/v1",
     "openai-compatible": "/v1",
-    "volcengine": "/api/v3",
+    "volcengine": "/api/v3",  # Ark mounts the OpenAI API under /api/v3
+    "mistral": "/v1",
+    "groq": "/openai/v1",
+    "deepseek": "",  # https://api.deepseek.com (the /v1 alias exists too)
+    "openrouter": "/api/v1",
+    "together": "/v1",
+    "fireworks": "/inference/v1",
+    "xai": "/v1",
+    "perplexity": "",  # https://api.perplexity.ai
+    "moonshot": "/v1",
+    "dashscope": "/compatible-mode/v1",
+    "zhipu": "/api/paas/v4",
+    "siliconflow": "/v1",
+    "cerebras": "/v1",
+    "nvidia-nim": "/v1",
+    "vllm": "/v1",
+    "lm-studio": "/v1",
+    "llama-cpp": "/v1",
+    "azure-ai": "/models",  # Azure AI model inference: https://<res>.services.ai.azure.com/models
+}
+
+#: Kinds with a wire format of their own, with the path their ``base_url`` ends in.
+NATIVE: Final[Mapping[str, str]] = {
     "azure": "",
     "anthropic": "",
     "gemini": "/v1beta",
     "ollama": "",
+    "cohere": "",
 }
+
+#: What each kind's ``base_url`` appends to ``{root_url}/{name}``.
+_BASE_SUFFIX: Final[Mapping[str, str]] = {**OPENAI_LIKE, **NATIVE}
+
+KINDS: Final = tuple(_BASE_SUFFIX)
+
+#: What a model does: the router-health ``mode`` names. A chat call to an
+#: embedding model gets the provider's own "wrong endpoint" error.
+MODEL_MODES: Final = (
+    "chat",
+    "completion",
+    "embedding",
+    "image_generation",
+    "audio_speech",
+    "audio_transcription",
+    "rerank",
+    "moderation",
+    "responses",
+)
+
+#: Reasoning models by name (after any "org/" prefix): o1, o3, o4-mini..., gpt-5*.
+_REASONING_NAME: Final = re.compile(r"(o[134](-.*)?|gpt-5.*)", re.IGNORECASE)
+
+
+def default_mode(model: str) -> str:
+    """The mode a model has unless its provider says otherwise, from its name.
+
+    The names the providers use: ``text-embedding-*``/``*embed*``,
+    ``dall-e-*``/``gpt-image-*``, ``tts-*``/``*-tts``, ``whisper-*``/``*transcribe*``,
+    ``*rerank*``, ``*moderation*``, the legacy completion models; else chat.
+    """
+    name = model.rpartition("/")[2].lower()
+    if "rerank" in name:
+        return "rerank"
+    if "moderation" in name:
+        return "moderation"
+    if "embed" in name:
+        return "embedding"
+    if name.startswith(("dall-e", "gpt-image")):
+        return "image_generation"
+    if name.startswith("tts-") or name.endswith("-tts"):
+        return "audio_speech"
+    if name.startswith("whisper") or "transcribe" in name:
+        return "audio_transcription"
+    if name == "gpt-3.5-turbo-instruct" or name.startswith(("davinci-", "babbage-")):
+        return "completion"
+    return "chat"
 
 
 #: A header value the simulator will send: visible ASCII and spaces, no CR/LF.
@@ -135,13 +194,22 @@ class Behavior:
 
 @dataclass
 class SimProvider:
-    """One simulated upstream, served under ``/{name}/``."""
+    """One simulated upstream, served under ``/{name}/``.
+
+    ``models`` may mix ids and ``{"id": ..., "mode": ..., "reasoning": ...}``
+    entries (handy in spec files); those are folded into ``model_modes`` and
+    ``reasoning_models``, so ``models`` is always a list of ids afterwards.
+    A model's mode defaults by its name (:func:`default_mode`).
+    """
 
     name: str  # unique; URL prefix /{name}/...
     kind: str  # one of KINDS
     api_key: str | None = None  # expected key; None = no auth required
+    # Ids; a spec file may also give {"id", "mode", "reasoning"} entries (see above).
     models: list[str] = field(default_factory=lambda: ["sim-model"])
     behavior: Behavior = field(default_factory=Behavior)
+    model_modes: dict[str, str] = field(default_factory=dict)  # model -> one of MODEL_MODES
+    reasoning_models: list[str] = field(default_factory=list)  # besides o1/o3/o4*/gpt-5*
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -154,16 +222,54 @@ class SimProvider:
             raise ValueError(f"unknown kind {self.kind!r}; expected one of {', '.join(KINDS)}")
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key):
             raise ValueError("api_key must be a non-empty string or None")
-        if (
-            not isinstance(self.models, list)
-            or not self.models
-            or not all(isinstance(m, str) and m for m in self.models)
-        ):
+        if not isinstance(self.model_modes, Mapping) or not isinstance(self.reasoning_models, list):
+            raise ValueError("model_modes must be a mapping and reasoning_models a list")
+        self.model_modes = dict(self.model_modes)
+        self.reasoning_models = list(self.reasoning_models)
+        if not isinstance(self.models, list) or not self.models:
             raise ValueError("models must be a non-empty list of model ids")
+        entries: list[Any] = self.models
+        self.models = [self._model_id(entry) for entry in entries]
+        for model, mode in self.model_modes.items():
+            if mode not in MODEL_MODES:
+                raise ValueError(
+                    f"model {model!r}: unknown mode {mode!r}; expected one of "
+                    f"{', '.join(MODEL_MODES)}"
+                )
+        if not all(isinstance(m, str) and m for m in self.reasoning_models):
+            raise ValueError("reasoning_models must be a list of model ids")
         if isinstance(self.behavior, Mapping):  # convenience for specs / JSON
             self.behavior = Behavior(**self.behavior)
         if not isinstance(self.behavior, Behavior):
             raise ValueError("behavior must be a Behavior")
+
+    def _model_id(self, entry: Any) -> str:
+        """An id from a ``models`` entry, recording a dict entry's mode and reasoning flag."""
+        if isinstance(entry, str) and entry:
+            return entry
+        if not isinstance(entry, Mapping):
+            raise ValueError("models must be a non-empty list of model ids")
+        model = entry.get("id")
+        unknown = set(entry) - {"id", "mode", "reasoning"}
+        if not isinstance(model, str) or not model or unknown:
+            raise ValueError(
+                f"a model entry must be an id or {{'id', 'mode', 'reasoning'}}, not {dict(entry)!r}"
+            )
+        if "mode" in entry:
+            self.model_modes[model] = entry["mode"]
+        if entry.get("reasoning") is True and model not in self.reasoning_models:
+            self.reasoning_models.append(model)
+        return model
+
+    def mode_of(self, model: str) -> str:
+        """What ``model`` does here: its entry in ``model_modes``, else by its name."""
+        return self.model_modes.get(model) or default_mode(model)
+
+    def is_reasoning(self, model: str) -> bool:
+        """Whether ``model`` refuses ``max_tokens`` (OpenAI's reasoning models)."""
+        if model in self.reasoning_models:
+            return True
+        return _REASONING_NAME.fullmatch(model.rpartition("/")[2]) is not None
 
 
 @dataclass
@@ -181,9 +287,12 @@ class ProviderStats:
     in_flight: int = 0  # requests currently being answered
     completed: int = 0  # responses fully sent
     disconnected: int = 0  # client went away before the response finished
-    list_probes: int = 0  # free list/get-model calls
-    completion_probes: int = 0  # billed completion calls
+    list_probes: int = 0  # free calls: list/get/show a model, count tokens, version
+    completion_probes: int = 0  # calls that run a model (any mode), billed by the provider
     max_tokens_requested: int = 0  # sum of max_tokens (or equivalent) in completion calls
+    # Sum of the usage totals (tokens) in the healthy model answers actually
+    # delivered: what the provider would bill. Zero proves nothing was billed.
+    billed_tokens: int = 0
     rate_limited: int = 0  # 429s sent: mode "rate_limited" or over ``concurrency_limit``
 
 

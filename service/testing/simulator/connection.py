@@ -34,6 +34,9 @@ class _Reply:
     body: bytes
     content_type: str = "application/json"
     headers: list[tuple[str, str]] = field(default_factory=list)
+    # Tokens the provider bills for this answer (its ``usage``); counted in
+    # ProviderStats.billed_tokens only when the healthy answer is delivered.
+    billed_tokens: int = 0
 
 
 def _json_reply(status: int, obj: Any, headers: list[tuple[str, str]] | None = None) -> _Reply:

@@ -18,7 +18,7 @@ import trio
 
 from .behavior import Behavior, ProviderStats
 from .connection import _Conn, _Reply, _Request
-from .error_replies import _error_reply, _forced_auth_error, _rate_limited
+from .kinds import wire_for
 from .routes import _sent_key
 
 _HUGE_TOTAL: Final = 10 * 1024 * 1024
@@ -87,21 +87,25 @@ async def _send_mode_reply(
 ) -> None:
     """Answer a validated probe as ``behavior.mode`` says (any mode but ``hang``).
 
-    ``reply`` is the healthy answer; mode ``rate_limited`` counts its 429 in ``stats``.
+    ``reply`` is the healthy answer; mode ``rate_limited`` counts its 429 in ``stats``,
+    and the modes that deliver the healthy answer (cut short or not) count what it bills.
     """
     mode = behavior.mode
+    wire = wire_for(kind)
+    if mode in ("ok", "slow_body", "reset"):
+        stats.billed_tokens += reply.billed_tokens
     if mode == "ok":
         await conn.send_reply(reply)
     elif mode == "slow_body":
         await _send_trickled(conn, reply, behavior.trickle_interval)
     elif mode == "status":
-        await conn.send_reply(_error_reply(kind, behavior.status, _SIMULATED_ERROR))
+        await conn.send_reply(wire.error_reply(behavior.status, _SIMULATED_ERROR))
     elif mode == "rate_limited":
         stats.rate_limited += 1
-        await conn.send_reply(_rate_limited(kind, behavior.retry_after))
+        await conn.send_reply(wire.rate_limited(behavior.retry_after))
     elif mode in ("unauthorized", "echo_key"):
         sent = _sent_key(kind, req)
-        await conn.send_reply(_forced_auth_error(kind, sent, echo=mode == "echo_key"))
+        await conn.send_reply(wire.forced_auth_error(sent, echo=mode == "echo_key"))
     elif mode == "malformed_json":
         await conn.send_reply(_Reply(200, _MALFORMED_JSON))
     elif mode == "html":

@@ -29,7 +29,7 @@ from .behavior import (
 )
 from .connection import _ClientGone, _Conn, _json_reply, _read_request, _Request
 from .control import _control
-from .error_replies import _error_reply, _rate_limited
+from .kinds import wire_for
 from .modes import _SIMULATED_ERROR, _send_mode_reply
 from .routes import _route, _Routed
 
@@ -356,7 +356,7 @@ class Simulator:
         """
         self._stats[provider.name].rate_limited += 1
         self._notify()
-        await conn.send_reply(_rate_limited(provider.kind, behavior.retry_after))
+        await conn.send_reply(wire_for(provider.kind).rate_limited(behavior.retry_after))
 
     async def _answer_admitted(
         self,
@@ -389,7 +389,7 @@ class Simulator:
             and self._error_rng[provider.name].random() < behavior.error_rate
         ):
             await work()
-            await conn.send_reply(_error_reply(kind, 500, _SIMULATED_ERROR))
+            await conn.send_reply(wire_for(kind).error_reply(500, _SIMULATED_ERROR))
             return
         mode = behavior.mode
         if mode == "hang":
