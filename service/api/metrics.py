@@ -39,6 +39,20 @@ Gauges (read at scrape time, so they are never stale):
   the global ``max_concurrent_probes``), present once a cap is in use;
 * ``router_health_probe_limit_ceiling{provider}``: adaptive limits' ceiling.
 
+What probes cost, read at scrape time from the checker's accounting
+(:mod:`service.engine.cost`, the same numbers as ``/v1/health/performance``
+and ``router-health check``), per adapter that has sent a probe:
+
+* ``router_health_probe_requests_total{model,provider,probe}``: probes sent
+  (``probe``: free/paid), never results served without one;
+* ``router_health_probe_tokens_total{model,provider}``: tokens billed to paid probes;
+* ``router_health_probe_budget_fallbacks_total{model,provider}``: paid probes
+  sent as the free one because ``max_probe_tokens_per_hour`` was reached;
+* ``router_health_probe_tokens_last_hour``: the fleet's tokens over the last
+  hour (what the budget is measured against); with a budget,
+  ``router_health_probe_token_budget`` (its size) and
+  ``router_health_probe_budget_exhausted`` (1 while paid probes fall back).
+
 Labels are model and provider names from the config, and enums: never a key,
 a URL or an error message, so the cardinality is bounded by the config.
 """
@@ -50,12 +64,13 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from adapters.base import FailureKind
 
 from ..engine.cache import says_about_provider
+from ..engine.cost import ProbeCosts, ProbeKind
 from ..engine.report import HealthReport, ProbeResult, ProbeStatus
 
 if TYPE_CHECKING:
@@ -141,6 +156,7 @@ class Metrics:
         # order adapters were first seen, so the exposition is stable).
         self._last: dict[Key, ProbeStatus] = {}
         self.registry.register(_LiveCollector(self))
+        self.registry.register(_CostCollector(checker.cost))
 
     def __repr__(self) -> str:
         return f"Metrics(adapters={len(self._last)}, attached={self.attached})"
@@ -260,3 +276,51 @@ class _LiveCollector(Collector):
                 if key in stats:  # "ceiling" only for adaptive limits
                     family.add_metric((provider,), stats[key])
         yield from families.values()
+
+
+class _CostCollector(Collector):
+    """What probes cost, from the checker's own accounting (one source for every view)."""
+
+    def __init__(self, costs: ProbeCosts) -> None:
+        self.costs = costs
+
+    def collect(self) -> Iterable[Metric]:
+        requests = CounterMetricFamily(
+            "router_health_probe_requests",
+            "Probes sent, free (a model list) or paid (a billed call).",
+            labels=("model", "provider", "probe"),
+        )
+        tokens = CounterMetricFamily(
+            "router_health_probe_tokens",
+            "Tokens billed to paid probes (from the answers' usage).",
+            labels=("model", "provider"),
+        )
+        fallbacks = CounterMetricFamily(
+            "router_health_probe_budget_fallbacks",
+            "Paid probes sent as the free one: max_probe_tokens_per_hour was reached.",
+            labels=("model", "provider"),
+        )
+        for cost in self.costs.adapters():
+            key = (cost.model, cost.provider)
+            requests.add_metric((*key, ProbeKind.FREE.value), cost.total.free_probes)
+            requests.add_metric((*key, ProbeKind.PAID.value), cost.total.paid_probes)
+            tokens.add_metric(key, cost.total.tokens)
+            fallbacks.add_metric(key, cost.total.budget_fallbacks)
+        yield from (requests, tokens, fallbacks)
+        yield GaugeMetricFamily(
+            "router_health_probe_tokens_last_hour",
+            "Tokens billed to paid probes over the last hour (what the budget counts).",
+            value=self.costs.last_hour().tokens,
+        )
+        budget = self.costs.budget()
+        if budget is not None:
+            yield GaugeMetricFamily(
+                "router_health_probe_token_budget",
+                "[checks] max_probe_tokens_per_hour.",
+                value=budget.max_tokens_per_hour,
+            )
+            yield GaugeMetricFamily(
+                "router_health_probe_budget_exhausted",
+                "1 while the token budget is reached and paid probes send the free one.",
+                value=1.0 if budget.exhausted else 0.0,
+            )
