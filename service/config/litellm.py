@@ -373,6 +373,7 @@ class _DeploymentReader:
         table.update(self.type_options(kind, route, table["model"]))
         table.update(self.health_check(route, kind))
         table.update(self.headers())
+        table.update(self.probe(kind, table))
         name = _default_name(kind, base_url, table)
         if self.unsupported is not None:
             return self.unsupported_table(rest, name)
@@ -386,6 +387,24 @@ class _DeploymentReader:
             self.problem(key, f"{reason}; {_STRICT_HINT}")
             return None
         return {"type": "unsupported", "model": model, "reason": reason}, name
+
+    def probe(self, kind: str, table: Mapping[str, Any]) -> dict[str, Any]:
+        """A type with no free models list is checked by its 1-token call, as LiteLLM checks it."""
+        adapter = ADAPTER_TYPES.get(kind)
+        if adapter is None or adapter.lists_models:
+            return {}
+        if table["model"] == "*":
+            self.cannot_check(
+                "litellm_params.model",
+                f"type {kind!r} has no models list, so a wildcard route cannot be checked",
+            )
+        elif table.get("mode") == "image_generation":
+            self.cannot_check(
+                "model_info.mode",
+                f"type {kind!r} has no free probe, and an image is never generated (billed) "
+                "to check a deployment unless the config allows it",
+            )
+        return {"probe": "completion"}
 
     def key(self, route: Route, kind: str) -> dict[str, Any]:
         """``api_key``: ``os.environ/NAME`` -> ``api_key_env``; literal -> ``api_key``; else LiteLLM's default."""
@@ -410,12 +429,14 @@ class _DeploymentReader:
         options: dict[str, Any] = {}
         if kind == "azure":
             options["deployment"] = upstream
+        adapter = ADAPTER_TYPES.get(kind)
+        if adapter is not None and "api_version" in adapter.option_keys:
             version = self.text(self.params, "api_version", "litellm_params")
             if version is None and route.version_env:
                 version = self.reader.env.get(route.version_env) or None
             if version is not None:
                 options["api_version"] = version
-        elif kind == "bedrock":
+        if kind == "bedrock":
             region = self.text(self.params, "aws_region_name", "litellm_params")
             if region is not None:
                 options["region"] = region

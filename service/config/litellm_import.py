@@ -105,6 +105,11 @@ def _without_literal_secrets(
             note = notes.setdefault((i, j), [f"from model_list[{origin.index}]"])
             if provider.get("type") == "unsupported":
                 note.append("router-health cannot check this deployment: it reports it unsupported")
+            if provider.get("probe") == "completion":
+                note.append(
+                    f"type {provider['type']!r} has no free models list: checked by a 1-token "
+                    "call (billed), as LiteLLM checks it"
+                )
             if "api_key" in provider:
                 name = invent(model["name"], provider["name"], "API_KEY")
                 provider = {

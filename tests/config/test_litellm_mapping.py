@@ -257,6 +257,10 @@ def test_every_listed_prefix_maps_to_its_contract_type_and_default_key_variable(
         "gemini-flash": ("gemini", "GEMINI_API_KEY"),
         "doubao": ("volcengine", "VOLCENGINE_API_KEY"),
     }
+    # no free models list: checked by the 1-token call LiteLLM's own check sends
+    assert {name for name, e in found.items() if e.get("probe") == "completion"} == {
+        "sonar", "glm", "azure-ai-mistral",
+    }
     # the model is what follows the prefix, slashes and all
     assert found["or-claude"]["model"] == "anthropic/claude-3.5-sonnet"
     assert found["fireworks-llama"]["model"] == "accounts/fireworks/models/llama-v3-70b-instruct"
@@ -300,3 +304,24 @@ def test_every_provider_remembers_its_model_list_entry(name: str) -> None:
     count = sum(len(m["providers"]) for m in result.document["models"])
     assert len(entries) == count
     assert sorted(index for index, _ in entries) == list(range(count))
+
+
+def test_a_type_without_a_models_list_cannot_check_a_wildcard_or_bill_an_image() -> None:
+    text = (
+        "model_list:\n"
+        "  - {model_name: 'perplexity/*', litellm_params: {model: 'perplexity/*'}}\n"
+        "  - {model_name: cogview, litellm_params: {model: zai/cogview-4}, model_info: {mode: image_generation}}\n"
+    )
+    found = litellm_document(parse_yaml(text, source="c.yaml"), env={}).document["models"]
+    assert [(m["providers"][0]["type"], m["providers"][0]["reason"]) for m in found] == [
+        ("unsupported", "type 'perplexity' has no models list, so a wildcard route cannot be checked"),
+        ("unsupported", "type 'zhipu' has no free probe, and an image is never generated (billed) "
+         "to check a deployment unless the config allows it"),
+    ]
+
+
+def test_a_mode_the_type_cannot_check_is_unsupported_with_the_modes_it_can() -> None:
+    text = "model_list:\n  - {model_name: e, litellm_params: {model: anthropic/claude-3}, model_info: {mode: embedding}}\n"
+    entry = litellm_document(parse_yaml(text, source="c.yaml"), env={}).document["models"][0]
+    assert entry["providers"][0]["type"] == "unsupported"
+    assert entry["providers"][0]["reason"] == "type 'anthropic' cannot check mode 'embedding' (it checks: chat)"
