@@ -117,6 +117,9 @@ class _CredentialsProblem(Exception):
 class BedrockAdapter(HttpAdapter):
     """SigV4 with botocore's signer; credentials from ``*_env`` options or botocore's default chain.
 
+    With ``api_key`` (a Bedrock API key) the probes carry it as a Bearer
+    token instead, and nothing is signed.
+
     Every request is signed as the last step of :meth:`build_request`, over
     the exact method, URL, headers and body bytes the transport sends. The
     default chain (environment, ``~/.aws``, SSO, container or instance role)
@@ -141,6 +144,11 @@ class BedrockAdapter(HttpAdapter):
         self._lookup, self._lookup_id = _lookup_of(self.model_id)
         if self.probe == "completion" and self.mode == "embedding":
             self._embedding_body()  # an unknown embedding family fails here, not at each probe
+        if self.api_key and any(self.options.get(key) for key in _ENV_KEYS):
+            raise ValueError(
+                f"provider {self.provider!r}: give either api_key (a Bedrock API key) or the "
+                "aws_*_env credentials, not both"
+            )
         self._credentials: Any = self._env_credentials()
         # What the next request is signed with: botocore's ReadOnlyCredentials.
         self._frozen: Any = (
@@ -249,7 +257,7 @@ class BedrockAdapter(HttpAdapter):
             self._frozen = credentials.get_frozen_credentials()
 
     async def check_health(self) -> ProbeOutcome:
-        if self._client is not None:  # not open: the base answers not_open
+        if self._client is not None and not self.api_key:  # not open: the base answers not_open
             try:
                 await self._prepare_credentials()
             except _CredentialsProblem as exc:
@@ -259,36 +267,34 @@ class BedrockAdapter(HttpAdapter):
     # -- requests -------------------------------------------------------------------
 
     def auth_headers(self) -> dict[str, str]:
-        return {}  # the SigV4 signature is added last, in build_request
+        # A Bedrock API key is a Bearer token; else the SigV4 signature is
+        # added last, in build_request.
+        return self.bearer_headers()
 
     def free_request(self) -> ProbeRequest:
         if self.wildcard or self._lookup == "other":
-            return ProbeRequest("GET", f"{self.control_url}/foundation-models")
-        if self._lookup == "profile":
-            return ProbeRequest(
-                "GET", f"{self.control_url}/inference-profiles/{_label(self._lookup_id)}"
-            )
-        return ProbeRequest(
-            "GET", f"{self.control_url}/foundation-models/{_label(self._lookup_id)}"
-        )
+            path = "/foundation-models"
+        elif self._lookup == "profile":
+            path = f"/inference-profiles/{_label(self._lookup_id)}"
+        else:
+            path = f"/foundation-models/{_label(self._lookup_id)}"
+        return ProbeRequest("GET", self.control_url + path, headers=self.auth_headers())
 
     def paid_request(self) -> ProbeRequest:
         model = _label(bedrock_model_id(self.probe_model_id))
         if self.mode == "embedding":
-            return ProbeRequest(
-                "POST",
-                f"{self.base_url}/model/{model}/invoke",
-                headers={"Accept": "application/json"},
-                content=_json_bytes(self._embedding_body()),
-                content_type="application/json",
-            )
-        body = {
-            "messages": [{"role": "user", "content": [{"text": PROBE_TEXT}]}],
-            "inferenceConfig": {"maxTokens": self.output_tokens},
-        }
+            action, body = "invoke", self._embedding_body()
+            headers = {"Accept": "application/json", **self.auth_headers()}
+        else:
+            action, headers = "converse", self.auth_headers()
+            body = {
+                "messages": [{"role": "user", "content": [{"text": PROBE_TEXT}]}],
+                "inferenceConfig": {"maxTokens": self.output_tokens},
+            }
         return ProbeRequest(
             "POST",
-            f"{self.base_url}/model/{model}/converse",
+            f"{self.base_url}/model/{model}/{action}",
+            headers=headers,
             content=_json_bytes(body),
             content_type="application/json",
         )
@@ -307,7 +313,8 @@ class BedrockAdapter(HttpAdapter):
         )
 
     def build_request(self) -> ProbeRequest:
-        return self._signed(super().build_request())
+        request = super().build_request()
+        return request if self.api_key else self._signed(request)
 
     def _signed(self, request: ProbeRequest) -> ProbeRequest:
         """``request`` with its SigV4 headers: what is signed is byte for byte what is sent."""

@@ -120,6 +120,9 @@ class _UrllibRequest:
 class VertexAIAdapter(HttpAdapter):
     """Bearer tokens from ``credentials_file`` (any google-auth credentials JSON) or ADC.
 
+    With ``api_key`` (a Vertex AI express mode key) the probes carry it in
+    ``x-goog-api-key`` instead, at the global endpoint, and no token is fetched.
+
     Getting a token means a call to Google's token endpoint (or the metadata
     server), so it happens in a worker thread, and the token is kept until
     google-auth deems it near expiry (a few minutes before it lapses).
@@ -140,7 +143,13 @@ class VertexAIAdapter(HttpAdapter):
                 f"provider {self.provider!r}: location {self.location!r} is not a Google "
                 "Cloud location (like us-central1, europe-west4 or global)"
             )
-        if self.location == "global" and self.base_url == DEFAULT_VERTEX_BASE_URL:
+        if self.api_key and self.options.get("credentials_file"):
+            raise ValueError(
+                f"provider {self.provider!r}: give either api_key (a Vertex AI express mode "
+                "key) or credentials_file, not both"
+            )
+        # Express mode (an API key) is served by the global endpoint.
+        if (self.location == "global" or self.api_key) and self.base_url == DEFAULT_VERTEX_BASE_URL:
             self.base_url = _GLOBAL_BASE_URL
         self.base_url = self.base_url.replace("{location}", self.location)
         self.publisher, self.model_name = vertex_model(self.model)
@@ -214,7 +223,7 @@ class VertexAIAdapter(HttpAdapter):
             )
 
     async def check_health(self) -> ProbeOutcome:
-        if self._client is not None:  # not open: the base answers not_open
+        if self._client is not None and not self.api_key:  # not open: the base answers not_open
             try:
                 await self._prepare_token()
             except _CredentialsProblem as exc:
@@ -235,6 +244,8 @@ class VertexAIAdapter(HttpAdapter):
     # -- requests -------------------------------------------------------------------
 
     def auth_headers(self) -> dict[str, str]:
+        if self.api_key:  # express mode: the key in a header, never in the URL
+            return {"x-goog-api-key": self.api_key.reveal()}
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         quota_project = getattr(self._credentials, "quota_project_id", None)
         if isinstance(quota_project, str) and quota_project:
@@ -253,10 +264,13 @@ class VertexAIAdapter(HttpAdapter):
 
     def paid_request(self) -> ProbeRequest:
         publisher, model = vertex_model(self.probe_model_id)
-        url = (
-            f"{self.base_url}/v1/projects/{_segment(self.project or '')}/locations/"
-            f"{_segment(self.location)}/publishers/{_segment(publisher)}/models/{_segment(model)}"
+        # Express mode (an API key, no project) calls the model without a project path.
+        scope = (
+            f"/projects/{_segment(self.project or '')}/locations/{_segment(self.location)}"
+            if self.project or not self.api_key
+            else ""
         )
+        url = f"{self.base_url}/v1{scope}/publishers/{_segment(publisher)}/models/{_segment(model)}"
         if publisher == "anthropic":
             body: dict[str, Any] = {
                 "anthropic_version": ANTHROPIC_VERTEX_VERSION,

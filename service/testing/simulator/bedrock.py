@@ -4,7 +4,7 @@ The control plane (ListFoundationModels, GetFoundationModel, GetInferenceProfile
 and the runtime (Converse, InvokeModel for embedding models) share one base
 URL here, as they do behind a gateway. A provider with an ``api_key`` is an
 AWS account with one access key: :data:`SIM_ACCESS_KEY_ID`, whose secret is
-that ``api_key``. Each request's signature is recomputed with botocore's
+that ``api_key`` (which also works as a Bedrock API key, sent as a Bearer token). Each request's signature is recomputed with botocore's
 signer and compared, so a wrong secret is a 403 ``InvalidSignatureException``
 and another key id a 403 ``UnrecognizedClientException``, as on AWS.
 Errors are AWS's rest-json documents: ``{"message"}`` with the error code in
@@ -116,7 +116,11 @@ class BedrockWire(Wire):
     # -- SigV4 -------------------------------------------------------------------------
 
     def sent_key(self, req: _Request) -> str | None:
-        # The secret key never travels; the session token is the secret that does.
+        # A Bedrock API key travels as a Bearer token. With SigV4 the secret
+        # key never travels; the session token is the secret that does.
+        auth = req.headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            return auth[7:].strip()
         return req.headers.get("x-amz-security-token")
 
     def check_auth(self, provider: SimProvider, req: _Request) -> _Reply | None:
@@ -126,6 +130,14 @@ class BedrockWire(Wire):
         if auth is None:
             return self.error_reply(
                 403, "Missing Authentication Token", err_type="MissingAuthenticationTokenException"
+            )
+        if auth[:7].lower() == "bearer ":  # a Bedrock API key: the account's api_key here too
+            if hmac.compare_digest(auth[7:].strip().encode(), provider.api_key.encode()):
+                return None
+            return self.error_reply(
+                403,
+                "Authentication failed: Please make sure your API Key is valid.",
+                err_type="UnrecognizedClientException",
             )
         found = _AUTHORIZATION.fullmatch(auth.strip())
         scope = found.group("credential").split("/") if found else []

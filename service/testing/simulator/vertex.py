@@ -12,6 +12,9 @@ with that token, as Vertex does:
   (Gemini), ``:predict`` (embedding models) and ``:rawPredict`` (Anthropic's
   Messages API on Vertex): billed calls.
 
+The ``api_key`` is also accepted as an express mode API key (``x-goog-api-key``,
+the model calls then with or without the project in the path).
+
 Errors are Google's ``{"error": {"code", "message", "status"}}``; the token
 endpoint answers OAuth's ``{"error", "error_description"}``.
 """
@@ -136,11 +139,16 @@ class VertexWire(Wire):
         if rest == "/token":
             return Match("POST", "token", public=True)
         parts = rest.split("/")
-        # /v1/publishers/{publisher}/models/{model}
+        # /v1/publishers/{publisher}/models/{model}: the metadata, or (express
+        # mode, with an API key) /v1/publishers/{publisher}/models/{model}:{action}
         if len(parts) == 6 and parts[1:3] == ["v1", "publishers"] and parts[4] == "models":
-            if parts[3] and parts[5] and ":" not in parts[5]:
+            if not (parts[3] and parts[5]):
+                return None
+            if ":" not in parts[5]:
                 return Match.free("get", f"{parts[3]}/{parts[5]}")
-            return None
+            model, _, action = parts[5].rpartition(":")
+            op = _ACTIONS.get(action)
+            return Match.model_call(op, f"{parts[3]}/{parts[5]}") if model and op else None
         # /v1/projects/{p}/locations/{l}/publishers/{publisher}/models/{model}:{action}
         if (
             len(parts) == 10
@@ -155,6 +163,10 @@ class VertexWire(Wire):
             if model and op:
                 return Match.model_call(op, f"{parts[7]}/{model}:{action}")
         return None
+
+    def sent_key(self, req: _Request) -> str | None:
+        # An express mode API key, else the OAuth access token.
+        return req.headers.get("x-goog-api-key") or super().sent_key(req)
 
     def read_body(self, match: Match, req: _Request) -> Any:
         if match.op != "token":
