@@ -39,6 +39,18 @@ Gauges (read at scrape time, so they are never stale):
   the global ``max_concurrent_probes``), present once a cap is in use;
 * ``router_health_probe_limit_ceiling{provider}``: adaptive limits' ceiling.
 
+Counters read at scrape time from the parts that protect the service, each
+present once that part exists (the serving app, ``[cluster]``):
+
+* ``router_health_connections_refused_total``: connections answered 503 at
+  ``[server] max_connections`` because every held one was busy;
+* ``router_health_connections_evicted_total``: idle connections closed to make
+  room for a new one at that cap;
+* ``router_health_streams_refused_total``: event streams refused by
+  ``max_streams`` / ``max_streams_per_client``;
+* ``router_health_cluster_messages_rejected_total``: results shared over Redis
+  that failed validation and were dropped.
+
 What probes cost, read at scrape time from the checker's accounting
 (:mod:`service.engine.cost`, the same numbers as ``/v1/health/performance``
 and ``router-health check``), per adapter that has sent a probe:
@@ -59,8 +71,8 @@ a URL or an error message, so the cardinality is bounded by the config.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
@@ -89,6 +101,27 @@ _SKIP_SOURCES = ("passive", "retry_after")
 
 Key = tuple[str, str]
 
+#: What :attr:`Metrics.refusals` may report -> the counter's name (without
+#: ``_total``) and help text.
+REFUSAL_COUNTERS: Final = {
+    "connections_refused": (
+        "router_health_connections_refused",
+        "Connections answered 503 at [server] max_connections (every held one was busy).",
+    ),
+    "connections_evicted": (
+        "router_health_connections_evicted",
+        "Idle connections closed to make room at [server] max_connections.",
+    ),
+    "streams_refused": (
+        "router_health_streams_refused",
+        "Event streams refused by [server] max_streams or max_streams_per_client.",
+    ),
+    "cluster_rejected": (
+        "router_health_cluster_messages_rejected",
+        "Results shared over Redis that failed validation and were dropped.",
+    ),
+}
+
 
 def _failure_label(failure: FailureKind | None) -> str:
     # Only enum values reach a label: anything else would be unbounded.
@@ -109,9 +142,17 @@ def _skip_reason(result: ProbeResult) -> str | None:
 class Metrics:
     """The checker's Prometheus metrics, in a registry of their own (see the module doc)."""
 
-    def __init__(self, checker: HealthChecker, health: HealthState | None = None) -> None:
+    def __init__(
+        self,
+        checker: HealthChecker,
+        health: HealthState | None = None,
+        refusals: Callable[[], Mapping[str, int]] | None = None,
+    ) -> None:
         self.checker = checker
         self.health = health
+        # Counts of what the service turned away, by REFUSAL_COUNTERS key; read
+        # at scrape time from the parts that keep them (they outlive no app).
+        self.refusals = refusals
         self.registry = CollectorRegistry()
         self.results = Counter(
             "router_health_probe_results",
@@ -276,6 +317,10 @@ class _LiveCollector(Collector):
                 if key in stats:  # "ceiling" only for adaptive limits
                     family.add_metric((provider,), stats[key])
         yield from families.values()
+        counts = metrics.refusals() if metrics.refusals is not None else {}
+        for key, (name, doc) in REFUSAL_COUNTERS.items():
+            if key in counts:
+                yield CounterMetricFamily(name, doc, value=counts[key])
 
 
 class _CostCollector(Collector):

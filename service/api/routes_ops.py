@@ -99,7 +99,8 @@ async def readyz() -> Response:
     }
     if state.cluster is not None:
         # Still ready without Redis (checks go local), but say so.
-        body["cluster"] = {"status": state.cluster.status()["status"]}
+        cluster = state.cluster.status()
+        body["cluster"] = {"status": cluster["status"], "rejected": cluster["rejected"]}
     return json_response(body)
 
 

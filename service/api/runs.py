@@ -1,7 +1,10 @@
 """Where a check route's report comes from: the live state, or one run shared per selection.
 
 Runs live in the app's lifetime nursery, not in a request: a caller that
-hangs up leaves the others' run alone, and the last one leaving cancels it.
+hangs up leaves the others' run alone, and the last one leaving cancels it
+— unless an anonymous caller started or joined it while their finished runs
+are kept (see below): then it runs to its end, so a client that connects,
+asks and hangs up in a loop costs one run per interval, not one per request.
 Without that nursery (the app served without its lifespan) a route runs in
 its request and shares nothing.
 
@@ -13,8 +16,8 @@ first gets what the run has found by then: adapters without a verdict are
 reported the way the checker reports unfinished ones (``timeout`` with
 failure ``deadline``, or ``not_started`` for a sequential run's later turns),
 while the run goes on for the others — and to its end even if that caller was
-the last, so its verdicts are not thrown away. Only callers hanging up (or a
-shutdown) cancel a run.
+the last, so its verdicts are not thrown away. Only callers hanging up (as
+above) or a shutdown cancel a run.
 
 A finished run's report then keeps answering *anonymous* callers of the same
 selection for ``[server] anonymous_min_interval`` seconds (callers without
@@ -67,17 +70,24 @@ async def shared(
     *,
     deadline: float = math.inf,
     at_deadline: Callable[[Callable[[], Awaitable[_T]]], _T] | None = None,
+    finish_if_deserted: bool = False,
 ) -> _T:
     """``await work()``, shared with identical requests in flight when serving.
 
     With ``at_deadline``, see :meth:`SingleFlight.run`: past ``deadline`` the
-    caller gets ``at_deadline(work of the run's starter)``.
+    caller gets ``at_deadline(work of the run's starter)``; with
+    ``finish_if_deserted``, the run outlives this caller hanging up.
     """
     if state.nursery is None:
         return await work()  # no lifespan: nothing to share with
     try:
         return await flights.run(
-            key, work, nursery=state.nursery, deadline=deadline, at_deadline=at_deadline
+            key,
+            work,
+            nursery=state.nursery,
+            deadline=deadline,
+            at_deadline=at_deadline,
+            finish_if_deserted=finish_if_deserted,
         )
     except FlightCancelled:
         raise not_ready("the service is shutting down") from None
@@ -267,6 +277,9 @@ async def run_selection(
                 run,
                 deadline=deadline,
                 at_deadline=functools.partial(_so_far, timeout=params.timeout),
+                # Its report will answer anonymous callers: an anonymous
+                # client hanging up in a loop costs one run, not one each.
+                finish_if_deserted=anonymous and state.recent_runs.interval > 0,
             )
     report = dataclasses.replace(report, timeout=params.timeout)
     if health is not None:

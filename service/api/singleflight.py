@@ -13,7 +13,10 @@ not in any caller's task, so:
   for the others;
 * when the *last* caller leaves before the run is done, nobody wants the
   result: the run is cancelled (and a caller arriving after that starts a
-  fresh run instead of joining the dying one, even while it unwinds);
+  fresh run instead of joining the dying one, even while it unwinds) —
+  unless a caller said ``finish_if_deserted``: its owner keeps finished
+  results for later callers, so a client that hangs up in a loop would
+  otherwise restart the run, and resend its probes, every time;
 * a caller may bring its own ``deadline``: when it passes first, the caller
   stops waiting and gets ``at_deadline(work)`` (what the run has done so far)
   instead; the run goes on for the others, and to its own end even if that
@@ -112,6 +115,7 @@ class SingleFlight(Generic[K, V]):
         nursery: trio.Nursery,
         deadline: float = math.inf,
         at_deadline: Callable[[Callable[[], Awaitable[V]]], V] | None = None,
+        finish_if_deserted: bool = False,
     ) -> V:
         """Return ``await work()``, shared with every concurrent caller of ``key``.
 
@@ -126,6 +130,9 @@ class SingleFlight(Generic[K, V]):
         clock), return ``at_deadline(w)`` instead, where ``w`` is the ``work``
         of the caller that started the run (so it can say what the run has
         done so far); the run goes on.
+
+        ``finish_if_deserted``: if this caller is cancelled, the run goes on to
+        its end even when nobody else waits (its result is wanted later).
         """
         flight = self._current.get(key)
         if flight is None or not self._joinable(flight):
@@ -148,6 +155,10 @@ class SingleFlight(Generic[K, V]):
                 await flight.done.wait()
             if not flight.done.is_set():
                 flight.kept = True  # this caller had an answer: the run finishes for it
+        except trio.Cancelled:
+            if finish_if_deserted:
+                flight.kept = True
+            raise
         finally:
             flight.waiters -= 1
             if flight.waiters == 0 and not flight.done.is_set() and not flight.kept:

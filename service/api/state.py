@@ -20,6 +20,7 @@ from ..live.stream import EventHub
 from ..live.webhook import WebhookNotifier
 from .answers import StateAnswers
 from .auth import BearerAuth
+from .compat import CONNECTIONS_KEY, ConnectionSlots
 from .metrics import Metrics
 from .recent import RecentRuns
 from .singleflight import SingleFlight
@@ -72,6 +73,17 @@ class ServiceState:
     # Every result, transition and run, for GET /v1/health/stream.
     events: EventHub = field(default_factory=EventHub)
     metrics: Metrics | None = None  # GET /metrics; made with the app
+
+    def refusals(self) -> dict[str, int]:
+        """What the service turned away so far, for ``/metrics`` (see ``REFUSAL_COUNTERS``)."""
+        counts = {"streams_refused": self.events.refused}
+        slots = self.app.extensions.get(CONNECTIONS_KEY)
+        if isinstance(slots, ConnectionSlots):  # only while served with a cap
+            counts["connections_refused"] = slots.refused
+            counts["connections_evicted"] = slots.evicted
+        if self.cluster is not None:
+            counts["cluster_rejected"] = self.cluster.rejected
+        return counts
 
     def flights(self) -> list[SingleFlight[Hashable, Any]]:
         return [self.health_runs, self.model_runs, self.performance]

@@ -12,6 +12,7 @@ apply.
 from __future__ import annotations
 
 import enum
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,11 +41,15 @@ class ProbeStatus(enum.StrEnum):
     DEGRADED = "degraded"
     UNHEALTHY = "unhealthy"  # answered, but not with a healthy answer (or could not connect)
     TIMEOUT = "timeout"  # no verdict before its deadline (or never started: see ``failure``)
+    #: Never checked: a deployment router-health has no adapter for (``type =
+    #: "unsupported"``, failure ``unsupported``). Nothing is known against it,
+    #: so it is usable (a router keeps it) and left out of its model's status.
+    UNSUPPORTED = "unsupported"
 
     @property
     def usable(self) -> bool:
-        """Healthy or degraded: the adapter still serves traffic."""
-        return self in (ProbeStatus.HEALTHY, ProbeStatus.DEGRADED)
+        """Healthy, degraded, or unsupported (never checked): the router may keep using it."""
+        return self in (ProbeStatus.HEALTHY, ProbeStatus.DEGRADED, ProbeStatus.UNSUPPORTED)
 
 
 class HealthStatus(enum.StrEnum):
@@ -56,7 +61,9 @@ class HealthStatus(enum.StrEnum):
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
+    # NaN and infinities are not JSON: a result built by hand with one (the
+    # checker never makes them) shows null rather than breaking every answer.
+    return None if value is None or not math.isfinite(value) else round(value, digits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +103,12 @@ class ProbeResult:
     #: The adapter's probe is paid, but ``[checks] max_probe_tokens_per_hour``
     #: was reached: it sent its free probe instead (service.engine.cost).
     budget_fallback: bool = False
+
+    def __post_init__(self) -> None:
+        # The verdict of an unsupported deployment follows from its failure, wherever
+        # the result is built (the checker's failed outcome, a peer's message).
+        if self.failure is FailureKind.UNSUPPORTED and self.status is not ProbeStatus.UNSUPPORTED:
+            object.__setattr__(self, "status", ProbeStatus.UNSUPPORTED)
 
     @classmethod
     def not_started(
@@ -170,12 +183,18 @@ class ProbeResult:
 def model_status(results: Iterable[ProbeResult]) -> HealthStatus:
     """healthy: every provider healthy; degraded: some usable (healthy or degraded); unhealthy: none.
 
-    A model with no providers is unhealthy.
+    Unsupported providers (never checked) are left out: they neither make a
+    model unhealthy nor vouch for it. A model with only those is degraded
+    (serving, as far as anyone knows, but unverified); one with no providers
+    is unhealthy.
     """
     statuses = [r.status for r in results]
-    if statuses and all(s is ProbeStatus.HEALTHY for s in statuses):
+    checked = [s for s in statuses if s is not ProbeStatus.UNSUPPORTED]
+    if not checked:
+        return HealthStatus.DEGRADED if statuses else HealthStatus.UNHEALTHY
+    if all(s is ProbeStatus.HEALTHY for s in checked):
         return HealthStatus.HEALTHY
-    if any(s.usable for s in statuses):
+    if any(s.usable for s in checked):
         return HealthStatus.DEGRADED
     return HealthStatus.UNHEALTHY
 

@@ -41,6 +41,7 @@ from tests.support.app import (
     standard_fleet,
 )
 from tests.support.fakes import Probe, adapter, down, ok, probe_result
+from tests.support.served import GUARD
 
 DETAIL_KEYS = {
     "status",
@@ -689,7 +690,12 @@ def test_performance_metrics_are_null_when_a_run_took_no_time() -> None:
 )
 async def test_a_client_hanging_up_cancels_the_probes_it_started(path: str, query: str) -> None:
     probe = Probe(gate=trio.Event())  # hangs until cancelled
-    app, _ = make_app({"gpt-4": [adapter("openai", probe)]}, checks={"adapter_timeout": 60})
+    # No finished runs kept for anonymous callers: nobody else wants this run.
+    app, _ = make_app(
+        {"gpt-4": [adapter("openai", probe)]},
+        checks={"adapter_timeout": 60},
+        server={"anonymous_min_interval": 0},
+    )
     hang_up = trio.Event()
     hang_up.set()
     async with serving(app):
@@ -697,6 +703,29 @@ async def test_a_client_hanging_up_cancels_the_probes_it_started(path: str, quer
             sent = await request_then_disconnect(app, path, query, probe.entered, hang_up)
             await probe.cancelled.wait()
     assert sent == []
+
+
+async def test_anonymous_clients_hanging_up_in_a_loop_cost_one_run() -> None:
+    # Finished runs answer anonymous callers for anonymous_min_interval: a
+    # deserted run goes on to its end, so hanging up does not restart it.
+    gate = trio.Event()
+    probe = Probe(gate=gate)
+    app, _ = make_app({"gpt-4": [adapter("openai", probe)]}, checks={"adapter_timeout": 60})
+    state = app.extensions[EXTENSION_KEY]
+    async with serving(app) as client:
+        with trio.fail_after(GUARD):
+            for _ in range(3):  # connect, ask, hang up
+                hang_up = trio.Event()
+                hang_up.set()
+                await request_then_disconnect(app, "/v1/health/", "timeout=60", probe.entered, hang_up)
+            assert state.health_runs.statistics().runs_started == 1
+            assert not probe.cancelled.is_set()
+            gate.set()  # the deserted run finishes ...
+            await state.wait_idle()
+            status, body = await get_json(client, "/v1/health/?timeout=60")  # ... and answers
+    assert (status, body["status"]) == (200, "healthy")
+    assert body["details"]["gpt-4"]["openai"]["cached"] is True
+    assert probe.calls == 1
 
 
 # -- liveness, readiness, lifecycle ------------------------------------------------------------

@@ -142,7 +142,11 @@ async def test_liveness_readiness_and_json_errors_over_the_wire() -> None:
 
 @pytest.mark.parametrize("gives_up", ["after_its_own_read_timeout", "when_cancelled"])
 async def test_a_client_giving_up_cancels_its_probes_at_the_upstream(gives_up: str) -> None:
-    async with running_service(checks={"adapter_timeout": 60, "model_timeout": 60}) as service:
+    # No finished runs kept for anonymous callers: nobody else wants the run.
+    async with running_service(
+        checks={"adapter_timeout": 60, "model_timeout": 60},
+        server={"anonymous_min_interval": 0},
+    ) as service:
         sim = service.sim
         sim.set_behavior("openai", mode="hang")
         if gives_up == "after_its_own_read_timeout":

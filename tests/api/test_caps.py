@@ -29,10 +29,12 @@ from typing import Any
 import h11
 import pytest
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from service import ConfigError, parse_config
 from service.api.app import EXTENSION_KEY
 from service.api.compat import CONNECTIONS_KEY
+from service.api.metrics import REFUSAL_COUNTERS
 from service.api.openapi import openapi_spec
 from service.api.routes_health import _client_key
 from service.live.stream import EventHub, StreamsFull
@@ -206,6 +208,19 @@ async def open_streams(service: Service, count: int) -> AsyncIterator[list[trio.
         yield streams
 
 
+async def refusal_counters(service: Service) -> dict[str, float]:
+    """The service's refusal counters, as ``/metrics`` shows them (name -> value)."""
+    answer = await raw_get(service, b"/metrics")
+    assert answer.status == 200, answer
+    families = text_string_to_metric_families(answer.body.decode())
+    return {
+        sample.name: sample.value
+        for family in families
+        for sample in family.samples
+        if family.name in {name for name, _ in REFUSAL_COUNTERS.values()}
+    }
+
+
 def assert_json_refusal(answer: Answer, status: int, error: str, retry_after: bytes) -> dict[str, Any]:
     assert answer.status == status, answer
     assert answer.headers[b"content-type"] == b"application/json"
@@ -231,6 +246,8 @@ async def test_a_stream_past_max_streams_is_a_json_503_and_checks_still_answer()
                 assert (await raw_get(service, b"/livez")).status == 200
                 assert (await raw_get(service, b"/v1/health/")).status == 200
                 assert hub_of(service).streams == 2
+                assert (await refusal_counters(service))[
+                    "router_health_streams_refused_total"] == 1
             await hub_of(service).open_streams.wait_value(0)
             async with open_streams(service, 2):  # the places are free again
                 pass
@@ -270,6 +287,9 @@ async def test_a_connection_past_max_connections_closes_an_idle_one_to_get_in() 
                 assert answer.status == 200 and answer.json() == {"status": "ok"}
                 await closed.wait()  # an idle connection made the room
                 assert (slots.evicted, slots.refused) == (1, 0)
+                counters = await refusal_counters(service)
+                assert counters["router_health_connections_evicted_total"] >= 1  # ours, maybe more
+                assert counters["router_health_connections_refused_total"] == 0
                 nursery.cancel_scope.cancel()
 
 
@@ -301,6 +321,9 @@ async def test_a_connection_past_max_connections_all_busy_gets_a_raw_json_503() 
         await eventually(lambda: slots.open == 0, within=GUARD * 3)  # the server's own count
         with trio.fail_after(GUARD):
             assert (await raw_get(service, b"/livez")).status == 200
+            counters = await refusal_counters(service)
+        assert counters["router_health_connections_refused_total"] == 1
+        assert "router_health_cluster_messages_rejected_total" not in counters  # no [cluster]
 
 
 def test_the_document_has_the_refusals() -> None:

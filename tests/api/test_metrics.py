@@ -355,6 +355,18 @@ async def test_adaptive_limits_export_their_ceiling() -> None:
     assert get(families, "router_health_probe_limit", provider="*") is None  # no global cap
 
 
+def test_refusal_counters_are_read_at_scrape_time_and_only_when_reported() -> None:
+    counts = {"streams_refused": 3, "cluster_rejected": 7}
+    metrics = Metrics(HealthChecker(settings()), refusals=lambda: counts)
+    families = scrape(metrics)
+    assert get(families, "router_health_streams_refused_total") == 3
+    assert get(families, "router_health_cluster_messages_rejected_total") == 7
+    # Parts that do not exist (no connection cap outside a server) show nothing.
+    assert get(families, "router_health_connections_refused_total") is None
+    counts["cluster_rejected"] = 9  # a later scrape sees the new count
+    assert get(metrics, "router_health_cluster_messages_rejected_total") == 9
+
+
 # -- wiring ----------------------------------------------------------------------------------
 
 

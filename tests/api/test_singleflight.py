@@ -195,7 +195,12 @@ async def test_a_caller_hanging_up_leaves_the_shared_check_to_the_others(path: s
 @pytest.mark.parametrize("path", ["/v1/health/", "/v1/health/models/gpt-4"])
 async def test_the_shared_check_is_cancelled_when_its_last_caller_hangs_up(path: str) -> None:
     probe = Probe(gate=trio.Event())  # never opened
-    app, _ = make_app({"gpt-4": [adapter("openai", probe)]}, checks={"adapter_timeout": 60})
+    # No finished runs kept for anonymous callers: nobody else wants the run.
+    app, _ = make_app(
+        {"gpt-4": [adapter("openai", probe)]},
+        checks={"adapter_timeout": 60},
+        server={"anonymous_min_interval": 0},
+    )
     hang_up = trio.Event()
     async with serving(app):
         state = app.extensions[EXTENSION_KEY]
@@ -214,8 +219,12 @@ async def test_the_shared_check_is_cancelled_when_its_last_caller_hangs_up(path:
 
 
 async def test_a_hundred_concurrent_requests_over_the_wire_probe_each_upstream_once() -> None:
-    # "openai" hangs, so the run stays in flight until every client has joined it.
-    async with running_service(checks={"adapter_timeout": 60, "model_timeout": 60}) as service:
+    # "openai" hangs, so the run stays in flight until every client has joined it
+    # (and, with no finished runs kept for anonymous callers, goes when they do).
+    async with running_service(
+        checks={"adapter_timeout": 60, "model_timeout": 60},
+        server={"anonymous_min_interval": 0},
+    ) as service:
         sim = service.sim
         sim.set_behavior("openai", mode="hang")
         state = service.app.extensions[EXTENSION_KEY]

@@ -86,7 +86,12 @@ async def test_a_caller_arriving_while_a_deserted_run_unwinds_starts_a_fresh_run
 
 async def test_a_request_arriving_while_a_deserted_check_unwinds_gets_a_fresh_answer() -> None:
     check = SlowToUnwind()
-    app, _ = make_app({"gpt-4": [adapter("openai", check)]}, checks={"adapter_timeout": 60})
+    # No finished runs kept for anonymous callers: a deserted run is cancelled.
+    app, _ = make_app(
+        {"gpt-4": [adapter("openai", check)]},
+        checks={"adapter_timeout": 60},
+        server={"anonymous_min_interval": 0},
+    )
     hang_up = trio.Event()
     answers: list[tuple[int, dict[str, Any]]] = []
     async with serving(app) as client:

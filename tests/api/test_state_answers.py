@@ -15,7 +15,9 @@ moved by hand, so ages are exact.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -199,3 +201,27 @@ async def test_livez_is_kept_for_good_and_sent_as_the_usual_path_sends_it() -> N
         with_body = await client.request("GET", "/livez", content=b"x")
         assert with_body.status_code == 200
         assert answers.hits == hits + 2
+
+
+def _no_constants(name: str) -> None:
+    raise AssertionError(f"non-standard JSON constant {name} in an answer")
+
+
+async def test_a_non_finite_number_recorded_by_hand_is_null_not_invalid_json(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    # The checker never makes one, but HealthState.record is public: NaN and
+    # infinities must not turn every answer into non-standard JSON.
+    fleet = Fleet()
+    async with served(fleet.app) as client:
+        await fleet.filled()
+        latest = fleet.state.health.get("gpt-4", "openai").latest
+        fleet.state.health.record(
+            dataclasses.replace(latest, latency_ms=math.nan, queued_ms=math.inf)
+        )
+        for path in ("/v1/health/", "/v1/health/models/gpt-4?format=health%2Bjson"):
+            response = await client.get(path)
+            assert response.status_code == 200, response.text
+            json.loads(response.text, parse_constant=_no_constants)
+        body = (await client.get("/v1/health/")).json()
+        assert body["details"]["gpt-4"]["openai"]["latency_ms"] is None

@@ -319,7 +319,7 @@ async def test_redis_going_away_means_local_checks_and_back(
         client = states[0].app.test_client()  # the app keeps serving
         response = await client.get("/readyz")
         assert response.status_code == 200
-        assert (await response.get_json())["cluster"] == {"status": "unreachable"}
+        assert (await response.get_json())["cluster"] == {"status": "unreachable", "rejected": 0}
 
         redis.start()
         with trio.fail_after(PATIENCE):
