@@ -90,6 +90,7 @@ _PROBE_STATUS: Final = {
     ProbeStatus.DEGRADED: "warn",
     ProbeStatus.UNHEALTHY: "fail",
     ProbeStatus.TIMEOUT: "fail",
+    ProbeStatus.UNSUPPORTED: "warn",  # never checked: not a failure, not a pass either
 }
 
 

@@ -13,7 +13,7 @@
   const TOKEN_KEY = "router-health-token";
   const SPARK_POINTS = 30;
   const SPARK_W = 190, SPARK_H = 32; // the chart's size in CSS pixels (dashboard.css)
-  const STATUSES = ["healthy", "degraded", "unhealthy", "timeout"];
+  const STATUSES = ["healthy", "degraded", "unhealthy", "timeout", "unsupported"];
   const MAX_BACKOFF_MS = 30000;
   // failures that say nothing about the provider (service/cache.py)
   const NOT_ABOUT_PROVIDER = new Set(["deadline", "not_started", "not_open", "resource"]);
@@ -261,8 +261,11 @@
   }
 
   // model_status / overall_status of service/report.py, on the cells' statuses
-  function modelStatus(statuses) {
-    if (statuses.length && statuses.every((s) => s === "healthy")) return "healthy";
+  function modelStatus(all) {
+    // Unsupported providers are never checked: left out, and alone they make "degraded".
+    const statuses = all.filter((s) => s !== "unsupported");
+    if (!statuses.length) return all.length ? "degraded" : "unknown";
+    if (statuses.every((s) => s === "healthy")) return "healthy";
     if (statuses.some((s) => s === "healthy" || s === "degraded")) return "degraded";
     if (statuses.every((s) => s === "unknown")) return "unknown";
     return "unhealthy";
