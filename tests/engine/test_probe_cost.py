@@ -19,12 +19,18 @@ import trio.testing
 from adapters import Adapter, ProbeOutcome
 from service import AdapterManager, ConfigError, HealthChecker, HealthReport, parse_config
 from service.cli import cost_summary
-from service.engine.cost import WINDOW_SECONDS, CostCounts, ProbeCosts, free_twin
+from service.config import dump_toml
+from service.engine.cost import (
+    WINDOW_SECONDS,
+    CostCounts,
+    ProbeCosts,
+    free_twin,
+    has_free_probe,
+)
 from service.engine.report import ProbeResult
 from service.testing.simulator import SimProvider, Simulator
 from service.testing.simulator.fleets import demo_providers
 from tests.support.cli import run_cli
-from tests.support.configs import write_config
 from tests.support.fakes import Probe, adapter, settings
 
 MODEL = "m"
@@ -351,9 +357,20 @@ def test_the_budget_reaches_the_checker_from_the_config() -> None:
 # -- over the wire -------------------------------------------------------------------------------
 
 
+#: Providers with no free probe (no model list): past the budget they keep the paid one.
+NO_FREE_PROBE = ("perplexity",)
+
+
 @pytest.fixture
 def sim_providers() -> list[SimProvider]:
-    return demo_providers()[:6]  # every wire format of the demo, all answering
+    # Every wire format of the demo (all answering), native Cohere and two registry kinds.
+    return [
+        *demo_providers()[:6],
+        SimProvider("cohere", "cohere", "sk-sim-cohere", ["command-r"]),
+        SimProvider("mistral", "mistral", "sk-sim-mistral", ["mistral-small-latest"]),
+        SimProvider("groq", "groq", "sk-sim-groq", ["llama-3.1-8b-instant"]),
+        SimProvider("perplexity", "perplexity", "sk-sim-perplexity", ["sonar"]),
+    ]
 
 
 async def test_a_free_twin_sends_no_billed_call_for_any_adapter_type(sim: Simulator) -> None:
@@ -361,6 +378,9 @@ async def test_a_free_twin_sends_no_billed_call_for_any_adapter_type(sim: Simula
     config = parse_config({"models": [{"name": MODEL, "providers": entries}]}, env={})
     async with AdapterManager.from_config(config) as manager:
         for paid in manager.get_model_adapters(MODEL):
+            if paid.provider in NO_FREE_PROBE:
+                assert not has_free_probe(paid)
+                continue
             twin = free_twin(paid)
             outcome = await twin.check_health()
             stats = sim.stats(paid.provider)
@@ -385,25 +405,42 @@ async def test_end_to_end_a_small_budget_turns_billed_probes_into_free_ones(
     async with AdapterManager.from_config(config) as manager:
         checker = manager.health_checker
         first = await checker.run(manager.model_adapters)
-        billed = checker.cost.total().tokens
         second = await checker.run(manager.model_adapters)
-    names = [entry["name"] for entry in entries]
-    # Every adapter answers its paid probe with a `usage`; the simulator bills 2 or 3 tokens.
+    names = [entry["name"] for entry in entries if entry["name"] not in NO_FREE_PROBE]
+    # Every adapter answers its paid probe with a `usage`: what we count is what was billed.
     assert all((first.models[MODEL].results[n].tokens or 0) > 0 for n in names), first.to_dict()
+    billed = checker.cost.total().tokens
+    assert billed == sum(sim.stats(entry["name"]).billed_tokens for entry in entries) > 0
     assert not any(first.models[MODEL].results[n].budget_fallback for n in names)
     assert all(second.models[MODEL].results[n].budget_fallback for n in names)
     assert all(second.models[MODEL].results[n].healthy for n in names)
     assert {n: sim.stats(n).completion_probes for n in names} == dict.fromkeys(names, 1)
+    # With no free probe to send instead, perplexity's paid probe went out both times.
+    assert sim.stats("perplexity").completion_probes == 2
+    assert not second.models[MODEL].results["perplexity"].budget_fallback
     assert checker.cost.total() == CostCounts(
-        free_probes=len(names), paid_probes=len(names), tokens=billed, budget_fallbacks=len(names)
+        free_probes=len(names),
+        paid_probes=len(names) + 2,
+        tokens=billed,
+        budget_fallbacks=len(names),
     )
 
 
 async def test_check_prints_what_its_probes_cost(sim: Simulator, tmp_path: Path) -> None:
-    done = await run_cli("check", "--config", str(write_config(tmp_path / "c.toml", sim)))
+    # One model per provider; perplexity (no free probe) and openai send the paid probe.
+    paid = {"perplexity", "openai"}
+    models = [
+        {"name": e["name"], "providers": [{**e, "probe": "completion"} if e["name"] in paid else e]}
+        for e in sim.provider_entries()
+    ]
+    config = tmp_path / "c.toml"
+    config.write_text(dump_toml({"models": models}), encoding="utf-8")
+    done = await run_cli("check", "--config", str(config))
     lines = done.stdout.decode().splitlines()
     assert done.returncode == 0, done.stderr
-    assert "probes: 6 sent (6 free, 0 paid), 0 tokens billed" in lines
+    billed = sim.total_stats().billed_tokens
+    assert billed > 0
+    assert f"probes: 10 sent (8 free, 2 paid), {billed} tokens billed" in lines
 
 
 def test_the_summary_line_names_the_budget_when_it_was_reached() -> None:
