@@ -106,31 +106,28 @@ def _without_literal_secrets(
             if provider.get("type") == "unsupported":
                 note.append("router-health cannot check this deployment: it reports it unsupported")
             if provider.get("probe") == "completion":
-                note.append(
-                    f"type {provider['type']!r} has no free models list: checked by a 1-token "
-                    "call (billed), as LiteLLM checks it"
-                )
+                note += [
+                    f"type {provider['type']!r} has no free models list: checked by a 1-token call",
+                    "(billed), as LiteLLM checks it",
+                ]
             if "api_key" in provider:
                 name = invent(model["name"], provider["name"], "API_KEY")
                 provider = {
                     ("api_key_env" if k == "api_key" else k): (name if k == "api_key" else v)
                     for k, v in provider.items()
                 }
-                note.append(
-                    f"litellm_params.api_key is written in the LiteLLM file and not copied here: "
-                    f"export {name}=<that key> before serving"
-                )
+                note += [
+                    "litellm_params.api_key is written in the LiteLLM file: not copied here;",
+                    f"export {name}=<that key> before serving",
+                ]
             literal_headers = provider.pop("headers", None) or {}
             if literal_headers:
                 from_env = dict(provider.get("headers_env") or {})
                 for header in literal_headers:
                     from_env[header] = invent(model["name"], provider["name"], header)
                 provider["headers_env"] = from_env
-                shown = ", ".join(f"{from_env[h]} ({h})" for h in literal_headers)
-                note.append(
-                    "header values are written in the LiteLLM file and not copied here: "
-                    f"export {shown} before serving"
-                )
+                note.append("header values are written in the LiteLLM file: not copied here;")
+                note += [f"export {from_env[h]}=<the {h} value> before serving" for h in literal_headers]
             providers.append(provider)
         models.append({**model, "providers": providers})
     return {**mapped.document, "models": models}, notes, invented

@@ -29,10 +29,14 @@ def test_keys_and_header_values_written_in_the_file_are_never_printed() -> None:
         "OpenAI-Organization": "GPT_4O_OPENAI_OPENAI_ORGANIZATION",
         "X-Team": "TEAM_HEADER",
     }
-    assert (
-        "  # litellm_params.api_key is written in the LiteLLM file and not copied here: "
-        "export GPT_4O_OPENAI_API_KEY=<that key> before serving"
-    ) in result.toml.splitlines()
+    lines = result.toml.splitlines()
+    at = lines.index("  # litellm_params.api_key is written in the LiteLLM file: not copied here;")
+    assert lines[at + 1 : at + 5] == [
+        "  # export GPT_4O_OPENAI_API_KEY=<that key> before serving",
+        "  # header values are written in the LiteLLM file: not copied here;",
+        "  # export GPT_4O_OPENAI_OPENAI_ORGANIZATION=<the OpenAI-Organization value> before serving",
+        "  [[models.providers]]",
+    ]
 
 
 def test_the_import_names_every_variable_to_export_and_needs_none_of_them() -> None:
