@@ -12,6 +12,7 @@ imported only when a Vertex AI adapter is built, so this module imports without 
 
 from __future__ import annotations
 
+import json
 import threading
 import urllib.error
 import urllib.request
@@ -69,6 +70,8 @@ def _google_auth() -> Any:
         import google.auth
         import google.auth.exceptions
         import google.auth.transport
+        import google.oauth2.credentials
+        import google.oauth2.service_account
     except ImportError:
         raise ValueError(_EXTRA_HINT) from None
     return google
@@ -175,12 +178,39 @@ class VertexAIAdapter(HttpAdapter):
     # -- credentials ----------------------------------------------------------------
 
     def _load_file(self, path: str) -> Any:
-        google = self._google
+        """A service account's key or a user's credentials (``gcloud auth application-default login``).
+
+        Loaded by their type alone, as google-auth advises for files from
+        elsewhere: other kinds (workload identity federation, impersonation)
+        go through application default credentials instead.
+        """
+        where = f"provider {self.provider!r}: credentials_file {path!r}"
         try:
-            credentials, project = google.auth.load_credentials_from_file(path, scopes=_SCOPES)
-        except google.auth.exceptions.GoogleAuthError as exc:
-            raise ValueError(f"provider {self.provider!r}: credentials_file: {exc}") from None
-        self.project = self.project or project
+            with open(path, encoding="utf-8") as file:
+                info = json.load(file)
+        except OSError as exc:
+            raise ValueError(f"{where}: {exc.strerror or exc}") from None
+        except ValueError:
+            raise ValueError(f"{where} is not a JSON credentials file") from None
+        kind = info.get("type") if isinstance(info, dict) else None
+        oauth2 = self._google.oauth2
+        loaders = {
+            "service_account": oauth2.service_account.Credentials.from_service_account_info,
+            "authorized_user": oauth2.credentials.Credentials.from_authorized_user_info,
+        }
+        if kind not in loaders:
+            raise ValueError(
+                f"{where} holds {kind or 'no'} credentials; service_account and authorized_user "
+                "files are read here, others through application default credentials (leave "
+                "credentials_file out and set GOOGLE_APPLICATION_CREDENTIALS)"
+            )
+        try:
+            credentials = loaders[kind](info, scopes=_SCOPES)
+        except (ValueError, KeyError, self._google.auth.exceptions.GoogleAuthError) as exc:
+            # The message names what is missing or malformed, never a key's value.
+            raise ValueError(f"{where}: not a valid {kind} file ({exc})") from None
+        project = info.get("project_id") or info.get("quota_project_id")
+        self.project = self.project or (project if isinstance(project, str) else None)
         return credentials
 
     def _default_credentials(self) -> Any:
