@@ -22,6 +22,7 @@ reached still count, so it can be passed by at most what they are billed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import enum
 import logging
@@ -271,8 +272,9 @@ class ProbeCosts:
     """Probes sent and tokens billed per adapter, and the hourly token budget.
 
     ``max_tokens_per_hour`` None means no budget: only the accounting (the
-    checker passes its validated ``CheckerSettings`` value).
-    Everything that reads the window uses the Trio clock, so call it from Trio.
+    checker passes its validated ``CheckerSettings`` value). The windows run
+    on the Trio clock; read from outside Trio (a scrape from another thread),
+    they are as of the last probe recorded.
     """
 
     def __init__(self, max_tokens_per_hour: int | None = None) -> None:
@@ -281,9 +283,15 @@ class ProbeCosts:
         self._fleet = _Window(_FLEET_STEP)
         #: Unix time the budget was reached; None while it has room.
         self.exhausted_since: float | None = None
+        self._last_seen = 0.0  # the Trio clock when last read inside Trio
 
     def __repr__(self) -> str:
         return f"ProbeCosts(adapters={len(self._books)}, budget={self.max_tokens_per_hour})"
+
+    def _now(self) -> float:
+        with contextlib.suppress(RuntimeError):  # not in Trio: as of the last probe
+            self._last_seen = trio.current_time()
+        return self._last_seen
 
     # -- the budget ------------------------------------------------------------------
 
@@ -298,7 +306,7 @@ class ProbeCosts:
             return adapter, False
         if not has_free_probe(adapter):
             return adapter, False
-        if self._has_room(trio.current_time()):
+        if self._has_room(self._now()):
             return adapter, False
         return free_twin(adapter), True
 
@@ -333,7 +341,7 @@ class ProbeCosts:
         limit = self.max_tokens_per_hour
         if limit is None:
             return None
-        now = trio.current_time()
+        now = self._now()
         room = self._has_room(now)
         return BudgetState(
             max_tokens_per_hour=limit,
@@ -362,7 +370,7 @@ class ProbeCosts:
         else:
             kind = ProbeKind.PAID if tokens else ProbeKind.FREE
         billed = (tokens or 0) if kind is ProbeKind.PAID else 0  # a free probe is never billed
-        now = trio.current_time()
+        now = self._now()
         book = self._books.get((model, adapter.provider))
         if book is None:
             book = self._books[(model, adapter.provider)] = _AdapterBook()
@@ -377,7 +385,7 @@ class ProbeCosts:
 
     def adapters(self) -> list[AdapterCost]:
         """Every adapter that sent a probe, in the order each first did."""
-        now = trio.current_time()
+        now = self._now()
         return [
             AdapterCost(model, provider, book.total, book.window.counts(now))
             for (model, provider), book in self._books.items()
@@ -388,7 +396,7 @@ class ProbeCosts:
         return sum((book.total for book in self._books.values()), CostCounts())
 
     def last_hour(self) -> CostCounts:
-        return self._fleet.counts(trio.current_time())
+        return self._fleet.counts(self._now())
 
     def to_dict(self) -> dict[str, Any]:
         """The ``cost`` object of ``/v1/health/performance``."""
