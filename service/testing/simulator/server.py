@@ -57,6 +57,10 @@ class Simulator:
     All state lives on this object and is only touched from Trio tasks of one
     run, so no locking is needed; control methods (``set_behavior``,
     ``add_provider``...) are plain synchronous calls for the same reason.
+
+    Each provider is served under ``/{name}``; the one named by ``at_root``
+    also answers every path under no provider's name, so its base URL's
+    origin is the server's (a probe path such as vLLM's ``/health`` reaches it).
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int = 0,
+        at_root: str | None = None,
     ) -> None:
         self._host = host
         self._port = port
@@ -85,6 +90,12 @@ class Simulator:
         self._changed: trio.Event | None = None  # created only while someone waits
         for provider in providers:
             self.add_provider(provider)
+        # The provider that also answers paths under no provider's name, as if
+        # it were the whole server: what a base URL's *origin* reaches (vLLM's
+        # /health next to /v1), which a name prefix cannot give.
+        if at_root is not None:
+            self.provider(at_root)
+        self._at_root = at_root
 
     # -- configuration and inspection ------------------------------------------
 
@@ -108,9 +119,14 @@ class Simulator:
             raise UnknownProviderError(name) from None
 
     def base_url(self, name: str) -> str:
-        """The ``base_url`` an adapter of this provider's kind should be configured with."""
+        """The ``base_url`` an adapter of this provider's kind should be configured with.
+
+        The provider served ``at_root`` has its base URL at the server's root
+        (it still answers under ``/{name}`` too).
+        """
         provider = self.provider(name)
-        return f"{self.root_url}/{name}{_BASE_SUFFIX[provider.kind]}"
+        mount = "" if name == self._at_root else f"/{name}"
+        return f"{self.root_url}{mount}{_BASE_SUFFIX[provider.kind]}"
 
     def add_provider(self, p: SimProvider) -> None:
         """Serve one more provider (also while running). Names must be unique.
@@ -182,7 +198,9 @@ class Simulator:
             }
             if provider.api_key is not None:
                 entry["api_key"] = provider.api_key
-            entry["model"] = provider.models[0]
+            model = entry["model"] = provider.models[0]
+            if provider.mode_of(model) != "chat":
+                entry["mode"] = provider.mode_of(model)
             entries.append(entry)
         return entries
 
@@ -271,6 +289,9 @@ class Simulator:
             return
         name, _, tail = req.path[1:].partition("/")
         provider = self._providers.get(name)
+        if provider is None and self._at_root is not None:
+            await self._handle_provider(conn, self._providers[self._at_root], req.path, req)
+            return
         if provider is None:
             reply = _json_reply(404, {"error": {"message": f"no simulated provider {name!r}"}})
             await conn.send_reply(reply)
