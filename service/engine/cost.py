@@ -33,7 +33,7 @@ from typing import Any, Final, Protocol, cast
 
 import trio
 
-from adapters.base import Adapter
+from adapters.base import Adapter, FailureKind
 
 from .report import ProbeResult
 
@@ -65,6 +65,9 @@ _FLEET_STEP: Final = 1.0
 _ADAPTER_STEP: Final = 60.0
 
 Key = tuple[str, str]
+
+#: Failures of adapters that never send a request: nothing to count.
+_NOTHING_SENT: Final = frozenset({FailureKind.UNSUPPORTED, FailureKind.NOT_OPEN})
 
 
 class ProbeKind(enum.StrEnum):
@@ -361,7 +364,7 @@ class ProbeCosts:
         ``result`` None: the probe was cancelled after it went out (a caller
         hung up); it counts, with no tokens (none are known).
         """
-        if result is not None and not result.sent:
+        if result is not None and (not result.sent or result.failure in _NOTHING_SENT):
             return
         declared = _declared_probe(adapter)
         tokens = None if result is None else billed_tokens(result.tokens)

@@ -15,7 +15,7 @@ import pytest
 import trio
 import trio.testing
 
-from adapters import Adapter, ProbeOutcome
+from adapters import Adapter, FailureKind, ProbeOutcome
 from service import AdapterManager, ConfigError, HealthChecker, HealthReport, parse_config
 from service.cli import cost_summary
 from service.config import dump_toml
@@ -131,6 +131,20 @@ async def test_results_served_from_min_interval_are_counted_once(
     assert result_of(reports[2], "paid").tokens == 5  # what the probe behind it was billed
     assert total(checker, "paid") == CostCounts(paid_probes=1, tokens=5)
     assert checker.cost.last_hour() == CostCounts(paid_probes=1, tokens=5)
+
+
+async def test_adapters_that_send_nothing_are_not_counted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def unsupported() -> ProbeOutcome:  # what type = "unsupported" answers, with no I/O
+        return ProbeOutcome.fail(FailureKind.UNSUPPORTED, "unknown LiteLLM prefix")
+
+    async def not_open() -> ProbeOutcome:
+        return ProbeOutcome.fail(FailureKind.NOT_OPEN, "HTTP client not open")
+
+    checker = HealthChecker(settings())
+    await checker.run({MODEL: [adapter("unsupported", unsupported), adapter("closed", not_open)]})
+    assert checker.cost.adapters() == [] and checker.cost.total() == CostCounts()
 
 
 async def test_probe_one_counts_like_a_run(autojump_clock: trio.testing.MockClock) -> None:
