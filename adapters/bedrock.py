@@ -166,11 +166,11 @@ class BedrockAdapter(HttpAdapter):
         )
         if not region:
             found = _HOST_REGION.search(urlsplit(self.base_url).hostname or "")
-            region = found.group(1) if found else None
+            region = found.group(1) if found else self._profile_region()
         if not region:
             raise ValueError(
                 f"provider {self.provider!r}: type 'bedrock' needs a region: set region = "
-                '"us-east-1" (or the AWS_REGION environment variable)'
+                '"us-east-1" (or AWS_REGION, or a region in the AWS profile)'
             )
         if not _REGION.fullmatch(region):
             raise ValueError(
@@ -178,6 +178,15 @@ class BedrockAdapter(HttpAdapter):
                 "(like us-east-1 or eu-central-1)"
             )
         return region
+
+    def _profile_region(self) -> str | None:
+        """The region of the AWS profile in use (``~/.aws/config``), as boto3 would find it."""
+        botocore = self._botocore
+        try:
+            region = botocore.session.get_session().get_config_variable("region")
+        except botocore.exceptions.BotoCoreError:
+            return None  # a profile that does not exist: the error below says what to set
+        return region if isinstance(region, str) and region else None
 
     def _env_credentials(self) -> Any:
         """Static credentials from the variables the ``*_env`` options name; None: the default chain."""

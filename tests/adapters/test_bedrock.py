@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,8 +39,10 @@ def sim_providers() -> list[SimProvider]:
 
 
 @pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The variables the configs name; nothing of a real AWS setup leaks in."""
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     for name in (
         "AWS_PROFILE",
         "AWS_REGION",
@@ -153,21 +156,17 @@ async def test_a_bedrock_api_key_is_sent_as_a_bearer_token(sim: Simulator) -> No
 
 
 async def test_the_default_chain_is_used_when_no_env_options_are_given(
-    sim: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", SIM_ACCESS_KEY_ID)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     result = await probe(sim, aws_access_key_id_env=None, aws_secret_access_key_env=None)
     assert result.status is ProbeStatus.HEALTHY, result.error
 
 
 async def test_no_credentials_anywhere_is_an_auth_failure_saying_where_to_put_them(
-    sim: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     for name in (
         "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
@@ -276,12 +275,16 @@ def test_requests_are_signed_for_the_bedrock_service_in_the_region() -> None:
     assert request.headers["Host"] == "bedrock.eu-west-3.amazonaws.com"
 
 
-def test_the_region_can_come_from_the_environment_or_the_base_url(
-    monkeypatch: pytest.MonkeyPatch,
+def test_the_region_can_come_from_the_environment_the_profile_or_the_base_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("AWS_REGION", "ap-northeast-1")
     assert adapter(options={"region": None}).region == "ap-northeast-1"
     monkeypatch.delenv("AWS_REGION")
+    profile = tmp_path / "aws-config"
+    profile.write_text("[default]\nregion = sa-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(profile))
+    assert adapter(options={"region": None}, base_url="https://gateway.test").region == "sa-east-1"
     vpc = "https://vpce-0abc.bedrock-runtime.eu-central-1.vpce.amazonaws.com"
     from_url = adapter(options={"region": None}, base_url=vpc)
     assert from_url.region == "eu-central-1"
@@ -335,12 +338,10 @@ def test_without_botocore_the_module_imports_and_building_says_which_extra() -> 
 
 
 async def test_credentials_are_resolved_once_for_overlapping_probes(
-    sim: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", SIM_ACCESS_KEY_ID)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     bedrock = adapter(
         base_url=sim.base_url("aws"),
         options={"aws_access_key_id_env": None, "aws_secret_access_key_env": None},
