@@ -121,7 +121,7 @@ class _UrllibRequest:
 
 
 class VertexAIAdapter(HttpAdapter):
-    """Bearer tokens from ``credentials_file`` (any google-auth credentials JSON) or ADC.
+    """Bearer tokens from ``credentials_file`` (a service account or user credentials JSON) or ADC.
 
     With ``api_key`` (a Vertex AI express mode key) the probes carry it in
     ``x-goog-api-key`` instead, at the global endpoint, and no token is fetched.
