@@ -46,6 +46,8 @@ _STRICT_HINT: Final = "--strict refuses a deployment router-health cannot check"
 _ORIGIN_KEYS: Final = {
     "name": "model_info.id",
     "type": "litellm_params.model",
+    "reason": "litellm_params.model",
+    "probe": "litellm_params.model",
     "model": "litellm_params.model",
     "deployment": "litellm_params.model",
     "base_url": "litellm_params.api_base",
