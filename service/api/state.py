@@ -95,7 +95,12 @@ class ServiceState:
 
     def secrets(self) -> list[Any]:
         """Every key this app knows, for redacting text that leaves the process."""
-        keys = [getattr(a, "api_key", None) for _, a in self.manager.all_adapters()]
+        # An HTTP adapter's ``secrets``: its key and its extra header values.
+        keys = [
+            secret
+            for _, a in self.manager.all_adapters()
+            for secret in (getattr(a, "secrets", None) or (getattr(a, "api_key", None),))
+        ]
         hook = [] if self.config.webhook is None else self.config.webhook.secrets()
         redis = [] if self.config.cluster is None else self.config.cluster.secrets()
         return [*keys, self.config.server.auth_token, *hook, *redis]
