@@ -92,7 +92,7 @@ class LiteLLMDocument:
     literal keys as the file wrote them (``import litellm`` takes them out).
     """
 
-    document: dict[str, Any]
+    document: dict[str, Any] = field(repr=False)  # it may hold keys written in the file
     #: (model index, provider index) in ``document`` -> its model_list entry.
     origins: dict[tuple[int, int], Origin] = field(default_factory=dict)
 

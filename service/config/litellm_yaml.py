@@ -22,6 +22,7 @@ __all__ = ["MAX_LITELLM_BYTES", "MAX_YAML_VALUES", "parse_yaml", "read_config_fi
 MAX_LITELLM_BYTES: Final = 1 << 20
 #: The most values a document may hold once its aliases are expanded.
 MAX_YAML_VALUES: Final = 250_000
+_TOO_LARGE: Final = f"larger than {MAX_LITELLM_BYTES // 1024} KiB: too large for a LiteLLM config"
 
 
 def read_config_file(path: str | os.PathLike[str]) -> bytes:
@@ -35,21 +36,15 @@ def read_config_file(path: str | os.PathLike[str]) -> bytes:
     except OSError as exc:
         raise ConfigError(source, [f"cannot read: {exc.strerror or exc}"]) from None
     if len(raw) > MAX_LITELLM_BYTES:
-        raise ConfigError(
-            source,
-            [f"larger than {MAX_LITELLM_BYTES // 1024} KiB: too large for a LiteLLM config"],
-        )
+        raise ConfigError(source, [_TOO_LARGE])
     return raw
 
 
 def parse_yaml(raw: bytes | str, *, source: str) -> Any:
     """The YAML document in ``raw`` as plain data. Raises :class:`ConfigError`."""
+    if len(raw) > MAX_LITELLM_BYTES:
+        raise ConfigError(source, [_TOO_LARGE])
     if isinstance(raw, bytes):
-        if len(raw) > MAX_LITELLM_BYTES:
-            raise ConfigError(
-                source,
-                [f"larger than {MAX_LITELLM_BYTES // 1024} KiB: too large for a LiteLLM config"],
-            )
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:

@@ -96,6 +96,10 @@ def test_a_file_over_the_size_cap_is_refused_before_parsing(tmp_path: Path) -> N
     assert str(info.value) == f"{path}: larger than 1024 KiB: too large for a LiteLLM config"
 
 
+def test_text_over_the_size_cap_is_refused_from_code_too() -> None:
+    assert one("#" * (MAX_LITELLM_BYTES + 1)) == "larger than 1024 KiB: too large for a LiteLLM config"
+
+
 def test_text_that_is_not_utf8_is_refused() -> None:
     assert one(b"model_list:\n  - model_name: \xff\n") == "not UTF-8 text"
 

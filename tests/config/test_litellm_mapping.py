@@ -325,3 +325,7 @@ def test_a_mode_the_type_cannot_check_is_unsupported_with_the_modes_it_can() -> 
     entry = litellm_document(parse_yaml(text, source="c.yaml"), env={}).document["models"][0]
     assert entry["providers"][0]["type"] == "unsupported"
     assert entry["providers"][0]["reason"] == "type 'anthropic' cannot check mode 'embedding' (it checks: chat)"
+
+
+def test_the_mapped_document_never_shows_a_key_in_its_repr() -> None:
+    assert "rhtestkey" not in repr(mapped("env_and_literals.yaml"))
