@@ -224,3 +224,18 @@ async def test_import_knows_only_litellm(tmp_path: Path) -> None:
     done = await run("import", "helicone", str(tmp_path / "x.yaml"))
     assert done.returncode == 3
     assert b"invalid choice: 'helicone'" in done.stderr
+
+
+async def test_strict_refuses_unsupported_entries_of_a_toml_config_too(tmp_path: Path) -> None:
+    config = tmp_path / "providers.toml"
+    config.write_text(
+        '[[models]]\nname = "m"\n\n  [[models.providers]]\n  name = "p"\n'
+        '  type = "unsupported"\n  reason = "not checked here"\n',
+        encoding="utf-8",
+    )
+    done = await run("check", "--config", str(config), "--strict")
+    assert done.returncode == 3
+    assert done.stderr.decode().splitlines() == [
+        "router-health: invalid config",
+        f'{config}: type "unsupported" entries refused by --strict: m / p',
+    ]
