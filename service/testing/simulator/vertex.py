@@ -26,12 +26,15 @@ import binascii
 import functools
 import json
 import time
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl
 
 from .behavior import SimProvider
 from .connection import _json_reply, _Reply, _Request
 from .wire import Match, Refused, Wire, retry_after_header, usage_reply
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 __all__ = [
     "SIM_SERVICE_ACCOUNT",
@@ -76,7 +79,7 @@ _ACTIONS: Final = {"generateContent": "chat", "rawPredict": "chat", "predict": "
 
 
 @functools.cache
-def _private_key() -> Any:
+def _private_key() -> RSAPrivateKey:
     """The simulated account's RSA key: made once per process, so no key is ever committed."""
     from cryptography.hazmat.primitives.asymmetric import rsa
 
