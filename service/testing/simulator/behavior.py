@@ -67,6 +67,8 @@ NATIVE: Final[Mapping[str, str]] = {
     "gemini": "/v1beta",
     "ollama": "",
     "cohere": "",
+    "bedrock": "",  # one base URL for the control plane and the runtime
+    "vertex-ai": "",
 }
 
 #: What each kind's ``base_url`` appends to ``{root_url}/{name}``.

@@ -8,11 +8,13 @@ from __future__ import annotations
 from typing import Final
 
 from .anthropic import AnthropicWire
+from .bedrock import BedrockWire
 from .behavior import OPENAI_LIKE
 from .cohere import CohereWire
 from .gemini import GeminiWire
 from .ollama import OllamaWire
 from .openai_family import AzureAIWire, AzureWire, OpenAIWire
+from .vertex import VertexWire
 from .wire import Wire
 
 WIRES: Final[dict[str, Wire]] = {
@@ -23,6 +25,8 @@ WIRES: Final[dict[str, Wire]] = {
     "gemini": GeminiWire(),
     "ollama": OllamaWire(),
     "cohere": CohereWire(),
+    "bedrock": BedrockWire(),
+    "vertex-ai": VertexWire(),
 }
 
 
