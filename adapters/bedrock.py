@@ -17,6 +17,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -114,6 +115,17 @@ class _CredentialsProblem(Exception):
     """No usable AWS credentials; the message says where they were looked for."""
 
 
+@dataclass(eq=False)
+class _SigningKeys:
+    """What an adapter signs with; shared with its copies (the cost budget's free twin)."""
+
+    #: botocore's credentials; None until the default chain has been resolved.
+    source: Any
+    #: The key triple (ReadOnlyCredentials) the next request is signed with.
+    current: Any = None
+    resolving: trio.Lock = field(default_factory=trio.Lock)
+
+
 class BedrockAdapter(HttpAdapter):
     """SigV4 with botocore's signer; credentials from ``*_env`` options or botocore's default chain.
 
@@ -149,12 +161,10 @@ class BedrockAdapter(HttpAdapter):
                 f"provider {self.provider!r}: give either api_key (a Bedrock API key) or the "
                 "aws_*_env credentials, not both"
             )
-        self._credentials: Any = self._env_credentials()
-        # What the next request is signed with: botocore's ReadOnlyCredentials.
-        self._frozen: Any = (
-            None if self._credentials is None else self._credentials.get_frozen_credentials()
+        static = self._env_credentials()
+        self._keys = _SigningKeys(
+            static, None if static is None else static.get_frozen_credentials()
         )
-        self._resolving = trio.Lock()
 
     # -- configuration ------------------------------------------------------------
 
@@ -221,7 +231,7 @@ class BedrockAdapter(HttpAdapter):
     def secrets(self) -> tuple[Secret, ...]:
         # The secret key never goes on the wire, but an error message built
         # from it must not show it either; the session token does travel.
-        frozen = self._frozen
+        frozen = self._keys.current
         own = () if frozen is None else (frozen.secret_key, frozen.token)
         return (*super().secrets, *(Secret(value) for value in own if value))
 
@@ -251,19 +261,19 @@ class BedrockAdapter(HttpAdapter):
             raise _CredentialsProblem(f"refreshing AWS credentials failed: {exc}") from None
 
     async def _prepare_credentials(self) -> None:
-        if self._credentials is None:
-            async with self._resolving:  # one resolution, whatever the overlapping probes
-                if self._credentials is None:
-                    self._credentials = await trio.to_thread.run_sync(
+        keys = self._keys
+        if keys.source is None:
+            async with keys.resolving:  # one resolution, whatever the overlapping probes
+                if keys.source is None:
+                    keys.source = await trio.to_thread.run_sync(
                         self._default_chain, abandon_on_cancel=True
                     )
-        credentials = self._credentials
-        if isinstance(credentials, self._botocore.credentials.RefreshableCredentials):
-            self._frozen = await trio.to_thread.run_sync(
-                self._freeze, credentials, abandon_on_cancel=True
+        if isinstance(keys.source, self._botocore.credentials.RefreshableCredentials):
+            keys.current = await trio.to_thread.run_sync(
+                self._freeze, keys.source, abandon_on_cancel=True
             )
         else:
-            self._frozen = credentials.get_frozen_credentials()
+            keys.current = keys.source.get_frozen_credentials()
 
     async def check_health(self) -> ProbeOutcome:
         if self._client is not None and not self.api_key:  # not open: the base answers not_open
@@ -327,7 +337,7 @@ class BedrockAdapter(HttpAdapter):
 
     def _signed(self, request: ProbeRequest) -> ProbeRequest:
         """``request`` with its SigV4 headers: what is signed is byte for byte what is sent."""
-        if self._frozen is None:
+        if self._keys.current is None:
             raise RuntimeError("AWS credentials are resolved by check_health() before a request")
         url = request.url
         if request.params:
@@ -345,7 +355,8 @@ class BedrockAdapter(HttpAdapter):
         aws_request = botocore.awsrequest.AWSRequest(
             method=request.method, url=url, headers=headers, data=body or b""
         )
-        botocore.auth.SigV4Auth(self._frozen, SIGNING_NAME, self.region).add_auth(aws_request)
+        signer = botocore.auth.SigV4Auth(self._keys.current, SIGNING_NAME, self.region)
+        signer.add_auth(aws_request)
         return ProbeRequest(
             request.method,
             url,

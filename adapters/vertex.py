@@ -17,6 +17,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 from urllib.parse import quote
 
@@ -79,6 +80,20 @@ def _google_auth() -> Any:
 
 class _CredentialsProblem(Exception):
     """No usable Google credentials or token; the message says why."""
+
+
+@dataclass(eq=False)
+class _TokenSource:
+    """An adapter's credentials and token; shared with its copies (the cost budget's free twin)."""
+
+    #: google-auth's credentials; None until application default credentials are resolved.
+    credentials: Any = None
+    token: str | None = None
+    #: The project the credentials name (used when the config names none).
+    project: str | None = None
+    resolving: trio.Lock = field(default_factory=trio.Lock)
+    # One token refresh at a time, also across abandoned worker threads.
+    refreshing: threading.Lock = field(default_factory=threading.Lock)
 
 
 class _UrllibResponse:
@@ -156,7 +171,6 @@ class VertexAIAdapter(HttpAdapter):
             self.base_url = _GLOBAL_BASE_URL
         self.base_url = self.base_url.replace("{location}", self.location)
         self.publisher, self.model_name = vertex_model(self.model)
-        self.project: str | None = self.options.get("project") or None
         paid_publisher, _ = vertex_model(self.probe_model_id)
         if self.probe == "completion" and (
             paid_publisher not in _PAID_PUBLISHERS
@@ -167,13 +181,14 @@ class VertexAIAdapter(HttpAdapter):
                 f"(chat, embedding) and Anthropic's (chat), not {paid_publisher!r} {self.mode}; "
                 'use probe = "models"'
             )
-        self._credentials: Any = None
+        self._source = _TokenSource()
         if path := self.options.get("credentials_file"):
-            self._credentials = self._load_file(path)
-        self._token: str | None = None
-        self._resolving = trio.Lock()
-        # One token refresh at a time, also across abandoned worker threads.
-        self._refreshing = threading.Lock()
+            self._source.credentials = self._load_file(path)
+
+    @property
+    def project(self) -> str | None:
+        """The configured project, else the one the credentials name."""
+        return self.options.get("project") or self._source.project
 
     # -- credentials ----------------------------------------------------------------
 
@@ -210,7 +225,7 @@ class VertexAIAdapter(HttpAdapter):
             # The message names what is missing or malformed, never a key's value.
             raise ValueError(f"{where}: not a valid {kind} file ({exc})") from None
         project = info.get("project_id") or info.get("quota_project_id")
-        self.project = self.project or (project if isinstance(project, str) else None)
+        self._source.project = project if isinstance(project, str) else None
         return credentials
 
     def _default_credentials(self) -> Any:
@@ -220,13 +235,13 @@ class VertexAIAdapter(HttpAdapter):
             credentials, project = google.auth.default(scopes=_SCOPES)
         except google.auth.exceptions.GoogleAuthError as exc:
             raise _CredentialsProblem(f"Google credentials: {exc}") from None
-        self.project = self.project or project
+        self._source.project = project
         return credentials
 
     def _refresh(self, credentials: Any) -> str:
         """A valid access token, refreshed if google-auth says it must be (in a worker thread)."""
         google = self._google
-        with self._refreshing:
+        with self._source.refreshing:
             if not credentials.valid:
                 try:
                     credentials.refresh(_UrllibRequest(google.auth.exceptions))
@@ -238,17 +253,18 @@ class VertexAIAdapter(HttpAdapter):
             return token
 
     async def _prepare_token(self) -> None:
-        if self._credentials is None:
-            async with self._resolving:  # one resolution, whatever the overlapping probes
-                if self._credentials is None:
-                    self._credentials = await trio.to_thread.run_sync(
+        source = self._source
+        if source.credentials is None:
+            async with source.resolving:  # one resolution, whatever the overlapping probes
+                if source.credentials is None:
+                    source.credentials = await trio.to_thread.run_sync(
                         self._default_credentials, abandon_on_cancel=True
                     )
-        credentials = self._credentials
+        credentials = source.credentials
         if credentials.valid and credentials.token:
-            self._token = credentials.token
+            source.token = credentials.token
         else:
-            self._token = await trio.to_thread.run_sync(
+            source.token = await trio.to_thread.run_sync(
                 self._refresh, credentials, abandon_on_cancel=True
             )
 
@@ -268,7 +284,7 @@ class VertexAIAdapter(HttpAdapter):
 
     @property
     def secrets(self) -> tuple[Secret, ...]:
-        token = self._token
+        token = self._source.token
         return (*super().secrets, *((Secret(token),) if token else ()))
 
     # -- requests -------------------------------------------------------------------
@@ -276,8 +292,9 @@ class VertexAIAdapter(HttpAdapter):
     def auth_headers(self) -> dict[str, str]:
         if self.api_key:  # express mode: the key in a header, never in the URL
             return {"x-goog-api-key": self.api_key.reveal()}
-        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-        quota_project = getattr(self._credentials, "quota_project_id", None)
+        token = self._source.token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        quota_project = getattr(self._source.credentials, "quota_project_id", None)
         if isinstance(quota_project, str) and quota_project:
             # User credentials bill a quota project, as google-auth's own apply() says.
             headers["x-goog-user-project"] = quota_project

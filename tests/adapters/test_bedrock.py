@@ -7,6 +7,7 @@ the signature with botocore as AWS does and answers with AWS's documents.
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -337,7 +338,7 @@ def test_without_botocore_the_module_imports_and_building_says_which_extra() -> 
     )
 
 
-async def test_credentials_are_resolved_once_for_overlapping_probes(
+async def test_credentials_are_resolved_once_for_overlapping_probes_and_copies(
     sim: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", SIM_ACCESS_KEY_ID)
@@ -361,6 +362,10 @@ async def test_credentials_are_resolved_once_for_overlapping_probes(
         async with trio.open_nursery() as nursery:
             for _ in range(3):
                 nursery.start_soon(_append, outcomes, bedrock)
+        # The cost budget's free twin is a shallow copy: it signs with the same keys.
+        twin = copy.copy(bedrock)
+        twin.probe = "models"
+        outcomes.append(await twin.check_health())
     assert all(o.healthy for o in outcomes), outcomes
     assert resolutions == 1
 

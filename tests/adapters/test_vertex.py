@@ -7,15 +7,18 @@ the simulator checks that signature and issues the token the API then wants.
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from adapters import FailureKind, VertexAIAdapter
+from adapters.transport import HttpxTransport
 from adapters.vertex import vertex_model
 from service import AdapterManager, ProbeResult, ProbeStatus, parse_config
 from service.testing.simulator import Behavior, SimProvider, Simulator
@@ -126,6 +129,23 @@ async def test_the_token_is_fetched_once_and_reused(sim: Simulator, credentials_
             report = await manager.health_checker.run(manager.model_adapters)
             assert report.models["m"].results["gcp"].healthy
     assert sim.stats("gcp").requests == 4  # one token, three lookups
+
+
+async def test_the_free_twin_of_a_paid_adapter_reuses_its_token(
+    sim: Simulator, credentials_file: Path
+) -> None:
+    vertex = adapter(
+        base_url=sim.base_url("gcp"),
+        probe="completion",
+        options={"project": "rh-sim", "credentials_file": str(credentials_file)},
+    )
+    async with httpx.AsyncClient() as client:
+        vertex.bind_client(HttpxTransport(client))
+        assert (await vertex.check_health()).healthy
+        twin = copy.copy(vertex)  # what the cost budget sends instead of a paid probe
+        twin.probe = "models"
+        assert (await twin.check_health()).healthy
+    assert sim.stats("gcp").requests == 3  # one token, one generateContent, one lookup
 
 
 async def test_an_express_mode_api_key_needs_no_token(sim: Simulator) -> None:
