@@ -22,6 +22,7 @@ __all__ = [
     "OpenAIFamilyAdapter",
     "PaidCall",
     "chat_completion_body",
+    "image_generation_body",
     "judge_chat_completion",
     "judge_model_list",
     "judge_openai_paid",
@@ -42,9 +43,23 @@ OPENAI_PATHS: Final = {
 }
 #: OpenAI itself serves every mode but rerank (a Cohere/Jina/vLLM endpoint).
 OPENAI_MODES: Final = ALL_MODES - {"rerank"}
-#: The smallest image every image API accepts is still billed per image: the
-#: probe is only sent with ``allow_image_probe = true``.
-_IMAGE_SIZE: Final = "256x256"
+#: The cheapest image each OpenAI family makes (an image is billed however small,
+#: so the probe is only sent with ``allow_image_probe = true``). dall-e-3 and
+#: gpt-image refuse 256x256; other providers' models get their own default size,
+#: since a size they do not take would fail every probe.
+_IMAGE_SIZES: Final = {"dall-e-2": "256x256", "dall-e-3": "1024x1024", "gpt-image": "1024x1024"}
+
+
+def image_generation_body(model: str) -> dict[str, Any]:
+    """One image of the cheapest size and quality ``model``'s family offers."""
+    name = model.rpartition("/")[2].lower()
+    family = "gpt-image" if name.startswith("gpt-image") else name
+    body: dict[str, Any] = {"prompt": "a small grey dot", "n": 1}
+    if family in _IMAGE_SIZES:
+        body["size"] = _IMAGE_SIZES[family]
+    if family == "gpt-image":
+        body["quality"] = "low"
+    return body
 
 
 def chat_completion_body(model: str, max_tokens: int = 1, *, reasoning: bool = False) -> dict[str, Any]:
@@ -102,7 +117,7 @@ def openai_paid_call(adapter: HttpAdapter, *, with_model: bool = True) -> PaidCa
     elif mode == "completion":
         body = {"prompt": PROBE_TEXT, "max_tokens": budget}
     elif mode == "image_generation":
-        body = {"prompt": "a small grey dot", "n": 1, "size": _IMAGE_SIZE}
+        body = image_generation_body(model)
     elif mode == "audio_speech":
         body = {"input": "a", "voice": "alloy"}  # billed per character: one
     elif mode == "rerank":

@@ -56,13 +56,25 @@ def test_openai_sends_each_modes_cheapest_call(mode: str, path: str, body: dict[
     assert request.json_body == body
 
 
-def test_an_image_probe_asks_for_one_small_image_only_when_allowed() -> None:
-    request = make(OpenAIAdapter, "image_generation", allow_image_probe=True).build_request()
+@pytest.mark.parametrize(
+    ("model", "cheapest"),
+    [
+        ("dall-e-2", {"size": "256x256"}),
+        ("dall-e-3", {"size": "1024x1024"}),
+        ("gpt-image-1", {"size": "1024x1024", "quality": "low"}),
+        ("openai/gpt-image-1-mini", {"size": "1024x1024", "quality": "low"}),
+        ("grok-2-image", {}),  # another provider's model: its own default size
+    ],
+)
+def test_an_image_probe_asks_for_one_cheapest_image_only_when_allowed(
+    model: str, cheapest: dict[str, str]
+) -> None:
+    adapter = make(OpenAIAdapter, "image_generation", model=model, allow_image_probe=True)
+    request = adapter.build_request()
     assert request.url == "https://api.openai.com/v1/images/generations"
-    assert request.json_body == {"model": "m-1", "prompt": "a small grey dot", "n": 1, "size": "256x256"}
-    assert "max_tokens" not in request.json_body
+    assert request.json_body == {"model": model, "prompt": "a small grey dot", "n": 1, **cheapest}
     with pytest.raises(ValueError, match="allow_image_probe"):
-        make(OpenAIAdapter, "image_generation").build_request()
+        make(OpenAIAdapter, "image_generation", model=model).build_request()
 
 
 def test_a_transcription_probe_uploads_a_tiny_silent_wav_as_multipart() -> None:
