@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -355,8 +356,7 @@ class BedrockAdapter(HttpAdapter):
         aws_request = botocore.awsrequest.AWSRequest(
             method=request.method, url=url, headers=headers, data=body or b""
         )
-        signer = botocore.auth.SigV4Auth(self._keys.current, SIGNING_NAME, self.region)
-        signer.add_auth(aws_request)
+        _sign(botocore.auth.SigV4Auth(self._keys.current, SIGNING_NAME, self.region), aws_request)
         return ProbeRequest(
             request.method,
             url,
@@ -427,6 +427,30 @@ class BedrockAdapter(HttpAdapter):
         return ProbeOutcome.ok(
             tokens=_count(usage.get("totalTokens")) if isinstance(usage, Mapping) else None
         )
+
+
+def _sign(signer: Any, aws_request: Any) -> None:
+    """What ``SigV4Auth.add_auth`` does, from its public steps, minus its debug log.
+
+    ``add_auth`` logs the canonical request at DEBUG, and that holds the
+    session token (a signed header): with debug logging on, the token would
+    reach the log. The canonical request, the string to sign and the HMAC
+    chain are botocore's own; only the date, token and Authorization headers
+    are set here, in the SigV4 format.
+    """
+    keys = signer.credentials
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    aws_request.context["timestamp"] = stamp
+    aws_request.headers["X-Amz-Date"] = stamp
+    if keys.token:
+        aws_request.headers["X-Amz-Security-Token"] = keys.token
+    canonical = signer.canonical_request(aws_request)
+    signature = signer.signature(signer.string_to_sign(aws_request, canonical), aws_request)
+    signed = signer.signed_headers(signer.headers_to_sign(aws_request))
+    aws_request.headers["Authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={signer.scope(aws_request)}, "
+        f"SignedHeaders={signed}, Signature={signature}"
+    )
 
 
 def _json_bytes(body: Any) -> bytes:

@@ -8,6 +8,7 @@ the signature with botocore as AWS does and answers with AWS's documents.
 from __future__ import annotations
 
 import copy
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -299,6 +300,18 @@ def test_secrets_stay_out_of_repr_and_are_redaction_secrets(
     assert SECRET not in repr(bedrock) and SESSION_TOKEN not in repr(bedrock)
     revealed = {secret.reveal() for secret in bedrock.secrets}
     assert {SECRET, SESSION_TOKEN} <= revealed
+
+
+def test_signing_with_debug_logging_on_logs_no_session_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # botocore's add_auth logs the canonical request, which holds the token.
+    caplog.set_level(logging.DEBUG)
+    request = adapter(options={"aws_session_token_env": "SIM_AWS_TOKEN"}).build_request()
+    assert request.headers["X-Amz-Security-Token"] == SESSION_TOKEN
+    assert "x-amz-security-token" in request.headers["Authorization"]  # signed
+    assert SESSION_TOKEN not in caplog.text
+    assert all(SESSION_TOKEN not in repr(record.args) for record in caplog.records)
 
 
 @pytest.mark.parametrize(
