@@ -627,6 +627,10 @@ class HttpAdapter:
             return FailureKind.AUTH
         if status == 429:
             return FailureKind.RATE_LIMITED
+        if status == 404 and any(word in message.lower() for word in ("model", "deployment")):
+            # Every provider's "no such model" (Azure's: no such deployment) is a 404
+            # naming it; a 404 that does not is a wrong path, a plain http_status.
+            return FailureKind.MODEL_MISSING
         return FailureKind.HTTP_STATUS
 
     @staticmethod
