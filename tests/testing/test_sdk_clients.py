@@ -27,6 +27,9 @@ from google.genai import types as genai_types
 from service.testing.simulator import Behavior, SimProvider, Simulator
 from service.testing.simulator.audio import silent_wav
 
+# cohere's own models still read pydantic v1's ``__fields__``: its noise, not ours.
+pytestmark = pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince20")
+
 KEYS = {
     "openai": "sk-sdk-openai-0123456789",
     "groq": "gsk-sdk-groq-0123456789",

@@ -12,15 +12,32 @@ KEY = "rhtestkey-body-3c5e7a"
 
 
 async def test_body_mode_answers_the_status_and_body_given_with_the_sent_key_in_place() -> None:
-    behavior = Behavior(latency=0.0, mode="body", status=200, body="~~{key}~~ {not-a-key}",
-                        content_type="text/html; charset=utf-8")
-    sim = Simulator([
-        SimProvider("gw", "openai-compatible", KEY, ["m"], behavior),
-        SimProvider("az", "azure", KEY, ["m"], Behavior(latency=0.0, mode="body", status=502,
-                                                         body="{key}{key}")),
-        SimProvider("open", "ollama", None, ["m"], Behavior(latency=0.0, mode="body",
-                                                            body="sent: [{key}]")),
-    ])
+    behavior = Behavior(
+        latency=0.0,
+        mode="body",
+        status=200,
+        body="~~{key}~~ {not-a-key}",
+        content_type="text/html; charset=utf-8",
+    )
+    sim = Simulator(
+        [
+            SimProvider("gw", "openai-compatible", KEY, ["m"], behavior),
+            SimProvider(
+                "az",
+                "azure",
+                KEY,
+                ["m"],
+                Behavior(latency=0.0, mode="body", status=502, body="{key}{key}"),
+            ),
+            SimProvider(
+                "open",
+                "ollama",
+                None,
+                ["m"],
+                Behavior(latency=0.0, mode="body", body="sent: [{key}]"),
+            ),
+        ]
+    )
     async with trio.open_nursery() as nursery, httpx.AsyncClient() as client:
         await nursery.start(sim.serve)
         answer = await client.get(

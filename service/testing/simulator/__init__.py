@@ -32,8 +32,9 @@ The modules, from the bottom up:
   :class:`Behavior`, :class:`ProviderStats`) and its validation;
 - ``connection``: one client connection (h11 framing, disconnect-aware waits);
 - ``wire``: what one provider API implements (routes, key, answers, errors);
-  one module per API: ``openai_family`` (+ ``openai_modes``, ``multipart``,
-  ``audio``), ``anthropic``, ``gemini``, ``ollama``, ``cohere``...;
+  one module per API: ``openai_family`` (+ ``openai_modes``, ``openai_media``,
+  ``openai_fields``, ``multipart``, ``audio``), ``anthropic``, ``gemini``,
+  ``ollama``, ``cohere``...;
 - ``kinds``: which wire each kind speaks (where a new kind is registered);
 - ``routes``: the validation order every kind goes through;
 - ``modes``: what each failure mode writes;
