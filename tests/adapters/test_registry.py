@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -129,3 +130,32 @@ def test_registering_a_provider_is_one_line_of_data() -> None:
     assert adapter.build_request().url == "https://api.acme.test/v1/embeddings"
     with pytest.raises(ValueError, match="unknown modes"):
         adapter_class(ProviderSpec("bad", "BadAdapter", None, "chat telepathy"))
+
+
+def doc_rows() -> dict[str, list[str]]:
+    """docs/providers.md's table rows by their first cell's type name."""
+    text = (Path(__file__).parents[2] / "docs" / "providers.md").read_text(encoding="utf-8")
+    rows: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) > 2:
+            rows.setdefault(cells[0].strip("`"), cells)
+    return rows
+
+
+def test_the_providers_page_lists_every_type() -> None:
+    rows = doc_rows()
+    assert set(ADAPTER_TYPES) <= set(rows)
+
+
+@pytest.mark.parametrize("spec", PROVIDERS, ids=lambda s: s.type)
+def test_the_providers_page_says_what_the_registry_says(spec: ProviderSpec) -> None:
+    cells = doc_rows()[spec.type]
+    base, key, listing, modes = cells[1:5]
+    if spec.base_url is None:
+        assert base.startswith("none")
+    else:
+        assert base == f"`{spec.base_url}`"
+    assert key.startswith("required" if spec.key_required else "optional")
+    assert listing.startswith("yes" if spec.lists_models else "**no**")
+    assert modes.replace("`", "").split() == spec.modes.split()

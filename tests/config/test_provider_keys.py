@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -183,3 +186,18 @@ def test_a_secret_pasted_as_a_variable_name_is_not_echoed() -> None:
     message = problem(headers_env={"X-A": pasted})
     assert pasted not in message
 
+
+
+def test_the_documented_example_loads_as_written() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    section = text.split("### Modes and probe overrides", 1)[1]
+    example = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert example is not None
+    names = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "GATEWAY_API_KEY", "GATEWAY_TENANT_TOKEN",
+             "PERPLEXITY_API_KEY", "COHERE_API_KEY", "OPENROUTER_API_KEY")
+    config = parse_config(
+        tomllib.loads(example.group(1)), env={name: f"rhtestkey-{name.lower()}" for name in names}
+    )
+    modes = {p.name: p.mode for m in config.models for p in m.providers}
+    assert modes["cohere"] == "rerank"
+    assert [m.providers[0].type for m in config.models][-1] == "unsupported"
