@@ -465,7 +465,7 @@ class HttpAdapter:
         probe_model: str | None = None,
         max_tokens: int | None = None,
         probe_path: str | None = None,
-        headers: Mapping[str, Secret] | None = None,
+        headers: Mapping[str, Secret | str] | None = None,
         expect_status: Collection[int] | None = None,
         allow_image_probe: bool = False,
     ) -> None:
@@ -491,8 +491,11 @@ class HttpAdapter:
         self.probe_model = probe_model
         self.max_tokens = max_tokens
         self.probe_path = probe_path
-        #: Sent on every probe; the values are secrets (tokens, tenant ids).
-        self.extra_headers: dict[str, Secret] = dict(headers or {})
+        #: Sent on every probe; the values are secrets (tokens, tenant ids), held as such.
+        self.extra_headers: dict[str, Secret] = {
+            name: value if isinstance(value, Secret) else Secret(value)
+            for name, value in (headers or {}).items()
+        }
         self.expect_status: frozenset[int] = frozenset(expect_status or ())
         self.allow_image_probe = allow_image_probe
         self._client: ProbeTransport | None = None

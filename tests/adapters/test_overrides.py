@@ -117,7 +117,7 @@ async def test_extra_headers_go_on_every_probe_and_may_replace_ours() -> None:
 
 
 async def test_header_values_are_secrets_in_errors_and_reprs() -> None:
-    adapter = openai(headers={"X-Tenant": Secret(TENANT)})
+    adapter = openai(headers={"X-Tenant": TENANT})  # a plain string is held as a Secret too
     echo = json.dumps({"error": {"message": f"tenant {TENANT} is suspended"}}).encode()
     outcome = await answer(adapter, Canned(403, echo))
     assert outcome.failure is FailureKind.AUTH
