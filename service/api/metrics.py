@@ -9,7 +9,7 @@ Counters and histograms (updated as results and runs arrive):
 
 * ``router_health_probe_results_total{model,provider,status,failure}``: every
   result a run or ``probe_one`` reported, probed or served (``status``:
-  healthy/degraded/unhealthy/timeout; ``failure``: a :class:`FailureKind`
+  a :class:`~service.engine.report.ProbeStatus` value; ``failure``: a :class:`FailureKind`
   value or ``none``);
 * ``router_health_probe_latency_seconds{model,provider}`` (histogram): latency
   of probes actually sent; results served from ``min_interval``, a
@@ -27,11 +27,11 @@ Counters and histograms (updated as results and runs arrive):
 Gauges (read at scrape time, so they are never stale):
 
 * ``router_health_adapter_up{model,provider}``: 1 while the adapter is usable
-  (healthy or degraded), else 0; the *reported* status of the live
+  (healthy, degraded, or unsupported: never checked), else 0; the *reported* status of the live
   :class:`~service.live.state.HealthState` (hysteresis) when one is given and has
   the adapter, else its last result that says something about the provider;
 * ``router_health_adapter_status{model,provider,status}``: the same status,
-  one-hot over the four statuses (so dashboards can colour ``degraded``);
+  one-hot over the statuses (so dashboards can colour ``degraded``);
 * ``router_health_probes_in_flight``: probes under way, across every run
   (waiting for a slot or for the answer);
 * ``router_health_probe_limit{provider}``, ``router_health_probe_slots_in_use{provider}``,
@@ -279,12 +279,12 @@ class _LiveCollector(Collector):
         metrics = self.metrics
         up = GaugeMetricFamily(
             "router_health_adapter_up",
-            "1 while the adapter is usable (healthy or degraded), else 0.",
+            "1 while the adapter is usable (healthy, degraded or unsupported), else 0.",
             labels=("model", "provider"),
         )
         status = GaugeMetricFamily(
             "router_health_adapter_status",
-            "The adapter's reported status, one-hot over the four statuses.",
+            "The adapter's reported status, one-hot over the statuses.",
             labels=("model", "provider", "status"),
         )
         for model, provider in metrics.adapters():
