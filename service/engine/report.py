@@ -144,6 +144,8 @@ class ProbeResult:
         """A probe went out for this result (not served, not derived, not left queued)."""
         if self.cached_age is not None or self.source is not None or self.latency_ms is None:
             return False
+        if self.failure is FailureKind.UNSUPPORTED:
+            return False  # never probed: nothing went out
         # Queued for its whole life: it never got a probe slot.
         return self.queued_ms is None or self.queued_ms < self.latency_ms
 

@@ -47,6 +47,7 @@ async def test_the_adapter_answers_at_once_without_a_connection() -> None:
 def test_a_result_with_the_unsupported_failure_has_the_unsupported_status() -> None:
     assert UNSUPPORTED.status is ProbeStatus.UNSUPPORTED and UNSUPPORTED.usable
     assert not UNSUPPORTED.healthy
+    assert not UNSUPPORTED.sent  # no latency to time, no probe to count
 
 
 async def test_a_checked_fleet_reports_it_and_keeps_the_model_healthy() -> None:
