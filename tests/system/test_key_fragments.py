@@ -50,10 +50,33 @@ KEYS = {
     "gemini": "rhtestkey-Tz4Hb9Cw2Lx7Ev5A",
     "ollama": "rhtestkey-Yg6Qn1Bs8Km3Wd9R",
     "openai-compatible": "rhtestkey-Jc2Vf7Mp4Xh9Ta1L",
+    "cohere": "rhtestkey-gNSWPH8prVqsUeQC",
+    "bedrock": "rhtestkey-tDR3zzX6hqo35uwZ",
+    "vertex-ai": "rhtestkey-qxZOOHjkJQQrkaPe",
+    "mistral": "rhtestkey-hMvbfrn2yzL7C5Mg",
+    "groq": "rhtestkey-3PR4hLLOOxl3gV3F",
+    "deepseek": "rhtestkey-GRmrCNnFZsGqgh0f",
+    "openrouter": "rhtestkey-rrhbkVAhRHLfBERk",
+    "together": "rhtestkey-IyDtFDBAM0gqEzpC",
+    "fireworks": "rhtestkey-3N8FeKjFTrKCb0Tz",
+    "xai": "rhtestkey-8BbwTKx8EqwtHmcO",
+    "perplexity": "rhtestkey-JEZqgygcmtbaLGsH",
+    "moonshot": "rhtestkey-7Zwqhc9jXmaoq3Gq",
+    "dashscope": "rhtestkey-lpnMR6vsUW5xcJ6M",
+    "zhipu": "rhtestkey-V8YWkGP1mxFyp9yI",
+    "siliconflow": "rhtestkey-JX6uF68NcpP7BEXv",
+    "cerebras": "rhtestkey-fqZgimdS7jnqFCiI",
+    "nvidia-nim": "rhtestkey-5ydYgqTxIBAiCofj",
+    "vllm": "rhtestkey-ZUljbQ6oP3Q0w7MQ",
+    "lm-studio": "rhtestkey-0JTcKADr9Eu7e3xd",
+    "llama-cpp": "rhtestkey-RP7PI0g63eB1h3d1",
+    "azure-ai": "rhtestkey-P7keaYRtciy4Lja4",
     "custom": "rhtestkey-Ne8Rk3Gy6Dq1Zb5U",
 }
 KEY_LENGTH = 26
-assert set(KEYS) == {*ADAPTER_TYPES, "custom"}
+#: Every type that sends a probe ("unsupported" never does).
+PROBED = [kind for kind in ADAPTER_TYPES if kind != "unsupported"]
+assert set(KEYS) == {*PROBED, "custom"}
 assert all(len(key) == KEY_LENGTH for key in KEYS.values())
 #: Characters of the key before the cut (the rest after it): 10 offsets around it.
 BEFORE = (4, 5, 6, 9, 13, 17, 21, 23, 24, 25)
@@ -131,6 +154,10 @@ async def check_once(kind: str, before: int) -> HealthReport:
     async with trio.open_nursery() as nursery:
         await nursery.start(sim.serve)
         entry = sim.provider_entries()[0]
+        if not ADAPTER_TYPES[sim_kind(kind)].lists_models:
+            entry["probe"] = "completion"  # no free probe of its own
+        if kind == "bedrock":
+            entry["region"] = "us-east-1"
         if kind == "custom":
             # The config needs a model; the custom adapter is registered after.
             ollama = {"name": "o", "type": "ollama"}
@@ -171,10 +198,11 @@ async def test_no_fragment_of_a_key_survives_a_cut_of_upstream_text(
 
 
 async def test_no_fragment_reaches_the_served_details_or_the_check_command(
-    caplog: pytest.LogCaptureFixture, tmp_path: Path
+    caplog: pytest.LogCaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every type at once, the worst offset (all but one character before the cut)."""
     caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")  # Bedrock's region, here and in `check`
     before = KEY_LENGTH - 1
 
     def upstream(name: str, kind: str, cut: int) -> SimProvider:
@@ -182,7 +210,9 @@ async def test_no_fragment_reaches_the_served_details_or_the_check_command(
         behavior = Behavior(latency=0.0, mode="body", status=200, body=body)
         return SimProvider(name, sim_kind(kind), KEYS[kind], [MODEL], behavior)
 
-    checked = [upstream(f"frag-{i}", kind, BODY_CUT) for i, kind in enumerate(ADAPTER_TYPES)]
+    # Types with a free probe: the check command's config is the simulator's entries as they are.
+    listing = [kind for kind in PROBED if ADAPTER_TYPES[kind].lists_models]
+    checked = [upstream(f"frag-{i}", kind, BODY_CUT) for i, kind in enumerate(listing)]
     names = tuple(p.name for p in checked)
     # The custom adapter's upstream: configured for no adapter of its own in the
     # service (the custom adapter reads it); the check command probes it too.
@@ -208,5 +238,5 @@ async def test_no_fragment_reaches_the_served_details_or_the_check_command(
     texts += record_texts(caplog)
     leaked = {kind: found for kind, key in KEYS.items() if (found := leaks(key, texts))}
     assert not leaked, f"characters of a key left after a cut, by type and place: {leaked}"
-    assert len(details) == len(KEYS)
+    assert len(details) == len(listing) + 1  # and the custom adapter
     assert all("***" in d["error"] for d in details.values())  # each key was echoed
