@@ -147,7 +147,14 @@ class OpenAIWire(Wire):
         if match.op == "get":
             assert match.path_model is not None
             return _json_reply(200, openai_model(self.served_model(provider, match.path_model)))
-        return openai_modes.answer(self, provider, match.op, match.path_model, data)
+        return openai_modes.answer(
+            self,
+            provider,
+            match.op,
+            match.path_model,
+            data,
+            strict_completions=self.strict_completions,
+        )
 
     def list_reply(self, provider: SimProvider) -> _Reply:
         return _json_reply(

@@ -7,12 +7,9 @@ a missing field is ``missing_required_parameter``, a mistyped one
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .wire import Refused
-
-if TYPE_CHECKING:
-    from .openai_family import OpenAIWire
+from .wire import Refused, Wire
 
 
 def json_type(value: Any) -> str:
@@ -31,7 +28,7 @@ def json_type(value: Any) -> str:
     return "an object"
 
 
-def invalid_type(wire: OpenAIWire, name: str, value: Any, expected: str) -> Refused:
+def invalid_type(wire: Wire, name: str, value: Any, expected: str) -> Refused:
     return wire.bad_request(
         f"Invalid type for '{name}': expected {expected}, but got {json_type(value)} instead.",
         param=name,
@@ -39,7 +36,7 @@ def invalid_type(wire: OpenAIWire, name: str, value: Any, expected: str) -> Refu
     )
 
 
-def require(wire: OpenAIWire, data: dict[str, Any], name: str) -> Any:
+def require(wire: Wire, data: dict[str, Any], name: str) -> Any:
     value = data.get(name)
     if value is None:
         raise wire.bad_request(
@@ -48,7 +45,7 @@ def require(wire: OpenAIWire, data: dict[str, Any], name: str) -> Any:
     return value
 
 
-def string(wire: OpenAIWire, data: dict[str, Any], name: str, *, required: bool) -> str | None:
+def string(wire: Wire, data: dict[str, Any], name: str, *, required: bool) -> str | None:
     value = require(wire, data, name) if required else data.get(name)
     if value is None:
         return None
@@ -65,7 +62,7 @@ def string(wire: OpenAIWire, data: dict[str, Any], name: str, *, required: bool)
 
 
 def integer(
-    wire: OpenAIWire,
+    wire: Wire,
     data: dict[str, Any],
     name: str,
     *,
@@ -95,7 +92,7 @@ def integer(
 
 
 def choice(
-    wire: OpenAIWire, data: dict[str, Any], name: str, allowed: tuple[str, ...], default: str
+    wire: Wire, data: dict[str, Any], name: str, allowed: tuple[str, ...], default: str
 ) -> str:
     value = data.get(name, default)
     if value not in allowed:
@@ -108,7 +105,7 @@ def choice(
     return str(value)
 
 
-def texts(wire: OpenAIWire, data: dict[str, Any], name: str) -> list[str]:
+def texts(wire: Wire, data: dict[str, Any], name: str) -> list[str]:
     """A string-or-array field (``input``, ``prompt``) as a non-empty list of texts."""
     value = require(wire, data, name)
     items = value if isinstance(value, list) else [value]

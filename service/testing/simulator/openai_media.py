@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from . import audio
 from . import openai_fields as fields
 from .behavior import SimProvider
 from .connection import _Reply
 from .multipart import UploadedFile
-from .wire import usage_reply
-
-if TYPE_CHECKING:
-    from .openai_family import OpenAIWire
+from .wire import Wire, usage_reply
 
 _IMAGE_SIZES: Final = {
     "dall-e-2": ("256x256", "512x512", "1024x1024"),
@@ -45,7 +42,7 @@ def _image_family(model: str) -> str | None:
 
 
 def image_generation(
-    wire: OpenAIWire, provider: SimProvider, model: str | None, data: dict[str, Any]
+    wire: Wire, provider: SimProvider, model: str | None, data: dict[str, Any]
 ) -> _Reply:
     assert model is not None
     prompt = fields.string(wire, data, "prompt", required=True)
@@ -81,7 +78,7 @@ def image_generation(
 
 
 def audio_speech(
-    wire: OpenAIWire, provider: SimProvider, model: str | None, data: dict[str, Any]
+    wire: Wire, provider: SimProvider, model: str | None, data: dict[str, Any]
 ) -> _Reply:
     text = fields.string(wire, data, "input", required=True)
     assert text is not None
@@ -107,7 +104,7 @@ def audio_speech(
 
 
 def audio_transcription(
-    wire: OpenAIWire, provider: SimProvider, model: str | None, data: dict[str, Any]
+    wire: Wire, provider: SimProvider, model: str | None, data: dict[str, Any]
 ) -> _Reply:
     assert model is not None
     upload = data.get("file")

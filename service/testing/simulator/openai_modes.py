@@ -13,16 +13,13 @@ import base64
 import struct
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from . import openai_fields as fields
 from . import openai_media
 from .behavior import SimProvider
 from .connection import _Reply
-from .wire import Refused, usage_reply
-
-if TYPE_CHECKING:
-    from .openai_family import OpenAIWire
+from .wire import Refused, Wire, usage_reply
 
 #: The calls a model of each mode answers (a chat model also serves /responses).
 _ACCEPTS: Final[Mapping[str, frozenset[str]]] = {
@@ -49,7 +46,13 @@ _MODERATION_CATEGORIES: Final = (
 
 
 def answer(
-    wire: OpenAIWire, provider: SimProvider, op: str, path_model: str | None, data: Any
+    wire: Wire,
+    provider: SimProvider,
+    op: str,
+    path_model: str | None,
+    data: Any,
+    *,
+    strict_completions: bool,
 ) -> _Reply:
     """Validate a model call of mode ``op`` and answer it (or raise :class:`Refused`)."""
     if not isinstance(data, dict):
@@ -59,14 +62,14 @@ def answer(
         wire.served_model(provider, model)
         mode = provider.mode_of(model)
         accepted = _ACCEPTS[mode]
-        if mode == "chat" and not wire.strict_completions:
+        if mode == "chat" and not strict_completions:
             accepted = accepted | {"completion"}  # vLLM & co. complete with any model
         if op not in accepted:
             raise Refused(wire.wrong_mode(model, mode, op))
     return _ANSWERS[op](wire, provider, model, data)
 
 
-def _body_model(wire: OpenAIWire, op: str, data: dict[str, Any]) -> str | None:
+def _body_model(wire: Wire, op: str, data: dict[str, Any]) -> str | None:
     raw = data.get("model")
     if raw is None and op == "moderation":
         return None  # OpenAI picks its default moderation model
@@ -89,9 +92,7 @@ def _generate(budget: int | None, reasoning: bool) -> tuple[str, str, int, int]:
     return "p", "stop", REASONING_TOKENS + 1, REASONING_TOKENS
 
 
-def _chat(
-    wire: OpenAIWire, provider: SimProvider, model: str | None, data: dict[str, Any]
-) -> _Reply:
+def _chat(wire: Wire, provider: SimProvider, model: str | None, data: dict[str, Any]) -> _Reply:
     assert model is not None
     messages = fields.require(wire, data, "messages")
     if not isinstance(messages, list):
@@ -141,7 +142,7 @@ def _chat(
 
 
 def _completion(
-    wire: OpenAIWire, provider: SimProvider, model: str | None, data: dict[str, Any]
+    wire: Wire, provider: SimProvider, model: str | None, data: dict[str, Any]
 ) -> _Reply:
     prompts = fields.texts(wire, data, "prompt")
     max_tokens = fields.integer(wire, data, "max_tokens", minimum=0)
@@ -170,7 +171,7 @@ def _completion(
 
 
 def _embedding(
-    wire: OpenAIWire, provider: SimProvider, model: str | None, data: dict[str, Any]
+    wire: Wire, provider: SimProvider, model: str | None, data: dict[str, Any]
 ) -> _Reply:
     texts = fields.texts(wire, data, "input")
     encoding = fields.choice(wire, data, "encoding_format", ("float", "base64"), "float")
@@ -191,9 +192,7 @@ def _embedding(
     return usage_reply(body, tokens)
 
 
-def _rerank(
-    wire: OpenAIWire, provider: SimProvider, model: str | None, data: dict[str, Any]
-) -> _Reply:
+def _rerank(wire: Wire, provider: SimProvider, model: str | None, data: dict[str, Any]) -> _Reply:
     query = fields.string(wire, data, "query", required=True)
     assert query is not None
     documents = fields.require(wire, data, "documents")
@@ -224,7 +223,7 @@ def _rerank(
 
 
 def _moderation(
-    wire: OpenAIWire, provider: SimProvider, model: str | None, data: dict[str, Any]
+    wire: Wire, provider: SimProvider, model: str | None, data: dict[str, Any]
 ) -> _Reply:
     texts = fields.texts(wire, data, "input")
     result = {
@@ -242,7 +241,7 @@ def _moderation(
 
 
 def _responses(
-    wire: OpenAIWire, provider: SimProvider, model: str | None, data: dict[str, Any]
+    wire: Wire, provider: SimProvider, model: str | None, data: dict[str, Any]
 ) -> _Reply:
     assert model is not None
     fields.texts(wire, data, "input")
@@ -288,7 +287,7 @@ def _responses(
     return usage_reply(body, 1 + output_tokens)
 
 
-_Answer = Callable[["OpenAIWire", SimProvider, "str | None", dict[str, Any]], _Reply]
+_Answer = Callable[[Wire, SimProvider, "str | None", dict[str, Any]], _Reply]
 
 _ANSWERS: Final[Mapping[str, _Answer]] = {
     "chat": _chat,
