@@ -632,12 +632,13 @@ class HealthChecker:
             )
             return result
 
+        unsupported = outcome.failure is FailureKind.UNSUPPORTED
         result = ProbeResult(
             model=model,
             provider=adapter.provider,
             adapter=adapter.adapter_name,
             status=ProbeStatus.HEALTHY if outcome.healthy else ProbeStatus.UNHEALTHY,
-            latency_ms=latency_ms,
+            latency_ms=None if unsupported else latency_ms,  # nothing was sent to time
             checked_at=time.time(),
             http_status=outcome.http_status,
             error=outcome.error,
@@ -648,7 +649,16 @@ class HealthChecker:
             tokens=outcome.tokens,
             listed_models=outcome.listed,
         )
-        if outcome.healthy:
+        if unsupported:
+            # Known when the config loaded, the same every run: no warning each time.
+            logger.debug(
+                "%s - %s not checked: %s",
+                adapter.adapter_name,
+                adapter.provider,
+                outcome.error,
+                extra=_verdict_fields(extra, result),
+            )
+        elif outcome.healthy:
             logger.info(
                 "%s health check successful",
                 adapter.adapter_name,

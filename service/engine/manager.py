@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import ssl
 import urllib.request
@@ -24,6 +25,8 @@ from ..config.values import name_problem
 from .checker import HealthChecker
 from .passive import PassivePolicy, ReportedRequest
 from .settings import CheckerSettings
+
+logger = logging.getLogger("router_health.manager")
 
 __all__ = ["AdapterManager", "UnknownModelError", "raise_open_file_limit", "socket_budget"]
 
@@ -120,6 +123,17 @@ class AdapterManager:
             ]
             for model in config.models
         }
+        unchecked = [
+            f"{model.name}/{p.name}" for model in config.models for p in model.providers
+            if p.type == "unsupported"
+        ]
+        if unchecked:
+            # Said once here; each run then reports them without a warning.
+            logger.info(
+                "%d deployment(s) will not be checked (type \"unsupported\"): %s",
+                len(unchecked),
+                ", ".join(unchecked[:10]) + (", ..." if len(unchecked) > 10 else ""),
+            )
         # (model, provider) -> the adapter's effective tags (its model's and its own).
         self.adapter_tags: dict[tuple[str, str], frozenset[str]] = {
             (model.name, p.name): frozenset(model.effective_tags(p))
