@@ -7,9 +7,11 @@ model and run verdicts, health+json, the live state, cluster messages,
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters import FailureKind, UnsupportedAdapter
@@ -64,6 +66,22 @@ async def test_a_checked_fleet_reports_it_and_keeps_the_model_healthy() -> None:
     assert foo.to_dict()["status"] == "unsupported" and foo.to_dict()["failure"] == "unsupported"
     assert report.status is HealthStatus.HEALTHY
     assert report.to_dict()["models"]["m"]["providers"] == {"foo": "unsupported", "up": "healthy"}
+
+
+async def test_it_is_said_once_at_load_and_never_warned_about_per_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = parse_config(
+        {"models": [{"name": "m", "providers": [unsupported_entry()]}]}, env={}
+    )
+    async with AdapterManager.from_config(config) as manager:
+        for _ in range(3):
+            report = await manager.health_checker.run(manager.model_adapters)
+    said = [r for r in caplog.records if "foo" in r.getMessage() and r.levelno >= logging.INFO]
+    assert [r.levelno for r in said] == [logging.INFO]  # the manager's one line
+    assert "m/foo" in said[0].getMessage()
+    assert report.models["m"].results["foo"].latency_ms is None  # nothing was sent to time
 
 
 def test_unsupported_providers_are_left_out_of_the_model_status() -> None:
