@@ -652,7 +652,7 @@ class HealthChecker:
         if unsupported:
             # Known when the config loaded, the same every run: no warning each time.
             logger.debug(
-                "%s - %s not checked: %s",
+                "%s - %s: %s",
                 adapter.adapter_name,
                 adapter.provider,
                 outcome.error,
