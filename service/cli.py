@@ -174,10 +174,13 @@ def _summary(report: HealthReport) -> str:
     results = report.results()
     healthy = sum(r.healthy for r in results)
     strategy = "concurrent" if report.concurrent else "sequential"
+    unchecked = report.unchecked_models
+    models = f"{report.healthy_models}/{report.total_models - unchecked} models healthy"
+    if unchecked:
+        models += f" ({unchecked} more not checked: unsupported)"
     return (
-        f"status: {report.status.value} — {report.healthy_models}/{report.total_models} models "
-        f"healthy, {healthy}/{len(results)} adapters healthy, {report.execution_time:.2f} s "
-        f"({strategy}{', with fallback' if report.fallback else ''})"
+        f"status: {report.status.value} — {models}, {healthy}/{len(results)} adapters healthy, "
+        f"{report.execution_time:.2f} s ({strategy}{', with fallback' if report.fallback else ''})"
     )
 
 

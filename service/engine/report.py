@@ -227,6 +227,11 @@ class ModelReport:
         return model_status(self.results.values())
 
     @property
+    def checked(self) -> bool:
+        """Some provider of this model can be checked (not every one is ``unsupported``)."""
+        return any(r.status is not ProbeStatus.UNSUPPORTED for r in self.results.values())
+
+    @property
     def healthy_providers(self) -> int:
         return sum(r.healthy for r in self.results.values())
 
@@ -263,7 +268,19 @@ class HealthReport:
 
     @property
     def status(self) -> HealthStatus:
-        return overall_status(m.status for m in self.models.values())
+        # A model nothing can check (an imported deployment of a provider we
+        # have no adapter for) says nothing about the fleet: left out, or one
+        # such entry would keep the whole fleet degraded for good. A fleet of
+        # nothing but those is degraded: nobody vouches for it.
+        checked = [m.status for m in self.models.values() if m.checked]
+        if not checked and self.models:
+            return HealthStatus.DEGRADED
+        return overall_status(checked)
+
+    @property
+    def unchecked_models(self) -> int:
+        """Models whose providers are all ``unsupported`` (left out of ``status``)."""
+        return sum(not m.checked for m in self.models.values())
 
     @property
     def healthy_models(self) -> int:

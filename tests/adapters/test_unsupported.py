@@ -20,7 +20,7 @@ from service.api.healthjson import health_json
 from service.api.metrics import Metrics
 from service.api.openapi import openapi_spec
 from service.config import CheckSchedule
-from service.engine.report import HealthReport, ModelReport, model_status, overall_status
+from service.engine.report import HealthReport, ModelReport, model_status
 from service.live.cluster import result_from_json, result_to_json
 from service.live.state import HealthState, level
 from tests.support.fakes import ok
@@ -95,8 +95,25 @@ def test_unsupported_providers_are_left_out_of_the_model_status() -> None:
 def test_a_model_with_only_unsupported_providers_is_degraded() -> None:
     status = model_status([UNSUPPORTED])
     assert status is HealthStatus.DEGRADED
-    assert overall_status([HealthStatus.HEALTHY, status]) is HealthStatus.DEGRADED
     assert model_status([]) is HealthStatus.UNHEALTHY  # unchanged: no providers at all
+
+
+def report_of(**models: dict[str, ProbeResult]) -> HealthReport:
+    return HealthReport(
+        models={name: ModelReport(name, results) for name, results in models.items()},
+        timestamp=time.time(), execution_time=0.1, concurrent=True, timeout=5.0,
+    )
+
+
+def test_a_model_nothing_can_check_is_left_out_of_the_fleets_status() -> None:
+    # One imported sagemaker deployment must not keep the whole fleet degraded for good.
+    fleet = report_of(up={"a": result("a", ProbeStatus.HEALTHY)}, jumpstart={"foo": UNSUPPORTED})
+    assert fleet.status is HealthStatus.HEALTHY and fleet.unchecked_models == 1
+    assert fleet.to_dict()["models"]["jumpstart"]["status"] == "degraded"  # itself: unverified
+    down = report_of(down={"a": result("a", ProbeStatus.UNHEALTHY)}, jumpstart={"foo": UNSUPPORTED})
+    assert down.status is HealthStatus.UNHEALTHY  # every model that can be checked is down
+    assert report_of(jumpstart={"foo": UNSUPPORTED}).status is HealthStatus.DEGRADED  # none
+    assert report_of().status is HealthStatus.HEALTHY  # an empty selection, as before
 
 
 def test_health_json_warns_about_it() -> None:
