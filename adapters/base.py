@@ -9,23 +9,22 @@ Deadlines are *not* enforced here: the checker wraps every ``check_health()`` in
 a Trio cancel scope, which cancels the whole exchange, headers and body read
 included (a per-read timeout would never trip on a body trickled byte by byte).
 What this module does guarantee is that upstream text is shortened and
-stripped of secrets before it becomes an error message, and that the probe's
-wire-format check (what a healthy answer looks like) stays apart from the
-transport (``adapters.transport``) and from scheduling.
+stripped of secrets (``adapters.redaction``) before it becomes an error
+message, and that the probe's wire-format check (what a healthy answer looks
+like) stays apart from the transport (``adapters.transport``) and from
+scheduling.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import itertools
 import json
 import math
-import re
 import zlib
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from .modes import (
@@ -34,6 +33,22 @@ from .modes import (
     WILDCARD,
     is_reasoning_model,
 )
+from .redaction import (
+    _MAX_ERROR_CHARS,
+    MIN_FRAGMENT,
+    Secret,
+    _shorten,
+    redact,
+    scrub,
+)
+
+# Also importable from here, as before the redaction code had a module of its own.
+from .redaction import _cut as _cut
+from .redaction import _mask_cut_fragments as _mask_cut_fragments
+from .redaction import _prefix_ending_at as _prefix_ending_at
+from .redaction import _raw_secrets as _raw_secrets
+from .redaction import _suffix_starting_at as _suffix_starting_at
+from .redaction import _words as _words
 from .transport import (
     ConnectionBudget,
     HttpConnection,
@@ -47,6 +62,7 @@ from .transport import (
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "MAX_LISTED",
+    "MIN_FRAGMENT",
     "Adapter",
     "AnswerKind",
     "ConnectionBudget",
@@ -69,222 +85,10 @@ __all__ = [
 #: 100 KB); anything past this is a misbehaving upstream, not a health answer.
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 
-#: Longest upstream text kept in an error message.
-_MAX_ERROR_CHARS = 200
 #: Longest piece of a 2xx body that is not JSON quoted in its error message.
 _MAX_SNIPPET_CHARS = 80
 #: Most model ids a wildcard entry reports (a provider may serve thousands).
 MAX_LISTED = 1000
-
-
-class Secret:
-    """A string that never shows itself in ``repr``, ``str`` or f-strings.
-
-    API keys travel through config objects, adapters and error paths; wrapping
-    them means an accidental ``print(config)`` or log line cannot leak one.
-    Call :meth:`reveal` at the one place the raw value is needed (a header).
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __format__(self, spec: str) -> str:
-        return "***"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(("Secret", self._value))
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __reduce__(self) -> Any:  # pickling would write the key to disk in clear
-        raise TypeError("Secret values cannot be pickled")
-
-
-# Shapes of provider keys, redacted even when they are not *our* key (an
-# upstream echoing some other key back in an error body is still a leak).
-_KEY_PATTERNS = re.compile(
-    r"(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}"
-    r"|(?i:bearer)\s+[A-Za-z0-9._\-]{8,})"
-)
-#: The shortest piece of a known secret that counts as one when a cut leaves it.
-MIN_FRAGMENT: Final = 4
-#: Where a text has been cut: an ellipsis (ours is "…"), or a mask such as our
-#: "***" or an upstream's own ("sk-abc1****wxyz").
-_CUT_MARKS = re.compile(r"…|\.\.\.|\*+")
-#: The start of a provider-shaped key left at a cut edge (too short for _KEY_PATTERNS).
-_KEY_START_AT_EDGE = re.compile(r"(?<![A-Za-z0-9_\-])(?:sk-|AIza)[A-Za-z0-9_\-]+\Z")
-_MASK: Final = "***"
-_MAX_MARKS: Final = 64
-
-
-def _raw_secrets(secrets: Iterable[Secret | str | None]) -> list[str]:
-    """The secrets' values worth masking (4+ characters), longest first, each once."""
-    raws = {
-        raw
-        for secret in secrets
-        if (raw := secret.reveal() if isinstance(secret, Secret) else secret)
-        and isinstance(raw, str)
-        and len(raw) >= MIN_FRAGMENT
-    }
-    # Longest first: a secret that contains another is masked whole.
-    return sorted(raws, key=len, reverse=True)
-
-
-def _prefix_ending_at(text: str, end: int, raw: str) -> int:
-    """Length of the longest piece of ``text`` ending at ``end`` that starts ``raw`` (>= 4)."""
-    head = raw[:MIN_FRAGMENT]
-    at = text.find(head, max(0, end - len(raw)), end)
-    while at != -1 and end - at >= MIN_FRAGMENT:
-        if raw.startswith(text[at:end]):
-            return end - at  # the first hit is the longest
-        at = text.find(head, at + 1, end)
-    return 0
-
-
-def _suffix_starting_at(text: str, start: int, raw: str) -> int:
-    """Length of the longest piece of ``text`` starting at ``start`` that ends ``raw`` (>= 4)."""
-    tail = raw[-MIN_FRAGMENT:]
-    stop = min(len(text), start + len(raw))
-    at = text.rfind(tail, start, stop)
-    while at != -1:
-        if raw.endswith(text[start : at + MIN_FRAGMENT]):
-            return at + MIN_FRAGMENT - start  # the last hit is the longest
-        at = text.rfind(tail, start, at + MIN_FRAGMENT - 1)
-    return 0
-
-
-def _mask_cut_fragments(text: str, raws: Sequence[str]) -> str:
-    """Mask what a cut left of a secret: its start before a cut edge, its end after one.
-
-    Edges are the ends of the text (trailing and leading whitespace aside)
-    and the cut marks in it (an ellipsis, a run of ``*``). Text cut by someone
-    else (an upstream that shortens or masks the keys it quotes, a caller that
-    cut before redacting) can only leave a key's fragments there.
-    """
-    if not raws and "sk-" not in text and "AIza" not in text:
-        return text
-    # Cut marks past the first few are not where a cut happened (a body full of
-    # "..."); the cap keeps the work bounded whatever the text.
-    marks = list(itertools.islice(_CUT_MARKS.finditer(text), _MAX_MARKS))
-    ends = {len(text.rstrip()), *(m.start() for m in marks)}  # a fragment may end here
-    starts = {len(text) - len(text.lstrip()), *(m.end() for m in marks)}  # or start here
-    spans: list[tuple[int, int]] = []
-    for end in ends:
-        last = text[max(0, end - MIN_FRAGMENT) : end]
-        # ``last in raw`` first: one cheap test rules out almost every secret.
-        size = max(
-            (_prefix_ending_at(text, end, raw) for raw in raws if last in raw), default=0
-        )
-        shaped = _KEY_START_AT_EDGE.search(text, max(0, end - 64), end)
-        if shaped is not None:
-            size = max(size, end - shaped.start())
-        if size >= MIN_FRAGMENT:
-            spans.append((end - size, end))
-    for start in starts:
-        first = text[start : start + MIN_FRAGMENT]
-        size = max(
-            (_suffix_starting_at(text, start, raw) for raw in raws if first in raw), default=0
-        )
-        if size:
-            spans.append((start, start + size))
-    if not spans:
-        return text
-    pieces: list[str] = []
-    done = 0
-    for start, end in sorted(spans):
-        if end <= done:
-            continue
-        pieces.append(text[done:max(start, done)])
-        pieces.append(_MASK)
-        done = end
-    pieces.append(text[done:])
-    return "".join(pieces)
-
-
-def redact(text: str, secrets: Iterable[Secret | str | None] = ()) -> str:
-    """Return ``text`` with every known secret and key-shaped token masked.
-
-    Also what a cut left of a known secret: 4 or more of its first characters
-    right before a cut edge (the end of the text, an ellipsis, a ``*`` mask) or
-    of its last characters right after one. So text cut before it was redacted
-    leaves nothing recognisable; still, redact whole texts, then cut
-    (:func:`scrub` does both).
-    """
-    raws = _raw_secrets(secrets)
-    for raw in raws:
-        text = text.replace(raw, _MASK)
-    text = _KEY_PATTERNS.sub(_MASK, text)
-    return _mask_cut_fragments(text, raws)
-
-
-def _words(text: str, budget: int) -> tuple[str, bool]:
-    """``text`` with each whitespace run as one space, up to about ``budget`` characters.
-
-    Returns the text and whether more followed. Whole words only, so a word
-    is never cut here, and never more work than the budget, however long the
-    text (a 1 MB body of whitespace costs one pass of the regex engine).
-    """
-    words: list[str] = []
-    size = 0
-    for match in _WORD.finditer(text):
-        if size >= budget:
-            return " ".join(words), True
-        word = match.group()
-        if len(word) > budget:  # one giant word: its start is all we can show
-            words.append(word[: budget + 1])
-            return " ".join(words), True
-        words.append(word)
-        size += len(word) + 1
-    return " ".join(words), False
-
-
-_WORD = re.compile(r"\S+")
-#: Text looked at past the limit, so a key-shaped token that straddles the limit
-#: is still seen whole by the pattern redaction before the cut.
-_LOOKAHEAD = 512
-
-
-def scrub(
-    text: str, secrets: Iterable[Secret | str | None] = (), limit: int | None = None
-) -> str:
-    """Upstream text as a one-line message: every secret masked first, then cut to ``limit``.
-
-    The order is the point: a cut first could leave the start of a key that
-    exact-value redaction no longer recognises. Whitespace runs become one
-    space; a cut ends in "…".
-    """
-    limit = _MAX_ERROR_CHARS if limit is None else limit
-    raws = _raw_secrets(secrets)
-    for raw in raws:  # the whole text, at C speed, before anything is cut
-        text = text.replace(raw, _MASK)
-    head, more = _words(text, limit + _LOOKAHEAD)
-    head = redact(head, raws)
-    return _cut(head, limit, more)
-
-
-def _cut(text: str, limit: int, more: bool = False) -> str:
-    if len(text) <= limit and not more:
-        return text
-    return text[: limit - 1].rstrip() + "…"
-
-
-def _shorten(text: str, limit: int = _MAX_ERROR_CHARS) -> str:
-    text = " ".join(text.split())
-    return _cut(text, limit)
 
 
 class FailureKind(enum.StrEnum):

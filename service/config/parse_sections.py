@@ -1,0 +1,319 @@
+"""The ``[checks]``, ``[server]``, ``[webhook]`` and ``[cluster]`` tables -> their settings."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from adapters.base import Secret
+
+from .checks import SCHEDULE_KEYS, CheckSchedule, ChecksConfig
+from .cluster import CLUSTER_MODES, MODE_SCHEMES, ClusterConfig, display_redis_url, sentinel_url
+from .parse_validator import KeyTypes, Validator
+from .server import (
+    DEFAULT_MAX_STREAMS,
+    MIN_CONNECTIONS,
+    MIN_NON_STREAM_CONNECTIONS,
+    ServerConfig,
+    stream_room,
+)
+from .values import TOKEN_CHARS
+from .webhook import WebhookConfig, webhook_problems
+
+__all__ = ["parse_checks", "parse_cluster", "parse_server", "parse_webhook"]
+
+_CHECK_KEYS: KeyTypes = {
+    "timeout": (int, float),
+    "model_timeout": (int, float),
+    "adapter_timeout": (int, float),
+    "use_concurrent": bool,
+    "fallback_sequential": bool,
+    "recheck_timeouts": bool,
+    "max_body_bytes": int,
+    "sync_threads": int,
+    "min_interval": (int, float),
+    "max_concurrent_probes": int,
+    "adaptive_concurrency": bool,
+    "adaptive_ceiling": int,
+    "allow_link_local": bool,
+    "max_probe_tokens_per_hour": int,
+}
+_SERVER_KEYS: KeyTypes = {
+    "host": str,
+    "port": int,
+    "max_timeout": (int, float),
+    "shutdown_grace": (int, float),
+    "keep_alive_timeout": (int, float),
+    "anonymous_min_interval": (int, float),
+    "max_connections": int,
+    "max_streams": int,
+    "max_streams_per_client": int,
+    "auth_token": str,
+    "auth_token_env": str,
+}
+#: A bearer token: long enough not to be guessed, and sendable in a header.
+_MIN_TOKEN_CHARS = 16
+_TOKEN_HINT = (
+    "e.g. generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+)
+_CLUSTER_KEYS: KeyTypes = {
+    "redis_url": str,
+    "redis_url_env": str,
+    "mode": str,
+    "key_prefix": str,
+    "timeout": (int, float),
+    "instance_id": str,
+}
+_KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_WEBHOOK_KEYS: KeyTypes = {
+    "url": str,
+    "min_interval": (int, float),
+    "timeout": (int, float),
+    "max_pending": int,
+    "retries": int,
+    "token": str,
+    "token_env": str,
+}
+
+
+def parse_checks(validator: Validator, data: Mapping[str, Any]) -> ChecksConfig:
+    values = validator.section(data, "checks", _CHECK_KEYS, SCHEDULE_KEYS)
+    table = data.get("checks", {})
+    schedule = validator.schedule(table, "checks") if isinstance(table, dict) else {}
+    values["schedule"] = CheckSchedule(**(schedule or {}))
+    _seconds(
+        validator,
+        values,
+        "checks",
+        ("timeout", "model_timeout", "adapter_timeout", "min_interval"),
+        zero_ok={"min_interval"},
+    )
+    _at_least(
+        validator,
+        values,
+        "checks",
+        ("max_body_bytes", 1024, ""),
+        ("sync_threads", 1, ""),
+        ("max_concurrent_probes", 0, " (0 = unlimited)"),
+        ("adaptive_ceiling", 1, " (the largest an adaptive provider limit grows)"),
+        (
+            "max_probe_tokens_per_hour",
+            1,
+            " (tokens paid probes may be billed per sliding hour; leave it out for no budget)",
+        ),
+    )
+    validator.allow_link_local = values.get("allow_link_local", False)
+    return ChecksConfig(**values)
+
+
+def parse_server(validator: Validator, data: Mapping[str, Any]) -> ServerConfig:
+    values = validator.section(data, "server", _SERVER_KEYS)
+    if "port" in values and not 0 <= values["port"] <= 65535:
+        validator.problem("server.port", f"must be 0..65535, got {values['port']}")
+        del values["port"]
+    _seconds(
+        validator,
+        values,
+        "server",
+        ("max_timeout", "shutdown_grace", "keep_alive_timeout", "anonymous_min_interval"),
+        zero_ok={"anonymous_min_interval"},
+    )
+    _caps(validator, values)
+    values.pop("auth_token", None)
+    values["auth_token"] = _auth_token(validator, data.get("server", {}))
+    return ServerConfig(**values)
+
+
+def _caps(validator: Validator, values: dict[str, Any]) -> None:
+    """``max_connections``, ``max_streams``, ``max_streams_per_client``: bounds, and together."""
+    _at_least(
+        validator,
+        values,
+        "server",
+        ("max_connections", MIN_CONNECTIONS, ""),
+        ("max_streams", 1, ""),
+        ("max_streams_per_client", 1, ""),
+    )
+    connections, streams = values.get("max_connections"), values.get("max_streams")
+    if connections is not None and streams is not None and streams > stream_room(connections):
+        validator.problem(
+            "server.max_streams",
+            "must leave a quarter of server.max_connections (at least "
+            f"{MIN_NON_STREAM_CONNECTIONS}) to check requests and /livez: at most "
+            f"{stream_room(connections)} with max_connections = {connections}, got {streams}",
+        )
+        del values["max_streams"]
+        return
+    per_client = values.get("max_streams_per_client")
+    if per_client is not None:
+        bound = f"{streams}" if streams is not None else f"{DEFAULT_MAX_STREAMS} by default"
+        if per_client > (DEFAULT_MAX_STREAMS if streams is None else streams):
+            validator.problem(
+                "server.max_streams_per_client",
+                f"must be at most server.max_streams ({bound}), got {per_client}",
+            )
+            del values["max_streams_per_client"]
+
+
+def _auth_token(validator: Validator, table: Any) -> Secret | None:
+    """``[server] auth_token_env`` / ``auth_token``: the same rules as a provider's key."""
+    if not isinstance(table, dict):
+        return None
+    found = validator.literal_or_env(
+        table, "auth_token", "server", noun="token",
+        otherwise=", or remove auth_token_env to serve without auth",
+    )
+    if found is None:
+        return None
+    value, path, where = found
+    if len(value) < _MIN_TOKEN_CHARS or not TOKEN_CHARS.fullmatch(value):
+        validator.problem(
+            path,
+            f"{where} must be at least {_MIN_TOKEN_CHARS} visible ASCII characters "
+            f"with no spaces (got {len(value)} characters); {_TOKEN_HINT}",
+        )
+        return None
+    return Secret(value)
+
+
+def parse_webhook(
+    validator: Validator, data: Mapping[str, Any], checks: ChecksConfig
+) -> WebhookConfig | None:
+    """``[webhook]``: where status transitions are POSTed (needs background checks)."""
+    if "webhook" not in data:
+        return None
+    values = validator.section(data, "webhook", _WEBHOOK_KEYS)
+    table = data["webhook"]
+    if not isinstance(table, dict):
+        return None
+    before = len(validator.problems)
+    if "url" not in table:
+        validator.problem(
+            "webhook.url", 'required: where to POST, e.g. url = "https://alerts.example/hook"'
+        )
+    token = _webhook_token(validator, table)
+    options = {k: v for k, v in values.items() if k not in ("token", "token_env")}
+    if "url" in values:
+        for key, message in webhook_problems(**options).items():
+            validator.problem(f"webhook.{key}", message)
+        validator.target(values["url"], "webhook.url", what="POST to the receiver")
+    if not checks.background_enabled:
+        validator.problem(
+            "webhook",
+            "transitions come from background checks: set [checks] interval > 0, "
+            "or remove [webhook]",
+        )
+    if len(validator.problems) > before or "url" not in values:
+        return None
+    return WebhookConfig(**options, token=token)
+
+
+def _webhook_token(validator: Validator, table: Mapping[str, Any]) -> Secret | None:
+    found = validator.literal_or_env(
+        table, "token", "webhook", noun="token", otherwise=", or remove token_env"
+    )
+    if found is None:
+        return None
+    value, path, _ = found
+    if not TOKEN_CHARS.fullmatch(value):
+        validator.problem(
+            path,
+            f"the token must be visible ASCII characters with no spaces "
+            f"(got {len(value)} characters)",
+        )
+        return None
+    return Secret(value)
+
+
+def parse_cluster(
+    validator: Validator, data: Mapping[str, Any], checks: ChecksConfig
+) -> ClusterConfig | None:
+    """``[cluster]``: the Redis that instances share their checks through."""
+    if "cluster" not in data:
+        return None
+    values = validator.section(data, "cluster", _CLUSTER_KEYS)
+    if not isinstance(data["cluster"], dict):
+        return None
+    before = len(validator.problems)
+    table = data["cluster"]
+    values.pop("redis_url", None)
+    values.pop("redis_url_env", None)
+    found = validator.literal_or_env(
+        table, "redis_url", "cluster", noun="Redis URL", example="redis://...",
+        otherwise=", or remove [cluster]",
+    )
+    url, where = (found[0], found[1]) if found else (None, "cluster.redis_url")
+    if found is None and "redis_url" not in table and "redis_url_env" not in table:
+        validator.problem(
+            "cluster.redis_url",
+            'required: the shared Redis, e.g. redis_url = "redis://redis:6379/0" '
+            "(or redis_url_env naming a variable that holds it)",
+        )
+    mode = values.get("mode", "standalone")
+    if mode not in CLUSTER_MODES:
+        validator.problem(
+            "cluster.mode",
+            f"must be one of {', '.join(CLUSTER_MODES)} (a single node, a Redis Cluster, "
+            f"or a primary found through Sentinel), got {mode!r}",
+        )
+    elif url is not None:
+        schemes = MODE_SCHEMES[mode]
+        shown = display_redis_url(url)
+        if url.partition("://")[0] not in schemes:
+            wanted = ", ".join(f"{scheme}://" for scheme in schemes)
+            validator.problem(where, f"mode {mode!r} takes a {wanted} URL, got {shown!r}")
+        elif mode == "sentinel":
+            try:
+                sentinel_url(url)
+            except ValueError as exc:
+                validator.problem(where, f"{exc}, got {shown!r}")
+    if "key_prefix" in values and not _KEY_PREFIX.fullmatch(values["key_prefix"]):
+        validator.problem(
+            "cluster.key_prefix",
+            "must be 1 to 64 letters, digits or _ . : -, got " + repr(values["key_prefix"]),
+        )
+    if "timeout" in values:
+        values["timeout"] = validator.seconds(values["timeout"], "cluster.timeout")
+    if "instance_id" in values:
+        validator.name(values["instance_id"], "cluster.instance_id")
+    if not checks.background_enabled:
+        validator.problem(
+            "cluster",
+            "instances share their background checks: set [checks] interval > 0, "
+            "or remove [cluster]",
+        )
+    if len(validator.problems) > before or url is None or values.get("timeout", 1.0) is None:
+        return None
+    return ClusterConfig(redis_url=Secret(url), **values)
+
+
+def _seconds(
+    validator: Validator,
+    values: dict[str, Any],
+    section: str,
+    keys: tuple[str, ...],
+    *,
+    zero_ok: Collection[str] = (),
+) -> None:
+    """Each of ``keys`` in ``values`` as seconds; one that is not is reported and dropped."""
+    for key in keys:
+        if key in values:
+            seconds = validator.seconds(values[key], f"{section}.{key}", zero_ok=key in zero_ok)
+            if seconds is None:
+                del values[key]
+            else:
+                values[key] = seconds
+
+
+def _at_least(
+    validator: Validator,
+    values: dict[str, Any],
+    section: str,
+    *floors: tuple[str, int, str],
+) -> None:
+    """Each ``(key, lowest, note)`` in ``values`` below its lowest is reported and dropped."""
+    for key, low, note in floors:
+        if key in values and values[key] < low:
+            validator.problem(f"{section}.{key}", f"must be at least {low}{note}, got {values[key]}")
+            del values[key]
