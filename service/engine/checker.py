@@ -27,7 +27,8 @@ Cost controls, all off by default (see :class:`CheckerSettings`):
   (:meth:`service.engine.cache.RecentResults.hold`), so nothing is sent meanwhile.
 * ``max_probe_tokens_per_hour``: every probe sent is counted, with the tokens
   it was billed (:mod:`service.engine.cost`); past the budget, adapters whose
-  probe is paid send their free probe (results marked ``budget_fallback``).
+  probe is paid send their free probe, or with none are not probed (results
+  marked ``budget_fallback``).
 
 ``transient`` failure kinds (``rate_limited``, ``timeout``) make a result
 ``degraded`` instead of ``unhealthy``/``timeout``: the provider is busy, not
@@ -526,10 +527,19 @@ class HealthChecker:
     async def _probe(
         self, model: str, adapter: Adapter, budget: _Budget, *, fallback: bool, run: _Run
     ) -> ProbeResult:
-        wait = SlotWait()
         # Past [checks] max_probe_tokens_per_hour a paid adapter sends its free
-        # probe instead; ``adapter`` stays the key of everything remembered.
-        sent, budget_fallback = self.cost.probe_for(adapter)
+        # probe instead, or nothing if it has none; ``adapter`` stays the key
+        # of everything remembered.
+        sent, budget_fallback = self.cost.probe_for(model, adapter)
+        if sent is None:
+            logger.debug(
+                "%s - %s: not probed, the probe token budget is reached",
+                adapter.adapter_name,
+                adapter.provider,
+                extra={"run_id": run.id, "model": model, "provider": adapter.provider},
+            )
+            return self.cost.withheld(model, adapter, fallback=fallback)
+        wait = SlotWait()
         try:
             result = self._transient(
                 await self._probe_once(model, sent, budget, wait, fallback=fallback, run=run)

@@ -11,19 +11,28 @@ A probe is *paid* when its adapter sends its mode's cheapest real call
 (``probe = "completion"``, read from the adapter's ``probe`` attribute); an
 adapter without that attribute (code of your own) is paid when it reports
 billed tokens. Tokens come from the answer's ``usage`` (``ProbeOutcome.tokens``)
-and are only ever counted for paid probes.
+and are only ever counted for paid probes. Modes billed per request (images,
+speech, transcription, rerank) report no usage: their paid probes count as
+paid probes with 0 tokens, so they never fill the budget themselves.
 
 The budget is a sliding one-hour window of the Trio clock (so ``MockClock``
-tests can move it). Once the tokens billed in that window reach the budget, an
-adapter whose probe is paid sends its free probe instead (:meth:`ProbeCosts.probe_for`),
-until the window has room again. Probes already in flight when the budget is
-reached still count, so it can be passed by at most what they are billed.
+tests can move it). Once the tokens billed in that window reach the budget, no
+paid probe goes out, whatever its mode (:meth:`ProbeCosts.probe_for`): an
+adapter with a free probe sends that instead; one without is not probed, and
+its last verdict is served, marked ``budget_fallback`` and aged like a
+``min_interval`` result, or, if it has none, a ``not_started`` result that says
+the budget withheld it (no news about the provider: the live state and the up
+gauge ignore it). So once the budget is reached, tokens only leave the window,
+and ``room_in_s`` is when enough of them have left. Probes already in flight
+when the budget is reached still count, so it can be passed by at most what
+they are billed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import enum
 import logging
 import time
@@ -35,6 +44,7 @@ import trio
 
 from adapters.base import Adapter, FailureKind
 
+from .cache import says_about_provider
 from .report import ProbeResult
 
 __all__ = [
@@ -261,14 +271,34 @@ class _Window:
         return now
 
 
-class _AdapterBook:
-    """One adapter's counts since start, and its last hour."""
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """The last verdict a paid probe earned: served while the budget withholds the next one."""
 
-    __slots__ = ("total", "window")
+    adapter: Adapter  # the adapter object probed: a replaced adapter's verdict is not served
+    result: ProbeResult
+    at: float  # Trio clock when it was recorded
+    run: object  # the trio.run it was recorded in: another run's clock is not comparable
+
+
+class _AdapterBook:
+    """One adapter's counts since start, its last hour, and its last paid probe."""
+
+    __slots__ = ("last_paid", "total", "verdict", "window")
 
     def __init__(self) -> None:
         self.total = CostCounts()
         self.window = _Window(_ADAPTER_STEP)
+        #: Whether its last probe was paid (what decides for adapters of your own).
+        self.last_paid = False
+        self.verdict: _Verdict | None = None
+
+
+def _trio_token() -> object:
+    try:
+        return trio.lowlevel.current_trio_token()
+    except RuntimeError:  # not in Trio
+        return None
 
 
 class ProbeCosts:
@@ -298,20 +328,54 @@ class ProbeCosts:
 
     # -- the budget ------------------------------------------------------------------
 
-    def probe_for(self, adapter: Adapter) -> tuple[Adapter, bool]:
-        """The adapter to probe with now, and whether it is the budget's free fallback.
+    def probe_for(self, model: str, adapter: Adapter) -> tuple[Adapter | None, bool]:
+        """The adapter to probe with now (None: none), and whether the budget changed it.
 
         ``adapter`` itself unless its probe is paid and the budget is reached:
-        then its free twin (:func:`free_twin`). An adapter with no free probe
-        (:func:`has_free_probe`) keeps its paid one: there is nothing to send instead.
+        then its free twin (:func:`free_twin`), or None when it has no free
+        probe (:func:`has_free_probe`; code of your own whose last probe was
+        billed): nothing may be sent, :meth:`withheld` is its result.
         """
-        if self.max_tokens_per_hour is None or _declared_probe(adapter) != PAID_PROBE:
+        if self.max_tokens_per_hour is None:
             return adapter, False
-        if not has_free_probe(adapter):
+        declared = _declared_probe(adapter)
+        if declared is None:
+            book = self._books.get((model, adapter.provider))
+            paid = book is not None and book.last_paid
+        else:
+            paid = declared == PAID_PROBE
+        if not paid or self._has_room(self._now()):
             return adapter, False
-        if self._has_room(self._now()):
-            return adapter, False
-        return free_twin(adapter), True
+        if declared is not None and has_free_probe(adapter):
+            return free_twin(adapter), True
+        return None, True
+
+    def withheld(self, model: str, adapter: Adapter, *, fallback: bool = False) -> ProbeResult:
+        """The result of a probe the budget withheld (``probe_for`` gave None).
+
+        Its last paid probe's verdict, marked ``budget_fallback`` and aged like
+        a ``min_interval`` result (``cached_age``); with none, a ``not_started``
+        result saying why, which the live state does not take as a verdict.
+        """
+        book = self._books.get((model, adapter.provider))
+        verdict = None if book is None else book.verdict
+        now = self._now()
+        if verdict is not None and verdict.adapter is adapter and verdict.run is _trio_token():
+            return dataclasses.replace(
+                verdict.result, cached_age=max(now - verdict.at, 0.0), budget_fallback=True
+            )
+        room = self._fleet.room_at(now, self.max_tokens_per_hour or 0) - now
+        return dataclasses.replace(
+            ProbeResult.not_started(
+                model, adapter.provider, adapter.adapter_name, fallback=fallback
+            ),
+            error=(
+                f"not probed: the probe token budget (max_probe_tokens_per_hour = "
+                f"{self.max_tokens_per_hour}) is reached and this adapter has no free probe "
+                f"to send instead; paid probes resume in {room:.0f} s"
+            ),
+            budget_fallback=True,
+        )
 
     def _has_room(self, now: float) -> bool:
         """Whether paid probes may go out; logs each change (not each probe)."""
@@ -325,7 +389,7 @@ class ProbeCosts:
             logger.warning(
                 "Probe token budget reached: %d tokens billed in the last hour "
                 "([checks] max_probe_tokens_per_hour = %d); paid probes send the free probe "
-                "until the window has room",
+                "(adapters without one are not probed) until the window has room",
                 used,
                 limit,
             )
@@ -378,6 +442,14 @@ class ProbeCosts:
         if book is None:
             book = self._books[(model, adapter.provider)] = _AdapterBook()
         paid = kind is ProbeKind.PAID
+        book.last_paid = paid
+        if (
+            paid
+            and result is not None
+            and result.cached_age is None
+            and says_about_provider(result)
+        ):
+            book.verdict = _Verdict(adapter, result, now, _trio_token())
         book.total += CostCounts(int(not paid), int(paid), billed, int(budget_fallback))
         book.window.add(now, kind, billed, fallback=budget_fallback)
         self._fleet.add(now, kind, billed, fallback=budget_fallback)

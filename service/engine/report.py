@@ -101,7 +101,8 @@ class ProbeResult:
     #: Model ids a wildcard entry's list probe saw (see ``ProbeOutcome.listed``).
     listed_models: tuple[str, ...] | None = None
     #: The adapter's probe is paid, but ``[checks] max_probe_tokens_per_hour``
-    #: was reached: it sent its free probe instead (service.engine.cost).
+    #: was reached: it sent its free probe instead or, having none, was not
+    #: probed (its last verdict, cached, or not_started; service.engine.cost).
     budget_fallback: bool = False
 
     def __post_init__(self) -> None:

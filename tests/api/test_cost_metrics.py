@@ -14,8 +14,10 @@ import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters import Adapter, ProbeOutcome
-from service import HealthChecker
+from service import HealthChecker, ProbeStatus
 from service.api.metrics import Metrics
+from service.config import CheckSchedule
+from service.live.state import HealthState
 from tests.support.app import get_json, make_app, serving
 from tests.support.fakes import settings
 
@@ -115,6 +117,31 @@ async def test_the_budget_gauges_follow_the_budget_and_count_the_fallbacks(
     assert sample(metrics, "router_health_probe_tokens_total", **labels) == 12
 
 
+async def test_a_probe_the_budget_withholds_moves_neither_the_up_gauge_nor_the_state(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Unlisted(Metered):  # no model list, no probe_path: no free probe (perplexity)
+        lists_models = False
+        probe_path = None
+
+    checker = HealthChecker(settings(max_probe_tokens_per_hour=10))
+    health = HealthState(lambda model, provider: CheckSchedule())
+    metrics = Metrics(checker, health)
+    metrics.attach()
+    checker.result_listeners.append(health.record)
+    await checker.run({MODEL: [Unlisted("unlisted", tokens=20)]})  # healthy; the budget is spent
+    labels = {"model": MODEL, "provider": "unlisted"}
+    assert sample(metrics, "router_health_adapter_up", **labels) == 1
+    replaced = Unlisted("unlisted", tokens=20)  # a reload: the old verdict is not its own
+    report = await checker.run({MODEL: [replaced]})
+    withheld = report.models[MODEL].results["unlisted"]
+    assert withheld.budget_fallback and withheld.status is ProbeStatus.TIMEOUT
+    assert sample(metrics, "router_health_adapter_up", **labels) == 1
+    state = health.get(MODEL, "unlisted")
+    assert state is not None and state.reported is ProbeStatus.HEALTHY
+    assert sample(metrics, "router_health_probe_requests_total", **labels, probe="paid") == 1
+
+
 # -- the app ---------------------------------------------------------------------------------
 
 
@@ -177,7 +204,7 @@ async def test_the_app_exposes_the_cost_metrics() -> None:
     async with serving(app) as client:
         await client.get("/v1/health/")
         response = await client.get("/metrics")
-        text = (await response.get_data()).decode()
+        text = await response.get_data(as_text=True)
     values = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)

@@ -19,6 +19,7 @@ from adapters import Adapter, FailureKind, ProbeOutcome
 from service import AdapterManager, ConfigError, HealthChecker, HealthReport, parse_config
 from service.cli import cost_summary
 from service.config import dump_toml
+from service.engine.cache import says_about_provider
 from service.engine.cost import (
     WINDOW_SECONDS,
     CostCounts,
@@ -253,35 +254,116 @@ async def test_probes_in_flight_when_the_budget_is_reached_still_count(
     assert budget is not None and budget.tokens_last_hour == 18 and budget.exhausted
 
 
-async def test_the_budget_leaves_free_adapters_and_code_of_your_own_alone(
+class Unlisted(Metered):
+    """An HTTP type with no model list and no ``probe_path`` (perplexity): no free probe."""
+
+    lists_models = False
+    probe_path = None
+
+
+async def test_the_budget_leaves_free_adapters_alone(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async def billed() -> ProbeOutcome:
-        return ProbeOutcome.ok(tokens=20)
-
-    free = Metered("free", tokens=None, probe="models")
+    free, plain = Metered("free", tokens=None, probe="models"), Probe([True])
     checker = HealthChecker(settings(max_probe_tokens_per_hour=10))
     for _ in range(2):
-        report = await checker.run({MODEL: [free, adapter("own", billed)]})
-    # Code of your own has no free probe to fall back to: it keeps being probed and counted.
-    assert not result_of(report, "own").budget_fallback
-    assert total(checker, "own") == CostCounts(paid_probes=2, tokens=40)
+        report = await checker.run({MODEL: [free, adapter("own", plain), Metered("paid", 20)]})
     assert free.sent == ["models", "models"] and not result_of(report, "free").budget_fallback
+    assert plain.calls == 2 and not result_of(report, "own").budget_fallback
 
 
-async def test_an_adapter_without_a_free_probe_keeps_its_paid_one(
+async def test_past_the_budget_an_adapter_without_a_free_probe_serves_its_last_verdict(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    class Unlisted(Metered):
-        lists_models = False  # an HTTP type with no model list and no probe_path
-        probe_path = None
-
     unlisted = Unlisted("unlisted", tokens=20)
     checker = HealthChecker(settings(max_probe_tokens_per_hour=10))
-    for _ in range(2):
-        report = await checker.run({MODEL: [unlisted]})
-    assert unlisted.sent == ["completion", "completion"]
-    assert not result_of(report, "unlisted").budget_fallback
+    await checker.run({MODEL: [unlisted]})
+    await trio.sleep(30)
+    report = await checker.run({MODEL: [unlisted]})
+
+    assert unlisted.sent == ["completion"]  # no second paid probe past the budget
+    served = result_of(report, "unlisted")
+    assert served.healthy and served.budget_fallback and served.tokens == 20
+    assert served.cached_age == pytest.approx(30) and not served.sent
+    assert served.to_dict()["age_s"] == pytest.approx(30)
+    assert total(checker, "unlisted") == CostCounts(paid_probes=1, tokens=20)
+
+
+async def test_code_of_your_own_that_bills_tokens_is_withheld_past_the_budget(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    calls = 0
+
+    async def billed() -> ProbeOutcome:
+        nonlocal calls
+        calls += 1
+        return ProbeOutcome.ok(tokens=20)
+
+    checker = HealthChecker(settings(max_probe_tokens_per_hour=10))
+    own = adapter("own", billed)
+    reports = [await checker.run({MODEL: [own]}) for _ in range(3)]
+    assert calls == 1
+    assert [result_of(r, "own").budget_fallback for r in reports] == [False, True, True]
+    assert total(checker, "own") == CostCounts(paid_probes=1, tokens=20)
+
+
+async def test_with_no_verdict_yet_a_withheld_probe_is_a_budget_outcome_not_a_verdict(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    checker = HealthChecker(settings(max_probe_tokens_per_hour=10))
+    await checker.run({MODEL: [Metered("paid", tokens=20)]})  # the budget is reached
+    unlisted = Unlisted("unlisted", tokens=20)
+    report = await checker.run({MODEL: [unlisted]})
+
+    assert unlisted.sent == []
+    withheld = result_of(report, "unlisted")
+    assert withheld.failure is FailureKind.NOT_STARTED and withheld.budget_fallback
+    assert not withheld.sent and not withheld.cached
+    # Like the run's own budget running out: no news about the provider, so the
+    # live state and the up gauge leave it alone.
+    assert not says_about_provider(withheld)
+    assert withheld.error is not None
+    assert "max_probe_tokens_per_hour = 10" in withheld.error
+    assert "no free probe" in withheld.error and "resume in 3600 s" in withheld.error
+    assert checker.cost.adapters()[-1].provider == "paid"  # nothing counted for it
+
+
+async def test_a_replaced_adapter_is_not_served_the_verdict_of_the_one_it_replaced(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    checker = HealthChecker(settings(max_probe_tokens_per_hour=10))
+    await checker.run({MODEL: [Unlisted("unlisted", tokens=20)]})
+    report = await checker.run({MODEL: [Unlisted("unlisted", tokens=20)]})  # a reload
+    assert result_of(report, "unlisted").failure is FailureKind.NOT_STARTED
+
+
+async def test_a_type_without_a_free_probe_no_longer_keeps_the_budget_spent_for_ever(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The review's case: perplexity (no free probe, 2 tokens a probe) beside a
+    # reasoning model with a paid probe (8 tokens), a budget of 3, a run a minute.
+    perplexity, o3 = Unlisted("perplexity", tokens=2), Metered("o3", tokens=8)
+    plan: dict[str, list[Adapter]] = {MODEL: [perplexity, o3]}
+    checker = HealthChecker(settings(max_probe_tokens_per_hour=3))
+    start = trio.current_time()
+    for _ in range(8):
+        report = await checker.run(plan, concurrent=False)  # perplexity first: 2, then 10
+        await trio.sleep(60)
+
+    assert perplexity.sent == ["completion"]  # only before the budget was reached
+    assert o3.sent == ["completion", *["models"] * 7]
+    assert result_of(report, "perplexity").budget_fallback
+    assert result_of(report, "perplexity").cached_age == pytest.approx(7 * 60)
+    budget = checker.cost.budget()
+    assert budget is not None and budget.exhausted and budget.tokens_last_hour == 10
+    # The first run's tokens leave the window an hour after it: that is when, exactly.
+    assert budget.room_in_s is not None
+    assert budget.room_in_s == pytest.approx(start + WINDOW_SECONDS - trio.current_time())
+    await trio.sleep(budget.room_in_s)
+    resumed = await checker.run(plan, concurrent=False)
+    assert not result_of(resumed, "perplexity").budget_fallback
+    assert not result_of(resumed, "o3").budget_fallback
+    assert (perplexity.sent[-1], o3.sent[-1]) == ("completion", "completion")
 
 
 async def test_the_budget_state_says_since_when_it_is_exhausted(
@@ -326,7 +408,7 @@ def test_costs_without_a_budget_never_fall_back() -> None:
     async def main() -> None:
         costs = ProbeCosts()
         paid = Metered("paid", tokens=1_000_000)
-        assert costs.probe_for(paid) == (paid, False)
+        assert costs.probe_for(MODEL, paid) == (paid, False)
 
     trio.run(main)
 
@@ -429,15 +511,67 @@ async def test_end_to_end_a_small_budget_turns_billed_probes_into_free_ones(
     assert all(second.models[MODEL].results[n].budget_fallback for n in names)
     assert all(second.models[MODEL].results[n].healthy for n in names)
     assert {n: sim.stats(n).completion_probes for n in names} == dict.fromkeys(names, 1)
-    # With no free probe to send instead, perplexity's paid probe went out both times.
-    assert sim.stats("perplexity").completion_probes == 2
-    assert not second.models[MODEL].results["perplexity"].budget_fallback
+    # With no free probe to send instead, perplexity was not probed again: its
+    # first verdict is served, with its age.
+    assert sim.stats("perplexity").completion_probes == 1
+    served = second.models[MODEL].results["perplexity"]
+    assert served.budget_fallback and served.cached and served.healthy
     assert checker.cost.total() == CostCounts(
         free_probes=len(names),
-        paid_probes=len(names) + 2,
+        paid_probes=len(names) + 1,
         tokens=billed,
         budget_fallbacks=len(names),
     )
+
+
+async def test_past_the_budget_modes_billed_per_request_send_no_paid_probe(
+    nursery: trio.Nursery,
+) -> None:
+    # Images, speech, transcription and rerank answers carry no usage: 0 tokens,
+    # but paid calls all the same, which the budget exists to stop.
+    sim = Simulator([
+        SimProvider("oai", "openai", "sk-sim-oai", ["gpt-4o-mini", "dall-e-3", "tts-1", "whisper-1"]),
+        SimProvider("co", "cohere", "sk-sim-co", ["rerank-v3.5"]),
+        SimProvider(
+            "glm", "zhipu", "sk-sim-glm", ["cogview-3"], model_modes={"cogview-3": "image_generation"}
+        ),
+    ])
+    await nursery.start(sim.serve)
+    oai, co, glm = sim.provider_entries()
+    per_request = {
+        "img": {**oai, "model": "dall-e-3", "mode": "image_generation", "allow_image_probe": True},
+        "tts": {**oai, "model": "tts-1", "mode": "audio_speech"},
+        "stt": {**oai, "model": "whisper-1", "mode": "audio_transcription"},
+        "rerank": {**co, "model": "rerank-v3.5", "mode": "rerank"},
+        # zhipu lists no models: no free probe to send instead
+        "glm-img": {**glm, "model": "cogview-3", "mode": "image_generation",
+                    "allow_image_probe": True},
+    }
+    entries = [
+        {**oai, "name": "chat", "model": "gpt-4o-mini", "probe": "completion"},
+        *({**entry, "name": name, "probe": "completion"} for name, entry in per_request.items()),
+    ]
+    config = parse_config(
+        {
+            "checks": {"max_probe_tokens_per_hour": 1, "recheck_timeouts": False},
+            "models": [{"name": MODEL, "providers": entries}],
+        },
+        env={},
+    )
+    async with AdapterManager.from_config(config) as manager:
+        checker = manager.health_checker
+        first = await checker.run(manager.model_adapters)
+        paid_after_first = {name: sim.stats(name).completion_probes for name in ("oai", "co", "glm")}
+        second = await checker.run(manager.model_adapters)
+
+    assert all(first.models[MODEL].results[n].healthy for n in per_request), first.to_dict()
+    assert all(first.models[MODEL].results[n].tokens is None for n in per_request)
+    assert {name: sim.stats(name).completion_probes for name in ("oai", "co", "glm")} == (
+        paid_after_first
+    )
+    assert all(second.models[MODEL].results[n].budget_fallback for n in per_request)
+    [cost] = [c for c in checker.cost.adapters() if c.provider == "glm-img"]
+    assert cost.total == CostCounts(paid_probes=1)  # a paid probe, billed 0 tokens
 
 
 async def test_check_prints_what_its_probes_cost(sim: Simulator, tmp_path: Path) -> None:
