@@ -125,6 +125,9 @@ class ProbeOutcome:
     #: The model ids a list probe saw, for wildcard entries (``model = "*"``)
     #: that report what the provider serves; None otherwise.
     listed: tuple[str, ...] | None = None
+    #: False when it failed before any request went out (no credentials to
+    #: sign one with): nothing to time, nothing to count as a probe sent.
+    sent: bool = True
 
     @classmethod
     def ok(
@@ -144,6 +147,7 @@ class ProbeOutcome:
         *,
         http_status: int | None = None,
         retry_after: float | None = None,
+        sent: bool = True,
     ) -> ProbeOutcome:
         return cls(
             False,
@@ -151,6 +155,7 @@ class ProbeOutcome:
             error=_shorten(error),
             failure=failure,
             retry_after=retry_after,
+            sent=sent,
         )
 
 

@@ -272,13 +272,14 @@ class VertexAIAdapter(HttpAdapter):
         if self._client is not None and not self.api_key:  # not open: the base answers not_open
             try:
                 await self._prepare_token()
-            except _CredentialsProblem as exc:
-                return ProbeOutcome.fail(FailureKind.AUTH, self._scrub(str(exc)))
+            except _CredentialsProblem as exc:  # nothing went out
+                return ProbeOutcome.fail(FailureKind.AUTH, self._scrub(str(exc)), sent=False)
             if self.probe == "completion" and not self.project:
                 return ProbeOutcome.fail(
                     FailureKind.EXCEPTION,
                     'no Google Cloud project for the paid probe: set project = "my-project" '
                     "(the credentials name none)",
+                    sent=False,
                 )
         return await super().check_health()
 

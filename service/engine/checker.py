@@ -643,12 +643,15 @@ class HealthChecker:
             return result
 
         unsupported = outcome.failure is FailureKind.UNSUPPORTED
+        # An outcome reached before anything went out (no credentials) is not a
+        # probe sent: no latency, and the cost accounting leaves it out.
+        nothing_sent = unsupported or outcome.sent is False
         result = ProbeResult(
             model=model,
             provider=adapter.provider,
             adapter=adapter.adapter_name,
             status=ProbeStatus.HEALTHY if outcome.healthy else ProbeStatus.UNHEALTHY,
-            latency_ms=None if unsupported else latency_ms,  # nothing was sent to time
+            latency_ms=None if nothing_sent else latency_ms,  # nothing was sent to time
             checked_at=time.time(),
             http_status=outcome.http_status,
             error=outcome.error,
