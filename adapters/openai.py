@@ -18,15 +18,18 @@ from .modes import (
 __all__ = [
     "OPENAI_MODES",
     "OPENAI_PATHS",
+    "OPENAI_VOICES",
     "OpenAIAdapter",
     "OpenAIFamilyAdapter",
     "PaidCall",
+    "SpeechVoices",
     "chat_completion_body",
     "image_generation_body",
     "judge_chat_completion",
     "judge_model_list",
     "judge_openai_paid",
     "openai_paid_call",
+    "voice_for",
 ]
 
 #: Where each mode's cheapest real call goes, below the base URL.
@@ -48,6 +51,22 @@ OPENAI_MODES: Final = ALL_MODES - {"rerank"}
 #: gpt-image refuse 256x256; other providers' models get their own default size,
 #: since a size they do not take would fail every probe.
 _IMAGE_SIZES: Final = {"dall-e-2": "256x256", "dall-e-3": "1024x1024", "gpt-image": "1024x1024"}
+
+#: The voice a speech probe asks for, by model id prefix: the longest prefix that
+#: matches wins, ``""`` matches any model, ``{model}`` stands for the model id.
+#: Voices are the provider's (and often the model's) own: a voice it does not
+#: have fails every probe with a 400, so each speech provider lists its own.
+SpeechVoices = tuple[tuple[str, str], ...]
+OPENAI_VOICES: Final[SpeechVoices] = (("", "alloy"),)
+
+
+def voice_for(voices: SpeechVoices, model: str) -> str:
+    """The voice of ``voices`` for ``model`` (see :data:`SpeechVoices`)."""
+    matching = [(prefix, voice) for prefix, voice in voices if model.startswith(prefix)]
+    if not matching:
+        raise ValueError(f"no speech voice for model {model!r}: set voice")
+    _, voice = max(matching, key=lambda pair: len(pair[0]))
+    return voice.replace("{model}", model)
 
 
 def image_generation_body(model: str) -> dict[str, Any]:
@@ -95,7 +114,7 @@ class PaidCall:
         )
 
 
-def openai_paid_call(adapter: HttpAdapter, *, with_model: bool = True) -> PaidCall:
+def openai_paid_call(adapter: OpenAIFamilyAdapter, *, with_model: bool = True) -> PaidCall:
     """The cheapest real call of ``adapter.mode`` in OpenAI's format.
 
     ``with_model=False`` leaves the model out of the body (Azure: the
@@ -119,7 +138,7 @@ def openai_paid_call(adapter: HttpAdapter, *, with_model: bool = True) -> PaidCa
     elif mode == "image_generation":
         body = image_generation_body(model)
     elif mode == "audio_speech":
-        body = {"input": "a", "voice": "alloy"}  # billed per character: one
+        body = {"input": "a", "voice": adapter.speech_voice}  # billed per character: one
     elif mode == "rerank":
         body = {"query": PROBE_TEXT, "documents": ["pong"], "top_n": 1}
     elif mode == "responses":
@@ -179,6 +198,20 @@ class OpenAIFamilyAdapter(HttpAdapter):
     """What every OpenAI-format adapter shares: the answers' shapes, binary speech."""
 
     modes: ClassVar[frozenset[str]] = OPENAI_MODES
+    #: The speech probe's voice by model (the config key ``voice`` overrides it).
+    speech_voices: ClassVar[SpeechVoices] = OPENAI_VOICES
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # ``voice`` is a config key of exactly the types that serve speech: derived
+        # from ``modes`` here, so no subclass (or registry line) can forget it.
+        super().__init_subclass__(**kwargs)
+        keys = cls.option_keys - {"voice"}
+        cls.option_keys = keys | {"voice"} if "audio_speech" in cls.modes else keys
+
+    @property
+    def speech_voice(self) -> str:
+        """The voice the speech probe asks for: ``voice`` as configured, else this type's."""
+        return self.options.get("voice") or voice_for(self.speech_voices, self.probe_model_id)
 
     def answer_kind(self) -> AnswerKind:
         if self.probe == "completion" and self.mode == "audio_speech":

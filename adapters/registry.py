@@ -2,7 +2,8 @@
 
 Every provider here speaks OpenAI's wire format (``adapters.openai``) at its
 own base URL; what differs is data: where it lives, whether it needs a key,
-whether it lists its models, how the key is sent, which modes it serves. To
+whether it lists its models, how the key is sent, which modes it serves and
+(for speech) which voice its models take. To
 add one, add a line to :data:`PROVIDERS`; its config ``type`` and its
 adapter class (``adapter_name``, for log lines) follow from it.
 """
@@ -14,7 +15,7 @@ from typing import ClassVar, Final, Literal
 
 from .base import ProbeRequest
 from .modes import ALL_MODES
-from .openai import OpenAIAdapter, openai_paid_call
+from .openai import OpenAIAdapter, SpeechVoices, openai_paid_call
 
 __all__ = ["PROVIDERS", "REGISTRY_ADAPTERS", "ProviderSpec", "RegistryAdapter"]
 
@@ -34,6 +35,9 @@ class ProviderSpec:
     auth: Literal["bearer", "api-key"] = "bearer"  # Authorization: Bearer, or an api-key header
     #: Sent as ``?api-version=`` on every request when set (config key ``api_version`` overrides).
     api_version: str | None = None
+    #: The speech probe's voice by model id prefix (see ``adapters.openai.SpeechVoices``);
+    #: required with ``audio_speech``, from the provider's documented voices.
+    voices: SpeechVoices = ()
 
     @property
     def mode_set(self) -> frozenset[str]:
@@ -43,17 +47,21 @@ class ProviderSpec:
 # fmt: off
 PROVIDERS: Final = (
     ProviderSpec("mistral", "MistralAdapter", "https://api.mistral.ai/v1", "chat embedding moderation"),
-    ProviderSpec("groq", "GroqAdapter", "https://api.groq.com/openai/v1", "chat audio_transcription audio_speech responses"),
+    ProviderSpec("groq", "GroqAdapter", "https://api.groq.com/openai/v1", "chat audio_transcription audio_speech responses",
+                 voices=(("", "autumn"), ("canopylabs/orpheus-arabic-saudi", "fahad"),
+                         ("playai-tts", "Arista-PlayAI"), ("playai-tts-arabic", "Ahmad-PlayAI"))),
     ProviderSpec("deepseek", "DeepSeekAdapter", "https://api.deepseek.com", "chat completion"),
     ProviderSpec("openrouter", "OpenRouterAdapter", "https://openrouter.ai/api/v1", "chat completion embedding responses"),
-    ProviderSpec("together", "TogetherAdapter", "https://api.together.xyz/v1", "chat completion embedding image_generation rerank audio_speech audio_transcription"),
+    ProviderSpec("together", "TogetherAdapter", "https://api.together.xyz/v1", "chat completion embedding image_generation rerank audio_speech audio_transcription",
+                 voices=(("", "laidback woman"), ("hexgrad/Kokoro", "af_alloy"), ("canopylabs/orpheus", "tara"))),
     ProviderSpec("fireworks", "FireworksAdapter", "https://api.fireworks.ai/inference/v1", "chat completion embedding responses"),
     ProviderSpec("xai", "XAIAdapter", "https://api.x.ai/v1", "chat completion image_generation responses"),
     ProviderSpec("perplexity", "PerplexityAdapter", "https://api.perplexity.ai", "chat", lists_models=False),
     ProviderSpec("moonshot", "MoonshotAdapter", "https://api.moonshot.ai/v1", "chat"),
     ProviderSpec("dashscope", "DashScopeAdapter", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "chat completion embedding"),
     ProviderSpec("zhipu", "ZhipuAdapter", "https://open.bigmodel.cn/api/paas/v4", "chat embedding image_generation audio_transcription moderation", lists_models=False),
-    ProviderSpec("siliconflow", "SiliconFlowAdapter", "https://api.siliconflow.cn/v1", "chat embedding rerank image_generation audio_speech audio_transcription"),
+    ProviderSpec("siliconflow", "SiliconFlowAdapter", "https://api.siliconflow.cn/v1", "chat embedding rerank image_generation audio_speech audio_transcription",
+                 voices=(("", "{model}:alex"),)),
     ProviderSpec("cerebras", "CerebrasAdapter", "https://api.cerebras.ai/v1", "chat completion"),
     ProviderSpec("nvidia-nim", "NvidiaNIMAdapter", "https://integrate.api.nvidia.com/v1", "chat completion embedding"),
     ProviderSpec("vllm", "VLLMAdapter", None, "chat completion embedding rerank audio_transcription responses", key_required=False),
@@ -98,6 +106,11 @@ def adapter_class(spec: ProviderSpec) -> type[RegistryAdapter]:
     unknown = spec.mode_set - ALL_MODES
     if unknown or not spec.mode_set:
         raise ValueError(f"registry entry {spec.type!r}: unknown modes {sorted(unknown)}")
+    if ("audio_speech" in spec.mode_set) != bool(spec.voices):
+        # OpenAI's "alloy" is OpenAI's: another provider's voice must be written down.
+        raise ValueError(
+            f"registry entry {spec.type!r}: voices go with audio_speech, and only with it"
+        )
     attributes = {
         "__module__": __name__,
         "__doc__": f"{spec.type}: OpenAI's wire format at {spec.base_url or 'your base_url'}.",
@@ -107,6 +120,7 @@ def adapter_class(spec: ProviderSpec) -> type[RegistryAdapter]:
         "key_required": spec.key_required,
         "lists_models": spec.lists_models,
         "modes": spec.mode_set,
+        "speech_voices": spec.voices,
         "option_keys": frozenset({"api_version"}) if spec.api_version else frozenset(),
     }
     return type(spec.adapter_name, (RegistryAdapter,), attributes)

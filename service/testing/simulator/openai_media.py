@@ -24,10 +24,29 @@ _IMAGE_SIZES: Final = {
     "gpt-image": ("1024x1024", "1024x1536", "1536x1024", "auto"),
 }
 _PNG_1PX: Final = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
-_VOICES: Final = (
+_OPENAI_VOICES: Final = (
     "alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer",
     "verse", "marin", "cedar",
 )  # fmt: skip
+#: Each kind's documented speech voices (OpenAI's for the kinds not named):
+#: Groq's Orpheus and PlayAI voices, Together's Cartesia, Kokoro and Orpheus
+#: ones, SiliconFlow's presets, which it names with the model ("{model}:alex").
+_VOICES: Final[dict[str, tuple[str, ...]]] = {
+    "groq": (
+        "autumn", "diana", "hannah", "austin", "daniel", "troy",
+        "abdullah", "fahad", "sultan", "lulwa", "noura", "aisha",
+        "Arista-PlayAI", "Atlas-PlayAI", "Basil-PlayAI", "Celeste-PlayAI", "Fritz-PlayAI",
+        "Ahmad-PlayAI", "Amira-PlayAI", "Khalid-PlayAI", "Nasser-PlayAI",
+    ),
+    "together": (
+        "laidback woman", "polite man", "storyteller lady", "friendly sidekick",
+        "af_alloy", "af_bella", "af_heart", "tara", "leah", "jess", "leo", "dan",
+    ),
+    "siliconflow": tuple(
+        f"{{model}}:{name}"
+        for name in ("alex", "benjamin", "charles", "david", "anna", "bella", "claire", "diana")
+    ),
+}  # fmt: skip
 _AUDIO_FILE_FORMATS: Final = (
     "flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm",
 )  # fmt: skip
@@ -90,7 +109,8 @@ def audio_speech(
             code="string_above_max_length",
         )
     fields.require(wire, data, "voice")
-    fields.choice(wire, data, "voice", _VOICES, "")
+    voices = _VOICES.get(provider.kind, _OPENAI_VOICES)
+    fields.choice(wire, data, "voice", tuple(v.replace("{model}", model or "") for v in voices), "")
     fmt = fields.choice(wire, data, "response_format", tuple(audio.SPEECH_FORMATS), "mp3")
     speed = data.get("speed", 1.0)
     if isinstance(speed, bool) or not isinstance(speed, int | float) or not 0.25 <= speed <= 4:
