@@ -30,9 +30,10 @@ Redis can publish on the channel, and another instance's clock can be
 wrong, so every shared result (published or loaded) is validated field by
 field before it reaches the live state (:func:`result_from_json`: JSON
 object of bounded size, types, finite numbers in range, known enum values,
-bounded strings; then the coordinator: an adapter configured here, and a
-``checked_at`` no more than :data:`MAX_CLOCK_SKEW` seconds ahead of this
-instance's clock, nor older than the adapter's ``max_age`` plus that skew).
+bounded strings, a wildcard's listed model ids each a valid name; then the
+coordinator: an adapter configured here, and a ``checked_at`` no more than
+:data:`MAX_CLOCK_SKEW` seconds ahead of this instance's clock, nor older
+than the adapter's ``max_age`` plus that skew).
 What fails is dropped and counted (``status()["rejected"]``), logged once
 and then at most once a minute, never per message. A result that passes
 with a ``checked_at`` ahead of this instance's clock is recorded as of
@@ -83,9 +84,10 @@ import trio
 from coredis.connection import TCPLocation
 from trio_util import AsyncValue  # type: ignore[import-untyped]
 
-from adapters.base import FailureKind
+from adapters.base import MAX_LISTED, FailureKind
 
 from ..config.cluster import ClusterConfig, sentinel_url
+from ..config.values import name_problem
 from ..engine.report import ProbeResult, ProbeStatus
 from .state import HealthState
 
@@ -106,9 +108,15 @@ logger = logging.getLogger("router_health.cluster")
 MAX_CLOCK_SKEW: Final = 300.0
 #: Rejections are logged at most this often (seconds); the count is live.
 REJECTION_LOG_INTERVAL: Final = 60.0
-#: A shared result is well under 3 KB; anything larger is not one.
-MAX_PAYLOAD: Final = 64 * 1024
+#: A shared result is well under 3 KB, or a few hundred with a wildcard's
+#: listed model ids (up to MAX_LISTED of them); anything larger is not one.
+MAX_PAYLOAD: Final = 512 * 1024
+#: What the listed ids may take of it when shared (JSON-encoded): everything else
+#: fits in the rest; a list that would not (long non-ASCII ids) is shared cut short.
+LISTED_PAYLOAD: Final = MAX_PAYLOAD - 64 * 1024
 MAX_NAME_CHARS: Final = 1024  # model, provider (and they must be configured here)
+MAX_LISTED_CHARS: Final = 256  # one listed model id
+MAX_PROBE_TOKENS: Final = 1_000_000_000  # one probe's billed tokens: far beyond any real one
 MAX_INSTANCE_CHARS: Final = 256
 MAX_ADAPTER_CHARS: Final = 128
 MAX_ERROR_CHARS: Final = 2000  # adapters keep 200 upstream characters, plus notes
@@ -189,9 +197,44 @@ def result_to_json(result: ProbeResult, *, instance: str, token: int) -> str:
         "retry_after": result.retry_after,
         "source": result.source,
         "samples": result.samples,
+        "tokens": result.tokens if _tokens_ok(result.tokens) else None,
+        "listed_models": _shared_listed(result.listed_models),
+        "budget_fallback": result.budget_fallback,
         "token": token,
     }
     return json.dumps(data, separators=(",", ":"))
+
+
+def _tokens_ok(tokens: int | None) -> bool:
+    return tokens is not None and 0 <= tokens <= MAX_PROBE_TOKENS
+
+
+def _listed_id_ok(model_id: object) -> bool:
+    """A listed model id a peer takes: a name (no control characters) of bounded length."""
+    return (
+        isinstance(model_id, str)
+        and 0 < len(model_id) <= MAX_LISTED_CHARS
+        and name_problem(model_id) is None
+    )
+
+
+def _shared_listed(listed: tuple[str, ...] | None) -> list[str] | None:
+    """The listed ids a peer will take, as many as fit :data:`LISTED_PAYLOAD`.
+
+    An id a peer would refuse would make it drop the whole result: it is left
+    out here instead (the local result keeps it).
+    """
+    if listed is None:
+        return None
+    shared, size = [], 0
+    for model_id in listed[:MAX_LISTED]:
+        if not _listed_id_ok(model_id):
+            continue
+        size += len(json.dumps(model_id)) + 1
+        if size > LISTED_PAYLOAD:
+            break
+        shared.append(model_id)
+    return shared
 
 
 def result_from_json(payload: str | bytes) -> tuple[ProbeResult, str, int]:
@@ -203,10 +246,13 @@ def result_from_json(payload: str | bytes) -> tuple[ProbeResult, str, int]:
     texts strings of bounded length; ``status``/``failure``/``source`` known
     values; ``latency_ms`` in [0, :data:`MAX_LATENCY_MS`], ``http_status``
     100..599, ``retry_after`` in [0, :data:`MAX_RETRY_AFTER`], ``samples``
-    and ``token`` non-negative / positive integers; ``checked_at`` a
-    positive unix time a datetime can show. Unknown keys are ignored (a newer
-    version may add some). Whether the adapter is configured here and the
-    time is plausible is the coordinator's question (it knows both).
+    and ``token`` non-negative / positive integers, ``tokens`` in
+    [0, :data:`MAX_PROBE_TOKENS`]; ``checked_at`` a positive unix time a
+    datetime can show; ``listed_models`` at most ``MAX_LISTED`` names of at
+    most :data:`MAX_LISTED_CHARS` characters; ``budget_fallback`` a boolean.
+    Unknown keys are ignored (a newer version may add some). Whether the
+    adapter is configured here and the time is plausible is the
+    coordinator's question (it knows both).
     The error never quotes the payload's values.
     """
     if len(payload) > MAX_PAYLOAD:
@@ -234,6 +280,9 @@ def result_from_json(payload: str | bytes) -> tuple[ProbeResult, str, int]:
         retry_after=fields.optional_number("retry_after", 0.0, MAX_RETRY_AFTER),
         source=fields.optional_choice("source", SOURCES),
         samples=fields.optional_integer("samples", 0, MAX_SAMPLES),
+        tokens=fields.optional_integer("tokens", 0, MAX_PROBE_TOKENS),
+        listed_models=fields.optional_names("listed_models", MAX_LISTED),
+        budget_fallback=fields.flag("budget_fallback"),
     )
     instance = fields.text("instance", MAX_INSTANCE_CHARS)
     token = fields.integer("token", 1, MAX_TOKEN)
@@ -327,6 +376,32 @@ class _Fields:
 
     def optional_integer(self, name: str, low: int, high: int) -> int | None:
         return None if self.data.get(name) is None else self.integer(name, low, high)
+
+    def flag(self, name: str) -> bool:
+        """A boolean; missing or ``null`` is False (results from before the field)."""
+        value = self.data.get(name)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            _invalid(f"{name}: a {type(value).__name__}, not a boolean")
+        return value
+
+    def optional_names(self, name: str, limit: int) -> tuple[str, ...] | None:
+        """A list of at most ``limit`` model ids, each one a name a peer may show."""
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            _invalid(f"{name}: a {type(value).__name__}, not a list")
+        if len(value) > limit:
+            _invalid(f"{name}: {len(value)} entries, more than {limit}")
+        for i, item in enumerate(value):
+            if not _listed_id_ok(item):
+                _invalid(
+                    f"{name}[{i}]: not a name of 1 to {MAX_LISTED_CHARS} characters "
+                    "without control characters"
+                )
+        return tuple(value)
 
 
 def _shown(text: str) -> str:
