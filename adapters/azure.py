@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .base import ProbeOutcome, ProbeRequest
+from .base import FailureKind, ProbeOutcome, ProbeRequest
 from .openai import OPENAI_MODES, OpenAIFamilyAdapter, judge_model_list, openai_paid_call
 
 __all__ = ["AZURE_MODES", "DEFAULT_AZURE_API_VERSION", "AzureOpenAIAdapter"]
@@ -28,6 +28,10 @@ class AzureOpenAIAdapter(OpenAIFamilyAdapter):
     key_required: ClassVar[bool] = True
     option_keys: ClassVar[frozenset[str]] = frozenset({"deployment", "api_version"})
     modes: ClassVar[frozenset[str]] = AZURE_MODES
+    #: "The API deployment for this resource does not exist." names no deployment.
+    model_missing_codes: ClassVar[frozenset[str]] = frozenset(
+        {"DeploymentNotFound", "model_not_found"}
+    )
 
     @property
     def deployment(self) -> str:
@@ -40,6 +44,11 @@ class AzureOpenAIAdapter(OpenAIFamilyAdapter):
 
     def auth_headers(self) -> dict[str, str]:
         return {"api-key": self.api_key.reveal()} if self.api_key else {}
+
+    def failure_kind(self, status: int, message: str) -> FailureKind:
+        if status == 404 and self.names_model(message, self.deployment):
+            return FailureKind.MODEL_MISSING
+        return super().failure_kind(status, message)
 
     def free_request(self) -> ProbeRequest:
         return ProbeRequest(

@@ -21,6 +21,7 @@ import dataclasses
 import enum
 import json
 import math
+import re
 import zlib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -215,6 +216,17 @@ def _upstream_message(body: bytes) -> str:
     return text
 
 
+def _upstream_code(body: bytes) -> str | None:
+    """The provider's machine-readable error code (``error.code``, or ``code`` of a flat error)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    err = data.get("error", data) if isinstance(data, dict) else None
+    code = err.get("code") if isinstance(err, dict) else None
+    return code if isinstance(code, str) else None
+
+
 #: What a probe's answer is judged by: its JSON body, its bytes (an audio
 #: answer), or its status alone (``probe_path``: a health URL's body is its own).
 AnswerKind = Literal["json", "binary", "status"]
@@ -256,6 +268,9 @@ class HttpAdapter:
     #: Whether the free probe can list (or look up) models. A type without
     #: one needs ``probe_path`` or ``probe = "completion"``.
     lists_models: ClassVar[bool] = True
+    #: The error codes (``error.code``) by which a 404 says the model does not exist,
+    #: when the message need not name it (Azure's ``DeploymentNotFound``).
+    model_missing_codes: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
@@ -439,11 +454,20 @@ class HttpAdapter:
             return FailureKind.AUTH
         if status == 429:
             return FailureKind.RATE_LIMITED
-        if status == 404 and any(word in message.lower() for word in ("model", "deployment")):
-            # Every provider's "no such model" (Azure's: no such deployment) is a 404
-            # naming it; a 404 that does not is a wrong path, a plain http_status.
+        if status == 404 and self.names_model(message):
+            # Providers' "no such model" 404s name it; any other 404 (a base_url
+            # without /v1: "Invalid URL (GET /models)") is a wrong URL, not a model.
             return FailureKind.MODEL_MISSING
         return FailureKind.HTTP_STATUS
+
+    def names_model(self, message: str, *others: str) -> bool:
+        """Whether ``message`` names the probed model (or one of ``others``) as a whole id."""
+        ids = {self.model, self.probe_model_id, *others} - {WILDCARD, ""}
+        return any(
+            # Not inside a longer id: "gpt-4" is not named by "gpt-4o" or "gpt-4.1".
+            re.search(rf"(?<![\w.-]){re.escape(model_id)}(?![\w-]|[.:/]\w)", message)
+            for model_id in ids
+        )
 
     @staticmethod
     def bad_body(what: str) -> ProbeOutcome:
@@ -499,8 +523,9 @@ class HttpAdapter:
                 )
             message = self._scrub(_upstream_message(body)) or "(empty body)"
             retry_after = _retry_after(headers)
+            missing = status == 404 and _upstream_code(body) in self.model_missing_codes
             return ProbeOutcome.fail(
-                self.failure_kind(status, message),
+                FailureKind.MODEL_MISSING if missing else self.failure_kind(status, message),
                 f"HTTP {status}: {message}",
                 http_status=status,
                 retry_after=retry_after,

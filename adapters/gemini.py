@@ -35,6 +35,14 @@ class GeminiAdapter(HttpAdapter):
         # Google answers a bad key with 400 INVALID_ARGUMENT, not 401.
         if status == 400 and "api key" in message.lower():
             return FailureKind.AUTH
+        if status == 404:
+            # "models/{id} is not found for API version v1beta, ...". Our paths name the
+            # model, so a wrong URL's 404 ("The requested URL /v1/models/{id} was not
+            # found") names it too: only Gemini's own words mean a missing model.
+            ids = {m.removeprefix("models/") for m in (self.model, self.probe_model_id)}
+            if any(f"models/{model_id} is not found" in message for model_id in ids):
+                return FailureKind.MODEL_MISSING
+            return FailureKind.HTTP_STATUS
         return super().failure_kind(status, message)
 
     def auth_headers(self) -> dict[str, str]:

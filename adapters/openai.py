@@ -198,6 +198,7 @@ class OpenAIFamilyAdapter(HttpAdapter):
     """What every OpenAI-format adapter shares: the answers' shapes, binary speech."""
 
     modes: ClassVar[frozenset[str]] = OPENAI_MODES
+    model_missing_codes: ClassVar[frozenset[str]] = frozenset({"model_not_found"})
     #: The speech probe's voice by model (the config key ``voice`` overrides it).
     speech_voices: ClassVar[SpeechVoices] = OPENAI_VOICES
 

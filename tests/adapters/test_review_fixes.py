@@ -7,12 +7,15 @@ there as it does upstream.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import pytest
 
-from adapters import ADAPTER_TYPES, FailureKind, Secret
+from adapters import ADAPTER_TYPES, FailureKind, ProbeOutcome, Secret
+from adapters.base import ProbeRequest, RawResponse
 from adapters.registry import PROVIDERS, ProviderSpec, adapter_class
 from service import AdapterManager, ConfigError, ProbeResult, ProbeStatus, parse_config
 from service.testing.simulator import Behavior, SimProvider, Simulator
@@ -27,24 +30,41 @@ SPEECH_MODELS = {
 }
 
 
+#: Every type the simulator serves over plain HTTP (Bedrock and Vertex need their extras).
+CHAT_KINDS = [kind for kind in ADAPTER_TYPES if kind not in ("unsupported", "bedrock", "vertex-ai")]
+
+
 def speech_models(kind: str) -> tuple[str, ...]:
     return SPEECH_MODELS.get(kind, ("tts-1",))
 
 
 @pytest.fixture
 def sim_providers() -> list[SimProvider]:
-    return [
+    speakers = [
         SimProvider(
             kind, kind, KEY, list(speech_models(kind)), Behavior(latency=0.0),
             model_modes=dict.fromkeys(speech_models(kind), "audio_speech"),
         )
         for kind in SPEECH_KINDS
     ]
+    chatters = [
+        SimProvider(
+            f"{kind}-chat", kind, KEY if ADAPTER_TYPES[kind].key_required else None,
+            ["sim-chat"], Behavior(latency=0.0), model_modes={"sim-chat": "chat"},
+        )
+        for kind in CHAT_KINDS
+    ]
+    return speakers + chatters
 
 
 async def probe(sim: Simulator, kind: str, model: str, **overrides: Any) -> ProbeResult:
-    entry = next(e for e in sim.provider_entries() if e["name"] == kind)
-    entry = {**entry, "model": model, "mode": "audio_speech", "probe": "completion", **overrides}
+    entry = {"mode": "audio_speech", "probe": "completion", **overrides}
+    return await probe_entry(sim, kind, model=model, **entry)
+
+
+async def probe_entry(sim: Simulator, name: str, **overrides: Any) -> ProbeResult:
+    entry = next(e for e in sim.provider_entries() if e["name"] == name)
+    entry = {k: v for k, v in {**entry, **overrides}.items() if v is not None}
     config = parse_config(
         {"checks": {"adapter_timeout": 5, "recheck_timeouts": False},
          "models": [{"name": "m", "providers": [entry]}]},
@@ -52,7 +72,7 @@ async def probe(sim: Simulator, kind: str, model: str, **overrides: Any) -> Prob
     )
     async with AdapterManager.from_config(config) as manager:
         report = await manager.health_checker.run(manager.model_adapters)
-    return report.models["m"].results[kind]
+    return report.models["m"].results[name]
 
 
 def speech_body(kind: str, model: str, **options: str) -> dict[str, Any]:
@@ -153,3 +173,105 @@ def test_a_registry_line_with_speech_must_name_its_voices() -> None:
         adapter_class(ProviderSpec("speaker", "SpeakerAdapter", base, "chat audio_speech"))
     with pytest.raises(ValueError, match="voices go with audio_speech"):
         adapter_class(ProviderSpec("mute", "MuteAdapter", base, "chat", voices=groq.voices))
+
+
+# -- 3: a 404 is a missing model only when the provider says so -----------------------------------
+
+
+class Canned:
+    """A transport answering every request with one response."""
+
+    def __init__(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+        self.response = RawResponse(status, dict(headers or {}), body, False)
+
+    async def fetch(self, request: ProbeRequest, *, max_body_bytes: int) -> RawResponse:
+        return self.response
+
+    async def aclose(self) -> None:
+        pass
+
+
+def error(**fields: Any) -> bytes:
+    return json.dumps({"error": fields}).encode()
+
+
+#: (type, model, 404 body, verdict): each provider's own "no such model", and 404s that are not.
+NOT_FOUND = [
+    ("openai", "gpt-4o", error(message="Invalid URL (GET /models)", type="invalid_request_error",
+                               param=None, code=None), FailureKind.HTTP_STATUS),
+    ("openai", "gpt-4o", error(message="The model `gpt-4o` does not exist or you do not have "
+                               "access to it.", type="invalid_request_error", code="model_not_found"),
+     FailureKind.MODEL_MISSING),
+    ("openai", "gpt-4o", error(message="This model is unavailable.", code="model_not_found"),
+     FailureKind.MODEL_MISSING),
+    ("openai", "gpt-4o", error(message="This is not a chat model and thus not supported in the "
+                               "v1/chat/completions endpoint."), FailureKind.HTTP_STATUS),
+    ("openai", "gpt-4", error(message="The model `gpt-4o` is not served at this endpoint"),
+     FailureKind.HTTP_STATUS),
+    ("vllm", "qwen3", b'{"object": "error", "message": "The model `qwen3` does not exist.", '
+     b'"type": "NotFoundError", "param": null, "code": 404}', FailureKind.MODEL_MISSING),
+    ("azure", "gpt-4o", error(code="DeploymentNotFound", message="The API deployment for this "
+                              "resource does not exist."), FailureKind.MODEL_MISSING),
+    ("azure", "gpt-4o", error(code="404", message="Resource not found"), FailureKind.HTTP_STATUS),
+    ("anthropic", "claude-x", b'{"type": "error", "error": {"type": "not_found_error", '
+     b'"message": "model: claude-x"}}', FailureKind.MODEL_MISSING),
+    ("anthropic", "claude-x", b'{"type": "error", "error": {"type": "not_found_error", '
+     b'"message": "Not Found"}}', FailureKind.HTTP_STATUS),
+    ("gemini", "gemini-x", error(code=404, message="models/gemini-x is not found for API version "
+                                 "v1beta, or is not supported for generateContent.",
+                                 status="NOT_FOUND"), FailureKind.MODEL_MISSING),
+    ("gemini", "gemini-x", b"<html><p>The requested URL <code>/v1betax/models/gemini-x</code> "
+     b"was not found on this server.</p></html>", FailureKind.HTTP_STATUS),
+    ("ollama", "llama3", b'{"error": "model \\"llama3\\" not found, try pulling it first"}',
+     FailureKind.MODEL_MISSING),
+    ("ollama", "llama3", b"404 page not found", FailureKind.HTTP_STATUS),
+    ("cohere", "command-r", b'{"message": "model \'command-r\' not found, make sure the correct '
+     b'model ID was used and that you have access to the model."}', FailureKind.MODEL_MISSING),
+    ("cohere", "command-r", b'{"message": "GET /v1/models not found"}', FailureKind.HTTP_STATUS),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "model", "body", "verdict"),
+    NOT_FOUND,
+    ids=[f"{case[0]}-{i}-{case[3].value}" for i, case in enumerate(NOT_FOUND)],
+)
+async def test_a_404_is_a_missing_model_only_in_the_providers_own_words(
+    kind: str, model: str, body: bytes, verdict: FailureKind
+) -> None:
+    cls = ADAPTER_TYPES[kind]
+    adapter = cls(
+        provider="p", base_url=cls.default_base_url or "https://example.test/v1", model=model,
+        api_key=Secret(KEY), probe="completion",
+    )
+    adapter.bind_client(Canned(404, body))
+    outcome: ProbeOutcome = await adapter.check_health()
+    assert (outcome.failure, outcome.http_status) == (verdict, 404), outcome.error
+
+
+async def test_an_openai_base_url_without_v1_is_a_wrong_url_not_a_missing_model(
+    sim: Simulator,
+) -> None:
+    entry = next(e for e in sim.provider_entries() if e["name"] == "openai-chat")
+    result = await probe_entry(sim, "openai-chat", base_url=entry["base_url"].removesuffix("/v1"))
+    assert (result.failure, result.http_status) == (FailureKind.HTTP_STATUS, 404), result.error
+    assert result.error == "HTTP 404: Invalid URL (GET /models)"
+
+
+WRONG_PATHS = [
+    (kind, probe_kind)
+    for kind in CHAT_KINDS
+    for probe_kind in ("models", "completion")
+    if probe_kind == "completion" or ADAPTER_TYPES[kind].lists_models
+]
+
+
+@pytest.mark.parametrize(("kind", "probe_kind"), WRONG_PATHS)
+async def test_a_wrong_path_is_an_http_status_for_every_type(
+    sim: Simulator, kind: str, probe_kind: str
+) -> None:
+    entry = next(e for e in sim.provider_entries() if e["name"] == f"{kind}-chat")
+    result = await probe_entry(
+        sim, f"{kind}-chat", base_url=entry["base_url"] + "/wrong", probe=probe_kind
+    )
+    assert (result.failure, result.http_status) == (FailureKind.HTTP_STATUS, 404), result.error
