@@ -32,6 +32,7 @@ __all__ = [
     "SIGNING_NAME",
     "BedrockAdapter",
     "bedrock_model_id",
+    "bedrock_region",
 ]
 
 _EXTRA_HINT: Final = "type 'bedrock' needs the bedrock extra: pip install 'router-health[bedrock]'"
@@ -112,6 +113,34 @@ def _botocore() -> Any:
     return botocore
 
 
+def bedrock_region(region: str | None, base_url: str, env: Mapping[str, str]) -> str | None:
+    """The region a Bedrock entry signs for, as the adapter finds it; None when nothing names one.
+
+    ``region``, else ``AWS_REGION`` or ``AWS_DEFAULT_REGION`` in ``env``, else
+    the region in ``base_url``'s host (a VPC endpoint), else the AWS profile's
+    (when botocore is installed: without it the adapter cannot be built anyway).
+    The config parser asks this too, so a missing region is a config error.
+    """
+    found = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if found:
+        return found
+    in_host = _HOST_REGION.search(urlsplit(base_url).hostname or "")
+    return in_host.group(1) if in_host else _profile_region()
+
+
+def _profile_region() -> str | None:
+    """The region of the AWS profile in use (``~/.aws/config``), as boto3 would find it."""
+    try:
+        botocore = _botocore()
+    except ValueError:  # no botocore: building the adapter says which extra to install
+        return None
+    try:
+        region = botocore.session.get_session().get_config_variable("region")
+    except botocore.exceptions.BotoCoreError:
+        return None  # a profile that does not exist: the caller says what to set
+    return region if isinstance(region, str) and region else None
+
+
 class _CredentialsProblem(Exception):
     """No usable AWS credentials; the message says where they were looked for."""
 
@@ -170,14 +199,7 @@ class BedrockAdapter(HttpAdapter):
     # -- configuration ------------------------------------------------------------
 
     def _region(self) -> str:
-        region = (
-            self.options.get("region")
-            or os.environ.get("AWS_REGION")
-            or os.environ.get("AWS_DEFAULT_REGION")
-        )
-        if not region:
-            found = _HOST_REGION.search(urlsplit(self.base_url).hostname or "")
-            region = found.group(1) if found else self._profile_region()
+        region = bedrock_region(self.options.get("region"), self.base_url, os.environ)
         if not region:
             raise ValueError(
                 f"provider {self.provider!r}: type 'bedrock' needs a region: set region = "
@@ -189,15 +211,6 @@ class BedrockAdapter(HttpAdapter):
                 "(like us-east-1 or eu-central-1)"
             )
         return region
-
-    def _profile_region(self) -> str | None:
-        """The region of the AWS profile in use (``~/.aws/config``), as boto3 would find it."""
-        botocore = self._botocore
-        try:
-            region = botocore.session.get_session().get_config_variable("region")
-        except botocore.exceptions.BotoCoreError:
-            return None  # a profile that does not exist: the error below says what to set
-        return region if isinstance(region, str) and region else None
 
     def _env_credentials(self) -> Any:
         """Static credentials from the variables the ``*_env`` options name; None: the default chain."""

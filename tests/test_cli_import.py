@@ -39,7 +39,11 @@ def sim_providers() -> list[SimProvider]:
 
 
 def litellm_config(sim: Simulator, path: Path, extra: str = "") -> Path:
-    """A LiteLLM config.yaml for the simulated fleet: groups, prefixes, a wildcard, a literal key."""
+    """A LiteLLM config.yaml for the simulated fleet: groups, prefixes, a wildcard, a literal key.
+
+    Two ``api_base`` values end with the endpoint LiteLLM calls (it accepts that):
+    router-health probes the server's root all the same.
+    """
     path.write_text(
         f"""\
 model_list:
@@ -62,7 +66,7 @@ model_list:
   - model_name: claude
     litellm_params:
       model: anthropic/claude-3-5-haiku-latest
-      api_base: {sim.base_url("anthropic")}
+      api_base: {sim.base_url("anthropic")}/v1/messages
   - model_name: llama
     litellm_params:
       model: groq/llama-3.1-8b-instant
@@ -71,7 +75,7 @@ model_list:
   - model_name: llama
     litellm_params:
       model: ollama_chat/llama3:latest
-      api_base: {sim.base_url("ollama")}
+      api_base: {sim.base_url("ollama")}/api/chat
 {extra}
 litellm_settings:
   drop_params: true
@@ -220,6 +224,33 @@ async def test_import_of_invalid_yaml_is_one_line_with_its_place(tmp_path: Path)
     ]
 
 
+async def test_import_refuses_a_bedrock_deployment_without_a_region(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_REGION_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "model_list:\n  - {model_name: nova, litellm_params: {model: bedrock/amazon.nova-lite-v1:0}}\n",
+        encoding="utf-8",
+    )
+    no_region = {**ENV, "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config")}
+    done = await run("import", "litellm", str(config), env=no_region)
+    assert done.returncode == 3
+    assert done.stdout == b""
+    assert done.stderr.decode().splitlines() == [
+        "router-health: invalid config",
+        f"{config}: model_list[0] (nova).litellm_params.aws_region_name: required: no region in "
+        "the file, AWS_REGION_NAME, AWS_REGION, AWS_DEFAULT_REGION or the AWS profile; set "
+        "aws_region_name: us-east-1 (LiteLLM would fall back to us-west-2 unasked)",
+    ]
+    named = await run(
+        "import", "litellm", str(config), env={**no_region, "AWS_REGION_NAME": "eu-west-1"}
+    )
+    assert named.returncode == 0, named.stderr.decode()
+    assert tomllib.loads(named.stdout.decode())["models"][0]["providers"][0]["region"] == "eu-west-1"
+
+
 async def test_import_knows_only_litellm(tmp_path: Path) -> None:
     done = await run("import", "helicone", str(tmp_path / "x.yaml"))
     assert done.returncode == 3
@@ -238,4 +269,27 @@ async def test_strict_refuses_unsupported_entries_of_a_toml_config_too(tmp_path:
     assert done.stderr.decode().splitlines() == [
         "router-health: invalid config",
         f'{config}: type "unsupported" entries refused by --strict: m / p',
+    ]
+
+
+async def test_check_names_the_bedrock_entry_no_region_is_found_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "providers.toml"
+    config.write_text(
+        '[[models]]\nname = "nova"\n\n  [[models.providers]]\n  name = "aws"\n'
+        '  type = "bedrock"\n  model = "amazon.nova-lite-v1:0"\n',
+        encoding="utf-8",
+    )
+    done = await run(
+        "check", "--config", str(config), env={**ENV, "AWS_CONFIG_FILE": str(tmp_path / "none")}
+    )
+    assert done.returncode == 3
+    assert done.stderr.decode().splitlines() == [
+        "router-health: invalid config",
+        f'{config}: models[0] (nova).providers[0].region: required for type "bedrock": set '
+        'region = "us-east-1" or export AWS_REGION (none in AWS_DEFAULT_REGION, the base_url '
+        "host or the AWS profile either)",
     ]

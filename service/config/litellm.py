@@ -19,6 +19,8 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from adapters import ADAPTER_TYPES
+from adapters.bedrock import DEFAULT_BEDROCK_BASE_URL, bedrock_region
+from adapters.modes import is_reasoning_model
 
 from .document import Config
 from .litellm_prefixes import CHECKED_MODES, DEFAULT_INTERVAL, NO_PREFIX, PREFIXES, Route
@@ -41,6 +43,12 @@ _YAML_SUFFIXES: Final = (".yaml", ".yml")
 _OPENAI_HOST: Final = "api.openai.com"
 _AWS_KEYS: Final = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
 _STRICT_HINT: Final = "--strict refuses a deployment router-health cannot check"
+#: LiteLLM's own region variable, read before the ones router-health's Bedrock adapter reads.
+_LITELLM_REGION_ENV: Final = "AWS_REGION_NAME"
+#: An Azure ``api_base`` naming the deployment: LiteLLM calls it as the client's base URL.
+_AZURE_DEPLOYMENT_URL: Final = re.compile(r"(?P<root>.+?)/openai/deployments/(?P<name>[^/?#]+)/?")
+#: The modes whose paid probe has an answer budget, which ``reasoning`` sizes.
+_REASONING_MODES: Final = ("chat", "completion", "responses")
 
 #: Where a router-health provider key came from, for messages about it.
 _ORIGIN_KEYS: Final = {
@@ -68,6 +76,7 @@ _ORIGIN_KEYS: Final = {
     "timeout": "model_info.health_check_timeout",
     "max_tokens": "model_info.health_check_max_tokens",
     "interval": "model_info.disable_background_health_check",
+    "reasoning": "model_info.base_model",
 }
 _CHECKS_ORIGINS: Final = {"interval": "general_settings.health_check_interval"}
 
@@ -101,6 +110,12 @@ class LiteLLMDocument:
         return ConfigError(error.source, [self._at_origin(p) for p in error.problems])
 
     def _at_origin(self, problem: str) -> str:
+        named = re.match(r"models\[(\d+)\]\.name: ", problem)
+        if named is not None:  # the model's own name: its first deployment's model_name
+            first = self.origins.get((int(named.group(1)), 0))
+            if first is not None:
+                return f"model_list[{first.index}].model_name: {problem[named.end() :]}"
+            return problem
         match = re.match(r"models\[(\d+)\] ", problem)
         if match is None:
             section, dot, rest = problem.partition(".")
@@ -330,6 +345,8 @@ class _DeploymentReader:
         self.params = params
         self.info = info
         self.unsupported: tuple[str, str] | None = None  # (key path, reason)
+        self.region_from_env = False  # then it is not part of the default name
+        self.region_missing = False  # a problem unless the deployment is unsupported anyway
 
     def problem(self, key: str, message: str) -> None:
         self.reader.problem(f"{self.origin.path}.{key}", message)
@@ -365,20 +382,38 @@ class _DeploymentReader:
             rest = rest.removeprefix("converse/").removeprefix("invoke/")
         if base_url is None and route.base_env and self.reader.env.get(route.base_env):
             base_url = self.reader.env[route.base_env]
+        deployment = rest
+        if base_url is not None:
+            base_url, deployment = _root_of(route, kind, base_url, deployment)
         if kind == "openai" and base_url is not None and _host(base_url) != _OPENAI_HOST:
             kind = "openai-compatible"  # LiteLLM's way to any OpenAI-compatible server
         table: dict[str, Any] = {"type": kind}
         if base_url is not None:
             table["base_url"] = base_url
         table["model"] = "*" if "*" in rest else rest  # a wildcard route: whatever it serves
+        if kind == "azure" and "*" in rest:
+            self.cannot_check(
+                "litellm_params.model",
+                "an azure/ wildcard cannot be checked: Azure's model list is the region's "
+                "base-model catalogue, not this resource's deployments; name one deployment",
+            )
         table.update(self.key(route, kind))
-        table.update(self.type_options(kind, route, table["model"]))
-        table.update(self.health_check(route, kind))
+        table.update(self.type_options(kind, route, deployment, base_url))
+        table.update(self.health_check(route, kind, table["model"]))
         table.update(self.headers())
         table.update(self.probe(kind, table))
-        name = _default_name(kind, base_url, table)
+        named = {k: v for k, v in table.items() if not (k == "region" and self.region_from_env)}
+        name = _default_name(kind, base_url, named)
         if self.unsupported is not None:
             return self.unsupported_table(rest, name)
+        if self.region_missing:
+            self.problem(
+                "litellm_params.aws_region_name",
+                "required: no region in the file, AWS_REGION_NAME, AWS_REGION, "
+                "AWS_DEFAULT_REGION or the AWS profile; set aws_region_name: us-east-1 "
+                "(LiteLLM would fall back to us-west-2 unasked)",
+            )
+            return None
         return table, name
 
     def unsupported_table(self, model: str, name: str) -> tuple[dict[str, Any], str] | None:
@@ -427,10 +462,12 @@ class _DeploymentReader:
             return {"api_key_env": route.key_envs[0]}  # parse_config reports it unset
         return {}
 
-    def type_options(self, kind: str, route: Route, upstream: str) -> dict[str, Any]:
+    def type_options(
+        self, kind: str, route: Route, deployment: str, base_url: str | None
+    ) -> dict[str, Any]:
         options: dict[str, Any] = {}
         if kind == "azure":
-            options["deployment"] = upstream
+            options["deployment"] = deployment
         adapter = ADAPTER_TYPES.get(kind)
         if adapter is not None and "api_version" in adapter.option_keys:
             version = self.text(self.params, "api_version", "litellm_params")
@@ -439,9 +476,7 @@ class _DeploymentReader:
             if version is not None:
                 options["api_version"] = version
         if kind == "bedrock":
-            region = self.text(self.params, "aws_region_name", "litellm_params")
-            if region is not None:
-                options["region"] = region
+            options.update(self.region(deployment, base_url))
             for key in _AWS_KEYS:
                 value = self.params.get(key)
                 if value is None:
@@ -470,8 +505,31 @@ class _DeploymentReader:
                 options["credentials_file"] = credentials
         return options
 
-    def health_check(self, route: Route, kind: str) -> dict[str, Any]:
-        """``model_info``: mode, health_check_model / _timeout / _max_tokens, background opt-out."""
+    def region(self, model: str, base_url: str | None) -> dict[str, Any]:
+        """The Bedrock region, found where LiteLLM looks, or the adapter's own lookup finds one.
+
+        ``aws_region_name``, a model ARN's region, then ``AWS_REGION_NAME``
+        (LiteLLM's variable: router-health does not read it, so its value is
+        written out); else the adapter's own lookup (AWS_REGION,
+        AWS_DEFAULT_REGION, the api_base host, the AWS profile: in the process
+        environment, where the adapter reads them) must find one.
+        """
+        if "aws_region_name" in self.params:
+            region = self.text(self.params, "aws_region_name", "litellm_params")
+            return {} if region is None else {"region": region}
+        parts = model.split(":")
+        if model.startswith("arn:") and len(parts) > 4 and parts[3]:
+            return {"region": parts[3]}
+        from_env = self.reader.env.get(_LITELLM_REGION_ENV)
+        if from_env:
+            self.region_from_env = True
+            return {"region": from_env}
+        found = bedrock_region(None, base_url or DEFAULT_BEDROCK_BASE_URL, os.environ)
+        self.region_missing = found is None
+        return {}
+
+    def health_check(self, route: Route, kind: str, model: str) -> dict[str, Any]:
+        """``model_info``: mode, health_check_model / _timeout / _max_tokens, background opt-out, base_model."""
         values: dict[str, Any] = {}
         mode = self.info.get("mode", route.mode)
         if mode is not None:
@@ -494,8 +552,7 @@ class _DeploymentReader:
         probe_model = self.info.get("health_check_model")
         if probe_model is not None:
             if isinstance(probe_model, str) and probe_model.strip():
-                head, slash, rest = probe_model.partition("/")
-                values["probe_model"] = rest if slash and head in PREFIXES else probe_model
+                values["probe_model"] = _unprefixed(probe_model)
             else:
                 self.problem(
                     "model_info.health_check_model",
@@ -515,6 +572,19 @@ class _DeploymentReader:
             )
         elif disabled:
             values["interval"] = 0
+        base_model = self.info.get("base_model")
+        if base_model is not None and not (isinstance(base_model, str) and base_model.strip()):
+            self.problem("model_info.base_model", f"must be a model name, got {_shown(base_model)}")
+        elif (
+            base_model is not None
+            and "probe_model" not in values  # the paid probe calls that model, not this one
+            and "*" not in model
+            and (mode if isinstance(mode, str) else "chat") in _REASONING_MODES
+        ):
+            # the model Azure deploys, when the deployment's name does not say (my-o3)
+            reasoning = is_reasoning_model(_unprefixed(base_model))
+            if reasoning != is_reasoning_model(model):
+                values["reasoning"] = reasoning
         return values
 
     def headers(self) -> dict[str, Any]:
@@ -565,6 +635,29 @@ def _host(url: str) -> str | None:
     return f"{host}:{port}" if port else host
 
 
+def _unprefixed(model: str) -> str:
+    """``model`` without a LiteLLM ``provider/`` prefix (``azure/o3-mini`` -> ``o3-mini``)."""
+    head, slash, rest = model.partition("/")
+    return rest if slash and head in PREFIXES else model
+
+
+def _root_of(route: Route, kind: str, base_url: str, deployment: str) -> tuple[str, str]:
+    """``api_base`` as the root router-health's paths start from, and the Azure deployment.
+
+    LiteLLM takes an endpoint at the end of ``api_base`` as written instead of
+    appending it (Anthropic's ``/v1/messages``, Ollama's ``/api/chat``...), and
+    calls an Azure ``api_base`` naming ``/openai/deployments/<name>`` as it is:
+    that deployment, whatever the model says.
+    """
+    trimmed = base_url.rstrip("/")
+    for endpoint in route.endpoints:
+        if trimmed.endswith(endpoint) and len(trimmed) > len(endpoint):
+            return trimmed[: -len(endpoint)], deployment
+    if kind == "azure" and (named := _AZURE_DEPLOYMENT_URL.fullmatch(base_url)) is not None:
+        return named["root"], named["name"]
+    return base_url, deployment
+
+
 def _default_name(kind: str, base_url: str | None, table: Mapping[str, Any]) -> str:
     """``type``, then ``@`` and where it runs (host, region, project/location), then the deployment."""
     where = _host(base_url) if base_url else None
@@ -583,11 +676,13 @@ def _unique_names(members: list[_Deployment]) -> list[str]:
 
     A ``model_info.id`` is kept as written; a default name (or a repeated id)
     gets ``-2``, ``-3``... in the order the deployments appear, so the same
-    file always gives the same names.
+    file always gives the same names. Never taken twice, a suffix tried once
+    is never tried again: each base name resumes where it stopped.
     """
     taken = {m.given_name for m in members if m.given_name is not None}
     names: list[str] = []
     seen: set[str] = set()
+    next_suffix: dict[str, int] = {}
     for member in members:
         wanted = member.given_name
         if wanted is not None and wanted not in seen:
@@ -595,10 +690,12 @@ def _unique_names(members: list[_Deployment]) -> list[str]:
             seen.add(wanted)
             continue
         base = wanted if wanted is not None else member.default_name
-        name, n = base, 1
+        n = next_suffix.get(base, 1)
+        name = base if n == 1 else f"{base}-{n}"
         while name in seen or (name in taken and name != wanted):
             n += 1
             name = f"{base}-{n}"
+        next_suffix[base] = n
         names.append(name)
         seen.add(name)
     return names

@@ -9,6 +9,7 @@ for the secret it will hold, so the printed file loads once they are set.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -79,12 +80,18 @@ def _without_literal_secrets(
     """The document with literal keys and header values swapped for invented variable names.
 
     The names come from the model and provider names alone, so the same file
-    always gives the same names, whatever the environment holds.
+    always gives the same names, whatever the environment holds. One value
+    used by several deployments is one variable, named at its first use
+    (values are told apart by a digest, never kept or shown).
     """
     taken = set(_env_names(mapped.document))
     invented: list[str] = []
+    by_value: dict[tuple[str, bytes], str] = {}
 
-    def invent(*parts: str) -> str:
+    def invent(what: str, value: str, *parts: str) -> str:
+        digest = (what, hashlib.sha256(value.encode()).digest())
+        if digest in by_value:
+            return by_value[digest]
         base = "_".join(_env_token(p) for p in parts if _env_token(p))
         base = base if base and not base[0].isdigit() else f"KEY_{base}"
         name, n = base, 1
@@ -93,6 +100,7 @@ def _without_literal_secrets(
             name = f"{base}_{n}"
         taken.add(name)
         invented.append(name)
+        by_value[digest] = name
         return name
 
     notes: dict[tuple[int, int], list[str]] = {}
@@ -111,7 +119,9 @@ def _without_literal_secrets(
                     "(billed), as LiteLLM checks it",
                 ]
             if "api_key" in provider:
-                name = invent(model["name"], provider["name"], "API_KEY")
+                name = invent(
+                    "api_key", provider["api_key"], model["name"], provider["name"], "API_KEY"
+                )
                 provider = {
                     ("api_key_env" if k == "api_key" else k): (name if k == "api_key" else v)
                     for k, v in provider.items()
@@ -123,8 +133,10 @@ def _without_literal_secrets(
             literal_headers = provider.pop("headers", None) or {}
             if literal_headers:
                 from_env = dict(provider.get("headers_env") or {})
-                for header in literal_headers:
-                    from_env[header] = invent(model["name"], provider["name"], header)
+                for header, value in literal_headers.items():
+                    from_env[header] = invent(
+                        f"header {header.lower()}", value, model["name"], provider["name"], header
+                    )
                 provider["headers_env"] = from_env
                 note.append("header values are written in the LiteLLM file: not copied here;")
                 note += [f"export {from_env[h]}=<the {h} value> before serving" for h in literal_headers]

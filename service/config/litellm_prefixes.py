@@ -26,7 +26,17 @@ class Route:
     version_env: str | None = None
     #: The mode a prefix implies when ``model_info.mode`` is absent.
     mode: str | None = None
+    #: Endpoint paths LiteLLM accepts at the end of ``api_base`` (it appends
+    #: them otherwise): taken off, since router-health's paths start at the root.
+    endpoints: tuple[str, ...] = ()
 
+
+#: LiteLLM's Cohere ``api_base`` is the whole endpoint URL (``.../v2/chat``).
+_COHERE_ENDPOINTS: Final = tuple(
+    f"/{version}/{call}"
+    for version in ("v1", "v2")
+    for call in ("chat", "generate", "embed", "rerank")
+)
 
 #: ``litellm_params.model`` without a ``provider/`` prefix is an OpenAI model.
 NO_PREFIX: Final = "openai"
@@ -42,13 +52,13 @@ PREFIXES: Final[dict[str, Route]] = {
         version_env="AZURE_API_VERSION",
     ),
     "azure_ai": Route("azure-ai", ("AZURE_AI_API_KEY",)),
-    "anthropic": Route("anthropic", ("ANTHROPIC_API_KEY",)),
+    "anthropic": Route("anthropic", ("ANTHROPIC_API_KEY",), endpoints=("/v1/messages",)),
     "gemini": Route("gemini", ("GEMINI_API_KEY",)),
     "vertex_ai": Route("vertex-ai"),
     "bedrock": Route("bedrock"),
     "volcengine": Route("volcengine", ("VOLCENGINE_API_KEY", "ARK_API_KEY")),
-    "ollama": Route("ollama"),
-    "ollama_chat": Route("ollama"),
+    "ollama": Route("ollama", endpoints=("/api/generate", "/api/embed")),
+    "ollama_chat": Route("ollama", endpoints=("/api/chat",)),
     "hosted_vllm": Route("vllm"),
     "lm_studio": Route("lm-studio"),
     "openrouter": Route("openrouter", ("OPENROUTER_API_KEY", "OR_API_KEY")),
@@ -64,8 +74,8 @@ PREFIXES: Final[dict[str, Route]] = {
     ),
     "xai": Route("xai", ("XAI_API_KEY",)),
     "perplexity": Route("perplexity", ("PERPLEXITYAI_API_KEY", "PERPLEXITY_API_KEY")),
-    "cohere": Route("cohere", ("COHERE_API_KEY", "CO_API_KEY")),
-    "cohere_chat": Route("cohere", ("COHERE_API_KEY", "CO_API_KEY")),
+    "cohere": Route("cohere", ("COHERE_API_KEY", "CO_API_KEY"), endpoints=_COHERE_ENDPOINTS),
+    "cohere_chat": Route("cohere", ("COHERE_API_KEY", "CO_API_KEY"), endpoints=_COHERE_ENDPOINTS),
     "dashscope": Route("dashscope", ("DASHSCOPE_API_KEY",)),
     "moonshot": Route("moonshot", ("MOONSHOT_API_KEY",)),
     "zai": Route("zhipu", ("ZAI_API_KEY",)),

@@ -55,6 +55,13 @@ def parse_yaml(raw: bytes | str, *, source: str) -> Any:
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         raise ConfigError(source, [_yaml_problem(exc)]) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses: its place, on one line
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise ConfigError(
+            source,
+            [f"line {line}, column {column}: invalid YAML: {exc.reason} (U+{exc.character:04X})"],
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(source, [f"invalid YAML: {exc}"]) from None
     except RecursionError:

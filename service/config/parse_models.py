@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from adapters import ADAPTER_TYPES
 from adapters.base import Secret
+from adapters.bedrock import bedrock_region
 from adapters.modes import WILDCARD
 
 from .checks import SCHEDULE_KEYS, ChecksConfig
@@ -203,6 +205,15 @@ def _provider(
         validator.problem(f"{path}.base_url", f"required for type {kind!r} (no public default)")
         return None
     if validator.base_url(base_url, f"{path}.base_url", what="probe a model server") is None:
+        return None
+    if kind == "bedrock" and not bedrock_region(table.get("region"), base_url, os.environ):
+        # Where the adapter looks (the process environment): else only building it
+        # would find out, without saying which entry.
+        validator.problem(
+            f"{path}.region",
+            'required for type "bedrock": set region = "us-east-1" or export AWS_REGION '
+            "(none in AWS_DEFAULT_REGION, the base_url host or the AWS profile either)",
+        )
         return None
 
     probe = table.get("probe", "models")

@@ -104,6 +104,12 @@ def test_text_that_is_not_utf8_is_refused() -> None:
     assert one(b"model_list:\n  - model_name: \xff\n") == "not UTF-8 text"
 
 
+def test_a_character_yaml_refuses_is_one_line_at_its_place() -> None:
+    assert one('model_list:\n  - {model_name: "gpt\x07x", litellm_params: {model: ollama/x}}\n') == (
+        "line 2, column 22: invalid YAML: special characters are not allowed (U+0007)"
+    )
+
+
 def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"file not found$"):
         load_litellm_config(tmp_path / "nope.yaml", env={})
@@ -247,6 +253,46 @@ def test_validation_problems_are_reported_at_the_litellm_keys() -> None:
         f"{SOURCE}: model_list[1] (gpt-4o).model_info.health_check_timeout: must be a finite "
         "number of seconds > 0, got -1",
     ]
+
+
+def test_a_bidi_character_in_a_model_name_is_reported_at_its_model_name() -> None:
+    text = deployment("model: ollama/x", name='"gpt\\u202e4o"') + deployment(
+        "model: ollama/y", name='"gpt\\u202e4o"'
+    ).removeprefix("model_list:\n")
+    assert one(text).startswith(
+        "model_list[0].model_name: 'gpt\\u202e4o' contains U+202E (RIGHT-TO-LEFT OVERRIDE)"
+    )
+
+
+@pytest.fixture
+def no_aws_region(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No region anywhere botocore looks: no variable, no profile."""
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    for name in ("AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("no_aws_region")
+def test_a_bedrock_deployment_without_a_region_is_an_error_at_aws_region_name() -> None:
+    assert one(deployment("model: bedrock/amazon.nova-lite-v1:0")) == (
+        "model_list[0] (m).litellm_params.aws_region_name: required: no region in the file, "
+        "AWS_REGION_NAME, AWS_REGION, AWS_DEFAULT_REGION or the AWS profile; set "
+        "aws_region_name: us-east-1 (LiteLLM would fall back to us-west-2 unasked)"
+    )
+
+
+@pytest.mark.usefixtures("no_aws_region")
+def test_a_bedrock_region_from_the_profile_or_the_endpoint_host_is_enough(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    vpc = "https://vpce-0abc.bedrock-runtime.eu-central-1.vpce.amazonaws.com"
+    parse_litellm_config(
+        deployment(f"model: bedrock/amazon.nova-lite-v1:0, api_base: '{vpc}'"), env={}
+    )
+    profile = tmp_path / "aws-config"
+    profile.write_text("[default]\nregion = sa-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(profile))
+    parse_litellm_config(deployment("model: bedrock/amazon.nova-lite-v1:0"), env={})
 
 
 def test_a_key_variable_litellm_defaults_to_is_named_when_unset() -> None:

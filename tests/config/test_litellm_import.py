@@ -39,6 +39,35 @@ def test_keys_and_header_values_written_in_the_file_are_never_printed() -> None:
     ]
 
 
+def test_one_key_written_for_many_deployments_is_one_variable_to_export() -> None:
+    keys = ["rhtestkey-shared-aaaa-0123456789", "rhtestkey-shared-bbbb-0123456789"]
+    text = "model_list:\n" + "".join(
+        f"  - {{model_name: m{i}, litellm_params: {{model: openai/gpt-4o, api_key: {keys[i % 2]},"
+        f" extra_headers: {{X-Team: {keys[0]}}}}}}}\n"
+        for i in range(10)
+    )
+    result = import_litellm(text, source="c.yaml", env={})
+    assert "rhtestkey" not in result.toml
+    assert result.invented == ("M0_OPENAI_API_KEY", "M0_OPENAI_X_TEAM", "M1_OPENAI_API_KEY")
+    assert result.unset == result.invented
+    providers = [m["providers"][0] for m in tomllib.loads(result.toml)["models"]]
+    assert [p["api_key_env"] for p in providers] == ["M0_OPENAI_API_KEY", "M1_OPENAI_API_KEY"] * 5
+    assert {p["headers_env"]["X-Team"] for p in providers} == {"M0_OPENAI_X_TEAM"}
+
+
+def test_the_import_refuses_a_bedrock_deployment_no_region_is_found_for(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    for name in ("AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    text = "model_list:\n  - {model_name: nova, litellm_params: {model: bedrock/amazon.nova-lite-v1:0}}\n"
+    with pytest.raises(ConfigError, match=r"^c.yaml: model_list\[0\] \(nova\).litellm_params.aws_region_name: required"):
+        import_litellm(text, source="c.yaml", env={})
+    imported = import_litellm(text, source="c.yaml", env={"AWS_REGION_NAME": "eu-west-1"})
+    assert tomllib.loads(imported.toml)["models"][0]["providers"][0]["region"] == "eu-west-1"
+
+
 def test_the_import_names_every_variable_to_export_and_needs_none_of_them() -> None:
     text = (CONFIGS / "azure_group.yaml").read_bytes()
     result = import_litellm(text, source="azure_group.yaml", env={})

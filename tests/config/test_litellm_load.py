@@ -40,6 +40,7 @@ FULL_ENV = {
     **{name: f"rhtestkey-{name.lower().replace('_', '-')}" for name in KEY_VARIABLES},
     "AZURE_API_BASE": "https://from-env.openai.azure.com",
     "AZURE_API_VERSION": "2024-10-21",
+    "AWS_REGION_NAME": "us-west-2",  # LiteLLM's region variable: cloud.yaml's titan-embed has none
 }
 
 

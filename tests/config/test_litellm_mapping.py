@@ -23,6 +23,7 @@ ENV = {
     "AZURE_API_BASE": "https://from-env.openai.azure.com",
     "AZURE_API_VERSION": "2024-10-21",
     "ANTHROPIC_API_KEY": "rhtestkey-anthropic-0123456789",
+    "AWS_REGION_NAME": "us-west-2",
 }
 
 
@@ -222,9 +223,11 @@ def test_bedrock_and_vertex_keep_region_project_location_and_credential_referenc
             {"name": "bedrock@eu-west-1", "type": "bedrock",
              "model": "anthropic.claude-3-haiku-20240307-v1:0", "region": "eu-west-1"},
         ],
+        # no aws_region_name: LiteLLM's AWS_REGION_NAME, written out (the name does not
+        # depend on the environment)
         "titan-embed": [
             {"name": "bedrock", "type": "bedrock", "model": "amazon.titan-embed-text-v2:0",
-             "mode": "embedding"},
+             "region": "us-west-2", "mode": "embedding"},
         ],
         "gemini-vertex": [
             {"name": "vertex-ai@my-project/europe-west4", "type": "vertex-ai",
@@ -329,3 +332,134 @@ def test_a_mode_the_type_cannot_check_is_unsupported_with_the_modes_it_can() -> 
 
 def test_the_mapped_document_never_shows_a_key_in_its_repr() -> None:
     assert "rhtestkey" not in repr(mapped("env_and_literals.yaml"))
+
+
+def deployments(*entries: str) -> list[dict[str, Any]]:
+    """The provider entries of a config of ``entries`` (flow mappings), all named ``m``."""
+    text = "model_list:\n" + "".join(f"  - {{model_name: m, {e}}}\n" for e in entries)
+    return litellm_document(parse_yaml(text, source="c.yaml"), env={}).document["models"][0][
+        "providers"
+    ]
+
+
+def test_generated_names_skip_ids_taken_later_and_names_already_given() -> None:
+    names = [p["name"] for p in deployments(
+        "litellm_params: {model: ollama/a}",
+        "litellm_params: {model: ollama/b}",
+        "litellm_params: {model: ollama/c}, model_info: {id: ollama-2}",
+        "litellm_params: {model: ollama/d}",
+        "litellm_params: {model: ollama/e, api_base: 'http://gpu:11434'}",
+        "litellm_params: {model: ollama/f}, model_info: {id: ollama}",
+        "litellm_params: {model: ollama/g}, model_info: {id: ollama-2}",
+        "litellm_params: {model: ollama/h, api_base: 'http://gpu:11434'}",
+        "litellm_params: {model: ollama/i}, model_info: {id: 'ollama@gpu:11434-2'}",
+        "litellm_params: {model: ollama/j}",
+    )]
+    assert names == [
+        "ollama-3",  # "ollama" and "ollama-2" are ids further down
+        "ollama-4",
+        "ollama-2",  # the id
+        "ollama-5",
+        "ollama@gpu:11434",
+        "ollama",  # the id
+        "ollama-2-2",  # a repeated id, numbered from itself
+        "ollama@gpu:11434-3",  # "-2" is an id further down
+        "ollama@gpu:11434-2",
+        "ollama-6",
+    ]
+
+
+def test_thousands_of_deployments_of_one_model_get_numbered_names() -> None:
+    names = [p["name"] for p in deployments(*["litellm_params: {model: ollama/x}"] * 3000)]
+    assert names[:3] == ["ollama", "ollama-2", "ollama-3"]
+    assert names[-1] == "ollama-3000"
+    assert len(set(names)) == 3000
+
+
+@pytest.mark.parametrize(
+    ("params", "base_url"),
+    [
+        # LiteLLM appends /v1/messages unless api_base ends with it
+        ("model: anthropic/claude-3-5-haiku, api_base: 'https://api.anthropic.com/v1/messages'",
+         "https://api.anthropic.com"),
+        ("model: anthropic/claude-3-5-haiku, api_base: 'https://gw.test/anthropic/v1/messages/'",
+         "https://gw.test/anthropic"),
+        # ... so a base ending /v1 is /v1/v1/messages to LiteLLM too: kept, and fails alike
+        ("model: anthropic/claude-3-5-haiku, api_base: 'https://gw.test/v1'", "https://gw.test/v1"),
+        ("model: ollama/llama3, api_base: 'http://gpu:11434/api/generate'", "http://gpu:11434"),
+        ("model: ollama_chat/llama3, api_base: 'http://gpu:11434/api/chat'", "http://gpu:11434"),
+        # LiteLLM's Cohere api_base is the whole endpoint URL
+        ("model: cohere_chat/command-r, api_base: 'https://api.cohere.com/v2/chat'",
+         "https://api.cohere.com"),
+        # Gemini's api_base carries its version, as router-health's base_url does
+        ("model: gemini/gemini-2.0-flash, api_base: 'https://gw.test/v1beta'", "https://gw.test/v1beta"),
+    ],
+    ids=["anthropic", "anthropic-slash", "anthropic-v1", "ollama", "ollama-chat", "cohere", "gemini"],
+)
+def test_an_endpoint_litellm_accepts_at_the_end_of_api_base_is_taken_off(
+    params: str, base_url: str
+) -> None:
+    (entry,) = deployments(f"litellm_params: {{{params}, api_key: os.environ/K}}")
+    assert entry["base_url"] == base_url
+
+
+def test_an_azure_api_base_naming_a_deployment_is_that_deployment_at_the_resource_root() -> None:
+    (entry,) = deployments(
+        "litellm_params: {model: azure/gpt-4o, api_key: os.environ/K, api_version: '2024-10-21',"
+        " api_base: 'https://eu.openai.azure.com/openai/deployments/gpt-4o-eu'}"
+    )
+    assert (entry["name"], entry["base_url"], entry["deployment"]) == (
+        "azure@eu.openai.azure.com/gpt-4o-eu", "https://eu.openai.azure.com", "gpt-4o-eu",
+    )
+
+
+def test_an_azure_wildcard_is_unsupported_as_it_would_list_the_base_model_catalogue() -> None:
+    (entry,) = deployments(
+        "litellm_params: {model: 'azure/*', api_key: os.environ/K, api_base: 'https://eu.openai.azure.com'}"
+    )
+    assert entry["type"] == "unsupported"
+    assert "base-model catalogue, not this resource's deployments" in entry["reason"]
+
+
+@pytest.mark.parametrize(
+    ("model", "info", "reasoning"),
+    [
+        ("azure/my-o3", "base_model: azure/o3-mini", True),  # the name does not say; base_model does
+        ("azure/o3-proxy", "base_model: azure/gpt-4o", False),  # the name misleads
+        ("azure/gpt-4o-eu", "base_model: azure/gpt-4o", None),  # both agree: nothing to say
+        ("azure/my-o3", "base_model: o3-mini, health_check_model: azure/gpt-4o-mini", None),
+        ("azure/my-o3", "base_model: azure/o3-mini, mode: embedding", None),
+    ],
+    ids=["reasoning", "not-reasoning", "agree", "probe-model", "embedding"],
+)
+def test_model_info_base_model_says_whether_the_deployment_is_a_reasoning_model(
+    model: str, info: str, reasoning: bool | None
+) -> None:
+    (entry,) = deployments(
+        f"litellm_params: {{model: {model}, api_key: os.environ/K, api_base: 'https://r.openai.azure.com'}},"
+        f" model_info: {{{info}}}"
+    )
+    assert entry.get("reasoning") is reasoning
+
+
+def bedrock(env: dict[str, str], params: str = "model: bedrock/amazon.nova-lite-v1:0") -> dict[str, Any]:
+    text = f"model_list:\n  - {{model_name: m, litellm_params: {{{params}}}}}\n"
+    return litellm_document(parse_yaml(text, source="c.yaml"), env=env).document["models"][0][
+        "providers"
+    ][0]
+
+
+def test_a_bedrock_region_is_read_where_litellm_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "us-east-2")
+    both = {"AWS_REGION_NAME": "eu-west-1", "AWS_REGION": "us-east-2"}
+    # LiteLLM's AWS_REGION_NAME first; written out, router-health's adapter does not read it
+    assert bedrock(both)["region"] == "eu-west-1"
+    assert bedrock(both)["name"] == "bedrock"
+    # AWS_REGION (or AWS_DEFAULT_REGION): the adapter reads it itself, where it runs
+    assert "region" not in bedrock({"AWS_REGION": "us-east-2"})
+    # a model ARN names its region
+    arn = "model: 'bedrock/arn:aws:bedrock:ap-south-1:123456789012:inference-profile/apac.x'"
+    assert bedrock(both, arn)["region"] == "ap-south-1"
+    # aws_region_name wins over all of them
+    given = "model: bedrock/amazon.nova-lite-v1:0, aws_region_name: sa-east-1"
+    assert bedrock(both, given)["region"] == "sa-east-1"
