@@ -77,9 +77,11 @@ __all__ = [
     "RawResponse",
     "Secret",
     "TransportError",
+    "is_wildcard",
     "origin_of",
     "redact",
     "scrub",
+    "wildcard_matches",
 ]
 
 #: Health answers are small (a models list is a few KB, Ollama's tags maybe
@@ -232,6 +234,16 @@ def _upstream_code(body: bytes) -> str | None:
 AnswerKind = Literal["json", "binary", "status"]
 
 
+def is_wildcard(model: str) -> bool:
+    """``model = "*"`` (whatever the provider serves) or a pattern such as ``"claude-3-*"``."""
+    return WILDCARD in model
+
+
+def wildcard_matches(pattern: str, model_id: str) -> bool:
+    """Whether ``model_id`` is one of ``pattern``'s models: ``*`` stands for any characters."""
+    return re.fullmatch(".*".join(map(re.escape, pattern.split(WILDCARD))), model_id) is not None
+
+
 def origin_of(url: str) -> str:
     """``scheme://host[:port]`` of ``url``: where ``probe_path`` is resolved."""
     parts = urlsplit(url)
@@ -339,8 +351,8 @@ class HttpAdapter:
 
     @property
     def wildcard(self) -> bool:
-        """``model = "*"``: check the provider, and report the models its list names."""
-        return self.model == WILDCARD
+        """``model = "*"`` or a pattern: check the provider, report the listed models that match."""
+        return is_wildcard(self.model)
 
     @property
     def probe_model_id(self) -> str:
@@ -436,7 +448,15 @@ class HttpAdapter:
 
     def model_listed(self, ids: Iterable[str], *, listed_as: str = "model list") -> ProbeOutcome:
         if self.wildcard:
-            return ProbeOutcome.ok(listed=tuple(sorted(set(ids)))[:MAX_LISTED])
+            id_set = set(ids)
+            matching = sorted(i for i in id_set if wildcard_matches(self.model, i))
+            if not matching and self.model != WILDCARD:
+                return ProbeOutcome.fail(
+                    FailureKind.MODEL_MISSING,
+                    f"no model in the provider's {listed_as} ({len(id_set)} entries) "
+                    f"matches {self.model!r}",
+                )
+            return ProbeOutcome.ok(listed=tuple(matching)[:MAX_LISTED])
         if not self.verify_model:
             return ProbeOutcome.ok()
         id_set = set(ids)
@@ -462,7 +482,7 @@ class HttpAdapter:
 
     def names_model(self, message: str, *others: str) -> bool:
         """Whether ``message`` names the probed model (or one of ``others``) as a whole id."""
-        ids = {self.model, self.probe_model_id, *others} - {WILDCARD, ""}
+        ids = {m for m in (self.model, self.probe_model_id, *others) if m and not is_wildcard(m)}
         return any(
             # Not inside a longer id: "gpt-4" is not named by "gpt-4o" or "gpt-4.1".
             re.search(rf"(?<![\w.-]){re.escape(model_id)}(?![\w-]|[.:/]\w)", message)

@@ -6,6 +6,7 @@ deployment's ``api_base`` at it, keys come from the environment.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import tomllib
@@ -176,6 +177,26 @@ async def test_an_unknown_prefix_is_reported_unsupported_and_strict_refuses_it(
         "LiteLLM provider prefix 'sagemaker/'; --strict refuses a deployment router-health "
         "cannot check",
     ]
+
+
+async def test_a_partial_wildcard_reports_the_listed_models_that_match_it(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    route = f"api_base: {sim.base_url('openai')}, api_key: os.environ/RH_OPENAI_KEY"
+    extra = "".join(
+        f"  - {{model_name: '{pattern}', litellm_params: {{model: 'openai/{pattern}', {route}}}}}\n"
+        for pattern in ("gpt-4o-m*", "o9-*")
+    )
+    config = str(litellm_config(sim, tmp_path / "config.yaml", extra))
+    matching = await run("check", "--config", config, "--model", "gpt-4o-m*", "--json")
+    assert matching.returncode == 0, matching.stderr.decode()
+    (result,) = json.loads(matching.stdout)["details"]["gpt-4o-m*"].values()
+    assert (result["status"], result["listed_models"]) == ("healthy", ["gpt-4o-mini"])
+    # nothing listed matches: the model the route serves is missing
+    none = await run("check", "--config", config, "--model", "o9-*", "--json")
+    (result,) = json.loads(none.stdout)["details"]["o9-*"].values()
+    assert (result["status"], result["failure"]) == ("unhealthy", "model_missing")
+    assert "no model in the provider's model list (2 entries) matches 'o9-*'" in result["error"]
 
 
 async def test_import_prints_toml_that_checks_the_same_fleet(sim: Simulator, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from adapters import ADAPTER_TYPES
+from adapters.base import is_wildcard
 from adapters.bedrock import DEFAULT_BEDROCK_BASE_URL, bedrock_region
 from adapters.modes import is_reasoning_model
 
@@ -390,8 +391,8 @@ class _DeploymentReader:
         table: dict[str, Any] = {"type": kind}
         if base_url is not None:
             table["base_url"] = base_url
-        table["model"] = "*" if "*" in rest else rest  # a wildcard route: whatever it serves
-        if kind == "azure" and "*" in rest:
+        table["model"] = rest  # a wildcard route (openai/*, claude-3-*): the listed models matching
+        if kind == "azure" and is_wildcard(rest):
             self.cannot_check(
                 "litellm_params.model",
                 "an azure/ wildcard cannot be checked: Azure's model list is the region's "
@@ -430,7 +431,7 @@ class _DeploymentReader:
         adapter = ADAPTER_TYPES.get(kind)
         if adapter is None or adapter.lists_models:
             return {}
-        if table["model"] == "*":
+        if is_wildcard(table["model"]):
             self.cannot_check(
                 "litellm_params.model",
                 f"type {kind!r} has no models list, so a wildcard route cannot be checked",
@@ -578,7 +579,7 @@ class _DeploymentReader:
         elif (
             base_model is not None
             and "probe_model" not in values  # the paid probe calls that model, not this one
-            and "*" not in model
+            and not is_wildcard(model)
             and (mode if isinstance(mode, str) else "chat") in _REASONING_MODES
         ):
             # the model Azure deploys, when the deployment's name does not say (my-o3)

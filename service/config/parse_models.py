@@ -14,9 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from adapters import ADAPTER_TYPES
-from adapters.base import Secret
+from adapters.base import Secret, is_wildcard
 from adapters.bedrock import bedrock_region
-from adapters.modes import WILDCARD
 
 from .checks import SCHEDULE_KEYS, ChecksConfig
 from .models import ACTIVE_PROBES, PROBES, ModelConfig, ProviderConfig
@@ -252,7 +251,7 @@ def _provider(
         timeout=float(table["timeout"]) if "timeout" in table else None,
         # Azure's list names base models, not deployments: nothing to match;
         # a wildcard entry has no one model to look for.
-        verify_model=table.get("verify_model", kind != "azure" and upstream_model != WILDCARD),
+        verify_model=table.get("verify_model", kind != "azure" and not is_wildcard(upstream_model)),
         options=options,
         min_interval=float(table["min_interval"]) if "min_interval" in table else None,
         max_concurrent=table.get("max_concurrent"),

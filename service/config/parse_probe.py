@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.base import HttpAdapter, Secret
-from adapters.modes import DEFAULT_MODE, MODES, WILDCARD
+from adapters.base import HttpAdapter, Secret, is_wildcard
+from adapters.modes import DEFAULT_MODE, MODES
 
 from .parse_validator import Validator, looks_like_a_secret
 from .values import ENV_NAME, label
@@ -87,7 +87,7 @@ def probe_keys(
             )
     if "probe_model" in table:
         probe_model = table["probe_model"]
-        if not probe_model.strip() or probe_model == WILDCARD:
+        if not probe_model.strip() or is_wildcard(probe_model):
             validator.problem(
                 f"{path}.probe_model",
                 "must name one model the paid probe calls, e.g. probe_model = \"gpt-4o-mini\"",
@@ -112,8 +112,8 @@ def probe_keys(
         validator.problem(
             f"{path}.allow_image_probe", 'only applies with mode = "image_generation"'
         )
-    if model == WILDCARD:
-        _wildcard(validator, table, kind, adapter_cls, probe, path)
+    if is_wildcard(model):
+        _wildcard(validator, table, kind, adapter_cls, probe, model, path)
     elif not adapter_cls.lists_models and active == "models" and "probe_path" not in table:
         validator.problem(
             f"{path}.probe",
@@ -130,31 +130,33 @@ def _wildcard(
     kind: str,
     adapter_cls: type[HttpAdapter],
     probe: str,
+    model: str,
     path: str,
 ) -> None:
-    """``model = "*"``: the list probe, reporting whatever the provider serves."""
+    """``model = "*"`` (or a pattern, ``"claude-3-*"``): the list probe, reporting what matches."""
+    written = f'model = "{model}"'
     if probe != "models":
         validator.problem(
             f"{path}.probe",
-            'model = "*" is checked with the free list probe, which reports the models the '
-            'provider serves: remove probe (or name one model)',
+            f"{written} is checked with the free list probe, which reports the models the "
+            "provider serves: remove probe (or name one model)",
         )
     if not adapter_cls.lists_models:
         validator.problem(
             f"{path}.model",
-            f'type {kind!r} has no models list, so model = "*" cannot report what it '
+            f"type {kind!r} has no models list, so {written} cannot report what it "
             "serves: name one model",
         )
     if "probe_path" in table:
         validator.problem(
             f"{path}.probe_path",
-            'model = "*" reports the models the list probe sees, and probe_path replaces '
+            f"{written} reports the models the list probe sees, and probe_path replaces "
             "that probe: remove one",
         )
     if table.get("verify_model") is True:
         validator.problem(
             f"{path}.verify_model",
-            'model = "*" has no one model to look for: remove verify_model',
+            f"{written} has no one model to look for: remove verify_model",
         )
 
 

@@ -110,9 +110,10 @@ def test_modes_load_for_every_checked_mode() -> None:
     assert config.model("batch-gpt-4o-mini").providers[0].type == "unsupported"
 
 
-def test_a_wildcard_route_loads_with_the_wildcard_model() -> None:
+def test_a_wildcard_route_loads_with_its_pattern() -> None:
     config = load("wildcards.yaml")
-    assert [m.providers[0].model for m in config.models] == ["*", "*", "*", "*"]
+    assert [m.providers[0].model for m in config.models] == ["*", "*", "*", "llama*", "claude-3-*"]
+    assert not any(m.providers[0].verify_model for m in config.models)
 
 
 # -- import litellm: the printed TOML loads to the same fleet ----------------------------

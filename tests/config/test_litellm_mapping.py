@@ -137,8 +137,13 @@ def test_wildcard_routes_check_whatever_the_provider_serves() -> None:
         "*": [
             {"name": "openai", "type": "openai", "model": "*", "api_key_env": "OPENAI_API_KEY"},
         ],
+        # a pattern stays one: the listed models that match it
         "groq/llama*": [
-            {"name": "groq", "type": "groq", "model": "*", "api_key_env": "GROQ_API_KEY"},
+            {"name": "groq", "type": "groq", "model": "llama*", "api_key_env": "GROQ_API_KEY"},
+        ],
+        "claude-3": [
+            {"name": "anthropic", "type": "anthropic", "model": "claude-3-*",
+             "api_key_env": "ANTHROPIC_API_KEY"},
         ],
     }
 
