@@ -293,8 +293,8 @@ class BedrockAdapter(HttpAdapter):
         if self._client is not None and not self.api_key:  # not open: the base answers not_open
             try:
                 await self._prepare_credentials()
-            except _CredentialsProblem as exc:
-                return ProbeOutcome.fail(FailureKind.AUTH, self._scrub(str(exc)))
+            except _CredentialsProblem as exc:  # nothing went out
+                return ProbeOutcome.fail(FailureKind.AUTH, self._scrub(str(exc)), sent=False)
         return await super().check_health()
 
     # -- requests -------------------------------------------------------------------

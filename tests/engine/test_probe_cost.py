@@ -8,6 +8,7 @@ loopback against the simulator (no billed call reaches it), and the
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from service.engine.cost import (
 from service.engine.report import ProbeResult
 from service.testing.simulator import SimProvider, Simulator
 from service.testing.simulator.fleets import demo_providers
+from service.testing.simulator.vertex import service_account_info
 from tests.support.cli import run_cli
 from tests.support.fakes import Probe, adapter, settings
 
@@ -411,6 +413,73 @@ def test_costs_without_a_budget_never_fall_back() -> None:
         assert costs.probe_for(MODEL, paid) == (paid, False)
 
     trio.run(main)
+
+
+# -- what is not a probe sent ---------------------------------------------------------------
+
+
+@pytest.fixture
+def no_cloud_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Neither Google's application default credentials nor AWS's default chain find any."""
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-google-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("no_cloud_credentials")
+@pytest.mark.parametrize(
+    "provider",
+    [
+        {"type": "vertex-ai", "model": "gemini-2.0-flash", "project": "rh-sim"},
+        {"type": "bedrock", "model": "anthropic.claude-3-haiku-20240307-v1:0",
+         "region": "us-east-1"},
+    ],
+    ids=["vertex-ai", "bedrock"],
+)
+async def test_a_failed_credential_lookup_is_not_a_probe_sent(provider: dict[str, str]) -> None:
+    entry = {"name": "cloud", "base_url": "http://127.0.0.1:9", **provider}
+    config = parse_config({"models": [{"name": MODEL, "providers": [entry]}]}, env={})
+    async with AdapterManager.from_config(config) as manager:
+        checker = manager.health_checker
+        report = await checker.run(manager.model_adapters)
+    result = result_of(report, "cloud")
+    assert result.failure is FailureKind.AUTH, result.error
+    assert result.latency_ms is None and not result.sent  # nothing went out to time
+    assert cost_summary(checker.cost) == "probes: 0 sent (0 free, 0 paid), 0 tokens billed"
+
+
+async def test_a_vertex_paid_probe_with_no_project_is_not_a_probe_sent(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    sim = Simulator([SimProvider("gcp", "vertex-ai", None, ["gemini-2.0-flash"])])
+    await nursery.start(sim.serve)
+    credentials = tmp_path / "service-account.json"
+    info = service_account_info(f"{sim.root_url}/gcp/token")
+    del info["project_id"]  # the credentials name no project, nor does the config
+    credentials.write_text(json.dumps(info))
+    entry = {
+        "name": "gcp", "type": "vertex-ai", "base_url": sim.base_url("gcp"),
+        "model": "gemini-2.0-flash", "credentials_file": str(credentials), "probe": "completion",
+    }
+    config = parse_config({"models": [{"name": MODEL, "providers": [entry]}]}, env={})
+    async with AdapterManager.from_config(config) as manager:
+        checker = manager.health_checker
+        report = await checker.run(manager.model_adapters)
+    result = result_of(report, "gcp")
+    assert result.error is not None and "no Google Cloud project" in result.error
+    assert sim.stats("gcp").completion_probes == 0
+    assert result.latency_ms is None and checker.cost.total() == CostCounts()
 
 
 # -- config ---------------------------------------------------------------------------------
