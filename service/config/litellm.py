@@ -76,6 +76,7 @@ _ORIGIN_KEYS: Final = {
     "probe_model": "model_info.health_check_model",
     "timeout": "model_info.health_check_timeout",
     "max_tokens": "model_info.health_check_max_tokens",
+    "voice": "model_info.health_check_voice",
     "interval": "model_info.disable_background_health_check",
     "reasoning": "model_info.base_model",
 }
@@ -562,7 +563,10 @@ class _DeploymentReader:
         for litellm_key, key in (
             ("health_check_timeout", "timeout"),
             ("health_check_max_tokens", "max_tokens"),
+            ("health_check_voice", "voice"),
         ):
+            if litellm_key == "health_check_voice" and values.get("mode") != "audio_speech":
+                continue  # LiteLLM reads it for speech deployments alone
             if self.info.get(litellm_key) is not None:
                 values[key] = self.info[litellm_key]  # parse_config checks the value
         disabled = self.info.get("disable_background_health_check", False)

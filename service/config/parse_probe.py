@@ -112,6 +112,8 @@ def probe_keys(
         validator.problem(
             f"{path}.allow_image_probe", 'only applies with mode = "image_generation"'
         )
+    if "voice" in table and mode != "audio_speech":
+        validator.problem(f"{path}.voice", 'only applies with mode = "audio_speech"')
     if is_wildcard(model):
         _wildcard(validator, table, kind, adapter_cls, probe, model, path)
     elif not adapter_cls.lists_models and active == "models" and "probe_path" not in table:

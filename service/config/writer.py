@@ -74,7 +74,9 @@ def dump_toml(
             if v is not None
         ]
     for i, model in enumerate(document.get("models", ())):
-        lines += ["", "[[models]]", f"name = {_toml_value(model['name'])}"]
+        if lines and lines[-1] != "":
+            lines.append("")
+        lines += ["[[models]]", f"name = {_toml_value(model['name'])}"]
         if model.get("tags") is not None:
             lines.append(f"tags = {_toml_value(model['tags'])}")
         for j, provider in enumerate(model.get("providers", ())):

@@ -468,3 +468,20 @@ def test_a_bedrock_region_is_read_where_litellm_reads_it(monkeypatch: pytest.Mon
     # aws_region_name wins over all of them
     given = "model: bedrock/amazon.nova-lite-v1:0, aws_region_name: sa-east-1"
     assert bedrock(both, given)["region"] == "sa-east-1"
+
+
+def test_health_check_voice_is_the_voice_of_speech_deployments_only() -> None:
+    yaml_text = b"""
+model_list:
+  - model_name: tts
+    litellm_params: {model: groq/playai-tts, api_key: os.environ/GROQ_API_KEY}
+    model_info: {mode: audio_speech, health_check_voice: Fritz-PlayAI}
+  - model_name: chat
+    litellm_params: {model: groq/llama-3.3-70b-versatile, api_key: os.environ/GROQ_API_KEY}
+    model_info: {health_check_voice: Fritz-PlayAI}
+"""
+    data = parse_yaml(yaml_text, source="voice.yaml")
+    document = litellm_document(data, source="voice.yaml", env={}).document
+    tts, chat = (m["providers"][0] for m in document["models"])
+    assert (tts["mode"], tts["voice"]) == ("audio_speech", "Fritz-PlayAI")
+    assert "voice" not in chat  # LiteLLM reads it for speech deployments alone

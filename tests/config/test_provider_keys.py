@@ -137,6 +137,7 @@ def test_an_unsupported_entry_needs_only_a_reason() -> None:
         ({"headers": {"X-Tenant": "a"}, "headers_env": {"x-tenant": "TENANT_ID"}},
          "headers_env.x-tenant: is set twice"),
         ({"allow_image_probe": True}, 'allow_image_probe: only applies with mode = "image_generation"'),
+        ({"voice": "alloy"}, 'voice: only applies with mode = "audio_speech"'),
         ({"mode": "image_generation", "probe": "completion"},
          "probe: a paid probe of mode \"image_generation\" generates (and bills) an image"),
         ({"mode": "image_generation", "probe": "passive", "passive_fallback": "completion"},
