@@ -248,7 +248,10 @@ def _schemas() -> dict[str, Schema]:
                     {
                         "max_tokens_per_hour": _int(minimum=1),
                         "tokens_last_hour": _int(),
-                        "exhausted": _bool("paid probes send the free probe until there is room"),
+                        "exhausted": _bool(
+                            "no paid probe goes out until there is room: adapters send their "
+                            "free probe, or are served their last verdict when they have none"
+                        ),
                         "exhausted_since": _nullable(_num("unix time the budget was reached")),
                         "room_in_s": _nullable(
                             _num("seconds until the hour has room again", minimum=0)
