@@ -5,6 +5,7 @@
     config  <-  engine  <-  live  <-  api  <-  cli
                    ^
                 testing (the simulator and demo fleet: config and engine only)
+    integrations (routers talking HTTP to router-health: config only)
 
 These tests read the source (AST), so an upward import fails here even when
 it hides inside a function or under ``if TYPE_CHECKING:``.
@@ -34,6 +35,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "live": frozenset({"config", "engine", "live"}),
     "api": frozenset({"config", "engine", "live", "api"}),
     "testing": frozenset({"config", "engine", "testing"}),
+    # Plugins for routers (LiteLLM): HTTP to router-health, and its provider names.
+    "integrations": frozenset({"config", "integrations"}),
     "logs": frozenset({"logs"}),
     # The command line and the package facade stand on top of everything.
     "cli": frozenset({"config", "engine", "live", "api", "testing", "logs", "cli"}),
