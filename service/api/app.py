@@ -40,6 +40,7 @@ from .routes_health import (
     health_performance,
     health_stream,
 )
+from .routes_observe import health_observations
 from .routes_ops import dashboard, docs, livez, metrics, openapi_document, readyz, static_file
 from .state import EXTENSION_KEY, ServiceState, get_health_state, get_manager, state_of
 from .views import InsertionOrderJSONProvider
@@ -52,6 +53,7 @@ _ROUTES: list[tuple[str, str, Callable[..., Awaitable[Response]]]] = [
     ("/v1/health/models/<path:name>", "health_model", health_model),
     ("/v1/health/performance", "health_performance", health_performance),
     ("/v1/health/batch", "health_batch", health_batch),
+    ("/v1/health/observations", "health_observations", health_observations),
     ("/v1/health/history", "health_history", health_history),
     ("/v1/health/stream", "health_stream", health_stream),
     ("/livez", "livez", livez),
@@ -105,7 +107,7 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
             rule,
             endpoint,
             view,
-            methods=["POST"] if view is health_batch else ["GET"],
+            methods=["POST"] if view in (health_batch, health_observations) else ["GET"],
             strict_slashes=False,
             provide_automatic_options=False,
         )

@@ -15,6 +15,10 @@ configured:
   reduced answer: a wrong credential is a bug worth surfacing.
 * ``/livez`` and ``/readyz`` stay open: orchestrators probe them without
   credentials, and they never call upstream.
+* ``POST /v1/health/observations`` takes a token of its own
+  (``[server] observe_token``), checked by a second :class:`BearerAuth`: the
+  router that reports traffic gets no details, and a holder of the token
+  above cannot report traffic (:mod:`service.api.routes_observe`).
 
 Without a token configured every caller gets everything, as before.
 
@@ -98,11 +102,12 @@ class BearerAuth:
         return f'Bearer realm="{_REALM}"'
 
 
-def request_access(auth: BearerAuth, *, token_required: bool = False) -> Access:
+def request_access(auth: BearerAuth, *, token_required: bool = False, which: str = "") -> Access:
     """The current request's access; 401 for a wrong token, and for none if ``token_required``.
 
     The one place a request's credentials are judged, so every route that
-    cares answers a 401 the same way.
+    cares answers a 401 the same way. ``which`` ends the 401's message: the
+    token a route takes when it is not ``auth_token``.
     """
     access = auth.check(request.headers.getlist("Authorization"))
     if access is Access.DENIED or (token_required and access is not Access.GRANTED):
@@ -110,7 +115,7 @@ def request_access(auth: BearerAuth, *, token_required: bool = False) -> Access:
             "the bearer token is not valid"
             if access is Access.DENIED
             else "this endpoint needs a bearer token: send 'Authorization: Bearer <token>'"
-        )
+        ) + which
         raise ApiError(
             401,
             {"error": "unauthorized", "message": message},

@@ -22,7 +22,10 @@ Counters and histograms (updated as results and runs arrive):
 * ``router_health_runs_total{strategy,status}``: finished runs by overall
   status (healthy/degraded/unhealthy);
 * ``router_health_fallbacks_total{strategy}``: runs that fell back to (or
-  re-checked) sequentially.
+  re-checked) sequentially;
+* ``router_health_observations_total{outcome}``: traffic reports received by
+  ``POST /v1/health/observations`` (``outcome``: accepted, fed to a passive
+  adapter; ignored, valid but the adapter is not passive; rejected, invalid).
 
 Gauges (read at scrape time, so they are never stale):
 
@@ -95,6 +98,9 @@ __all__ = ["Metrics"]
 # [server] max_timeout (120 s): the buckets cover those ranges.
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _RUN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+#: ``outcome`` values of ``router_health_observations_total``.
+OBSERVATION_OUTCOMES: Final = ("accepted", "ignored", "rejected")
 
 #: ``source`` values of results no probe was sent for (the skip reason).
 _SKIP_SOURCES = ("passive", "retry_after")
@@ -192,6 +198,15 @@ class Metrics:
             ("strategy",),
             registry=self.registry,
         )
+        self.observations = Counter(
+            "router_health_observations",
+            "Traffic reports received over HTTP: accepted (fed to a passive adapter), "
+            "ignored (the adapter is not passive) or rejected (invalid).",
+            ("outcome",),
+            registry=self.registry,
+        )
+        for outcome in OBSERVATION_OUTCOMES:  # every series present from the start, at 0
+            self.observations.labels(outcome)
         # Last status per adapter that says something about the provider: the
         # up gauge's source without a HealthState (insertion order = the
         # order adapters were first seen, so the exposition is stable).

@@ -535,6 +535,34 @@ def _schemas() -> dict[str, Schema]:
             },
             "The filters leave no adapter.",
         ),
+        "ObservationsAnswer": _obj(
+            {
+                "accepted": _int("observations fed to a passive adapter"),
+                "ignored": _int("valid observations of adapters that are not passive "
+                                "(probe = \"passive\"): nothing is kept"),
+                "rejected": _list(
+                    _obj({"index": _int("the observation's position in the list"),
+                          "error": _str("what is wrong with it, naming the field")}),
+                    description="every invalid observation, in order; the others were applied",
+                ),
+            },
+            description="What became of each observation of a POST /v1/health/observations.",
+        ),
+        "NotEnabled": _error(
+            "not_enabled", {}, "Traffic reports are off: [server] observe_token is not set."
+        ),
+        "RequestTooLarge": _error(
+            "request_too_large",
+            {},
+            "More observations than [server] max_observations_per_request, or a body past 1 KB "
+            "per observation allowed.",
+        ),
+        "RateLimited": _error(
+            "rate_limited",
+            {},
+            "More observation requests than [server] max_observation_requests_per_second "
+            "(a token bucket over the process): retry after Retry-After seconds.",
+        ),
         "BackgroundChecksOff": _error(
             "background_checks_off", {}, "History needs background checks ([checks] interval > 0)."
         ),
@@ -678,8 +706,8 @@ def _headers() -> dict[str, Schema]:
                   "schema": _str()},
         "Retry-After": {
             "description": "With a refusal by a cap (too_many_streams, "
-            "too_many_streams_from_client, too_many_connections): seconds to wait before "
-            "trying again.",
+            "too_many_streams_from_client, too_many_connections) or a rate (rate_limited): "
+            "seconds to wait before trying again.",
             "schema": _str(pattern=r"^[0-9]+$"),
         },
     }
@@ -837,6 +865,35 @@ def _operations(max_timeout: float) -> dict[str, dict[str, Schema]]:
             }
         },
     }
+    observation = _obj(
+        {
+            "model": _str("a configured model name", minLength=1),
+            "provider": _str("one of that model's provider names", minLength=1),
+            "ok": _bool("whether the call succeeded"),
+            "status_code": _nullable({"type": "integer", "minimum": 100, "maximum": 599}),
+            "error_kind": _nullable(_ref("FailureKind")),
+            "latency_ms": _nullable(_num(minimum=0)),
+            "at": _nullable(_num("unix seconds the call ended, within 60 s of the server's "
+                                 "clock (default: now)")),
+        },
+        ["model", "provider", "ok"],
+    )
+    observations_body: Schema = {
+        "required": True,
+        "description": "At most [server] max_observations_per_request observations (1000 by "
+        "default) and 1 KB per observation allowed (a 413 otherwise). Each invalid one is "
+        "listed in rejected with its index; the others are applied.",
+        "content": {
+            _JSON: {
+                "schema": _obj({"observations": _list(observation)}),
+                "example": {"observations": [
+                    {"model": "gpt-4", "provider": "openai", "ok": True, "status_code": 200,
+                     "latency_ms": 123.4},
+                    {"model": "gpt-4", "provider": "azure", "ok": False, "status_code": 503},
+                ]},
+            }
+        },
+    }
     check_all_text = (
         "Every model (also at /v1/health without the slash). Concurrent requests for the "
         "same selection share one run whatever their timeout; a run that finished less than "
@@ -912,6 +969,37 @@ def _operations(max_timeout: float) -> dict[str, dict[str, Schema]]:
                         "The Content-Type is not application/json.",
                         _ref("UnsupportedMediaType"),
                     ),
+                },
+            }
+        },
+        "/v1/health/observations": {
+            "post": {
+                "operationId": "healthObservations",
+                "summary": "Report the outcomes of a router's real calls (passive health)",
+                "description": "Each observation is fed to the passive strategy as "
+                "AdapterManager.observe() is: adapters with probe = \"passive\" are judged "
+                "by this traffic while there is some. Needs [server] observe_token (not "
+                "auth_token, which does not grant it); off (404) without one. At most [server] "
+                "max_observation_requests_per_second requests per second (429).",
+                "tags": ["health"],
+                "security": [{"observeBearer": []}],
+                "requestBody": observations_body,
+                "responses": {
+                    "200": _json_response(
+                        "Taken (also when some observations were rejected).",
+                        _ref("ObservationsAnswer"),
+                    ),
+                    "400": _json_response("The body is not JSON, not an object of a list of "
+                                          "observations, or too slow.", _ref("InvalidBody")),
+                    "401": _resp_ref("Unauthorized"),
+                    "404": _json_response("Traffic reports are off.", _ref("NotEnabled")),
+                    "413": _json_response("Too many observations, or too many bytes.",
+                                          _ref("RequestTooLarge")),
+                    "415": _json_response("The Content-Type is not application/json.",
+                                          _ref("UnsupportedMediaType")),
+                    "429": _json_response("Too many requests.", _ref("RateLimited"),
+                                          "Retry-After"),
+                    "500": _resp_ref("InternalError"),
                 },
             }
         },
@@ -1216,7 +1304,13 @@ def openapi_spec(
                     "type": "http",
                     "scheme": "bearer",
                     "description": "[server] auth_token_env / auth_token; only when configured.",
-                }
+                },
+                "observeBearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "[server] observe_token_env / observe_token: only "
+                    "POST /v1/health/observations takes it.",
+                },
             },
         },
     }

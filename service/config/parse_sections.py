@@ -13,12 +13,13 @@ from .cluster import CLUSTER_MODES, MODE_SCHEMES, ClusterConfig, display_redis_u
 from .parse_validator import KeyTypes, Validator
 from .server import (
     DEFAULT_MAX_STREAMS,
+    MAX_OBSERVATIONS_PER_REQUEST,
     MIN_CONNECTIONS,
     MIN_NON_STREAM_CONNECTIONS,
     ServerConfig,
     stream_room,
 )
-from .values import TOKEN_CHARS
+from .values import TOKEN_CHARS, finite
 from .webhook import WebhookConfig, webhook_problems
 
 __all__ = ["parse_checks", "parse_cluster", "parse_server", "parse_webhook"]
@@ -51,6 +52,10 @@ _SERVER_KEYS: KeyTypes = {
     "max_streams_per_client": int,
     "auth_token": str,
     "auth_token_env": str,
+    "observe_token": str,
+    "observe_token_env": str,
+    "max_observations_per_request": int,
+    "max_observation_requests_per_second": (int, float),
 }
 #: A bearer token: long enough not to be guessed, and sendable in a header.
 _MIN_TOKEN_CHARS = 16
@@ -120,9 +125,42 @@ def parse_server(validator: Validator, data: Mapping[str, Any]) -> ServerConfig:
         zero_ok={"anonymous_min_interval"},
     )
     _caps(validator, values)
-    values.pop("auth_token", None)
-    values["auth_token"] = _auth_token(validator, data.get("server", {}))
+    _observation_bounds(validator, values)
+    table = data.get("server", {})
+    values["auth_token"] = _bearer_token(
+        validator, table, "auth_token", ", or remove auth_token_env to serve without auth"
+    )
+    values["observe_token"] = _bearer_token(
+        validator, table, "observe_token", ", or remove observe_token_env to refuse observations"
+    )
+    if values["observe_token"] is not None and values["observe_token"] == values["auth_token"]:
+        validator.problem(
+            "server.observe_token",
+            "must differ from auth_token: each grants what the other does not; " + _TOKEN_HINT,
+        )
+        values["observe_token"] = None
     return ServerConfig(**values)
+
+
+def _observation_bounds(validator: Validator, values: dict[str, Any]) -> None:
+    """``max_observations_per_request`` and ``max_observation_requests_per_second``."""
+    count = values.get("max_observations_per_request")
+    if count is not None and not 1 <= count <= MAX_OBSERVATIONS_PER_REQUEST:
+        validator.problem(
+            "server.max_observations_per_request",
+            f"must be 1 to {MAX_OBSERVATIONS_PER_REQUEST:,} (observations one request may "
+            f"carry), got {count}",
+        )
+        del values["max_observations_per_request"]
+    rate = values.get("max_observation_requests_per_second")
+    if rate is not None and not (finite(rate) and rate > 0):
+        validator.problem(
+            "server.max_observation_requests_per_second",
+            f"must be a finite number > 0 (requests per second), got {rate!r}",
+        )
+        del values["max_observation_requests_per_second"]
+    elif rate is not None:
+        values["max_observation_requests_per_second"] = float(rate)
 
 
 def _caps(validator: Validator, values: dict[str, Any]) -> None:
@@ -156,14 +194,11 @@ def _caps(validator: Validator, values: dict[str, Any]) -> None:
             del values["max_streams_per_client"]
 
 
-def _auth_token(validator: Validator, table: Any) -> Secret | None:
-    """``[server] auth_token_env`` / ``auth_token``: the same rules as a provider's key."""
+def _bearer_token(validator: Validator, table: Any, key: str, otherwise: str) -> Secret | None:
+    """``[server] <key>_env`` / ``<key>``: the same rules as a provider's key, and long."""
     if not isinstance(table, dict):
         return None
-    found = validator.literal_or_env(
-        table, "auth_token", "server", noun="token",
-        otherwise=", or remove auth_token_env to serve without auth",
-    )
+    found = validator.literal_or_env(table, key, "server", noun="token", otherwise=otherwise)
     if found is None:
         return None
     value, path, where = found

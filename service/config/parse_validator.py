@@ -53,8 +53,8 @@ _SCHEDULE_TYPES: KeyTypes = {
 #: (A ``*_env`` key holds a name, but the usual mistake is pasting the secret there.)
 _SECRET_KEYS = frozenset(
     {
-        "api_key", "auth_token", "token", "url", "redis_url",
-        "api_key_env", "auth_token_env", "token_env", "redis_url_env",
+        "api_key", "auth_token", "observe_token", "token", "url", "redis_url",
+        "api_key_env", "auth_token_env", "observe_token_env", "token_env", "redis_url_env",
     }
 )
 

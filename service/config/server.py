@@ -8,8 +8,11 @@ from typing import Final
 from adapters.base import Secret
 
 __all__ = [
+    "DEFAULT_MAX_OBSERVATIONS_PER_REQUEST",
+    "DEFAULT_MAX_OBSERVATION_REQUESTS_PER_SECOND",
     "DEFAULT_MAX_STREAMS",
     "DEFAULT_MAX_STREAMS_PER_CLIENT",
+    "MAX_OBSERVATIONS_PER_REQUEST",
     "MIN_CONNECTIONS",
     "MIN_NON_STREAM_CONNECTIONS",
     "ServerConfig",
@@ -20,6 +23,11 @@ __all__ = [
 DEFAULT_MAX_STREAMS: Final = 256
 #: ``max_streams_per_client`` unless set: a few dashboards open on one machine.
 DEFAULT_MAX_STREAMS_PER_CLIENT: Final = 16
+#: Observations one ``POST /v1/health/observations`` may carry unless set, and at most.
+DEFAULT_MAX_OBSERVATIONS_PER_REQUEST: Final = 1000
+MAX_OBSERVATIONS_PER_REQUEST: Final = 10_000
+#: Observation requests per second (a token bucket over the process), unless set.
+DEFAULT_MAX_OBSERVATION_REQUESTS_PER_SECOND: Final = 50.0
 #: The fewest connections a server may be given: its probes' checks and /livez need room.
 MIN_CONNECTIONS: Final = 16
 #: Connections never given to event streams: a quarter, and at least this many.
@@ -43,6 +51,7 @@ class ServerConfig:
     ``auth_token`` (read from the environment variable named by
     ``auth_token_env``, or given literally) turns on bearer-token auth for
     the detailed and expensive answers: see :mod:`service.api.auth`.
+    ``observe_token`` (likewise) turns on ``POST /v1/health/observations``.
     """
 
     host: str = "127.0.0.1"
@@ -67,3 +76,9 @@ class ServerConfig:
     max_streams_per_client: int | None = None
     auth_token: Secret | None = field(default=None, repr=False)
     auth_token_env: str | None = None
+    # Traffic reports (POST /v1/health/observations): off without a token of
+    # their own, which grants nothing else (nor does auth_token grant this).
+    observe_token: Secret | None = field(default=None, repr=False)
+    observe_token_env: str | None = None
+    max_observations_per_request: int = DEFAULT_MAX_OBSERVATIONS_PER_REQUEST
+    max_observation_requests_per_second: float = DEFAULT_MAX_OBSERVATION_REQUESTS_PER_SECOND
