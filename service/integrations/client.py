@@ -54,6 +54,8 @@ _SECONDS: Final = (
     "flush_interval", "send_timeout", "max_backoff",
 )
 _COUNTS: Final = ("batch_size", "max_queue")
+#: Statuses a routable set excludes for that are no verdict on the deployment.
+_NOT_A_VERDICT: Final = frozenset({"unsupported"})
 #: Route requests in flight at once (one per model due).
 _MAX_CONCURRENT_POLLS: Final = 8
 
@@ -155,7 +157,9 @@ class RouteSet:
 
     model: str
     use: tuple[str, ...]  # provider names to route to, best first
-    excluded: frozenset[str]  # provider names to leave out (empty in panic)
+    # Provider names to leave out (none in panic). Not those excluded as ``unsupported``:
+    # router-health cannot check them, which says nothing against routing to them.
+    excluded: frozenset[str]
     panic: bool
     etag: str | None
     confirmed: float  # time.monotonic() of the last 200 or 304
@@ -173,19 +177,21 @@ def parse_route(model: str, body: Any, etag: str | None, now: float) -> RouteSet
     excluded = _providers(body.get("excluded", []))
     if use is None or excluded is None or not isinstance(panic, bool):
         return None
-    return RouteSet(model, tuple(use), frozenset(excluded), panic, etag, now)
+    down = frozenset(name for name, status in excluded if status not in _NOT_A_VERDICT)
+    return RouteSet(model, tuple(name for name, _ in use), down, panic, etag, now)
 
 
-def _providers(entries: Any) -> list[str] | None:
+def _providers(entries: Any) -> list[tuple[str, Any]] | None:
+    """(provider, status) of each entry; None unless every entry names its provider."""
     if not isinstance(entries, list):
         return None
-    names = []
+    found = []
     for entry in entries:
         name = entry.get("provider") if isinstance(entry, dict) else None
         if not isinstance(name, str):
             return None
-        names.append(name)
-    return names
+        found.append((name, entry.get("status")))
+    return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,7 @@ _CALLER_ERRORS: Final = frozenset({400, 404, 413, 422})
 class _Entry:
     name: str  # router-health's provider name
     given_id: str | None  # model_info.id as written
-    # The entry's string litellm_params (env references left out): what tells apart
+    # The entry's text litellm_params, as LiteLLM resolves them: what tells apart
     # deployments with no id. Never shown: it may hold a key.
     params: tuple[tuple[str, str], ...] = field(repr=False)
 
@@ -74,11 +74,7 @@ class DeploymentNames:
             entry = model_list[origin.index]
             info = entry.get("model_info") or {}
             given = info.get("id")
-            params = tuple(
-                (key, value)
-                for key, value in (entry.get("litellm_params") or {}).items()
-                if isinstance(value, str) and not value.startswith(ENV_REFERENCE)
-            )
+            params = _text_params(entry.get("litellm_params") or {}, env)
             self._groups.setdefault(origin.model_name, []).append(
                 _Entry(models[i]["providers"][j]["name"], None if given is None else str(given), params)
             )
@@ -100,7 +96,7 @@ class DeploymentNames:
         """The provider name of a LiteLLM deployment of ``model_group``; None when not one of ours.
 
         Matched by ``model_info.id`` when the config gives one, else by the
-        entry's string ``litellm_params`` (those the deployment lacks are not
+        entry's text ``litellm_params`` (those the deployment lacks are not
         compared); a deployment matching several entries is named by none.
         """
         deployment = _mapping(deployment)
@@ -124,6 +120,18 @@ class DeploymentNames:
         if found is not None and deployment_id is not None and len(self._learned) < _MAX_LEARNED:
             self._learned[(model_group, deployment_id)] = found
         return found
+
+
+def _text_params(params: Mapping[str, Any], env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """Text values, ``os.environ/NAME`` read from ``env``; one it lacks is not compared
+    (LiteLLM may read it from a secret manager instead)."""
+    found = []
+    for key, value in params.items():
+        if isinstance(value, str) and value.startswith(ENV_REFERENCE):
+            value = env.get(value[len(ENV_REFERENCE) :]) or None
+        if isinstance(value, str):
+            found.append((key, value))
+    return tuple(found)
 
 
 def observation_of(
@@ -170,7 +178,7 @@ def observation_of(
         status_code=status,
         error_kind=kind,
         latency_ms=_latency_ms(start_time, end_time),
-        at=end_time.timestamp() if isinstance(end_time, datetime.datetime) else time.time(),
+        at=_ended_at(logged.get("endTime"), end_time),
     )
 
 
@@ -202,6 +210,15 @@ def _latency_ms(start: Any, end: Any) -> float | None:
     else:
         return None
     return seconds * 1000 if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _ended_at(logged: Any, end_time: Any) -> float:
+    """Unix seconds: LiteLLM's own (its logging payload's), else its naive local end time's."""
+    if isinstance(logged, int | float) and not isinstance(logged, bool) and math.isfinite(logged):
+        return float(logged)
+    if isinstance(end_time, datetime.datetime):
+        return end_time.timestamp()
+    return time.time()
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -400,6 +417,7 @@ def _callback_class() -> type[Any]:
             """Send what is queued (one try), then stop the plugin's thread."""
             self.router_health.close()
 
+    RouterHealthCallback.__qualname__ = "RouterHealthCallback"  # as if defined at module level
     return RouterHealthCallback
 
 

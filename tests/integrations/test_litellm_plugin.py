@@ -270,6 +270,13 @@ async def test_a_set_excluding_every_candidate_leaves_the_list_unchanged(
     assert plugin.filter("gpt-4", only_excluded) is only_excluded  # never emptied
 
 
+def test_a_deployment_router_health_cannot_check_is_not_left_out() -> None:
+    body = route_body(excluded=(NAMES[0], NAMES[1]))
+    body["excluded"][1]["status"] = "unsupported"  # no adapter for it: no verdict either
+    route = parse_route("gpt-4", body, None, 0.0)
+    assert route is not None and route.excluded == {NAMES[0]}
+
+
 def test_answers_not_shaped_like_a_routable_set_are_refused() -> None:
     assert parse_route("gpt-4", {"deployments": "all"}, None, 0.0) is None
     assert parse_route("gpt-4", {"deployments": [{"provider": 3}]}, None, 0.0) is None
@@ -301,6 +308,16 @@ def test_a_deployment_matching_several_entries_is_named_by_none() -> None:
     names = DeploymentNames(MODEL_LIST, env={})
     keyless = {"litellm_params": {"model": "openai/gpt-4", "api_base": "http://10.0.0.1/v1"}}
     assert names.name("gpt-4", {**keyless, "model_info": {"id": "unseen"}}) is None
+
+
+def test_deployments_told_apart_only_by_a_key_from_the_environment_get_their_names() -> None:
+    model_list = [
+        {"model_name": "m", "litellm_params": {"model": "openai/m", "api_key": f"os.environ/KEY_{n}"}}
+        for n in "AB"
+    ]
+    names = DeploymentNames(model_list, env={"KEY_A": "sk-a", "KEY_B": "sk-b"})
+    resolved = {"model": "openai/m", "api_key": "sk-b"}  # as LiteLLM's Router holds it
+    assert names.name("m", {"litellm_params": resolved, "model_info": {"id": "h"}}) == "openai-2"
 
 
 def test_a_deployment_id_seen_by_the_filter_names_its_outcomes() -> None:
