@@ -362,7 +362,7 @@ def _callback_class() -> type[Any]:
             "router-health's LiteLLM plugin needs LiteLLM: pip install 'router-health[litellm]'"
         ) from exc
 
-    class RouterHealthCallback(CustomLogger):
+    class RouterHealthCallback(CustomLogger):  # type: ignore[misc]  # Any: mypy skips LiteLLM
         """Routes a LiteLLM Router by router-health's routable sets and reports its traffic.
 
         ``RouterHealthCallback(model_list=..., url=..., observe_token=...)``;
