@@ -223,6 +223,7 @@ class RouterHealthClient:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._closed = False
+        self._crashed_in = 0  # the pid whose thread died of a bug: not restarted in it
         self._running = threading.Event()
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None
@@ -282,8 +283,10 @@ class RouterHealthClient:
             return
         with self._start_lock:
             thread = self._thread
-            if self._closed or (
-                thread is not None and thread.is_alive() and self._pid == os.getpid()
+            if (
+                self._closed
+                or self._crashed_in == os.getpid()
+                or (thread is not None and thread.is_alive() and self._pid == os.getpid())
             ):
                 return
             # First use, or a forked child (the parent's thread did not come along).
@@ -297,6 +300,7 @@ class RouterHealthClient:
         try:
             trio.run(self._main)
         except BaseException:  # the router must not notice: only the filtering stops
+            self._crashed_in = os.getpid()
             logger.exception("router-health client stopped; the router keeps its own choices")
 
     async def _main(self) -> None:
@@ -439,7 +443,9 @@ class RouterHealthClient:
             with trio.move_on_after(max(0.0, upcoming - time.monotonic())):
                 await self._poller_wake.wait()
 
-    async def _poll(self, http: httpx.AsyncClient, model: str, limiter: trio.CapacityLimiter) -> None:
+    async def _poll(
+        self, http: httpx.AsyncClient, model: str, limiter: trio.CapacityLimiter
+    ) -> None:
         settings = self.settings
         what = "routable sets"
         async with limiter:

@@ -73,11 +73,10 @@ class DeploymentNames:
         for (i, j), origin in mapped.origins.items():
             entry = model_list[origin.index]
             info = entry.get("model_info") or {}
-            given = info.get("id")
+            given = None if info.get("id") is None else str(info["id"])
             params = _text_params(entry.get("litellm_params") or {}, env)
-            self._groups.setdefault(origin.model_name, []).append(
-                _Entry(models[i]["providers"][j]["name"], None if given is None else str(given), params)
-            )
+            name = models[i]["providers"][j]["name"]
+            self._groups.setdefault(origin.model_name, []).append(_Entry(name, given, params))
         self._learned: dict[tuple[str, str], str] = {}
 
     @classmethod
@@ -107,7 +106,8 @@ class DeploymentNames:
             if learned is not None:
                 return learned
         entries = self._groups.get(model_group, [])
-        found = next((e.name for e in entries if e.given_id is not None and e.given_id == deployment_id), None)
+        by_id = [e.name for e in entries if e.given_id is not None and e.given_id == deployment_id]
+        found = by_id[0] if by_id else None
         if found is None:
             params = _mapping(deployment.get("litellm_params"))
             candidates = [
@@ -151,7 +151,9 @@ def observation_of(
     metadata = _mapping(params.get("metadata"))
     group = logged.get("model_group") or metadata.get("model_group")
     deployment_id = (
-        logged.get("model_id") or kwargs.get("model_id") or _mapping(params.get("model_info")).get("id")
+        logged.get("model_id")
+        or kwargs.get("model_id")
+        or _mapping(params.get("model_info")).get("id")
     )
     if not isinstance(group, str) or deployment_id is None:
         return None
@@ -277,7 +279,7 @@ class LiteLLMPlugin:
         return plugin
 
     def names(self) -> DeploymentNames | None:
-        """The deployment names, read once: from ``model_list``, ``config``, else the proxy's config."""
+        """The deployment names, read once: ``model_list``, ``config``, else the proxy's file."""
         if self._names_tried:
             return self._names
         with self._names_lock:

@@ -251,6 +251,24 @@ async def test_a_set_older_than_stale_after_is_not_followed(
     await eventually(lambda: len(plugin.filter("gpt-4", deployments())) == 3)
 
 
+async def test_a_client_thread_that_dies_of_a_bug_stays_down_and_serves_no_set(
+    fake: FakeRouterHealth, clients: list[RouterHealthClient], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def a_bug(self: RouterHealthClient, http: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(RouterHealthClient, "_poll_loop", a_bug)
+    client = RouterHealthClient(settings(fake.url))
+    clients.append(client)
+    assert client.route_set("gpt-4") is None
+    await eventually(lambda: "router-health client stopped" in caplog.text)
+    for _ in range(3):
+        assert client.route_set("gpt-4") is None
+    assert caplog.text.count("router-health client stopped") == 1
+    assert client._thread is not None and not client._thread.is_alive()  # not started again
+
+
 def test_freshness_is_measured_from_the_last_confirmation() -> None:
     route = parse_route("gpt-4", route_body(), '"v1"', now=100.0)
     assert route is not None
