@@ -9,7 +9,9 @@ run and on one hypercorn process, requests per second and p99 latency of:
   hypercorn settings: the floor for this stack;
 * ``/livez``, and ``GET /v1/health/`` and ``GET /v1/health/models/{name}``
   answered from the live state (15 adapters, background checks on), each
-  with its full details, the way a load balancer or a dashboard calls them.
+  with its full details, the way a load balancer or a dashboard calls them;
+* ``GET /v1/route/{model}`` as a router polls it: without, then with its
+  last ``ETag`` in ``If-None-Match`` (a 200, then a 304 with no body).
 
 The load generator is ``wrk`` (``apt-get install wrk``): one thread, 32
 connections, ``--seconds`` per measurement, the targets measured in turn and
@@ -53,9 +55,9 @@ PER_MODEL = 3
 API_KEY = "rhbench-serving-0123456789"
 #: Background checks every 30 s: the state changes (15 results) twice a minute.
 CHECKS: dict[str, Any] = {"interval": 30.0, "jitter": 0.0}
-TARGETS = ("bare", "livez", "health", "model")
+TARGETS = ("bare", "livez", "health", "model", "route", "route304")
 #: What each target must reach, as a share of the bare route's requests per second.
-GOALS = {"livez": 0.95, "health": 0.9, "model": 0.9}
+GOALS = {"livez": 0.95, "health": 0.9, "model": 0.9, "route": 0.9, "route304": 0.9}
 
 
 def spec() -> list[dict[str, Any]]:
@@ -160,12 +162,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wrk(url: str, *, seconds: float, connections: int, pid: int) -> dict[str, float]:
-    """One ``wrk`` run: requests per second, p50/p99 latency (ms), non-2xx answers, and
-    the server's CPU time per request (µs: less sensitive than throughput to other tenants)."""
+def wrk(
+    url: str, *, seconds: float, connections: int, pid: int, headers: dict[str, str] | None = None
+) -> dict[str, float]:
+    """One ``wrk`` run: requests per second, p50/p99 latency (ms), answers neither 2xx nor
+    3xx, and the server's CPU time per request (µs: less sensitive than throughput to
+    other tenants)."""
     before = cpu_seconds(pid)
+    sent = [arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")]
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", *sent, url],
         capture_output=True, text=True, check=True,
     ).stdout
     cpu = cpu_seconds(pid) - before
@@ -201,17 +207,35 @@ def measure(*, seconds: float, rounds: int, connections: int) -> dict[str, Any]:
             "livez": f"{app}/livez",
             "health": f"{app}/v1/health/",
             "model": f"{app}/v1/health/models/model-0",
+            "route": f"{app}/v1/route/model-0",
+            "route304": f"{app}/v1/route/model-0",
         }
-        sizes = {name: len(httpx.get(url, timeout=30).content) for name, url in urls.items()}
-        for url in urls.values():  # warm-up: connections, caches
-            wrk(url, seconds=1, connections=connections, pid=pid)
+        etag = httpx.get(urls["route"], timeout=30).headers["etag"]
+        headers: dict[str, dict[str, str]] = {name: {} for name in TARGETS}
+        headers["route304"] = {"If-None-Match": etag}
+        answers = {
+            name: httpx.get(url, headers=headers[name], timeout=30) for name, url in urls.items()
+        }
+        if answers["route304"].status_code != 304:
+            raise RuntimeError(f"the route's ETag did not hold: {answers['route304']}")
+        sizes = {name: len(answer.content) for name, answer in answers.items()}
+        for name, url in urls.items():  # warm-up: connections, caches
+            wrk(url, seconds=1, connections=connections, pid=pid, headers=headers[name])
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in TARGETS}
+        held = 0  # 304 runs whose ETag still held at their end (all their answers were 304s)
         for turn in range(rounds):
             order = TARGETS[turn % len(TARGETS) :] + TARGETS[: turn % len(TARGETS)]
             for name in order:
+                if name == "route304":  # the set's current ETag: a background check may move it
+                    etag = httpx.get(urls["route"], timeout=30).headers["etag"]
+                    headers[name] = {"If-None-Match": etag}
                 runs[name].append(
-                    wrk(urls[name], seconds=seconds, connections=connections, pid=pid)
+                    wrk(urls[name], seconds=seconds, connections=connections, pid=pid,
+                        headers=headers[name])
                 )
+                if name == "route304":
+                    after = httpx.get(urls[name], headers=headers[name], timeout=30)
+                    held += after.status_code == 304
         last = httpx.get(urls["health"], timeout=30).json()
     rows = {}
     bare_rps = statistics.median(r["rps"] for r in runs["bare"])
@@ -221,6 +245,7 @@ def measure(*, seconds: float, rounds: int, connections: int) -> dict[str, Any]:
         cpu = statistics.median(r["cpu_us"] for r in runs[name])
         rows[name] = {
             "url": urls[name].replace(app, "").replace(bare, "") or "/",
+            "headers": headers[name],
             "bytes": sizes[name],
             "rps": round(rps),
             "rps_runs": [round(r["rps"]) for r in runs[name]],
@@ -237,6 +262,7 @@ def measure(*, seconds: float, rounds: int, connections: int) -> dict[str, Any]:
         "connections": connections,
         "adapters": ADAPTERS,
         "served_from": [first.get("source"), last.get("source")],
+        "etag_held": held,
         "rows": rows,
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python "
         f"{platform.python_version()}, {platform.system()} {platform.release()}",
@@ -263,8 +289,10 @@ def section(result: dict[str, Any], before: dict[str, Any] | None = None) -> str
         "state with every detail. Those answers, and `/livez`, are kept as bytes until the "
         "state changes and sent from the app's ASGI entry point, before Quart "
         "(`service/api/answers.py`); the bare route goes through Quart, as every route did "
-        "before. `wrk -t1 "
-        f"-c{result['connections']} -d{result['seconds']:g}s`, the four targets in turn, "
+        "before. `/v1/route/model-0` is measured twice, as a router polls it: a 200 with the "
+        "set, and with that answer's `ETag` in `If-None-Match`, a 304 with no body. `wrk -t1 "
+        f"-c{result['connections']} -d{result['seconds']:g}s`, the {len(TARGETS)} targets in "
+        "turn, "
         f"{result['rounds']} rounds (order rotated); medians. *ratio* is requests per second "
         "over the bare route's, from the same run; *CPU ratio* is the bare route's "
         "server CPU time per request over the target's (read from /proc: it moves less than "
@@ -278,11 +306,14 @@ def section(result: dict[str, Any], before: dict[str, Any] | None = None) -> str
         row = rows[name]
         goal = GOALS.get(name)
         met = "" if goal is None else f"≥ {goal:g} {'✅' if row['ratio'] >= goal else '❌'}"
+        shown = row["url"] + "".join(f"` + `{header}: ETag" for header in row.get("headers", {}))
+        was = None if earlier is None else earlier.get(name)
         lines.append(
-            f"| `{row['url']}` | {row['bytes']:,} | {row['rps']:,} | {row['ratio']:.2f} | "
+            f"| `{shown}` | {row['bytes']:,} | {row['rps']:,} | {row['ratio']:.2f} | "
             f"{met} | {row['cpu_us']:,} | {row['cpu_ratio']:.2f} | {row['p50_ms']:.2f} | "
             f"{row['p99_ms']:.2f} | {row['non_2xx']:g} |"
-            + (f" {earlier[name]['ratio']:.2f} | {earlier[name]['cpu_us']:,} |" if earlier else "")
+            + ("" if earlier is None else
+               "  |  |" if was is None else f" {was['ratio']:.2f} | {was['cpu_us']:,} |")
         )
     if before is not None:
         lines += [
@@ -293,6 +324,15 @@ def section(result: dict[str, Any], before: dict[str, Any] | None = None) -> str
             "and every answer went through Quart and re-armed hypercorn's keep-alive timer with "
             "a new task.",
         ]
+    route, not_modified = rows["route"], rows["route304"]
+    lines += [
+        "",
+        f"The route's 304 cost {not_modified['cpu_us']:,} µs of server CPU per request, its "
+        f"200 {route['cpu_us']:,} µs ({not_modified['rps']:,} against {route['rps']:,} "
+        f"requests/s). The ETag was read before each 304 run and still held after "
+        f"{result['etag_held']} of its {result['rounds']} runs (a background check moving a "
+        "weight by a hundredth changes it; the requests after that get the 200).",
+    ]
     lines += [
         "",
         "Per-round requests/s: "

@@ -20,6 +20,11 @@ path serves it stale and refreshes it). At most :data:`CAPACITY` answers are
 kept, the least recently used going first, and all of them are dropped when
 the state changes.
 
+An answer with an ``ETag`` (``GET /v1/route/{model}``) is kept the same way,
+and a request whose ``If-None-Match`` matches it gets its 304 from here too:
+the kept headers without the representation's ``Content-Type`` and
+``Content-Length``, and no body (the route answers its own 304s alike).
+
 A kept answer is sent before Quart is involved at all (:meth:`StateAnswers.lookup`,
 called by the app's ASGI entry point): the status, the headers the usual path
 sent (the ``after_request`` ones included) and the body, as bytes. The usual
@@ -43,13 +48,16 @@ from quart.utils import encode_headers
 
 from ..engine.manager import AdapterManager
 from ..engine.report import HealthReport, ModelReport
+from ..live.route import etag_matches
 from ..live.state import HealthState
 from .auth import Access, BearerAuth
 
-__all__ = ["CAPACITY", "StateAnswers"]
+__all__ = ["CAPACITY", "NOT_MODIFIED_DROPS", "StateAnswers"]
 
 #: Answers kept at most (one per distinct request: route, query, Accept, access).
 CAPACITY: Final = 128
+#: The headers of a 200 a 304 leaves out (RFC 9110 15.4.5: no representation metadata).
+NOT_MODIFIED_DROPS: Final = frozenset({b"content-type", b"content-length"})
 #: Paths of constant answers kept at most (``/livez`` and its spellings).
 _MAX_CONSTANT: Final = 8
 
@@ -87,6 +95,8 @@ class _Kept:
     length_at: int  # where Content-Length goes among them
     parts: tuple[str, ...]  # the text around the holes
     holes: tuple[float | None, ...]  # None: now (wall clock); else when a result was recorded
+    etag: str | None = None  # the answer's ETag: a matching If-None-Match gets a 304
+    not_modified: tuple[tuple[bytes, bytes], ...] = ()  # the 304's headers
 
     def body(self) -> bytes:
         if not self.holes:
@@ -154,11 +164,14 @@ class StateAnswers:
             return None  # a body to read: the usual path
         accept: list[bytes] = []
         authorization: list[str] = []
+        if_none_match: list[str] = []
         for name, value in scope.get("headers", ()):
             if name == b"accept":
                 accept.append(value)
             elif name == b"authorization":
                 authorization.append(value.decode("latin-1"))
+            elif name == b"if-none-match":
+                if_none_match.append(value.decode("latin-1"))
         access = state.auth.check(authorization)
         if access is Access.DENIED:
             return None
@@ -177,6 +190,8 @@ class StateAnswers:
             return None
         self._kept.move_to_end(key)
         self.hits += 1
+        if kept.etag is not None and etag_matches(if_none_match, kept.etag):
+            return 304, list(kept.not_modified), b""
         body = kept.body()
         headers = list(kept.headers)
         headers.insert(kept.length_at, (b"content-length", str(len(body)).encode("ascii")))
@@ -245,6 +260,8 @@ class StateAnswers:
             length_at=length_at,
             parts=parts,
             holes=order,
+            etag=response.headers.get("ETag"),
+            not_modified=tuple(h for h in headers if h[0] not in NOT_MODIFIED_DROPS),
         )
         self.kept += 1
         while len(self._kept) > self.capacity:

@@ -42,6 +42,7 @@ from .routes_health import (
 )
 from .routes_observe import health_observations
 from .routes_ops import dashboard, docs, livez, metrics, openapi_document, readyz, static_file
+from .routes_route import route_model
 from .state import EXTENSION_KEY, ServiceState, get_health_state, get_manager, state_of
 from .views import InsertionOrderJSONProvider
 
@@ -56,6 +57,7 @@ _ROUTES: list[tuple[str, str, Callable[..., Awaitable[Response]]]] = [
     ("/v1/health/observations", "health_observations", health_observations),
     ("/v1/health/history", "health_history", health_history),
     ("/v1/health/stream", "health_stream", health_stream),
+    ("/v1/route/<path:model>", "route_model", route_model),
     ("/livez", "livez", livez),
     ("/metrics", "metrics", metrics),
     ("/", "dashboard", dashboard),

@@ -35,6 +35,7 @@ ENDPOINTS: Final = (
     "GET /v1/health/history",
     "POST /v1/health/batch",
     "GET /v1/health/stream",
+    "GET /v1/route/<model>",
     "GET /livez",
     "GET /readyz",
     "GET /metrics",

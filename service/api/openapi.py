@@ -493,9 +493,62 @@ def _schemas() -> dict[str, Schema]:
                         "adapters": _int(),
                     }
                 ),
+                "route": _obj(
+                    {
+                        "model": _str(),
+                        "panic": _bool(),
+                        "deployments": _list(_str(), description="provider names, best first"),
+                    }
+                ),
                 "dropped": _obj({"reason": _str()}),
             },
         },
+        "RoutableSet": _obj(
+            {
+                "model": _str(),
+                "panic": _bool(
+                    "fewer than [server] route_panic_threshold percent of the deployments are "
+                    "healthy: every one is returned, evenly weighted"
+                ),
+                "source": _enum(
+                    ["background", "live"],
+                    "read from the live state, or checked for this request (background "
+                    "checks off, or no fresh state)",
+                ),
+                "deployments": _list(
+                    _obj(
+                        {
+                            "provider": _str(),
+                            "status": _ref("ProbeStatus"),
+                            "weight": _num(
+                                "share of traffic, in hundredths; the deployments' add up to 1",
+                                minimum=0, maximum=1,
+                            ),
+                            "latency_ms": _nullable(_num(
+                                "recent latency: an EWMA of the clean answers (null: none)",
+                                minimum=0,
+                            )),
+                            "age_s": _num("seconds since its result", minimum=0),
+                        }
+                    ),
+                    description="the deployments to use now, best first: healthy by recent "
+                    "latency, then degraded (in panic: then the rest)",
+                ),
+                "excluded": _list(
+                    _obj(
+                        {
+                            "provider": _str(),
+                            "status": _ref("ProbeStatus"),
+                            "failure": _nullable(_ref("FailureKind")),
+                        }
+                    ),
+                    description="unhealthy, timeout and unsupported deployments (none in panic)",
+                ),
+                "healthy": _int("healthy deployments"),
+                "total": _int("the model's deployments"),
+            },
+            description="GET /v1/route/{model}: a model's routable set.",
+        ),
         # -- errors
         "InvalidParameter": _error(
             "invalid_parameter",
@@ -695,6 +748,13 @@ def _headers() -> dict[str, Schema]:
         "Vary": {
             "description": "Every answer: Accept (JSON or health+json, by Accept).",
             "schema": _str(),
+        },
+        "ETag": {
+            "description": "GET /v1/route/{model}: a strong entity tag of the set (model, "
+            "panic, and each deployment's provider, status and weight, in order; not its "
+            "latencies or ages).",
+            "required": True,
+            "schema": _str(pattern='^"[0-9a-f]{32}"$'),
         },
         "WWW-Authenticate": {
             "description": 'Bearer realm="router-health" (with error="invalid_token" for a '
@@ -1082,7 +1142,7 @@ def _operations(max_timeout: float) -> dict[str, dict[str, Schema]]:
                                     kind: {"$ref": f"#/components/schemas/StreamEvents/"
                                            f"properties/{kind}"}
                                     for kind in ("hello", "result", "transition", "run",
-                                                 "dropped")
+                                                 "route", "dropped")
                                 },
                                 "example": 'retry: 2000\n\nid: 0\nevent: hello\n'
                                 'data: {"background":false}\n\n',
@@ -1103,6 +1163,48 @@ def _operations(max_timeout: float) -> dict[str, dict[str, Schema]]:
                         _one_of("NotReady", "TooManyStreams"),
                         "Retry-After",
                     ),
+                },
+            }
+        },
+        "/v1/route/{model}": {
+            "get": {
+                "operationId": "routeModel",
+                "summary": "The deployments of a model a router should use now",
+                "description": "Healthy deployments first, fastest first by recent latency, "
+                "then degraded ones, each with a weight (healthy ones by inverse latency, "
+                "degraded ones a fixed tenth together); unhealthy, timeout and unsupported ones "
+                "excluded, unless fewer than [server] route_panic_threshold percent (50) are "
+                "healthy: then every one is returned, evenly weighted, with panic true. From "
+                "the live state (background checks), else one check shared with "
+                "/v1/health/models/{name}. Always 200 (an empty set is still a set). With auth "
+                "on, no token is needed; a wrong one is a 401.",
+                "tags": ["health"],
+                "security": _CHECK_SECURITY,
+                "parameters": [
+                    {**name_param, "name": "model",
+                     "description": "The model name: everything after /route/, as on "
+                     "/v1/health/models/{name}."},
+                    {"$ref": "#/components/parameters/timeout"},
+                    {
+                        "name": "If-None-Match",
+                        "in": "header",
+                        "required": False,
+                        "description": "Entity tags (RFC 9110), e.g. a previous answer's "
+                        "ETag: a match (weak comparison, or *) is a 304. A malformed value is "
+                        "ignored.",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": _json_response("The set.", _ref("RoutableSet"), "ETag"),
+                    "304": {"description": "Not modified: If-None-Match holds the ETag.",
+                            "headers": _header_refs("ETag")},
+                    "400": _resp_ref("InvalidParameter"),
+                    "401": _resp_ref("Unauthorized"),
+                    "404": _json_response("A model that is not configured.",
+                                          _one_of("UnknownName", "NotFound")),
+                    "500": _resp_ref("InternalError"),
+                    "503": _resp_ref("NotReady"),
                 },
             }
         },

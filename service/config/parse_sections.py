@@ -47,6 +47,7 @@ _SERVER_KEYS: KeyTypes = {
     "shutdown_grace": (int, float),
     "keep_alive_timeout": (int, float),
     "anonymous_min_interval": (int, float),
+    "route_panic_threshold": (int, float),
     "max_connections": int,
     "max_streams": int,
     "max_streams_per_client": int,
@@ -124,6 +125,17 @@ def parse_server(validator: Validator, data: Mapping[str, Any]) -> ServerConfig:
         ("max_timeout", "shutdown_grace", "keep_alive_timeout", "anonymous_min_interval"),
         zero_ok={"anonymous_min_interval"},
     )
+    threshold = values.get("route_panic_threshold")
+    if threshold is not None:
+        if 0 <= threshold <= 100:  # NaN and infinities fail it too
+            values["route_panic_threshold"] = float(threshold)
+        else:
+            validator.problem(
+                "server.route_panic_threshold",
+                "must be a percentage from 0 to 100 (below it of a model's deployments "
+                f"healthy, /v1/route returns them all; 0 = never), got {threshold!r}",
+            )
+            del values["route_panic_threshold"]
     _caps(validator, values)
     _observation_bounds(validator, values)
     table = data.get("server", {})

@@ -65,6 +65,10 @@ class ServerConfig:
     # same selection (no token while auth is on; everyone while it is off)
     # instead of a new run: what one anonymous caller can cost (0 = off).
     anonymous_min_interval: float = 5.0
+    # GET /v1/route/{model}: below this percent of a model's deployments
+    # healthy, every one is returned ("panic"), so the checker alone can never
+    # empty a router's pool (0 = never).
+    route_panic_threshold: float = 50.0
     # Caps (None: the default). ``max_connections``: client connections held
     # at once, derived from the open-file limit when serving starts (at most
     # 4,096); past it, the longest-idle connection is closed, or, all busy, a

@@ -20,6 +20,7 @@ from ..engine.checker import HealthChecker
 from ..engine.manager import AdapterManager
 from .background import BackgroundChecker
 from .cluster import ClusterCoordinator
+from .route import RouteEvents
 from .state import HealthState
 from .stream import EventHub
 from .webhook import WebhookNotifier
@@ -45,8 +46,8 @@ async def open_live(
 ) -> AsyncIterator[Live]:
     """Open ``events`` to the checker and, with background checks on (``health``), run around it.
 
-    Nesting, outermost first: event hub > transition forwarding > webhook
-    notifier > the state (closed on the way out) > cluster coordinator >
+    Nesting, outermost first: event hub > transition forwarding > route events >
+    webhook notifier > the state (closed on the way out) > cluster coordinator >
     background checker. ``manager`` must be open for the whole block.
     """
     checker = manager.health_checker
@@ -56,6 +57,7 @@ async def open_live(
             yield Live()
             return
         await stack.enter_async_context(_forwarding(health, events))
+        stack.enter_context(_route_events(config, manager, health, events))
         webhook = None
         if config.webhook is not None:
             # Subscribed before the first probe, so no first result is missed.
@@ -111,6 +113,23 @@ async def _forwarding(health: HealthState, events: EventHub) -> AsyncIterator[No
     async with trio.open_nursery() as nursery:
         await nursery.start(_forward_transitions, health, events)
         yield
+
+
+@contextlib.contextmanager
+def _route_events(
+    config: Config, manager: AdapterManager, health: HealthState, events: EventHub
+) -> Iterator[None]:
+    """Each model's routable set published to ``events`` when it changes (``route`` events)."""
+    watcher = RouteEvents(
+        health, manager.model_adapters, events,
+        panic_threshold=config.server.route_panic_threshold,
+    )
+    health.record_listeners.append(watcher.recorded)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            health.record_listeners.remove(watcher.recorded)
 
 
 @contextlib.asynccontextmanager

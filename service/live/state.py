@@ -196,6 +196,9 @@ class HealthState:
         #: Bumped on every recorded result: ``await state.changes.wait_value(lambda n: n >= k)``.
         self.changes: AsyncValue = AsyncValue(0)
         self._subscribers: list[trio.MemorySendChannel[Transition]] = []
+        #: Called with every result the state takes in, once it has (the stream's
+        #: ``route`` events). They must not block or raise.
+        self.record_listeners: list[Callable[[ProbeResult], None]] = []
 
     def __repr__(self) -> str:
         return f"HealthState(adapters={len(self._states)}, changes={self.changes.value})"
@@ -278,6 +281,8 @@ class HealthState:
                     result=result,
                 )
             )
+        for listener in self.record_listeners:
+            listener(result)
 
     def report(
         self,

@@ -20,6 +20,10 @@ each ``data:`` line):
 ``run``
     ``{"run_id", "strategy", "status", "execution_time", "adapters"}`` when a
     run finishes.
+``route``
+    ``{"model", "panic", "deployments"}`` (provider names, best first) when a
+    model's routable set changes order or panic (background checks on;
+    :mod:`service.live.route`).
 ``hello`` / ``dropped``
     The first event of every stream (``{"background": bool}``), and the last
     one of a stream that fell too far behind.
@@ -48,6 +52,7 @@ import trio
 from trio_util import AsyncValue  # type: ignore[import-untyped]
 
 from ..engine.report import HealthReport, ProbeResult
+from .route import RoutableSet
 from .state import Transition
 
 __all__ = ["HEARTBEAT_SECONDS", "Event", "EventHub", "EventStream", "StreamsFull", "sse"]
@@ -185,6 +190,18 @@ class EventHub:
                 "current": transition.current.value,
                 "at": round(transition.result.checked_at, 3),
                 "error": transition.result.error,
+            },
+        )
+
+    def publish_route(self, routable: RoutableSet) -> None:
+        if not self._subscribers:
+            return
+        self.publish(
+            "route",
+            {
+                "model": routable.model,
+                "panic": routable.panic,
+                "deployments": list(routable.providers),
             },
         )
 
