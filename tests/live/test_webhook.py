@@ -338,7 +338,11 @@ async def test_a_flood_beyond_max_pending_drops_the_oldest_and_reports_it(
 async def test_secrets_never_reach_logs_reprs_or_errors(
     receiver: Receiver, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG)  # httpx and httpcore included
+    caplog.set_level(logging.DEBUG)
+    # httpx and httpcore included, whatever level a library imported earlier set
+    # on their loggers (LiteLLM quiets httpx's).
+    for name in ("httpx", "httpcore"):
+        caplog.set_level(logging.DEBUG, logger=name)
     secret_url = receiver.url(f"/hook?key={QUERY_SECRET}&x=1").replace(
         "http://", f"http://user:{USER_SECRET}@"
     )
