@@ -36,7 +36,9 @@ MODEL = "gpt-4"
 SIMULATED = ("alpha", "beta", "gamma")
 TOKEN = "observe-token-e2e-0123456789"
 #: Bound on a change going around: a check, an observation batch, a route poll.
-NOTICED_WITHIN = 30.0
+#: Normally a second or two; the bound is for a machine whose cores are busy
+#: with something else (waits end on the condition, never on the clock).
+NOTICED_WITHIN = 90.0
 #: Calls sent between two looks at a condition.
 CALLS_PER_LOOK = 5
 TESTS = "the LiteLLM end-to-end tests"
