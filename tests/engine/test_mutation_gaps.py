@@ -225,6 +225,24 @@ async def test_in_flight_counts_probes_sent_and_not_answered() -> None:
     assert checker.in_flight == 0
 
 
+async def test_a_probe_cancelled_after_it_went_out_is_counted_for_its_model() -> None:
+    checker = HealthChecker(settings())
+    probe = Probe(gate=trio.Event())  # never answers
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(checker.run, {"m": [adapter("p", probe)]})
+        await probe.entered.wait()
+        nursery.cancel_scope.cancel()  # the caller hangs up
+    assert [(c.model, c.provider, c.total.free_probes) for c in checker.cost.adapters()] == [
+        ("m", "p", 1)
+    ]
+
+
+async def test_a_wildcards_listed_models_reach_its_result() -> None:
+    lister = Custom("p", ProbeOutcome.ok(200, listed=("gpt-4o", "gpt-4o-mini")))
+    result = only(await HealthChecker(settings()).run({"m": [lister]}))
+    assert result.listed_models == ("gpt-4o", "gpt-4o-mini")
+
+
 async def test_the_recheck_reason_counts_every_adapter_rechecked(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
