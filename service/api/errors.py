@@ -34,6 +34,7 @@ ENDPOINTS: Final = (
     "GET /v1/health/performance",
     "GET /v1/health/history",
     "POST /v1/health/batch",
+    "POST /v1/health/observations",
     "GET /v1/health/stream",
     "GET /v1/route/<model>",
     "GET /livez",

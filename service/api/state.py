@@ -103,7 +103,8 @@ class ServiceState:
         ]
         hook = [] if self.config.webhook is None else self.config.webhook.secrets()
         redis = [] if self.config.cluster is None else self.config.cluster.secrets()
-        return [*keys, self.config.server.auth_token, *hook, *redis]
+        server = self.config.server
+        return [*keys, server.auth_token, server.observe_token, *hook, *redis]
 
 
 def state_of(app: Quart) -> ServiceState:
