@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 import trio
 
 from service.testing.simulator import SimProvider, Simulator
+from tests.support.redis import RedisServer
 
 
 @pytest.fixture
@@ -19,3 +20,14 @@ async def sim(nursery: trio.Nursery, sim_providers: Sequence[SimProvider]) -> Si
     simulator = Simulator(sim_providers)
     await nursery.start(simulator.serve)
     return simulator
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    """A throwaway ``redis-server``, started; mark the test ``needs_redis`` (tests/support/redis.py)."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -16,9 +16,7 @@ unreachable Redis).
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -40,9 +38,9 @@ from service.live.background import lease_ttl
 from service.live.cluster import ClusterCoordinator, Lease, result_from_json, result_to_json
 from service.live.state import HealthState
 from service.testing.simulator import Behavior, SimProvider, Simulator
+from tests.support.redis import REDIS, RedisServer, needs_redis
 from tests.support.served import free_port
 
-REDIS = shutil.which("redis-server")
 INTERVAL = 0.5
 JITTER = 0.2
 #: How long one adapter's lease lasts: at most one probe per adapter per LEASE.
@@ -56,56 +54,6 @@ PATIENCE = 60.0
 PROVIDERS = ("p1", "p2", "p3", "p4")
 MODELS = ("m1", "m2", "m3")
 ADAPTERS = len(PROVIDERS) * len(MODELS)
-
-needs_redis = pytest.mark.skipif(
-    REDIS is None and os.environ.get("CI") != "true",
-    reason="redis-server is not installed (apt-get install redis-server; CI installs it)",
-)
-
-
-class RedisServer:
-    """A throwaway redis-server on a fixed port, which tests can stop and start again."""
-
-    def __init__(self) -> None:
-        if REDIS is None:
-            raise AssertionError("redis-server is required here (CI=true): apt-get install redis-server")
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        assert REDIS is not None
-        self.process = subprocess.Popen(
-            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--loglevel", "notice"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        assert self.process.stdout is not None
-        for line in self.process.stdout:  # wait for its own "ready" line, not a sleep
-            if b"Ready to accept connections" in line:
-                return
-        raise AssertionError(f"redis-server exited with {self.process.wait()}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
 
 @pytest.fixture
 def sim_providers() -> list[SimProvider]:

@@ -13,89 +13,23 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
-import signal
-import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import coredis
 import pytest
 import trio
 
-from adapters.base import Secret
 from service.api.app import EXTENSION_KEY
 from service.api.healthjson import HEALTH_JSON
-from service.config import CheckSchedule
-from service.config.cluster import ClusterConfig
 from service.engine.report import ProbeResult, ProbeStatus
 from service.live.cluster import ClusterCoordinator, Lease, result_from_json, result_to_json
-from service.live.state import HealthState
 from tests.support.app import make_app, serving
 from tests.support.fakes import adapter, hang, probe_result
-from tests.support.served import free_port
+from tests.support.redis import RedisServer, needs_redis, publish, replica
 
-REDIS = shutil.which("redis-server")
-CHANNEL = "router-health:results"
-KNOWN = {("m1", "p1"), ("m1", "p2")}
 #: Far enough either way to be outside any clock-skew allowance.
 HOUR = 3600.0
-
-needs_redis = pytest.mark.skipif(
-    REDIS is None and os.environ.get("CI") != "true",
-    reason="redis-server is not installed (apt-get install redis-server; CI installs it)",
-)
-
-
-class RedisProcess:
-    """A throwaway redis-server on a free loopback port; ``pause`` makes it hang (SIGSTOP)."""
-
-    def __init__(self) -> None:
-        if REDIS is None:
-            raise AssertionError("redis-server is required here (CI=true): apt-get install redis-server")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(
-            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        assert self.process.stdout is not None
-        for line in self.process.stdout:  # its own "ready" line, not a sleep
-            if b"Ready to accept connections" in line:
-                return
-        raise AssertionError(f"redis-server exited with {self.process.wait()}")
-
-    def pause(self) -> None:
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        self.process.send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        self.resume()  # a stopped process only sees SIGTERM once continued
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def redis() -> Iterator[RedisProcess]:
-    server = RedisProcess()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def replica(url: str, name: str) -> ClusterCoordinator:
-    return ClusterCoordinator(
-        ClusterConfig(redis_url=Secret(url), instance_id=name),
-        HealthState(lambda model, provider: CheckSchedule(interval=10)),
-        known=KNOWN,
-    )
 
 
 def message(**changes: Any) -> dict[str, Any]:
@@ -190,14 +124,6 @@ def poisons() -> dict[str, bytes]:
     return {name: case if isinstance(case, bytes) else encode(case) for name, case in cases.items()}
 
 
-async def publish(url: str, *payloads: bytes) -> None:
-    """Each payload, in order, on the results channel (a raw client: nobody's coordinator)."""
-    raw = coredis.Redis.from_url(url, decode_responses=False)
-    async with raw:
-        for payload in payloads:
-            await raw.publish(CHANNEL, payload)
-
-
 def marker() -> bytes:
     """A valid result for m1/p2: once a replica has it, everything published before is handled."""
     return encode(message(instance="marker", provider="p2", status="healthy", http_status=200,
@@ -230,7 +156,7 @@ def healthy_now(provider: str = "p1") -> ProbeResult:
 
 @needs_redis
 async def test_a_poisoned_message_changes_no_replicas_state(
-    redis: RedisProcess, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+    redis: RedisServer, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     origin, a, b = replica(redis.url, "origin"), replica(redis.url, "a"), replica(redis.url, "b")
@@ -268,7 +194,7 @@ async def test_a_poisoned_message_changes_no_replicas_state(
 
 @needs_redis
 async def test_a_future_timestamp_freezes_nothing_and_a_fast_clock_never_wins(
-    redis: RedisProcess, nursery: trio.Nursery
+    redis: RedisServer, nursery: trio.Nursery
 ) -> None:
     a = replica(redis.url, "a")
     await nursery.start(a.run)
@@ -301,7 +227,7 @@ async def test_a_future_timestamp_freezes_nothing_and_a_fast_clock_never_wins(
 
 @needs_redis
 async def test_a_starting_replica_ignores_a_poisoned_stored_result(
-    redis: RedisProcess, nursery: trio.Nursery
+    redis: RedisServer, nursery: trio.Nursery
 ) -> None:
     origin = replica(redis.url, "origin")
     await nursery.start(origin.run)
@@ -364,7 +290,7 @@ async def test_health_json_answers_out_of_range_timestamps() -> None:
 
 @needs_redis
 async def test_a_hanging_redis_logs_one_line_per_state_change(
-    redis: RedisProcess, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+    redis: RedisServer, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     redis.pause()  # accepts connections (the kernel does), answers nothing

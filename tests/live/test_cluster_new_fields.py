@@ -11,41 +11,22 @@ messages in order), so nothing waits for time to pass.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import coredis
 import pytest
 import trio
 
 from adapters import MAX_LISTED
-from adapters.base import Secret
-from service.config import CheckSchedule
-from service.config.cluster import ClusterConfig
 from service.engine.report import ProbeResult, ProbeStatus
 from service.live.cluster import (
     MAX_LISTED_CHARS,
     MAX_PAYLOAD,
     MAX_PROBE_TOKENS,
-    ClusterCoordinator,
     result_from_json,
     result_to_json,
 )
-from service.live.state import HealthState
-from tests.support.served import free_port
-
-REDIS = shutil.which("redis-server")
-CHANNEL = "router-health:results"
-KNOWN = {("m1", "p1"), ("m1", "p2")}
-
-needs_redis = pytest.mark.skipif(
-    REDIS is None and os.environ.get("CI") != "true",
-    reason="redis-server is not installed (apt-get install redis-server; CI installs it)",
-)
+from tests.support.redis import RedisServer, needs_redis, publish, replica
 
 
 def listed(count: int = MAX_LISTED, chars: int = MAX_LISTED_CHARS) -> tuple[str, ...]:
@@ -146,58 +127,9 @@ def test_a_list_of_long_non_ascii_ids_is_cut_to_fit_the_payload() -> None:
 # -- over Redis: the fields reach a replica; poison changes nothing and is counted ---------------
 
 
-class RedisProcess:
-    """A throwaway redis-server on a free loopback port."""
-
-    def __init__(self) -> None:
-        if REDIS is None:
-            raise AssertionError("redis-server is required here (CI=true): apt-get install it")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(
-            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        assert self.process.stdout is not None
-        for line in self.process.stdout:  # its own "ready" line, not a sleep
-            if b"Ready to accept connections" in line:
-                return
-        raise AssertionError(f"redis-server exited with {self.process.wait()}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def redis() -> Iterator[RedisProcess]:
-    server = RedisProcess()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def replica(url: str, name: str) -> ClusterCoordinator:
-    return ClusterCoordinator(
-        ClusterConfig(redis_url=Secret(url), instance_id=name),
-        HealthState(lambda model, provider: CheckSchedule(interval=10)),
-        known=KNOWN,
-    )
-
-
-async def publish(url: str, *payloads: bytes) -> None:
-    raw = coredis.Redis.from_url(url, decode_responses=False)
-    async with raw:
-        for payload in payloads:
-            await raw.publish(CHANNEL, payload)
-
-
 @needs_redis
 async def test_a_peers_new_fields_reach_a_replica_and_poisoned_ones_are_counted(
-    redis: RedisProcess, nursery: trio.Nursery
+    redis: RedisServer, nursery: trio.Nursery
 ) -> None:
     a = replica(redis.url, "a")
     await nursery.start(a.run)

@@ -9,6 +9,7 @@
 * :mod:`tests.support.configs`: config documents and files.
 * :mod:`tests.support.cli`: the ``router-health`` command as a process.
 * :mod:`tests.support.browser`: the headless Chromium check.
+* :mod:`tests.support.redis`: a throwaway ``redis-server`` and cluster replicas on it.
 
 Test modules import from here and never from each other.
 """

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from typing import Any
 
 import pytest
 
 from benchmarks import cluster, policies, report, suite, workload
 from benchmarks.upstream import simulator
+from tests.support.redis import needs_redis
 
 LATENCY = 0.05
 
@@ -211,10 +210,7 @@ def test_the_policy_section_renders_and_splices(policy_results: suite.Results) -
 # -- several instances with and without [cluster] (benchmarks/cluster.py), --quick: counts only --
 
 
-@pytest.mark.skipif(
-    shutil.which("redis-server") is None and os.environ.get("CI") != "true",
-    reason="redis-server is not installed (apt-get install redis-server; CI installs it)",
-)
+@needs_redis
 def test_the_cluster_record_counts_one_probe_per_adapter_per_interval_in_all() -> None:
     """``python -m benchmarks --quick --cluster-only``, through the suite's own hooks."""
     plan = suite.Plan.quick_plan()
