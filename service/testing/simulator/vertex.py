@@ -31,7 +31,8 @@ from urllib.parse import parse_qsl
 
 from .behavior import SimProvider
 from .connection import _json_reply, _Reply, _Request
-from .wire import Match, Refused, Wire, retry_after_header, usage_reply
+from .gemini import GoogleErrors
+from .wire import Match, Refused, retry_after_header, usage_reply
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -55,20 +56,6 @@ _TOKEN_LIFETIME: Final = 3599
 _AUDIENCES: Final = frozenset(
     {"https://oauth2.googleapis.com/token", "https://accounts.google.com/o/oauth2/token"}
 )
-_STATUSES: Final = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    409: "ABORTED",
-    429: "RESOURCE_EXHAUSTED",
-    499: "CANCELLED",
-    500: "INTERNAL",
-    501: "NOT_IMPLEMENTED",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
 _UNAUTHENTICATED: Final = (
     "Request had invalid authentication credentials. Expected OAuth 2 access token, login "
     "cookie or other valid authentication credential. See "
@@ -133,7 +120,7 @@ def _publisher_model(entry: str) -> tuple[str, str]:
     return ("anthropic" if model.startswith("claude-") else "google"), model
 
 
-class VertexWire(Wire):
+class VertexWire(GoogleErrors):
     """Vertex AI's v1 REST API, with its OAuth token endpoint."""
 
     # -- routing ---------------------------------------------------------------------
@@ -305,24 +292,6 @@ class VertexWire(Wire):
         )
 
     # -- errors ------------------------------------------------------------------------
-
-    def error_body(
-        self,
-        status: int,
-        message: str,
-        *,
-        err_type: str | None = None,
-        code: str | int | None = None,
-        param: str | None = None,
-    ) -> Any:
-        default = "INTERNAL" if status >= 500 else "FAILED_PRECONDITION"
-        return {
-            "error": {
-                "code": status,
-                "message": message,
-                "status": err_type or _STATUSES.get(status, default),
-            }
-        }
 
     def not_found_path(self, method: str, path: str) -> _Reply:
         return self.error_reply(404, f"The requested URL {path} was not found on this server.")
