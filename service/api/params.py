@@ -1,4 +1,4 @@
-"""Reading requests: query parameters, selections, the batch body, and their errors.
+"""Reading requests: query parameters, selections, request bodies, and their errors.
 
 Every value a client sends is checked here before anything is probed, and
 every mistake becomes an :class:`ApiError`: a JSON 4xx naming the parameter
@@ -16,7 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import trio
+from quart import request
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from adapters.base import Adapter
 
@@ -32,9 +35,11 @@ __all__ = [
     "InvalidBody",
     "InvalidParameter",
     "Selection",
+    "batch_too_large",
     "parse_batch_body",
     "parse_check_params",
     "plan_for",
+    "read_body",
     "show_value",
     "single_param",
 ]
@@ -289,12 +294,39 @@ BODY_ACCEPTED: Final = (
 )
 
 
+#: Seconds a request body has to arrive in full.
+BODY_READ_TIMEOUT: Final = 10.0
+
+
 class InvalidBody(ApiError):
     def __init__(self, field: str, message: str, accepted: str) -> None:
         super().__init__(
             400,
             {"error": "invalid_body", "field": field, "message": message, "accepted": accepted},
         )
+
+
+async def read_body(limit: int, too_large: ApiError, accepted: str) -> bytes:
+    """The request body; ``too_large`` past ``limit`` bytes, without reading the rest.
+
+    ``accepted`` is what a body that did not arrive in time is told is accepted.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    data = bytearray()
+    # A client that announces a body and never sends it must not hold a
+    # handler (and a socket) for ever: the whole body gets a deadline.
+    with trio.move_on_after(BODY_READ_TIMEOUT) as scope:
+        try:
+            async for chunk in request.body:
+                data += chunk
+                if len(data) > limit:
+                    raise too_large
+        except RequestEntityTooLarge:
+            raise too_large from None
+    if scope.cancelled_caught:
+        raise InvalidBody("body", f"the body did not arrive within {BODY_READ_TIMEOUT:g} s", accepted)
+    return bytes(data)
 
 
 def _no_constant(name: str) -> Any:
@@ -341,6 +373,11 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), f"a {type(value).__name__}")
 
 
+def batch_too_large() -> InvalidBody:
+    """The refusal of a batch body past :data:`MAX_BATCH_BYTES`."""
+    return InvalidBody("body", f"the body is larger than {MAX_BATCH_BYTES // 1024} KB", BODY_ACCEPTED)
+
+
 def parse_batch_body(
     raw: bytes, config: Config
 ) -> tuple[CheckParams, Sequence[str] | None, Sequence[str] | None]:
@@ -349,9 +386,7 @@ def parse_batch_body(
     Raises :class:`ApiError` (400 ``invalid_body``) naming the field and the accepted form.
     """
     if len(raw) > MAX_BATCH_BYTES:
-        raise InvalidBody(
-            "body", f"the body is larger than {MAX_BATCH_BYTES // 1024} KB", BODY_ACCEPTED
-        )
+        raise batch_too_large()
     try:
         body = json.loads(
             raw.decode("utf-8"), parse_constant=_no_constant, object_pairs_hook=_unique_keys

@@ -8,9 +8,7 @@ import ipaddress
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
-import trio
 from quart import Response, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..engine.report import HealthReport
 from ..live.stream import StreamsFull
@@ -25,12 +23,13 @@ from .params import (
     MAX_BATCH_BYTES,
     ApiError,
     CheckParams,
-    InvalidBody,
     InvalidParameter,
     Selection,
+    batch_too_large,
     parse_batch_body,
     parse_check_params,
     plan_for,
+    read_body,
     show_value,
     single_param,
 )
@@ -55,7 +54,6 @@ __all__ = [
 ]
 
 _FORMAT_ACCEPTED: Final = "json or health+json (the IETF health check format)"
-_BODY_READ_TIMEOUT: Final = 10.0  # seconds for a whole batch body (at most 64 KB)
 
 
 def _wants_health_json() -> bool:
@@ -150,29 +148,6 @@ async def health_model(name: str) -> Response:
     return render(report)
 
 
-async def _read_body(limit: int) -> bytes:
-    """The request body, refusing (400) past ``limit`` bytes without reading it all."""
-    too_large = InvalidBody("body", f"the body is larger than {limit // 1024} KB", BODY_ACCEPTED)
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    data = bytearray()
-    # A client that announces a body and never sends it must not hold a
-    # handler (and a socket) for ever: the whole body gets a deadline.
-    with trio.move_on_after(_BODY_READ_TIMEOUT) as scope:
-        try:
-            async for chunk in request.body:
-                data += chunk
-                if len(data) > limit:
-                    raise too_large
-        except RequestEntityTooLarge:
-            raise too_large from None
-    if scope.cancelled_caught:
-        raise InvalidBody(
-            "body", f"the body did not arrive within {_BODY_READ_TIMEOUT:g} s", BODY_ACCEPTED
-        )
-    return bytes(data)
-
-
 async def health_batch() -> Response:
     state = current_state()
     access = request_access(state.auth)
@@ -186,7 +161,8 @@ async def health_batch() -> Response:
                 "accepted": "application/json",
             },
         )
-    params, models, providers = parse_batch_body(await _read_body(MAX_BATCH_BYTES), state.config)
+    raw = await read_body(MAX_BATCH_BYTES, batch_too_large(), BODY_ACCEPTED)
+    params, models, providers = parse_batch_body(raw, state.config)
     selection = Selection.of(params, models=models, providers=providers)
     as_health_json = _wants_health_json()
     return await _answer(state, params, access, selection, as_health_json=as_health_json)

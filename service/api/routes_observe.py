@@ -24,13 +24,12 @@ from typing import Any, Final
 
 import trio
 from quart import Response, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..config import ServerConfig
 from ..config.values import finite
 from ..engine.manager import AdapterManager
 from .auth import BearerAuth, request_access
-from .params import ApiError, InvalidBody, _json_type, show_value
+from .params import ApiError, InvalidBody, _json_type, read_body, show_value
 from .state import ServiceState, current_state
 from .suggest import LISTED, suggest
 from .views import json_response
@@ -41,7 +40,6 @@ __all__ = ["MAX_CLOCK_SKEW", "TokenBucket", "health_observations", "observations
 MAX_CLOCK_SKEW: Final = 60.0
 #: Body bytes allowed per observation a request may carry.
 _BYTES_PER_OBSERVATION: Final = 1024
-_BODY_READ_TIMEOUT: Final = 10.0
 #: The longest message of one rejected entry (a value is echoed, never in full).
 _MAX_ERROR_CHARS: Final = 400
 _DESK_KEY: Final = "router_health.observations"
@@ -157,9 +155,13 @@ async def health_observations() -> Response:
                 "accepted": "application/json",
             },
         )
-    entries = _parse_body(
-        await _read_body(observations_body_limit(server)), server.max_observations_per_request
+    limit = observations_body_limit(server)
+    too_large = _too_large(
+        f"the body is larger than {limit:,} bytes (1 KB per observation of [server] "
+        "max_observations_per_request); split the batch"
     )
+    raw = await read_body(limit, too_large, _ACCEPTED)
+    entries = _parse_body(raw, server.max_observations_per_request)
     models = state.manager.get_available_models()
     now = time.time()
     accepted = ignored = 0
@@ -183,31 +185,6 @@ async def health_observations() -> Response:
 
 def _too_large(message: str) -> ApiError:
     return ApiError(413, {"error": "request_too_large", "message": message})
-
-
-async def _read_body(limit: int) -> bytes:
-    """The request body; 413 past ``limit`` bytes, without reading the rest."""
-    too_large = _too_large(
-        f"the body is larger than {limit:,} bytes (1 KB per observation of [server] "
-        "max_observations_per_request); split the batch"
-    )
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    data = bytearray()
-    # A client that announces a body and never sends it must not hold a handler for ever.
-    with trio.move_on_after(_BODY_READ_TIMEOUT) as scope:
-        try:
-            async for chunk in request.body:
-                data += chunk
-                if len(data) > limit:
-                    raise too_large
-        except RequestEntityTooLarge:
-            raise too_large from None
-    if scope.cancelled_caught:
-        raise InvalidBody(
-            "body", f"the body did not arrive within {_BODY_READ_TIMEOUT:g} s", _ACCEPTED
-        )
-    return bytes(data)
 
 
 def _parse_body(raw: bytes, most: int) -> list[Any]:
