@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from service.testing.simulator import Behavior, SimProvider, Simulator
-from tests.support.cli import ROUTER_HEALTH, cli_env, read_stderr, read_stdout_until
+from tests.support.cli import ROUTER_HEALTH, cli_env, read_stderr, served_url
 
 OPENAI_KEY = "rhtestkey-sim-openai-0123456789"
 AZURE_KEY = "rhtestkey-sim-azure-0123456789"
@@ -137,9 +137,7 @@ async def test_serve_answers_the_health_api_for_a_litellm_config(
         env={**cli_env(), **ENV},
     )
     try:
-        with trio.fail_after(30):
-            banner = (await read_stdout_until(process, lambda out: b"\n" in out)).decode()
-        base = banner.split("serving on ")[1].split()[0]
+        base = await served_url(process)
         async with httpx.AsyncClient(timeout=30) as client:
             answer = await client.get(f"{base}/v1/health/")
         assert answer.status_code == 200

@@ -61,6 +61,15 @@ async def read_stdout_until(process: trio.Process, done: Callable[[bytes], bool]
     return buffer
 
 
+async def served_url(process: trio.Process, *, within: float = 30.0) -> str:
+    """The URL a ``serve`` process prints on its banner line (``serving on URL ...``)."""
+    with trio.fail_after(within):
+        banner = await read_stdout_until(
+            process, lambda out: b"serving on" in out and out.endswith(b"\n")
+        )
+    return banner.decode().split("serving on", 1)[1].split()[0]
+
+
 async def read_stderr(process: trio.Process) -> str:
     """The rest of the process's stderr, up to its end."""
     assert process.stderr is not None

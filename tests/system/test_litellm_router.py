@@ -25,7 +25,7 @@ import trio
 from service.config import dump_toml
 from service.config.litellm import litellm_document
 from service.testing.simulator import Behavior, SimProvider, Simulator
-from tests.support.cli import cli_process, read_stdout_until
+from tests.support.cli import cli_process, served_url
 from tests.support.litellm import require_litellm
 
 T = TypeVar("T")
@@ -182,11 +182,7 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
         async with cli_process(
             "serve", "--config", str(tmp_path / "router-health.toml"), "--port", "0"
         ) as process:
-            with trio.fail_after(NOTICED_WITHIN):
-                banner = await read_stdout_until(
-                    process, lambda out: b"serving on" in out and out.endswith(b"\n")
-                )
-            url = banner.decode().split("serving on", 1)[1].split()[0]
+            url = await served_url(process, within=NOTICED_WITHIN)
             nursery.start_soon(drain, process)  # its log lines must never fill the pipe
 
             from service.integrations.litellm import RouterHealthCallback

@@ -23,7 +23,7 @@ import httpx
 import trio
 
 from service.testing.simulator import Behavior, SimProvider, Simulator
-from tests.support.cli import cli_process, read_stderr, read_stdout_until
+from tests.support.cli import cli_process, read_stderr, served_url
 from tests.support.configs import write_config
 from tests.support.served import (
     DEADLINE_SLACK,
@@ -91,11 +91,7 @@ async def test_router_health_serve_answers_waiting_requests_503_on_sigterm_and_e
         )
         try:
             async with cli_process("serve", "--config", str(config), "--port", "0") as process:
-                with trio.fail_after(30):
-                    banner = await read_stdout_until(
-                        process, lambda out: b"serving on" in out and out.endswith(b"\n")
-                    )
-                base = banner.decode().split("serving on", 1)[1].split()[0]
+                base = await served_url(process)
                 async with httpx.AsyncClient(base_url=base, timeout=30) as client:
 
                     async def call(path: str) -> None:

@@ -37,7 +37,7 @@ import trio.testing
 
 from service.api.app import EXTENSION_KEY
 from service.testing.simulator import Behavior, SimProvider, Simulator
-from tests.support.cli import cli_process, read_stderr, read_stdout_until
+from tests.support.cli import cli_process, read_stderr, served_url
 from tests.support.configs import write_config
 from tests.support.served import (
     GUARD,
@@ -349,11 +349,7 @@ async def test_router_health_serve_exits_0_on_sigterm_under_load(tmp_path: Path)
         outcomes: list[str] = []
         try:
             async with cli_process("serve", "--config", str(config), "--port", "0") as process:
-                with trio.fail_after(30):
-                    banner = await read_stdout_until(
-                        process, lambda printed: b"serving on" in printed and printed.endswith(b"\n")
-                    )
-                base = banner.decode().split("serving on", 1)[1].split()[0]
+                base = await served_url(process)
 
                 async with httpx.AsyncClient(base_url=base, timeout=30) as client:
 
