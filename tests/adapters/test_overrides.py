@@ -20,6 +20,7 @@ from adapters import FailureKind, HttpAdapter, OpenAIAdapter, ProbeRequest, Secr
 from adapters.transport import RawResponse
 from service import AdapterManager, ProbeStatus, parse_config
 from tests.support.leaks import fragment
+from tests.support.served import receive_message
 
 KEY = Secret("rhtestkey-overrides-0123456789abcdef")
 TENANT = "Zq7f3a9c1e5bWx"
@@ -183,19 +184,8 @@ class FakeUpstream:
 
     async def handle(self, stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER)
-        head: h11.Request | None = None
-        body = b""
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(await stream.receive_some(65536))
-            elif isinstance(event, h11.Request):
-                head = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                break
-        assert head is not None
+        head, body = await receive_message(conn, stream)
+        assert isinstance(head, h11.Request)
         target = head.target.decode()
         self.arrived.append(
             Arrived(head.method.decode(), target,

@@ -152,6 +152,24 @@ class Answer:
         return json.loads(self.body)
 
 
+async def receive_message(
+    conn: h11.Connection, stream: trio.SocketStream
+) -> tuple[h11.Request | h11.Response | None, bytes]:
+    """The head and body of the next message on ``stream``; None for a connection closed first."""
+    head: h11.Request | h11.Response | None = None
+    body = b""
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await stream.receive_some(65536))
+        elif isinstance(event, h11.Request | h11.Response):
+            head = event
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+            return head, body
+
+
 async def raw_get(service: Service, target: bytes) -> Answer:
     """One ``GET <target>`` on a fresh connection, the target sent byte for byte.
 
@@ -167,19 +185,8 @@ async def raw_get(service: Service, target: bytes) -> Answer:
         client = h11.Connection(h11.CLIENT)
         client.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))  # state only
         client.send(h11.EndOfMessage())
-        response: h11.Response | None = None
-        body = b""
-        while True:
-            event = client.next_event()
-            if event is h11.NEED_DATA:
-                client.receive_data(await stream.receive_some(65536))
-            elif isinstance(event, h11.Response):
-                response = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                break
-    assert response is not None
+        response, body = await receive_message(client, stream)
+    assert isinstance(response, h11.Response)
     return Answer(response.status_code, dict(response.headers), body)
 
 
