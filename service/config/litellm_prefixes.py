@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from adapters.modes import MODES
+
 __all__ = ["CHECKED_MODES", "DEFAULT_INTERVAL", "NO_PREFIX", "PREFIXES", "Route"]
 
 
@@ -85,17 +87,7 @@ PREFIXES: Final[dict[str, Route]] = {
 
 #: ``model_info.mode`` values router-health can check (LiteLLM's names, kept as
 #: they are); any other mode (batch, realtime, ocr...) loads as unsupported.
-CHECKED_MODES: Final = (
-    "chat",
-    "completion",
-    "embedding",
-    "image_generation",
-    "audio_speech",
-    "audio_transcription",
-    "rerank",
-    "moderation",
-    "responses",
-)
+CHECKED_MODES: Final = MODES
 
 #: ``general_settings.health_check_interval`` when background checks are on
 #: without one (LiteLLM's own default).
