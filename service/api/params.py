@@ -39,7 +39,7 @@ __all__ = [
     "parse_batch_body",
     "parse_check_params",
     "plan_for",
-    "read_body",
+    "read_json_body",
     "show_value",
     "single_param",
 ]
@@ -306,11 +306,22 @@ class InvalidBody(ApiError):
         )
 
 
-async def read_body(limit: int, too_large: ApiError, accepted: str) -> bytes:
-    """The request body; ``too_large`` past ``limit`` bytes, without reading the rest.
+async def read_json_body(limit: int, too_large: ApiError, accepted: str) -> bytes:
+    """The body of a JSON request; ``too_large`` past ``limit`` bytes, without reading the rest.
 
-    ``accepted`` is what a body that did not arrive in time is told is accepted.
+    415 unless the Content-Type is JSON. ``accepted`` is what a body that did
+    not arrive in time is told is accepted.
     """
+    if request.mimetype != "application/json":
+        shown = show_value(request.content_type) if request.content_type else "none"
+        raise ApiError(
+            415,
+            {
+                "error": "unsupported_media_type",
+                "message": f"the body must be JSON (Content-Type: application/json), got {shown}",
+                "accepted": "application/json",
+            },
+        )
     if request.content_length is not None and request.content_length > limit:
         raise too_large
     data = bytearray()

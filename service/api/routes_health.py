@@ -29,8 +29,7 @@ from .params import (
     parse_batch_body,
     parse_check_params,
     plan_for,
-    read_body,
-    show_value,
+    read_json_body,
     single_param,
 )
 from .runs import measure, ready_manager, run_selection, shared
@@ -151,17 +150,7 @@ async def health_model(name: str) -> Response:
 async def health_batch() -> Response:
     state = current_state()
     access = request_access(state.auth)
-    if request.mimetype != "application/json":
-        shown = show_value(request.content_type) if request.content_type else "none"
-        raise ApiError(
-            415,
-            {
-                "error": "unsupported_media_type",
-                "message": f"the body must be JSON (Content-Type: application/json), got {shown}",
-                "accepted": "application/json",
-            },
-        )
-    raw = await read_body(MAX_BATCH_BYTES, batch_too_large(), BODY_ACCEPTED)
+    raw = await read_json_body(MAX_BATCH_BYTES, batch_too_large(), BODY_ACCEPTED)
     params, models, providers = parse_batch_body(raw, state.config)
     selection = Selection.of(params, models=models, providers=providers)
     as_health_json = _wants_health_json()

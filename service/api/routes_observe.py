@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import trio
-from quart import Response, request
+from quart import Response
 
 from ..config import ServerConfig
 from ..config.values import finite
 from ..engine.manager import AdapterManager
 from .auth import BearerAuth, request_access
-from .params import ApiError, InvalidBody, _json_type, read_body, show_value
+from .params import ApiError, InvalidBody, _json_type, read_json_body, show_value
 from .state import ServiceState, current_state
 from .suggest import LISTED, suggest
 from .views import json_response
@@ -145,22 +145,12 @@ async def health_observations() -> Response:
             },
             {"Retry-After": str(retry_after)},
         )
-    if request.mimetype != "application/json":
-        shown = show_value(request.content_type) if request.content_type else "none"
-        raise ApiError(
-            415,
-            {
-                "error": "unsupported_media_type",
-                "message": f"the body must be JSON (Content-Type: application/json), got {shown}",
-                "accepted": "application/json",
-            },
-        )
     limit = observations_body_limit(server)
     too_large = _too_large(
         f"the body is larger than {limit:,} bytes (1 KB per observation of [server] "
         "max_observations_per_request); split the batch"
     )
-    raw = await read_body(limit, too_large, _ACCEPTED)
+    raw = await read_json_body(limit, too_large, _ACCEPTED)
     entries = _parse_body(raw, server.max_observations_per_request)
     models = state.manager.get_available_models()
     now = time.time()
