@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -68,6 +69,15 @@ async def served_url(process: trio.Process, *, within: float = 30.0) -> str:
             process, lambda out: b"serving on" in out and out.endswith(b"\n")
         )
     return banner.decode().split("serving on", 1)[1].split()[0]
+
+
+async def sigterm_timed(process: trio.Process, *, within: float) -> tuple[int, float]:
+    """Send SIGTERM; the exit code and the seconds the process took to exit (failing past ``within``)."""
+    process.send_signal(signal.SIGTERM)
+    signalled = trio.current_time()
+    with trio.fail_after(within):  # only stops a hang
+        code = await process.wait()
+    return code, trio.current_time() - signalled
 
 
 async def read_stderr(process: trio.Process) -> str:

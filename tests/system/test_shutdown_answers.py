@@ -15,7 +15,6 @@ never on the clock.
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import httpx
 import trio
 
 from service.testing.simulator import Behavior, SimProvider, Simulator
-from tests.support.cli import cli_process, read_stderr, served_url
+from tests.support.cli import cli_process, read_stderr, served_url, sigterm_timed
 from tests.support.configs import write_config
 from tests.support.served import (
     DEADLINE_SLACK,
@@ -103,11 +102,7 @@ async def test_router_health_serve_answers_waiting_requests_503_on_sigterm_and_e
                             clients.start_soon(call, path)
                         with trio.fail_after(GUARD * 2):
                             await sim.wait_until(lambda: sim.stats("stuck").in_flight >= 2)
-                        process.send_signal(signal.SIGTERM)
-                        signalled = trio.current_time()
-                        with trio.fail_after(grace + 20):  # only stops a hang
-                            code = await process.wait()
-                        elapsed = trio.current_time() - signalled
+                        code, elapsed = await sigterm_timed(process, within=grace + 20)
                 text = await read_stderr(process)
             assert code == 0, text
             assert "Traceback" not in text

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ import trio.testing
 
 from service.api.app import EXTENSION_KEY
 from service.testing.simulator import Behavior, SimProvider, Simulator
-from tests.support.cli import cli_process, read_stderr, served_url
+from tests.support.cli import cli_process, read_stderr, served_url, sigterm_timed
 from tests.support.configs import write_config
 from tests.support.served import (
     GUARD,
@@ -367,11 +366,7 @@ async def test_router_health_serve_exits_0_on_sigterm_under_load(tmp_path: Path)
                             clients.start_soon(call, path)
                         with trio.fail_after(GUARD * 2):
                             await sim.wait_until(lambda: sim.stats("stuck").in_flight >= 3)
-                        process.send_signal(signal.SIGTERM)
-                        signalled = trio.current_time()
-                        with trio.fail_after(grace + 20):  # only stops a hang
-                            code = await process.wait()
-                        elapsed = trio.current_time() - signalled
+                        code, elapsed = await sigterm_timed(process, within=grace + 20)
                 text = await read_stderr(process)
                 assert code == 0, text
                 # The grace period (callers still waiting are answered shortly
