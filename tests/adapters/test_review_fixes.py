@@ -17,8 +17,9 @@ import pytest
 from adapters import ADAPTER_TYPES, FailureKind, ProbeOutcome, Secret
 from adapters.base import ProbeRequest, RawResponse
 from adapters.registry import PROVIDERS, ProviderSpec, adapter_class
-from service import AdapterManager, ConfigError, ProbeResult, ProbeStatus, parse_config
+from service import ConfigError, ProbeResult, ProbeStatus, parse_config
 from service.testing.simulator import Behavior, SimProvider, Simulator
+from tests.support.configs import probe_entry
 
 KEY = "rhtestkey-review-0123456789abcdef"
 SPEECH_KINDS = sorted(kind for kind, cls in ADAPTER_TYPES.items() if "audio_speech" in cls.modes)
@@ -60,19 +61,6 @@ def sim_providers() -> list[SimProvider]:
 async def probe(sim: Simulator, kind: str, model: str, **overrides: Any) -> ProbeResult:
     entry = {"mode": "audio_speech", "probe": "completion", **overrides}
     return await probe_entry(sim, kind, model=model, **entry)
-
-
-async def probe_entry(sim: Simulator, name: str, **overrides: Any) -> ProbeResult:
-    entry = next(e for e in sim.provider_entries() if e["name"] == name)
-    entry = {k: v for k, v in {**entry, **overrides}.items() if v is not None}
-    config = parse_config(
-        {"checks": {"adapter_timeout": 5, "recheck_timeouts": False},
-         "models": [{"name": "m", "providers": [entry]}]},
-        env={},
-    )
-    async with AdapterManager.from_config(config) as manager:
-        report = await manager.health_checker.run(manager.model_adapters)
-    return report.models["m"].results[name]
 
 
 def speech_body(kind: str, model: str, **options: str) -> dict[str, Any]:

@@ -7,13 +7,12 @@ covered with them (tests/adapters/test_bedrock.py, test_vertex.py).
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from adapters import ADAPTER_TYPES, FailureKind
-from service import AdapterManager, ProbeResult, ProbeStatus, parse_config
+from service import ProbeStatus
 from service.testing.simulator import Behavior, SimProvider, Simulator
+from tests.support.configs import probe_entry
 
 KINDS = [kind for kind in ADAPTER_TYPES if kind not in ("unsupported", "bedrock", "vertex-ai")]
 #: Every (type, mode) pair a config may write.
@@ -50,22 +49,9 @@ def sim_providers() -> list[SimProvider]:
     ]
 
 
-async def probe(sim: Simulator, provider: str, **overrides: Any) -> ProbeResult:
-    entry = next(e for e in sim.provider_entries() if e["name"] == provider)
-    entry = {k: v for k, v in {**entry, **overrides}.items() if v is not None}
-    config = parse_config(
-        {"checks": {"adapter_timeout": 5, "recheck_timeouts": False},
-         "models": [{"name": "m", "providers": [entry]}]},
-        env={},
-    )
-    async with AdapterManager.from_config(config) as manager:
-        report = await manager.health_checker.run(manager.model_adapters)
-    return report.models["m"].results[provider]
-
-
 @pytest.mark.parametrize(("kind", "mode"), LISTING)
 async def test_the_free_probe_is_healthy_and_bills_nothing(sim: Simulator, kind: str, mode: str) -> None:
-    result = await probe(sim, name(kind, mode))
+    result = await probe_entry(sim, name(kind, mode))
     assert result.status is ProbeStatus.HEALTHY, result.error
     stats = sim.stats(name(kind, mode))
     assert (stats.list_probes, stats.completion_probes, stats.billed_tokens) == (1, 0, 0)
@@ -77,7 +63,7 @@ async def test_the_paid_probe_is_healthy_and_reports_what_was_billed(
     sim: Simulator, kind: str, mode: str
 ) -> None:
     allow = {"allow_image_probe": True} if mode == "image_generation" else {}
-    result = await probe(sim, name(kind, mode), probe="completion", mode=mode, **allow)
+    result = await probe_entry(sim, name(kind, mode), probe="completion", mode=mode, **allow)
     assert result.status is ProbeStatus.HEALTHY, result.error
     stats = sim.stats(name(kind, mode))
     assert (stats.list_probes, stats.completion_probes) == (0, 1)
@@ -91,14 +77,14 @@ async def test_the_paid_probe_is_healthy_and_reports_what_was_billed(
     "kind", [kind for kind in KINDS if ADAPTER_TYPES[kind].key_required]
 )
 async def test_a_wrong_key_is_an_auth_failure(sim: Simulator, kind: str) -> None:
-    result = await probe(sim, name(kind, "chat"), api_key="rhtestkey-wrong-000000000000", probe="completion")
+    result = await probe_entry(sim, name(kind, "chat"), api_key="rhtestkey-wrong-000000000000", probe="completion")
     assert result.status is ProbeStatus.UNHEALTHY
     assert result.failure is FailureKind.AUTH, result.error
 
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_a_model_the_provider_does_not_serve_is_missing(sim: Simulator, kind: str) -> None:
-    result = await probe(sim, name(kind, "chat"), model="no-such-model", probe="completion")
+    result = await probe_entry(sim, name(kind, "chat"), model="no-such-model", probe="completion")
     assert result.status is ProbeStatus.UNHEALTHY
     assert result.failure is FailureKind.MODEL_MISSING, result.error
 
@@ -106,7 +92,7 @@ async def test_a_model_the_provider_does_not_serve_is_missing(sim: Simulator, ki
 @pytest.mark.parametrize("kind", KINDS)
 async def test_a_429_is_rate_limited_with_its_retry_after(sim: Simulator, kind: str) -> None:
     sim.set_behavior(name(kind, "chat"), mode="rate_limited", retry_after=7)
-    result = await probe(sim, name(kind, "chat"), probe="completion")
+    result = await probe_entry(sim, name(kind, "chat"), probe="completion")
     assert result.failure is FailureKind.RATE_LIMITED, result.error
     assert result.retry_after == 7
 
@@ -114,7 +100,7 @@ async def test_a_429_is_rate_limited_with_its_retry_after(sim: Simulator, kind: 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_a_5xx_is_an_http_status_failure(sim: Simulator, kind: str) -> None:
     sim.set_behavior(name(kind, "chat"), mode="status", status=503)
-    result = await probe(sim, name(kind, "chat"), probe="completion")
+    result = await probe_entry(sim, name(kind, "chat"), probe="completion")
     assert (result.status, result.failure, result.http_status) == (
         ProbeStatus.UNHEALTHY, FailureKind.HTTP_STATUS, 503,
     )
@@ -122,6 +108,6 @@ async def test_a_5xx_is_an_http_status_failure(sim: Simulator, kind: str) -> Non
 
 @pytest.mark.parametrize("kind", [kind for kind, _ in LISTING if _ == "chat"])
 async def test_a_wildcard_lists_what_the_provider_serves(sim: Simulator, kind: str) -> None:
-    result = await probe(sim, name(kind, "chat"), model="*")
+    result = await probe_entry(sim, name(kind, "chat"), model="*")
     assert result.status is ProbeStatus.HEALTHY, result.error
     assert result.listed_models == ("sim-chat",)

@@ -1,4 +1,4 @@
-"""Config documents and files for the tests."""
+"""Config documents and files for the tests, and a simulated provider probed through one."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from service import Config, ConfigError, load_config, parse_config
+from service import AdapterManager, Config, ConfigError, ProbeResult, load_config, parse_config
 from service.config import dump_toml
 from service.testing.simulator import Simulator
 
@@ -42,6 +42,20 @@ def sim_config(sim: Simulator, *providers: str, **checks: Any) -> Config:
         },
         env={},
     )
+
+
+async def probe_entry(sim: Simulator, name: str, **overrides: Any) -> ProbeResult:
+    """The simulator's provider ``name`` (its entry with ``overrides``; None drops a key), probed once."""
+    entry = next(e for e in sim.provider_entries() if e["name"] == name)
+    entry = {k: v for k, v in {**entry, **overrides}.items() if v is not None}
+    config = parse_config(
+        {"checks": {"adapter_timeout": 5, "recheck_timeouts": False},
+         "models": [{"name": "m", "providers": [entry]}]},
+        env={},
+    )
+    async with AdapterManager.from_config(config) as manager:
+        report = await manager.health_checker.run(manager.model_adapters)
+    return report.models["m"].results[name]
 
 
 def write_config(
