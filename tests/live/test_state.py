@@ -15,7 +15,7 @@ from adapters import FailureKind
 from service.config import CheckSchedule, ConfigError
 from service.engine.report import HealthStatus, ProbeResult, ProbeStatus
 from service.live.state import HISTORY_LENGTH, HealthState, stale_results
-from tests.support.fakes import ok, probe_result
+from tests.support.fakes import ok, probe_result, reported_for
 
 
 def result(status: ProbeStatus, *, provider: str = "openai", failure: FailureKind | None = None,
@@ -24,17 +24,6 @@ def result(status: ProbeStatus, *, provider: str = "openai", failure: FailureKin
 
 
 H, U, T = ProbeStatus.HEALTHY, ProbeStatus.UNHEALTHY, ProbeStatus.TIMEOUT
-
-
-def reported_for(results: list[ProbeResult], schedule: CheckSchedule) -> list[ProbeStatus]:
-    state = HealthState(lambda model, provider: schedule)
-    seen = []
-    for each in results:
-        state.record(each)
-        current = state.get("gpt-4", "openai")
-        assert current is not None
-        seen.append(current.reported)
-    return seen
 
 
 def reported_after(statuses: list[ProbeStatus], schedule: CheckSchedule) -> list[ProbeStatus]:

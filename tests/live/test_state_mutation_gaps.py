@@ -16,7 +16,7 @@ from adapters import FailureKind
 from service.config import CheckSchedule
 from service.engine.report import ProbeResult, ProbeStatus
 from service.live.state import HealthState, HistoryEntry, level, percentile
-from tests.support.fakes import ok, probe_result
+from tests.support.fakes import ok, probe_result, reported_for
 
 H, D, U, T = ProbeStatus.HEALTHY, ProbeStatus.DEGRADED, ProbeStatus.UNHEALTHY, ProbeStatus.TIMEOUT
 PLAN = {"gpt-4": [ok("openai")]}
@@ -33,17 +33,6 @@ def slow(latency_ms: float) -> ProbeResult:
 
 def timed_out(latency_ms: float) -> ProbeResult:
     return probe_result(T, latency_ms=latency_ms, failure=FailureKind.TIMEOUT)
-
-
-def reported_for(results: list[ProbeResult], schedule: CheckSchedule) -> list[ProbeStatus]:
-    state = HealthState(lambda model, provider: schedule)
-    seen = []
-    for each in results:
-        state.record(each)
-        current = state.get("gpt-4", "openai")
-        assert current is not None
-        seen.append(current.reported)
-    return seen
 
 
 def test_level_names_both_down_statuses_down() -> None:

@@ -13,6 +13,8 @@ import trio
 
 from adapters import CallableAdapter, FailureKind, ProbeOutcome
 from service import CheckerSettings, ProbeResult, ProbeStatus
+from service.config import CheckSchedule
+from service.live.state import HealthState
 
 Check = Callable[[], Awaitable[bool | ProbeOutcome]]
 
@@ -100,3 +102,15 @@ def probe_result(
         "failure": failure,
     }
     return ProbeResult(**{**fields, **changes})
+
+
+def reported_for(results: list[ProbeResult], schedule: CheckSchedule) -> list[ProbeStatus]:
+    """The status gpt-4/openai reports after each of ``results``, recorded in turn on ``schedule``."""
+    state = HealthState(lambda model, provider: schedule)
+    seen = []
+    for each in results:
+        state.record(each)
+        current = state.get("gpt-4", "openai")
+        assert current is not None
+        seen.append(current.reported)
+    return seen
