@@ -116,11 +116,13 @@ def _serving(state: ServiceState, live: Live) -> Iterator[None]:
     """What the routes see while the app serves: the runs' nursery and the live parts."""
     state.nursery = state.app.nursery  # shared runs live there, not in a request
     state.background, state.cluster, state.webhook = live.background, live.cluster, live.webhook
+    state.storage = live.storage
     try:
         yield
     finally:
         state.nursery = None  # no new shared runs
         state.background = None  # no more refreshes
+        state.storage = None
 
 
 def _only_error(group: BaseExceptionGroup[Exception]) -> Exception | None:

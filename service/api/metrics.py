@@ -75,7 +75,7 @@ a URL or an error message, so the cardinality is bounded by the config.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
@@ -128,6 +128,16 @@ REFUSAL_COUNTERS: Final = {
     ),
 }
 
+#: What :attr:`Metrics.storage` reports -> the counter's name (without ``_total``) and help.
+STORAGE_COUNTERS: Final = {
+    "writes": ("router_health_storage_writes", "Results and transitions written to [storage]."),
+    "dropped": (
+        "router_health_storage_dropped",
+        "Rows dropped because [storage] max_pending were already waiting.",
+    ),
+    "failures": ("router_health_storage_failures", "Failed [storage] write transactions."),
+}
+
 
 def _failure_label(failure: FailureKind | None) -> str:
     # Only enum values reach a label: anything else would be unbounded.
@@ -153,12 +163,14 @@ class Metrics:
         checker: HealthChecker,
         health: HealthState | None = None,
         refusals: Callable[[], Mapping[str, int]] | None = None,
+        storage: Callable[[], Mapping[str, Any] | None] | None = None,
     ) -> None:
         self.checker = checker
         self.health = health
         # Counts of what the service turned away, by REFUSAL_COUNTERS key; read
         # at scrape time from the parts that keep them (they outlive no app).
         self.refusals = refusals
+        self.storage = storage  # the same, for [storage]: None while it is not running
         self.registry = CollectorRegistry()
         self.results = Counter(
             "router_health_probe_results",
@@ -336,6 +348,15 @@ class _LiveCollector(Collector):
         for key, (name, doc) in REFUSAL_COUNTERS.items():
             if key in counts:
                 yield CounterMetricFamily(name, doc, value=counts[key])
+        stored = metrics.storage() if metrics.storage is not None else None
+        if stored is not None:
+            for key, (name, doc) in STORAGE_COUNTERS.items():
+                yield CounterMetricFamily(name, doc, value=stored[key])
+            yield GaugeMetricFamily(
+                "router_health_storage_pending",
+                "Rows waiting to be written to [storage] (at most max_pending).",
+                value=stored["pending"],
+            )
 
 
 class _CostCollector(Collector):

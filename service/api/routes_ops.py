@@ -101,6 +101,10 @@ async def readyz() -> Response:
         # Still ready without Redis (checks go local), but say so.
         cluster = state.cluster.status()
         body["cluster"] = {"status": cluster["status"], "rejected": cluster["rejected"]}
+    if state.storage is not None:
+        # Still ready while the database fails (checks go on), but say so.
+        stats = state.storage.stats()
+        body["storage"] = {k: stats[k] for k in ("status", "pending", "dropped", "last_error")}
     return json_response(body)
 
 

@@ -16,6 +16,7 @@ from ..engine.report import HealthReport
 from ..live.background import BackgroundChecker
 from ..live.cluster import ClusterCoordinator
 from ..live.state import HealthState
+from ..live.storage import Storage
 from ..live.stream import EventHub
 from ..live.webhook import WebhookNotifier
 from .answers import StateAnswers
@@ -70,6 +71,7 @@ class ServiceState:
     background: BackgroundChecker | None = None
     webhook: WebhookNotifier | None = None  # with [webhook]: POSTs the state's transitions
     cluster: ClusterCoordinator | None = None  # with [cluster]: leases and shared results
+    storage: Storage | None = None  # with [storage] enabled: the SQLite history
     # Every result, transition and run, for GET /v1/health/stream.
     events: EventHub = field(default_factory=EventHub)
     metrics: Metrics | None = None  # GET /metrics; made with the app
@@ -84,6 +86,10 @@ class ServiceState:
         if self.cluster is not None:
             counts["cluster_rejected"] = self.cluster.rejected
         return counts
+
+    def storage_stats(self) -> dict[str, Any] | None:
+        """Storage's counters for ``/metrics`` (None while it is not running)."""
+        return None if self.storage is None else self.storage.stats()
 
     def flights(self) -> list[SingleFlight[Hashable, Any]]:
         return [self.health_runs, self.model_runs, self.performance]

@@ -8,6 +8,7 @@ from .checks import ChecksConfig
 from .cluster import ClusterConfig
 from .models import ModelConfig
 from .server import ServerConfig
+from .storage import StorageConfig
 from .webhook import WebhookConfig
 
 __all__ = ["Config"]
@@ -21,6 +22,7 @@ class Config:
     source: str = "<config>"
     webhook: WebhookConfig | None = None  # [webhook]: POST status transitions
     cluster: ClusterConfig | None = None  # [cluster]: share checks with other instances
+    storage: StorageConfig = field(default_factory=StorageConfig)  # [storage]: SQLite history
 
     def model(self, name: str) -> ModelConfig:
         for model in self.models:

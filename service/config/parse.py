@@ -5,7 +5,7 @@ them at once (fixing a config one error per run is miserable), as a single
 :class:`ConfigError` whose message is ready to print; never a traceback.
 
 The tables are read by their own modules: ``[checks]``, ``[server]``,
-``[webhook]`` and ``[cluster]`` in :mod:`.parse_sections`, ``[[models]]`` in
+``[webhook]``, ``[cluster]`` and ``[storage]`` in :mod:`.parse_sections`, ``[[models]]`` in
 :mod:`.parse_models` (a provider entry's probe keys in :mod:`.parse_probe`),
 all reporting to one :class:`~.parse_validator.Validator`.
 """
@@ -20,13 +20,19 @@ from typing import Any
 
 from .document import Config
 from .parse_models import parse_models, provider_policies
-from .parse_sections import parse_checks, parse_cluster, parse_server, parse_webhook
+from .parse_sections import (
+    parse_checks,
+    parse_cluster,
+    parse_server,
+    parse_storage,
+    parse_webhook,
+)
 from .parse_validator import Validator
 from .values import ConfigError
 
 __all__ = ["load_config", "parse_config"]
 
-_TOP_KEYS = {"checks", "server", "models", "webhook", "cluster"}
+_TOP_KEYS = {"checks", "server", "models", "webhook", "cluster", "storage"}
 
 
 def parse_config(
@@ -41,6 +47,7 @@ def parse_config(
     checks = provider_policies(validator, checks, models)
     webhook = parse_webhook(validator, data, checks)
     cluster = parse_cluster(validator, data, checks)
+    storage = parse_storage(validator, data, checks)
     if validator.problems:
         raise ConfigError(source, validator.problems)
     return Config(
@@ -50,6 +57,7 @@ def parse_config(
         source=source,
         webhook=webhook,
         cluster=cluster,
+        storage=storage,
     )
 
 

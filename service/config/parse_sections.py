@@ -1,4 +1,4 @@
-"""The ``[checks]``, ``[server]``, ``[webhook]`` and ``[cluster]`` tables -> their settings."""
+"""The ``[checks]``, ``[server]``, ``[webhook]``, ``[cluster]`` and ``[storage]`` tables -> their settings."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ from .server import (
     ServerConfig,
     stream_room,
 )
+from .storage import StorageConfig, storage_problems
 from .values import TOKEN_CHARS, finite
 from .webhook import WebhookConfig, webhook_problems
 
-__all__ = ["parse_checks", "parse_cluster", "parse_server", "parse_webhook"]
+__all__ = ["parse_checks", "parse_cluster", "parse_server", "parse_storage", "parse_webhook"]
 
 _CHECK_KEYS: KeyTypes = {
     "timeout": (int, float),
@@ -80,6 +81,14 @@ _WEBHOOK_KEYS: KeyTypes = {
     "retries": int,
     "token": str,
     "token_env": str,
+}
+_STORAGE_KEYS: KeyTypes = {
+    "enabled": bool,
+    "path": str,
+    "raw_retention": (int, float),
+    "rollup_retention": (int, float),
+    "flush_interval": (int, float),
+    "max_pending": int,
 }
 
 
@@ -333,6 +342,45 @@ def parse_cluster(
     if len(validator.problems) > before or url is None or values.get("timeout", 1.0) is None:
         return None
     return ClusterConfig(redis_url=Secret(url), **values)
+
+
+def parse_storage(
+    validator: Validator, data: Mapping[str, Any], checks: ChecksConfig
+) -> StorageConfig:
+    """``[storage]``: the SQLite database results and transitions go to (off unless enabled)."""
+    if "storage" not in data:
+        return StorageConfig()
+    values = validator.section(data, "storage", _STORAGE_KEYS)
+    if not isinstance(data["storage"], dict):
+        return StorageConfig()
+    before = len(validator.problems)
+    merged = {**_storage_defaults(), **values}
+    merged.pop("enabled", None)
+    for key, message in storage_problems(**merged).items():
+        validator.problem(f"storage.{key}", message)
+    if values.get("enabled", False) and not checks.background_enabled:
+        validator.problem(
+            "storage.enabled",
+            "storage keeps the results of background checks: set [checks] interval > 0, "
+            "or set enabled = false",
+        )
+    if len(validator.problems) > before:
+        return StorageConfig()
+    for key in ("raw_retention", "rollup_retention", "flush_interval"):
+        if key in values:
+            values[key] = float(values[key])
+    return StorageConfig(**values)
+
+
+def _storage_defaults() -> dict[str, Any]:
+    defaults = StorageConfig()
+    return {
+        "path": defaults.path,
+        "raw_retention": defaults.raw_retention,
+        "rollup_retention": defaults.rollup_retention,
+        "flush_interval": defaults.flush_interval,
+        "max_pending": defaults.max_pending,
+    }
 
 
 def _seconds(

@@ -22,6 +22,7 @@ from .background import BackgroundChecker
 from .cluster import ClusterCoordinator
 from .route import RouteEvents
 from .state import HealthState
+from .storage import Storage, open_storage
 from .stream import EventHub
 from .webhook import WebhookNotifier
 
@@ -38,6 +39,7 @@ class Live:
     background: BackgroundChecker | None = None
     cluster: ClusterCoordinator | None = None
     webhook: WebhookNotifier | None = None
+    storage: Storage | None = None
 
 
 @contextlib.asynccontextmanager
@@ -47,7 +49,7 @@ async def open_live(
     """Open ``events`` to the checker and, with background checks on (``health``), run around it.
 
     Nesting, outermost first: event hub > transition forwarding > route events >
-    webhook notifier > the state (closed on the way out) > cluster coordinator >
+    webhook notifier > storage > the state (closed on the way out) > cluster coordinator >
     background checker. ``manager`` must be open for the whole block.
     """
     checker = manager.health_checker
@@ -63,8 +65,18 @@ async def open_live(
             # Subscribed before the first probe, so no first result is missed.
             webhook = WebhookNotifier(config.webhook, health)
             await stack.enter_async_context(_webhook_running(webhook))
-        # Closing the state ends its readers: the forwarding, and the webhook
-        # after one last POST.
+        storage = None
+        if config.storage.enabled:
+            # Loads the last verdicts before the first probe; writes the rest
+            # once the state has closed.
+            storage = await stack.enter_async_context(
+                open_storage(
+                    config.storage, health,
+                    known={(m, a.provider) for m, a in manager.all_adapters()},
+                )
+            )
+        # Closing the state ends its readers: the forwarding, the webhook
+        # after one last POST, and storage after its last write.
         stack.enter_context(contextlib.closing(health))
         cluster = None
         if config.cluster is not None:
@@ -74,7 +86,7 @@ async def open_live(
             await stack.enter_async_context(_cluster_running(cluster))
         background = BackgroundChecker(checker, manager.all_adapters(), health, cluster=cluster)
         await stack.enter_async_context(_background_running(background))
-        yield Live(background, cluster, webhook)
+        yield Live(background, cluster, webhook, storage)
 
 
 @contextlib.contextmanager

@@ -244,6 +244,27 @@ class HealthState:
     def history(self, model: str, provider: str) -> list[HistoryEntry]:
         return list(self._history.get((model, provider), ()))
 
+    def restore(self, result: ProbeResult, reported: ProbeStatus, age: float) -> None:
+        """Take in a verdict from before a restart, ``age`` seconds old (storage's load).
+
+        Only for an adapter with no state yet; no transition, no listeners:
+        nothing changed, the process did. The next result continues its
+        hysteresis from ``reported``.
+        """
+        key = (result.model, result.provider)
+        if key in self._states:
+            return
+        self._states[key] = AdapterState(result, trio.current_time() - max(age, 0.0), reported)
+        self._history.setdefault(key, deque(maxlen=HISTORY_LENGTH)).append(
+            HistoryEntry(
+                checked_at=result.checked_at,
+                status=result.status,
+                latency_ms=result.latency_ms,
+                failure=result.failure.value if result.failure else None,
+            )
+        )
+        self.changes.value = self.changes.value + 1
+
     def record(self, result: ProbeResult) -> None:
         """Take a result in (a :data:`~service.engine.checker.ResultCallback`); ignores non-verdicts."""
         if result.cached or not says_about_provider(result):
