@@ -15,6 +15,7 @@ from .litellm_import import ImportedConfig, import_litellm
 from .models import ModelConfig, ProviderConfig
 from .parse import load_config, parse_config
 from .server import ServerConfig
+from .status_page import StatusPageConfig
 from .storage import StorageConfig
 from .values import MAX_TAGS, TAG_PATTERN, ConfigError, tag_problem
 from .webhook import WebhookConfig
@@ -35,6 +36,7 @@ __all__ = [
     "ModelConfig",
     "ProviderConfig",
     "ServerConfig",
+    "StatusPageConfig",
     "StorageConfig",
     "WebhookConfig",
     "dump_toml",

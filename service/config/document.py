@@ -8,6 +8,7 @@ from .checks import ChecksConfig
 from .cluster import ClusterConfig
 from .models import ModelConfig
 from .server import ServerConfig
+from .status_page import StatusPageConfig
 from .storage import StorageConfig
 from .webhook import WebhookConfig
 
@@ -23,6 +24,8 @@ class Config:
     webhook: WebhookConfig | None = None  # [webhook]: POST status transitions
     cluster: ClusterConfig | None = None  # [cluster]: share checks with other instances
     storage: StorageConfig = field(default_factory=StorageConfig)  # [storage]: SQLite history
+    # [status_page]: the public GET /status and badges
+    status_page: StatusPageConfig = field(default_factory=StatusPageConfig)
 
     def model(self, name: str) -> ModelConfig:
         for model in self.models:

@@ -5,7 +5,8 @@ them at once (fixing a config one error per run is miserable), as a single
 :class:`ConfigError` whose message is ready to print; never a traceback.
 
 The tables are read by their own modules: ``[checks]``, ``[server]``,
-``[webhook]``, ``[cluster]`` and ``[storage]`` in :mod:`.parse_sections`, ``[[models]]`` in
+``[webhook]``, ``[cluster]`` and ``[storage]`` in :mod:`.parse_sections`, ``[status_page]``
+in :mod:`.status_page`, ``[[models]]`` in
 :mod:`.parse_models` (a provider entry's probe keys in :mod:`.parse_probe`),
 all reporting to one :class:`~.parse_validator.Validator`.
 """
@@ -28,11 +29,12 @@ from .parse_sections import (
     parse_webhook,
 )
 from .parse_validator import Validator
+from .status_page import parse_status_page
 from .values import ConfigError
 
 __all__ = ["load_config", "parse_config"]
 
-_TOP_KEYS = {"checks", "server", "models", "webhook", "cluster", "storage"}
+_TOP_KEYS = {"checks", "server", "models", "webhook", "cluster", "storage", "status_page"}
 
 
 def parse_config(
@@ -48,6 +50,7 @@ def parse_config(
     webhook = parse_webhook(validator, data, checks)
     cluster = parse_cluster(validator, data, checks)
     storage = parse_storage(validator, data, checks)
+    status_page = parse_status_page(validator, data, _model_names(data))
     if validator.problems:
         raise ConfigError(source, validator.problems)
     return Config(
@@ -58,7 +61,17 @@ def parse_config(
         webhook=webhook,
         cluster=cluster,
         storage=storage,
+        status_page=status_page,
     )
+
+
+def _model_names(data: Mapping[str, Any]) -> list[str]:
+    """The model names the document sets, as written (a name's own problem is reported once)."""
+    models = data.get("models")
+    if not isinstance(models, list):
+        return []
+    names = (m.get("name") for m in models if isinstance(m, dict))
+    return list(dict.fromkeys(name for name in names if isinstance(name, str)))
 
 
 def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
