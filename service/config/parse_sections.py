@@ -347,7 +347,7 @@ def parse_cluster(
 def parse_storage(
     validator: Validator, data: Mapping[str, Any], checks: ChecksConfig
 ) -> StorageConfig:
-    """``[storage]``: the SQLite database results and transitions go to (off unless enabled)."""
+    """``[storage]``: the SQLite database results and transitions go to (on with background checks)."""
     if "storage" not in data:
         return StorageConfig()
     values = validator.section(data, "storage", _STORAGE_KEYS)

@@ -1,7 +1,11 @@
 """``[storage]``: where results and transitions are kept across restarts (SQLite).
 
-Opt-in for now (``enabled = true``); it needs background checks, which are
-what it stores. ``path = ":memory:"`` keeps everything in the process only.
+On by default wherever background checks run (they are what it stores):
+``enabled`` is None ("auto") unless set; ``enabled = false`` turns it off,
+``enabled = true`` without background checks is a config error.
+``path = ":memory:"`` keeps everything in the process only. A path that
+cannot be written never stops the service: checks go on, ``/readyz`` and
+``/metrics`` say storage is failing.
 """
 
 from __future__ import annotations
@@ -57,12 +61,16 @@ def storage_problems(
 class StorageConfig:
     """``[storage]``: the SQLite database results and transitions are written to."""
 
-    enabled: bool = False
+    enabled: bool | None = None  # None: on exactly when background checks run
     path: str = field(default_factory=default_storage_path)  # or MEMORY
     raw_retention: float = 48 * 3600.0  # seconds raw results are kept
     rollup_retention: float = 90 * 86400.0  # seconds minute/hour rollups are kept
     flush_interval: float = 1.0  # seconds between two write transactions
     max_pending: int = 10_000  # rows waiting to be written at most; more are dropped, counted
+
+    def active(self, background: bool) -> bool:
+        """Whether storage runs, given whether background checks do."""
+        return background if self.enabled is None else self.enabled and background
 
     def __post_init__(self) -> None:
         problems = storage_problems(

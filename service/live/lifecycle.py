@@ -66,7 +66,7 @@ async def open_live(
             webhook = WebhookNotifier(config.webhook, health)
             await stack.enter_async_context(_webhook_running(webhook))
         storage = None
-        if config.storage.enabled:
+        if config.storage.active(background=True):
             # Loads the last verdicts before the first probe; writes the rest
             # once the state has closed.
             storage = await stack.enter_async_context(

@@ -25,10 +25,14 @@ def problems(storage: object, **kwargs: Any) -> str:
     return str(caught.value)
 
 
-def test_storage_is_off_unless_enabled() -> None:
+def test_storage_is_on_exactly_when_background_checks_run() -> None:
     config = parse_config({"checks": {"interval": 10.0}, "models": MODELS}, env={})
     assert config.storage == StorageConfig()
-    assert not config.storage.enabled
+    assert config.storage.enabled is None
+    assert config.storage.active(background=True)
+    assert not config.storage.active(background=False)
+    assert not parse({"enabled": False}).active(background=True)
+    assert parse({"path": ":memory:"}).active(background=True)
     assert config.storage.raw_retention == 48 * 3600
     assert config.storage.rollup_retention == 90 * 86400
 
