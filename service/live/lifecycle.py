@@ -22,7 +22,7 @@ from .background import BackgroundChecker
 from .cluster import ClusterCoordinator
 from .route import RouteEvents
 from .state import HealthState
-from .storage import Storage, open_storage
+from .storage import Storage, hold_limit_for, open_storage
 from .stream import EventHub
 from .webhook import WebhookNotifier
 
@@ -73,6 +73,10 @@ async def open_live(
                 open_storage(
                     config.storage, health,
                     known={(m, a.provider) for m, a in manager.all_adapters()},
+                    hold_limit=hold_limit_for(
+                        health.schedule_for(m, a.provider).interval
+                        for m, a in manager.all_adapters()
+                    ),
                 )
             )
         # Closing the state ends its readers: the forwarding, the webhook

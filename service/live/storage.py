@@ -2,26 +2,30 @@
 
 One Trio task batches what the live state records into one transaction per
 ``flush_interval``, run through ``trio.to_thread`` on one connection that
-only that worker thread uses (a capacity-1 limiter). Nothing here is on the
-probe path: a locked, full or read-only database only makes rows wait in a
-bounded buffer (beyond ``max_pending`` they are dropped and counted), the
-failure is logged once per change of state, and writing resumes when it can.
+only one worker thread at a time uses (a capacity-1 limiter). Nothing here
+is on the probe path: a locked, full or read-only database only makes rows
+wait in a bounded buffer (beyond ``max_pending`` they are dropped and
+counted), the failure is logged once per change of state, and writing
+resumes when it can.
 
-Schema (versioned: ``schema_version``; migration 1):
+Each write transaction inserts the raw rows and, in the same transaction,
+upserts what they add to the minute, hour and day rollups of their adapter
+and of its model (:class:`~service.live.uptime.UptimeAccumulator`: a verdict
+holds until the next one, at most ``hold_limit`` seconds), so no query ever
+re-scans raw rows. Schema and code tables: :mod:`service.live.storage_schema`.
+Queries (:meth:`Storage.uptime`, :meth:`~Storage.daily`,
+:meth:`~Storage.incidents`, :meth:`~Storage.history`) run on a second, read
+connection in a worker thread of their own (:mod:`service.live.storage_read`).
 
-* ``results``: one row per recorded verdict, with the status reported after
-  hysteresis; kept ``raw_retention``, indexed by (model, provider, checked_at);
-* ``transitions``: every change of reported level; kept ``rollup_retention``;
-* ``rollups_minute`` / ``rollups_hour``: per adapter and period, counts of
-  raw statuses (healthy, degraded, down = unhealthy or timeout, other) and
-  time-weighted ``up_seconds`` / ``covered_seconds``: a verdict holds from
-  its ``checked_at`` until the adapter's next one, for at most
-  :data:`HOLD_LIMIT` seconds (longer gaps are not covered). Periods are
-  rolled up from raw results just before those are pruned; kept
-  ``rollup_retention``.
+Size: a raw row is about BYTES_PER_ROW bytes on disk (measured on a file of
+1,000 adapters' results, indexes and page slack included), so 1,000 adapters
+checked every 10 s (8.64 M rows a day) keep about RAW_MB MB of raw rows at
+the default 48 h ``raw_retention``; rollups add about ROLLUP_MB MB a day.
 
-On start, the last verdict of every configured adapter is loaded into the
-state with its age (:meth:`HealthState.restore`).
+Retention: raw results and minute rollups ``raw_retention``; transitions,
+hour and day rollups ``rollup_retention``. On start, the last verdict of
+every configured adapter is loaded into the state with its age
+(:meth:`HealthState.restore`).
 """
 
 from __future__ import annotations
@@ -32,152 +36,93 @@ import math
 import sqlite3
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any, Final
 
 import trio
 from trio_util import AsyncValue  # type: ignore[import-untyped]
 
-from adapters.base import FailureKind
-
 from ..config import StorageConfig
 from ..engine.report import ProbeResult, ProbeStatus
 from .state import HealthState, Transition
+from .storage_read import (
+    load_latest,
+    read_daily,
+    read_history,
+    read_incidents,
+    read_uptime,
+    writer_state,
+)
+from .storage_schema import FAILURE_CODES, SCHEMA_VERSION, STATUS_CODES, StorageError, migrate
+from .uptime import (
+    DEGRADED,
+    DOWN,
+    HEALTHY,
+    MODEL,
+    OTHER,
+    PERIODS,
+    DayUptime,
+    Incident,
+    UptimeAccumulator,
+    UptimeReport,
+)
 
-__all__ = ["HOLD_LIMIT", "SCHEMA_VERSION", "Storage", "StorageError", "open_storage"]
+__all__ = [
+    "HOLD_LIMIT",
+    "SCHEMA_VERSION",
+    "Storage",
+    "StorageError",
+    "hold_limit_for",
+    "migrate",
+    "open_storage",
+]
 
 logger = logging.getLogger("router_health.storage")
 
-#: The schema this code writes; a database with a newer one is refused.
-SCHEMA_VERSION: Final = 1
-#: A verdict counts for uptime until the next one, but never longer than this.
+#: The least ``hold_limit``: a verdict counts for uptime until the next one, never longer.
 HOLD_LIMIT: Final = 300.0
 #: How long one write waits for another connection's lock before it fails.
 BUSY_TIMEOUT: Final = 0.5
-#: Seconds between two rollup-and-prune passes.
+#: Seconds between two pruning passes.
 PRUNE_EVERY: Final = 60.0
+#: No verdict is older than this (2000-01-01); nor later than a day from now.
+EARLIEST: Final = 946_684_800.0
 
-_MIGRATIONS: Final[tuple[str, ...]] = (
-    """
-    CREATE TABLE results (
-        model TEXT NOT NULL, provider TEXT NOT NULL, checked_at REAL NOT NULL,
-        status TEXT NOT NULL, reported TEXT NOT NULL, adapter TEXT NOT NULL,
-        latency_ms REAL, failure TEXT, error TEXT, http_status INTEGER
-    );
-    CREATE INDEX results_adapter_time ON results (model, provider, checked_at);
-    CREATE INDEX results_time ON results (checked_at);
-    CREATE TABLE transitions (
-        model TEXT NOT NULL, provider TEXT NOT NULL, at REAL NOT NULL,
-        previous TEXT, current TEXT NOT NULL, failure TEXT, error TEXT
-    );
-    CREATE INDEX transitions_adapter_time ON transitions (model, provider, at);
-    CREATE INDEX transitions_time ON transitions (at);
-    CREATE TABLE rollups_minute (
-        model TEXT NOT NULL, provider TEXT NOT NULL, start REAL NOT NULL,
-        healthy INTEGER NOT NULL, degraded INTEGER NOT NULL, down INTEGER NOT NULL,
-        other INTEGER NOT NULL, up_seconds REAL NOT NULL, covered_seconds REAL NOT NULL,
-        PRIMARY KEY (model, provider, start)
-    ) WITHOUT ROWID;
-    CREATE INDEX rollups_minute_time ON rollups_minute (start);
-    CREATE TABLE rollups_hour (
-        model TEXT NOT NULL, provider TEXT NOT NULL, start REAL NOT NULL,
-        healthy INTEGER NOT NULL, degraded INTEGER NOT NULL, down INTEGER NOT NULL,
-        other INTEGER NOT NULL, up_seconds REAL NOT NULL, covered_seconds REAL NOT NULL,
-        PRIMARY KEY (model, provider, start)
-    ) WITHOUT ROWID;
-    CREATE INDEX rollups_hour_time ON rollups_hour (start);
-    """,
-)
-
-_RESULT_INSERT: Final = (
-    "INSERT INTO results (model, provider, checked_at, status, reported, adapter, "
-    "latency_ms, failure, error, http_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_TRANSITION_INSERT: Final = (
-    "INSERT INTO transitions (model, provider, at, previous, current, failure, error) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+_KINDS: Final = {
+    ProbeStatus.HEALTHY: HEALTHY, ProbeStatus.DEGRADED: DEGRADED,
+    ProbeStatus.UNHEALTHY: DOWN, ProbeStatus.TIMEOUT: DOWN,
+}
+_RESULT_INSERT: Final = "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_TRANSITION_INSERT: Final = "INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?)"
+_ROLLUP_UPSERT: Final = (
+    "INSERT INTO rollups_{} VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (series, start) DO "
+    "UPDATE SET up_ms = up_ms + excluded.up_ms, covered_ms = covered_ms + excluded.covered_ms, "
+    "healthy = healthy + excluded.healthy, degraded = degraded + excluded.degraded, "
+    "down = down + excluded.down, other = other + excluded.other"
 )
 
 Row = tuple[str, tuple[Any, ...]]  # ("result" | "transition", values)
 
 
-class StorageError(Exception):
-    """A database this version cannot use (written by a newer one); the message says what to do."""
+def hold_limit_for(intervals: Iterable[float]) -> float:
+    """The ``hold_limit`` of a fleet: 3 x its longest background interval, at least :data:`HOLD_LIMIT`."""
+    return max(HOLD_LIMIT, 3 * max(intervals, default=0.0))
 
 
-def migrate(db: sqlite3.Connection, source: str = "<database>") -> int:
-    """Bring ``db`` to :data:`SCHEMA_VERSION`; returns the version it had."""
-    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    row = db.execute("SELECT max(version) FROM schema_version").fetchone()
-    found = int(row[0]) if row and row[0] is not None else 0
-    if found > SCHEMA_VERSION:
-        raise StorageError(
-            f"{source}: written by a newer router-health (schema version {found}; this one "
-            f"knows up to {SCHEMA_VERSION}): upgrade router-health, or set [storage] path "
-            "to another file"
-        )
-    for version in range(found + 1, SCHEMA_VERSION + 1):
-        with db:
-            for statement in _MIGRATIONS[version - 1].split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-    return found
+def _up(reported: ProbeStatus) -> bool | None:
+    """Up for uptime: healthy or degraded; nothing known for a deployment never checked."""
+    if reported is ProbeStatus.UNSUPPORTED:
+        return None
+    return reported in (ProbeStatus.HEALTHY, ProbeStatus.DEGRADED)
 
 
-def rollup(db: sqlite3.Connection, until: float) -> None:
-    """Roll raw results before ``until`` (floored to the minute) up into minutes and hours.
-
-    Idempotent: a period is rewritten whole from what raw results cover it.
-    """
-    end = math.floor(until / 60) * 60
-    rows = db.execute(
-        "SELECT model, provider, checked_at, status, reported FROM results "
-        "WHERE checked_at < ? ORDER BY model, provider, checked_at",
-        (end + HOLD_LIMIT,),
-    ).fetchall()
-    minutes: dict[tuple[str, str, float], list[float]] = {}
-    for index, (model, provider, at, status, reported) in enumerate(rows):
-        if at >= end:
-            continue
-        following = rows[index + 1] if index + 1 < len(rows) else None
-        hold_end = at + HOLD_LIMIT
-        if following is not None and following[:2] == (model, provider):
-            hold_end = min(hold_end, following[2])
-        hold_end = min(hold_end, end)
-        start = math.floor(at / 60) * 60
-        cell = minutes.setdefault((model, provider, start), [0, 0, 0, 0, 0.0, 0.0])
-        kind = {"healthy": 0, "degraded": 1, "unhealthy": 2, "timeout": 2}.get(status, 3)
-        cell[kind] += 1
-        up = ProbeStatus(reported).usable
-        # Spread the hold over the minutes it spans.
-        t = at
-        while t < hold_end:
-            minute = math.floor(t / 60) * 60
-            piece = min(hold_end, minute + 60) - t
-            target = minutes.setdefault((model, provider, minute), [0, 0, 0, 0, 0.0, 0.0])
-            target[5] += piece
-            if up:
-                target[4] += piece
-            t += piece
-    db.executemany(
-        "INSERT OR REPLACE INTO rollups_minute VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(m, p, s, *cell) for (m, p, s), cell in minutes.items()],
-    )
-    hours = {math.floor(s / 3600) * 3600 for (_, _, s) in minutes}
-    for hour in sorted(hours):
-        db.execute("DELETE FROM rollups_hour WHERE start = ?", (hour,))
-        db.execute(
-            "INSERT INTO rollups_hour SELECT model, provider, ?, sum(healthy), sum(degraded), "
-            "sum(down), sum(other), sum(up_seconds), sum(covered_seconds) FROM rollups_minute "
-            "WHERE start >= ? AND start < ? GROUP BY model, provider",
-            (hour, hour, hour + 3600),
-        )
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
 
 
 class Storage:
-    """Writes what ``health`` records to ``config.path``; see the module doc."""
+    """Writes what ``health`` records to ``config.path`` and answers queries; see the module doc."""
 
     def __init__(
         self,
@@ -186,14 +131,20 @@ class Storage:
         *,
         known: Collection[tuple[str, str]],
         wall_clock: Callable[[], float] = time.time,
+        hold_limit: float = HOLD_LIMIT,
     ) -> None:
         self.config = config
         self.health = health
-        self.known = set(known)
+        self.known = frozenset(known)
         self.wall_clock = wall_clock
+        self.hold_limit = hold_limit
         self._pending: deque[Row] = deque()
         self._limiter = trio.CapacityLimiter(1)
+        self._read_limiter = trio.CapacityLimiter(1)
         self._db: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._ids: dict[tuple[str, str], int] = {}
+        self._uptime = UptimeAccumulator(_ms(hold_limit))
         self._last_prune = -math.inf
         self.writes = 0  # rows committed
         self.commits = 0  # transactions committed
@@ -207,32 +158,50 @@ class Storage:
     def __repr__(self) -> str:
         return f"Storage(path={self.config.path!r}, pending={len(self._pending)})"
 
+    @property
+    def _memory(self) -> bool:
+        return self.config.path == ":memory:"
+
     # -- feeding (listeners: must not block or raise) ------------------------------
+
+    def _sane(self, at: float) -> bool:
+        """Whether ``at`` can be a verdict's time; other rows are dropped (and counted)."""
+        if math.isfinite(at) and EARLIEST <= at <= self.wall_clock() + 86400:
+            return True
+        self.dropped += 1
+        return False
 
     def recorded(self, result: ProbeResult) -> None:
         """A :attr:`HealthState.record_listeners` entry: queue the result it took in."""
         state = self.health.get(result.model, result.provider)
         if state is None or state.latest is not result:
             return  # ignored by the state (a non-verdict, or older than its latest)
+        if not self._sane(result.checked_at):
+            return
+        latency = result.latency_ms
         self._queue((
             "result",
             (
-                result.model, result.provider, result.checked_at, result.status.value,
-                state.reported.value, result.adapter, result.latency_ms,
-                result.failure.value if result.failure else None, result.error,
-                result.http_status,
+                result.model, result.provider, result.adapter, _ms(result.checked_at),
+                STATUS_CODES[result.status], STATUS_CODES[state.reported],
+                round(latency * 1000) if latency is not None and 0 <= latency < 1e9 else None,
+                FAILURE_CODES[result.failure] if result.failure else None,
+                result.http_status, result.error or None,
+                _up(state.reported), _KINDS.get(result.status, OTHER),
             ),
         ))
 
     def transition(self, transition: Transition) -> None:
         result = transition.result
+        if not self._sane(result.checked_at):
+            return
         self._queue((
             "transition",
             (
-                transition.model, transition.provider, result.checked_at,
-                None if transition.previous is None else transition.previous.value,
-                transition.current.value,
-                result.failure.value if result.failure else None, result.error,
+                transition.model, transition.provider, _ms(result.checked_at),
+                None if transition.previous is None else STATUS_CODES[transition.previous],
+                STATUS_CODES[transition.current],
+                FAILURE_CODES[result.failure] if result.failure else None, result.error or None,
             ),
         ))
 
@@ -253,12 +222,12 @@ class Storage:
             "last_error": self.last_error,
         }
 
-    # -- the worker thread's side (only ever one call at a time) -------------------
+    # -- the writer thread's side (only ever one call at a time) -------------------
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
             path = self.config.path
-            if path != ":memory:":
+            if not self._memory:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(
                 path, timeout=BUSY_TIMEOUT, check_same_thread=False, isolation_level=None
@@ -267,45 +236,83 @@ class Storage:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
                 migrate(db, path)
+                self._ids, self._uptime = writer_state(db, _ms(self.hold_limit))
             except BaseException:
                 db.close()
                 raise
             self._db = db
         return self._db
 
-    def _load(self) -> list[tuple[Any, ...]]:
-        db = self._connect()
-        return db.execute(
-            "SELECT r.model, r.provider, r.adapter, r.status, r.reported, r.latency_ms, "
-            "r.checked_at, r.http_status, r.error, r.failure FROM results r JOIN ("
-            "SELECT model, provider, max(checked_at) AS last FROM results "
-            "GROUP BY model, provider) l ON r.model = l.model AND r.provider = l.provider "
-            "AND r.checked_at = l.last"
-        ).fetchall()
+    def _load(self) -> list[tuple[ProbeResult, ProbeStatus]]:
+        return load_latest(self._connect())
+
+    def _series(self, db: sqlite3.Connection, key: tuple[str, str], new: list[Any]) -> int:
+        series = self._ids.get(key)
+        if series is None:
+            db.execute("INSERT INTO series (model, provider) VALUES (?, ?) ON CONFLICT DO NOTHING", key)
+            series = int(db.execute(
+                "SELECT id FROM series WHERE model = ? AND provider = ?", key
+            ).fetchone()[0])
+            self._ids[key] = series
+            new.append(key)
+        return series
 
     def _write(self, batch: list[Row], now: float) -> None:
         db = self._connect()
+        uptime = self._uptime.copy()
+        new: list[tuple[str, str]] = []  # series ids to forget if this rolls back
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(_RESULT_INSERT, [v for kind, v in batch if kind == "result"])
-            db.executemany(_TRANSITION_INSERT, [v for kind, v in batch if kind == "transition"])
+            results, transitions, adapters = [], [], {}
+            for kind, values in batch:
+                if kind == "result":
+                    model, provider, adapter, at, *columns, up, count = values
+                    series = self._series(db, (model, provider), new)
+                    self._series(db, (model, MODEL), new)
+                    results.append((series, at, *columns))
+                    uptime.feed(model, provider, at, up, count)
+                    adapters[(model, provider)] = adapter
+                else:
+                    model, provider, *columns = values
+                    transitions.append((self._series(db, (model, provider), new), *columns))
+            db.executemany(_RESULT_INSERT, results)
+            db.executemany(_TRANSITION_INSERT, transitions)
+            increments = uptime.take()
+            for name, _ in PERIODS:
+                db.executemany(_ROLLUP_UPSERT.format(name), [
+                    (self._ids[key], start // 1000, *cell)
+                    for (period, key, start), cell in increments.items() if period == name
+                ])
+            db.executemany(
+                "UPDATE series SET adapter = ?, last_at = ?, last_up = ? WHERE id = ?",
+                [(adapter, *uptime.latest[key], self._ids[key]) for key, adapter in adapters.items()],
+            )
+            db.executemany(
+                "UPDATE series SET last_at = ? WHERE id = ?",
+                [(uptime.frontiers[m], self._ids[(m, MODEL)]) for m in {m for m, _ in adapters}],
+            )
             if now - self._last_prune >= PRUNE_EVERY:
                 self._prune(db, now)
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
+            for key in new:
+                del self._ids[key]
             raise
+        self._uptime = uptime
 
     def _prune(self, db: sqlite3.Connection, now: float) -> None:
-        raw_cutoff = now - self.config.raw_retention
-        rollup(db, raw_cutoff)
-        db.execute("DELETE FROM results WHERE checked_at < ?", (raw_cutoff,))
-        old = now - self.config.rollup_retention
-        for table, column in (
-            ("transitions", "at"), ("rollups_minute", "start"), ("rollups_hour", "start"),
-        ):
-            db.execute(f"DELETE FROM {table} WHERE {column} < ?", (old,))
+        raw, old = now - self.config.raw_retention, now - self.config.rollup_retention
+        deletes = (
+            ("DELETE FROM results WHERE series = ? AND at < ?", _ms(raw)),
+            ("DELETE FROM rollups_minute WHERE series = ? AND start < ?", raw - 60),
+            ("DELETE FROM transitions WHERE series = ? AND at < ?", _ms(old)),
+            ("DELETE FROM rollups_hour WHERE series = ? AND start < ?", old - 3600),
+            ("DELETE FROM rollups_day WHERE series = ? AND start < ?", old - 86400),
+        )
+        for sql, cutoff in deletes:
+            db.executemany(sql, [(series, cutoff) for series in self._ids.values()])
         self._last_prune = now
 
     def _close(self) -> None:
@@ -313,7 +320,87 @@ class Storage:
             self._db.close()
             self._db = None
 
-    # -- the Trio side -------------------------------------------------------------
+    # -- the reader thread's side --------------------------------------------------
+
+    def _reading(self, query: Callable[..., Any], arguments: dict[str, Any]) -> Any:
+        if self._memory:
+            db = self._connect()  # one connection: the writer's limiter serves both
+        else:
+            if self._reader is None:
+                self._reader = sqlite3.connect(
+                    self.config.path, timeout=BUSY_TIMEOUT, check_same_thread=False,
+                    isolation_level=None,
+                )
+                self._reader.execute("PRAGMA query_only = 1")
+            db = self._reader
+        db.execute("BEGIN")  # one snapshot for the whole query
+        try:
+            return query(db, **arguments)
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("COMMIT")
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    async def _read(self, query: Callable[..., Any], **arguments: Any) -> Any:
+        limiter = self._limiter if self._memory else self._read_limiter
+        return await trio.to_thread.run_sync(self._reading, query, arguments, limiter=limiter)
+
+    # -- queries (sqlite3.Error or OSError when the database cannot be read) -------
+
+    async def uptime(
+        self, window: float, *, models: Collection[str] | None = None
+    ) -> UptimeReport:
+        """Uptime of every configured model and adapter over the last ``window`` seconds."""
+        if not window > 0:
+            raise ValueError(f"uptime window must be more than 0 seconds, got {window!r}")
+        report: UptimeReport = await self._read(
+            read_uptime, known=self.known, window=window,
+            models=None if models is None else frozenset(models), now=self.wall_clock(),
+            hold=_ms(self.hold_limit), raw_retention=self.config.raw_retention,
+        )
+        return report
+
+    async def daily(self, model: str, days: int) -> list[DayUptime]:
+        """``model``'s uptime per UTC day, the last ``days`` (today included), oldest first."""
+        if days < 1:
+            raise ValueError(f"days must be at least 1, got {days!r}")
+        answer: list[DayUptime] = await self._read(
+            read_daily, model=model, days=days, now=self.wall_clock(), hold=_ms(self.hold_limit)
+        )
+        return answer
+
+    async def incidents(
+        self, *, since: float | None = None, model: str | None = None, limit: int = 100,
+        open_only: bool = False, resolved_only: bool = False,
+    ) -> list[Incident]:
+        """Incidents (see :mod:`service.live.incidents`) open or ended since ``since``, newest first.
+
+        ``open_only`` / ``resolved_only`` filter before ``limit``.
+        """
+        answer: list[Incident] = await self._read(
+            read_incidents, known=self.known, since=since, model=model, limit=max(0, limit),
+            open_only=open_only, resolved_only=resolved_only, now=self.wall_clock(),
+        )
+        return answer
+
+    async def history(
+        self, model: str, provider: str, *, before: float | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Stored verdicts of one adapter before ``before``, newest first (``HistoryEntry`` dicts).
+
+        ``before`` is compared in whole ms (rounded): a ``checked_at`` as
+        ``to_dict`` shows it is a cursor that excludes its own entry.
+        """
+        answer: list[dict[str, Any]] = await self._read(
+            read_history, model=model, provider=provider, before=before, limit=max(0, limit)
+        )
+        return answer
+
+    # -- the Trio side of writing --------------------------------------------------
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
@@ -321,24 +408,18 @@ class Storage:
     async def load(self) -> int:
         """Put the last stored verdict of every known adapter into the state; how many."""
         try:
-            rows = await self._in_thread(self._load)
-        except sqlite3.Error as exc:
+            rows: list[tuple[ProbeResult, ProbeStatus]] = await self._in_thread(self._load)
+        except StorageError:
+            raise  # a newer schema: the message says what to do
+        except Exception as exc:  # storage never stops the service
             self._failed(exc)
             return 0
         now = self.wall_clock()
         loaded = 0
-        for model, provider, adapter, status, reported, latency, at, http, error, failure in rows:
-            if (model, provider) not in self.known:
+        for result, reported in rows:
+            if (result.model, result.provider) not in self.known:
                 continue  # no longer configured
-            try:
-                result = ProbeResult(
-                    model=model, provider=provider, adapter=adapter, status=ProbeStatus(status),
-                    latency_ms=latency, checked_at=at, http_status=http, error=error,
-                    failure=None if failure is None else FailureKind(failure),
-                )
-                self.health.restore(result, ProbeStatus(reported), now - at)
-            except ValueError:
-                continue  # a status or failure kind this version does not know
+            self.health.restore(result, reported, now - result.checked_at)
             loaded += 1
         return loaded
 
@@ -348,9 +429,13 @@ class Storage:
         self._pending.clear()
         try:
             await self._in_thread(self._write, batch, self.wall_clock())
-        except (sqlite3.Error, OSError) as exc:
-            # Back to the front of the queue, as far as the bound allows.
+        except Exception as exc:  # storage never stops the service
+            # Back to the front of the queue, as far as the bound allows, when
+            # it may go through later (locked, full, read-only); otherwise
+            # (corrupt file, a bug) waiting would only block what follows.
             room = self.config.max_pending - len(self._pending)
+            if not isinstance(exc, sqlite3.OperationalError | OSError):
+                room = 0
             kept = batch[-room:] if room > 0 else []
             self.dropped += len(batch) - len(kept)
             self._pending.extendleft(reversed(kept))
@@ -402,13 +487,13 @@ async def _in_scope(scope: trio.CancelScope, fn: Callable[[], Any]) -> None:
 @contextlib.asynccontextmanager
 async def open_storage(
     config: StorageConfig, health: HealthState, *, known: Collection[tuple[str, str]],
-    wall_clock: Callable[[], float] = time.time,
+    wall_clock: Callable[[], float] = time.time, hold_limit: float = HOLD_LIMIT,
 ) -> AsyncIterator[Storage]:
     """Storage loaded into ``health`` and fed by it; the last flush and close on the way out.
 
     Close ``health`` inside the block: its transitions end, then the rest is written.
     """
-    storage = Storage(config, health, known=known, wall_clock=wall_clock)
+    storage = Storage(config, health, known=known, wall_clock=wall_clock, hold_limit=hold_limit)
     try:
         await storage.load()
         health.record_listeners.append(storage.recorded)
@@ -432,4 +517,5 @@ async def open_storage(
                     await storage.flush()
     finally:
         with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(storage._close_reader, limiter=storage._read_limiter)
             await storage._in_thread(storage._close)

@@ -1,15 +1,68 @@
 """Time-weighted uptime: the values storage answers with, and the arithmetic behind them.
 
-Pure (no sqlite, no trio) so that it can be tested against hand-computed
-timelines. See :class:`~service.live.storage.Storage` for where it is used.
+Pure (no sqlite, no trio) so that it is tested against hand-computed
+timelines; :mod:`service.live.storage` feeds it and keeps what it adds up.
+
+Times are integer milliseconds (unix), so sums are exact and upserts never
+drift. A verdict of series ``(model, provider)`` at ``at`` holds its state
+(up, or down) from ``at`` until the series' next verdict, but at most
+``hold`` ms: past that the series is *not covered* (a stopped checker or a
+restart is a gap, not downtime). Uptime is up out of covered. A verdict
+that says nothing about availability (``up`` None: a deployment that is
+never checked, ``unsupported``) ends the previous hold and covers nothing.
+
+The MODEL series ``(model, MODEL)`` is the union of its providers: covered
+while any provider's hold runs, up while any *up* provider's hold runs. It
+is computed up to a *frontier*, the latest verdict time seen for the model:
+every provider's verdict is at or before it, so on ``[frontier, t)`` each
+provider's hold is a prefix ``[frontier, at + hold)`` and the union is the
+longest of them (:func:`held`). Verdicts reach storage in about the order
+they were made (``checked_at`` is when a probe finished, recorded at once),
+so a provider's verdict older than the frontier (out of order across
+providers) is *clamped*: for the model it starts at the frontier, and the
+part ``[at, frontier)`` keeps what was emitted before it arrived. Within one
+series a verdict older than its latest is ignored (the live state never
+records one); one at the same millisecond replaces the latest's state.
+
+What is still running at query time (each series' latest hold, until
+``min(now, at + hold)``) is not in the increments: :func:`open_tail` adds it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
 
-__all__ = ["DayUptime", "Incident", "Uptime", "UptimeReport"]
+__all__ = [
+    "DAY",
+    "HOUR",
+    "MINUTE",
+    "MODEL",
+    "PERIODS",
+    "DayUptime",
+    "Incident",
+    "Uptime",
+    "UptimeAccumulator",
+    "UptimeReport",
+    "held",
+    "open_tail",
+    "overlap",
+]
+
+#: The provider of a model's own series (the model as a whole).
+MODEL: Final = ""
+MINUTE: Final = 60_000
+HOUR: Final = 3_600_000
+DAY: Final = 86_400_000
+#: Rollup table suffix -> its period in ms.
+PERIODS: Final[tuple[tuple[str, int], ...]] = (("minute", MINUTE), ("hour", HOUR), ("day", DAY))
+#: Index of a raw status' count in a cell, after up and covered.
+HEALTHY, DEGRADED, DOWN, OTHER = 0, 1, 2, 3
+
+Key = tuple[str, str]  # (model, provider); provider MODEL for the model series
+#: (period name, series, period start ms) -> [up ms, covered ms, healthy, degraded, down, other]
+Increments = dict[tuple[str, Key, int], list[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +139,124 @@ class Incident:
             "failures": list(self.failures),
             "adapters": list(self.adapters),
         }
+
+
+def overlap(start: int, end: int, lo: int, hi: int) -> int:
+    """Length of ``[start, end)`` inside ``[lo, hi)`` (0 when apart)."""
+    return max(0, min(end, hi) - max(start, lo))
+
+
+def held(
+    frontier: int, holds: Iterable[tuple[int, bool | None]], hold: int, until: int
+) -> tuple[int, int]:
+    """Ends of the up and covered prefixes of ``[frontier, until)``.
+
+    ``holds`` are ``(at, up)`` verdicts all at or before ``frontier``: the
+    span is covered up to the latest ``at + hold`` and up to the latest one
+    of an up verdict (each capped at ``until``, never before ``frontier``).
+    """
+    up_end = covered_end = frontier
+    for at, up in holds:
+        if up is None:
+            continue
+        end = min(until, at + hold)
+        covered_end = max(covered_end, end)
+        if up:
+            up_end = max(up_end, end)
+    return up_end, covered_end
+
+
+def open_tail(
+    frontier: int | None, holds: Iterable[tuple[int, bool | None]], hold: int, now: int
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The still-running ``(up, covered)`` intervals of a series at ``now``.
+
+    For an adapter series ``frontier`` is its latest verdict's time and
+    ``holds`` that verdict; for a model series, its frontier and every
+    provider's latest verdict. Empty intervals are ``(x, x)``.
+    """
+    if frontier is None or now <= frontier:
+        return (0, 0), (0, 0)
+    up_end, covered_end = held(frontier, holds, hold, now)
+    return (frontier, up_end), (frontier, covered_end)
+
+
+@dataclass(slots=True)
+class UptimeAccumulator:
+    """Turns verdicts into per-period increments of up/covered ms and status counts.
+
+    ``latest``: each adapter series' latest ``(at, up)``; ``frontiers``: each
+    model's frontier (see the module doc). Both come back from storage on a
+    restart, so the accumulation continues where it was committed.
+    """
+
+    hold: int  # ms
+    latest: dict[Key, tuple[int, bool | None]] = field(default_factory=dict)
+    frontiers: dict[str, int] = field(default_factory=dict)
+    increments: Increments = field(default_factory=dict)
+    _providers: dict[str, dict[str, tuple[int, bool | None]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for (model, provider), verdict in self.latest.items():
+            self._providers.setdefault(model, {})[provider] = verdict
+        for model, providers in self._providers.items():
+            newest = max(at for at, _ in providers.values())
+            self.frontiers[model] = max(self.frontiers.get(model, newest), newest)
+
+    def copy(self) -> UptimeAccumulator:
+        """An independent copy (the writer feeds one and keeps it only once committed)."""
+        return UptimeAccumulator(self.hold, dict(self.latest), dict(self.frontiers))
+
+    def take(self) -> Increments:
+        """The increments added since the last take."""
+        increments, self.increments = self.increments, {}
+        return increments
+
+    def feed(
+        self, model: str, provider: str, at: int, up: bool | None, kind: int = OTHER
+    ) -> None:
+        """Take in one verdict of adapter ``(model, provider)`` at ``at`` ms.
+
+        ``kind`` is the raw status' count column (:data:`HEALTHY` ...),
+        counted in the periods containing ``at``.
+        """
+        key = (model, provider)
+        previous = self.latest.get(key)
+        if previous is not None and at < previous[0]:
+            return  # older than its series' latest: see the module doc
+        providers = self._providers.setdefault(model, {})
+        frontier = self.frontiers.get(model)
+        if frontier is not None and at > frontier:
+            up_end, covered_end = held(frontier, providers.values(), self.hold, at)
+            self._add((model, MODEL), frontier, up_end, covered_end)
+        if previous is not None and at > previous[0] and previous[1] is not None:
+            start, was_up = previous
+            end = min(at, start + self.hold)
+            self._add(key, start, end if was_up else start, end)
+        self.latest[key] = providers[provider] = (at, up)
+        self.frontiers[model] = at if frontier is None else max(frontier, at)
+        self._count(key, at, kind)
+        self._count((model, MODEL), at, kind)
+
+    def _add(self, key: Key, start: int, up_end: int, covered_end: int) -> None:
+        """Add ``[start, up_end)`` up and ``[start, covered_end)`` covered to every period."""
+        if covered_end <= start:
+            return
+        for name, period in PERIODS:
+            bucket = start - start % period
+            while bucket < covered_end:
+                following = bucket + period
+                cell = self._cell(name, key, bucket)
+                cell[0] += overlap(start, up_end, bucket, following)
+                cell[1] += overlap(start, covered_end, bucket, following)
+                bucket = following
+
+    def _count(self, key: Key, at: int, kind: int) -> None:
+        for name, period in PERIODS:
+            self._cell(name, key, at - at % period)[2 + kind] += 1
+
+    def _cell(self, name: str, key: Key, bucket: int) -> list[int]:
+        cell = self.increments.get((name, key, bucket))
+        if cell is None:
+            cell = self.increments[(name, key, bucket)] = [0, 0, 0, 0, 0, 0]
+        return cell

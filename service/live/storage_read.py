@@ -1,0 +1,279 @@
+"""Storage's queries (uptime, daily uptime, incidents, history, the restart load).
+
+Plain functions of a :class:`sqlite3.Connection`, run by
+:class:`~service.live.storage.Storage` in a worker thread on a read
+connection of its own (WAL: a read sees the last commit and never waits
+behind a write), each inside one read transaction so that rollups and the
+series' latest verdicts agree.
+
+An uptime window is cut into the coarsest rollups that fit it: minutes up to
+the first whole hour, hours up to the first whole day, then days; the
+current (partial) period's rollup holds only what happened before now. The
+window's start is floored to the minute while minute rollups still cover it
+(``raw_retention``), else to the hour, and the answer says which start it
+used. The open tail of each series (:func:`~service.live.uptime.open_tail`)
+is added on top. For 30 days over 1,000 adapters that reads about 60,000
+rollup rows through the ``(series, start)`` keys.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections import defaultdict
+from collections.abc import Collection
+from typing import Any
+
+from adapters.base import FailureKind
+
+from ..engine.report import ProbeResult, ProbeStatus
+from .incidents import Change, incidents_of
+from .state import HistoryEntry
+from .storage_schema import FAILURE_KINDS, STATUS_CODES, STATUSES
+from .uptime import (
+    DAY,
+    MODEL,
+    DayUptime,
+    Incident,
+    Uptime,
+    UptimeAccumulator,
+    UptimeReport,
+    open_tail,
+    overlap,
+)
+
+__all__ = [
+    "load_latest",
+    "read_daily",
+    "read_history",
+    "read_incidents",
+    "read_uptime",
+    "spans",
+    "window_start",
+    "writer_state",
+]
+
+_DOWN = frozenset({STATUS_CODES[ProbeStatus.UNHEALTHY], STATUS_CODES[ProbeStatus.TIMEOUT]})
+
+SeriesRow = tuple[int, str, str, int | None, bool | None]  # id, model, provider, last_at, last_up
+
+
+def _up(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def writer_state(
+    db: sqlite3.Connection, hold: int
+) -> tuple[dict[tuple[str, str], int], UptimeAccumulator]:
+    """Series ids and the accumulator as last committed (the writer continues from them)."""
+    ids: dict[tuple[str, str], int] = {}
+    latest: dict[tuple[str, str], tuple[int, bool | None]] = {}
+    frontiers: dict[str, int] = {}
+    for series, model, provider, last_at, last_up in db.execute(
+        "SELECT id, model, provider, last_at, last_up FROM series"
+    ):
+        ids[(model, provider)] = series
+        if last_at is None:
+            continue
+        if provider == MODEL:
+            frontiers[model] = last_at
+        else:
+            latest[(model, provider)] = (last_at, _up(last_up))
+    return ids, UptimeAccumulator(hold, latest, frontiers)
+
+
+def load_latest(db: sqlite3.Connection) -> list[tuple[ProbeResult, ProbeStatus]]:
+    """Every adapter's latest stored verdict and the status it reported (unknown codes skipped)."""
+    loaded = []
+    for model, provider, adapter, status, reported, latency, at, http, error, failure in db.execute(
+        "SELECT s.model, s.provider, s.adapter, r.status, r.reported, r.latency_us, r.at, "
+        "r.http_status, r.error, r.failure FROM series s JOIN results r "
+        "ON r.series = s.id AND r.at = s.last_at WHERE s.provider != ''"
+    ):
+        if status not in STATUSES or reported not in STATUSES:
+            continue
+        if failure is not None and failure not in FAILURE_KINDS:
+            continue
+        kind: FailureKind | None = None if failure is None else FAILURE_KINDS[failure]
+        result = ProbeResult(
+            model=model, provider=provider, adapter=adapter or "", status=STATUSES[status],
+            latency_ms=None if latency is None else latency / 1000, checked_at=at / 1000,
+            http_status=http, error=error, failure=kind,
+        )
+        loaded.append((result, STATUSES[reported]))
+    return loaded
+
+
+def window_start(now: float, window: float, raw_retention: float) -> int:
+    """The start of the window ending ``now``, floored to a period its rollups still cover."""
+    start = now - window
+    period = 60 if start >= now - raw_retention + 60 else 3600
+    return int(start // period * period)
+
+
+def spans(start: int, end: float) -> list[tuple[str, int, float]]:
+    """``[start, end)`` (unix s, ``start`` minute-aligned) as (rollup table, from, to) pieces."""
+    pieces: list[tuple[str, int, float]] = []
+    at = start
+    for name, following in (("minute", 3600), ("hour", 86400)):
+        boundary = -(-at // following) * following
+        if boundary >= end:
+            pieces.append((name, at, end))
+            return pieces
+        if boundary > at:
+            pieces.append((name, at, boundary))
+            at = boundary
+    pieces.append(("day", at, end))
+    return pieces
+
+
+def _series(db: sqlite3.Connection, models: list[str] | None) -> list[SeriesRow]:
+    sql = "SELECT id, model, provider, last_at, last_up FROM series"
+    rows = (
+        db.execute(sql)
+        if models is None
+        else db.execute(sql + " WHERE model IN (SELECT value FROM json_each(?))", (_json(models),))
+    )
+    return [(i, m, p, at, _up(up)) for i, m, p, at, up in rows]
+
+
+def _json(values: list[str]) -> str:
+    return json.dumps(values)
+
+
+def _tails(
+    series: list[SeriesRow], hold: int, now: int
+) -> dict[int, tuple[tuple[int, int], tuple[int, int]]]:
+    """Each series' open (up, covered) intervals at ``now`` (ms)."""
+    providers: dict[str, list[tuple[int, bool | None]]] = defaultdict(list)
+    for _, model, provider, last_at, last_up in series:
+        if provider != MODEL and last_at is not None:
+            providers[model].append((last_at, last_up))
+    tails = {}
+    for series_id, model, provider, last_at, last_up in series:
+        if provider == MODEL:
+            tails[series_id] = open_tail(last_at, providers[model], hold, now)
+        elif last_at is not None:
+            tails[series_id] = open_tail(last_at, [(last_at, last_up)], hold, now)
+    return tails
+
+
+def read_uptime(
+    db: sqlite3.Connection, *, known: Collection[tuple[str, str]], window: float,
+    models: Collection[str] | None, now: float, hold: int, raw_retention: float,
+) -> UptimeReport:
+    """Uptime of every configured model and adapter over the ``window`` s ending ``now``."""
+    wanted = sorted({m for m, _ in known if models is None or m in models})
+    start = window_start(now, window, raw_retention)
+    series = _series(db, wanted)
+    sums: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for name, lo, hi in spans(start, now):
+        for series_id, up, covered in db.execute(
+            f"SELECT r.series, sum(r.up_ms), sum(r.covered_ms) FROM series s "
+            f"JOIN rollups_{name} r ON r.series = s.id AND r.start >= ? AND r.start < ? "
+            "WHERE s.model IN (SELECT value FROM json_each(?)) GROUP BY r.series",
+            (lo, hi, _json(wanted)),
+        ):
+            sums[series_id][0] += up
+            sums[series_id][1] += covered
+    now_ms, start_ms = round(now * 1000), start * 1000
+    for series_id, ((up_lo, up_hi), (cov_lo, cov_hi)) in _tails(series, hold, now_ms).items():
+        sums[series_id][0] += overlap(up_lo, up_hi, start_ms, now_ms)
+        sums[series_id][1] += overlap(cov_lo, cov_hi, start_ms, now_ms)
+    ids = {(m, p): i for i, m, p, _, _ in series}
+    span = now - start
+
+    def uptime(key: tuple[str, str]) -> Uptime:
+        up, covered = sums.get(ids.get(key, -1), (0, 0))
+        return Uptime(up / 1000, covered / 1000, span)
+
+    return UptimeReport(
+        window_seconds=span, start=float(start), end=now,
+        models={m: uptime((m, MODEL)) for m in wanted},
+        adapters={key: uptime(key) for key in sorted(known) if key[0] in wanted},
+    )
+
+
+def read_daily(
+    db: sqlite3.Connection, *, model: str, days: int, now: float, hold: int
+) -> list[DayUptime]:
+    """The model's uptime per UTC day, the last ``days`` days (today included), oldest first."""
+    day = DAY // 1000
+    today = math.floor(now / day) * day
+    first = today - (days - 1) * day
+    sums: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for start, up, covered in db.execute(
+        "SELECT r.start, r.up_ms, r.covered_ms FROM series s JOIN rollups_day r "
+        "ON r.series = s.id AND r.start >= ? WHERE s.model = ? AND s.provider = ''",
+        (first, model),
+    ):
+        sums[start] = [up, covered]
+    series = _series(db, [model])
+    tails = _tails(series, hold, round(now * 1000))
+    model_id = next((i for i, _, p, _, _ in series if p == MODEL), None)
+    tail = tails.get(model_id, ((0, 0), (0, 0))) if model_id is not None else ((0, 0), (0, 0))
+    answer = []
+    for start in range(first, today + 1, day):
+        lo, hi = start * 1000, (start + day) * 1000
+        up, covered = sums.get(start, (0, 0))
+        up += overlap(*tail[0], lo, hi)
+        covered += overlap(*tail[1], lo, hi)
+        length = min(float(start + day), now) - start
+        answer.append(DayUptime(float(start), Uptime(up / 1000, covered / 1000, length)))
+    return answer
+
+
+def read_incidents(
+    db: sqlite3.Connection, *, known: Collection[tuple[str, str]], since: float | None,
+    model: str | None, limit: int, open_only: bool, resolved_only: bool, now: float,
+) -> list[Incident]:
+    """Incidents of the configured models, newest first (see :mod:`service.live.incidents`)."""
+    configured: dict[str, set[str]] = defaultdict(set)
+    for m, p in known:
+        configured[m].add(p)
+    sql = (
+        "SELECT s.model, s.provider, t.at, t.current, t.failure FROM transitions t "
+        "JOIN series s ON s.id = t.series"
+    )
+    rows = db.execute(sql + " WHERE s.model = ?", (model,)) if model else db.execute(sql)
+    changes: dict[str, list[Change]] = defaultdict(list)
+    for m, provider, at, current, failure in rows:
+        if m in configured:
+            kind = FAILURE_KINDS.get(failure) if failure is not None else None
+            changes[m].append(
+                Change(provider, at / 1000, current in _DOWN, None if kind is None else kind.value)
+            )
+    found = [
+        incident
+        for m, model_changes in changes.items()
+        for incident in incidents_of(m, model_changes, configured[m], now=now)
+        if (incident.ended_at is None or since is None or incident.ended_at >= since)
+        and not (open_only and incident.ended_at is not None)
+        and not (resolved_only and incident.ended_at is None)
+    ]
+    found.sort(key=lambda i: (i.started_at, i.model), reverse=True)
+    return found[:limit]
+
+
+def read_history(
+    db: sqlite3.Connection, *, model: str, provider: str, before: float | None, limit: int
+) -> list[dict[str, Any]]:
+    """Stored raw verdicts of one adapter before ``before``, newest first."""
+    bound = math.inf if before is None else round(before * 1000)
+    entries = []
+    for at, status, latency, failure in db.execute(
+        "SELECT r.at, r.status, r.latency_us, r.failure FROM series s JOIN results r "
+        "ON r.series = s.id WHERE s.model = ? AND s.provider = ? AND r.at < ? "
+        "ORDER BY r.at DESC LIMIT ?",
+        (model, provider, bound, limit),
+    ):
+        if status not in STATUSES:
+            continue
+        kind = FAILURE_KINDS.get(failure) if failure is not None else None
+        entries.append(HistoryEntry(
+            checked_at=at / 1000, status=STATUSES[status],
+            latency_ms=None if latency is None else latency / 1000,
+            failure=None if kind is None else kind.value,
+        ).to_dict())
+    return entries
