@@ -40,6 +40,7 @@ from .routes_health import (
     health_performance,
     health_stream,
 )
+from .routes_history import health_incidents, health_uptime
 from .routes_observe import health_observations
 from .routes_ops import dashboard, docs, livez, metrics, openapi_document, readyz, static_file
 from .routes_route import route_model
@@ -56,6 +57,8 @@ _ROUTES: list[tuple[str, str, Callable[..., Awaitable[Response]]]] = [
     ("/v1/health/batch", "health_batch", health_batch),
     ("/v1/health/observations", "health_observations", health_observations),
     ("/v1/health/history", "health_history", health_history),
+    ("/v1/health/uptime", "health_uptime", health_uptime),
+    ("/v1/health/incidents", "health_incidents", health_incidents),
     ("/v1/health/stream", "health_stream", health_stream),
     ("/v1/route/<path:model>", "route_model", route_model),
     ("/livez", "livez", livez),

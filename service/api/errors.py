@@ -33,6 +33,8 @@ ENDPOINTS: Final = (
     "GET /v1/health/models/<name>",
     "GET /v1/health/performance",
     "GET /v1/health/history",
+    "GET /v1/health/uptime",
+    "GET /v1/health/incidents",
     "POST /v1/health/batch",
     "POST /v1/health/observations",
     "GET /v1/health/stream",

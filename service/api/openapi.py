@@ -27,6 +27,14 @@ from adapters.base import FailureKind
 
 from ..config import MAX_TAGS, TAG_PATTERN, ServerConfig
 from ..engine.report import HealthStatus, ProbeStatus
+from .routes_history import (
+    DEFAULT_INCIDENTS,
+    DEFAULT_PAGE,
+    DEFAULT_WINDOW,
+    MAX_LIMIT,
+    STATUSES,
+    WINDOWS,
+)
 from .suggest import CLOSE, LISTED
 
 __all__ = ["openapi_spec"]
@@ -410,14 +418,7 @@ def _schemas() -> dict[str, Schema]:
                             "provider": _str(),
                             "status": _nullable(_ref("ProbeStatus")),
                             "history": _list(
-                                _obj(
-                                    {
-                                        "checked_at": _num(),
-                                        "status": _ref("ProbeStatus"),
-                                        "latency_ms": _nullable(_num(minimum=0)),
-                                        "failure": _nullable(_ref("FailureKind")),
-                                    }
-                                ),
+                                _ref("HistoryEntry"),
                                 maxItems=50,
                                 description="the last results, oldest first",
                             ),
@@ -426,6 +427,7 @@ def _schemas() -> dict[str, Schema]:
                 )
             }
         ),
+        **_stored_history_schemas(),
         "Live": _obj({"status": _const("ok")}),
         "Ready": _obj({"status": _const("ready"), "models": _int(), "adapters": _int()}),
         "NotReadyStatus": _obj({"status": _const("not_ready"), "reason": _str()}),
@@ -619,6 +621,18 @@ def _schemas() -> dict[str, Schema]:
         "BackgroundChecksOff": _error(
             "background_checks_off", {}, "History needs background checks ([checks] interval > 0)."
         ),
+        "StorageOff": _error(
+            "storage_off",
+            {},
+            "Uptime and incidents are read from [storage], which is off (or background "
+            "checks are, which it stores): the message says what to set.",
+        ),
+        "StorageFailing": _error(
+            "storage_failing",
+            {},
+            "The history database cannot be read now (locked, unreadable): /readyz shows "
+            "storage's state; checks go on meanwhile.",
+        ),
         "NotFound": _error(
             "not_found",
             {"endpoints": _list(_str(), description="the API's endpoints")},
@@ -665,6 +679,93 @@ def _schemas() -> dict[str, Schema]:
             "properties": {"openapi": _str(pattern=r"^3\.1\.\d+$")},
             "description": "This document.",
         },
+    }
+
+
+def _stored_history_schemas() -> dict[str, Schema]:
+    """What GET /v1/health/uptime, /incidents and the history pages answer (storage)."""
+    uptime_fields: dict[str, Schema] = {
+        "uptime": _nullable(_num("up out of covered seconds, 6 digits; null when no verdict "
+                                 "held in the window", minimum=0, maximum=1)),
+        "up_seconds": _num("seconds an up verdict (healthy or degraded) held", minimum=0),
+        "covered_seconds": _num("seconds some verdict held (gaps longer than the hold "
+                                "limit, e.g. while the service was down, are not covered)",
+                                minimum=0),
+        "coverage": _num("covered out of the window's seconds", minimum=0, maximum=1),
+    }
+    return {
+        "HistoryEntry": _obj(
+            {
+                "checked_at": _num("unix time, to the millisecond"),
+                "status": _ref("ProbeStatus"),
+                "latency_ms": _nullable(_num(minimum=0)),
+                "failure": _nullable(_ref("FailureKind")),
+            },
+            description="One result, with the probe's own verdict (before hysteresis).",
+        ),
+        "HistoryPage": _obj(
+            {
+                "adapters": _list(
+                    _obj(
+                        {
+                            "model": _str(),
+                            "provider": _str(),
+                            "status": _nullable(_ref("ProbeStatus")),
+                            "history": _list(
+                                _ref("HistoryEntry"),
+                                maxItems=MAX_LIMIT,
+                                description="results before `before`, newest first, at most "
+                                "`limit`",
+                            ),
+                        }
+                    )
+                ),
+                "next_before": _nullable(_num(
+                    "the next page's before (every result at or after it is in this page, "
+                    "for every adapter); null on the last page"
+                )),
+            },
+            description="A page of the stored history (before or limit given).",
+        ),
+        "Uptime": _obj(uptime_fields, description="Time-weighted uptime over the window."),
+        "UptimeReport": _obj(
+            {
+                "window": _enum(list(WINDOWS)),
+                "start": _num("unix time the window starts"),
+                "end": _num("unix time the window ends (now)"),
+                "models": _map(
+                    _ref("Uptime"),
+                    "model -> its uptime: up while any of its providers is up, covered "
+                    "while any is covered; every selected model, in config order",
+                ),
+                "adapters": _list(
+                    _obj({"model": _str(), "provider": _str(), **uptime_fields}),
+                    description="every selected adapter, in config order",
+                ),
+            },
+            description="GET /v1/health/uptime.",
+        ),
+        "Incident": _obj(
+            {
+                "model": _str(),
+                "status": _enum(["open", "resolved"]),
+                "started_at": _num("unix time the first adapter went down"),
+                "ended_at": _nullable(_num("unix time the last one came back; null while "
+                                           "open")),
+                "duration_seconds": _num("to ended_at, or to now while open", minimum=0),
+                "severity": _enum(
+                    ["major", "partial"],
+                    "major: every checked provider of the model was down at once",
+                ),
+                "failures": _list(_str(), description="the failure kinds seen, sorted"),
+                "adapters": _list(_str(), description="the providers that went down, sorted"),
+            },
+            description="A stretch of time in which some adapter of a model reported down.",
+        ),
+        "Incidents": _obj(
+            {"incidents": _list(_ref("Incident"), maxItems=MAX_LIMIT,
+                                description="newest first")},
+        ),
     }
 
 
@@ -1099,9 +1200,20 @@ def _operations(max_timeout: float) -> dict[str, dict[str, Schema]]:
                            example="gpt-4"),
                     _query("provider", _str(), "Only this provider (a configured name).",
                            example="openai"),
+                    _query("before", {"type": "number"},
+                           "A page of the stored history ([storage]): results before this "
+                           "unix time, newest first; a previous page's next_before. Without "
+                           "storage a 400.", example=1796000000),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                           f"A page of the stored history: at most this many results per "
+                           f"adapter (1..{MAX_LIMIT}; default {DEFAULT_PAGE} with before). "
+                           "Without storage a 400.", example=100),
                 ],
                 "responses": {
-                    "200": _json_response("The history.", _ref("History")),
+                    "200": _json_response(
+                        "The history; with before or limit, a page of the stored history.",
+                        _one_of("History", "HistoryPage"),
+                    ),
                     "400": _resp_ref("InvalidParameter"),
                     "401": _resp_ref("Unauthorized"),
                     "404": _json_response(
@@ -1110,9 +1222,16 @@ def _operations(max_timeout: float) -> dict[str, dict[str, Schema]]:
                         _one_of("UnknownName", "EmptySelection", "BackgroundChecksOff"),
                     ),
                     "500": _resp_ref("InternalError"),
+                    "503": _json_response(
+                        "A page while starting or stopping, or a database that cannot be "
+                        "read.",
+                        _one_of("NotReady", "StorageFailing"),
+                    ),
                 }
             }
         },
+        **_stored_history_operations(),
+        **_public_status_operations(),
         "/v1/health/stream": {
             "get": {
                 "operationId": "healthStream",
@@ -1324,6 +1443,148 @@ def _operations(max_timeout: float) -> dict[str, dict[str, Schema]]:
     }
 
 
+def _stored_history_operations() -> dict[str, dict[str, Schema]]:
+    """GET /v1/health/uptime and /v1/health/incidents: read from [storage]."""
+    model = _query("model", _str(), "Only this model (a configured name; else a 404 "
+                   "unknown_model with close names).", example="gpt-4")
+    off = {
+        "401": _resp_ref("Unauthorized"),
+        "404": _json_response(
+            "An unknown model, or storage off (or background checks, which it stores).",
+            _one_of("UnknownName", "StorageOff"),
+        ),
+        "500": _resp_ref("InternalError"),
+        "503": _json_response(
+            "Starting or stopping, or a database that cannot be read.",
+            _one_of("NotReady", "StorageFailing"),
+        ),
+    }
+    return {
+        "/v1/health/uptime": {
+            "get": {
+                "operationId": "healthUptime",
+                "summary": "Uptime per model and per adapter over a window (storage)",
+                "description": "Time-weighted: a verdict holds from its check until the "
+                "adapter's next one (at most the hold limit: a longer gap, e.g. a restart, "
+                "is not covered, and not downtime). A model is up while any of its providers "
+                "is up. From the stored history; never probes. With auth on, needs the token.",
+                "tags": ["health"],
+                "security": _TOKEN_SECURITY,
+                "parameters": [
+                    _query("window", _enum(list(WINDOWS)),
+                           f"How far back from now (default {DEFAULT_WINDOW}).", example="7d"),
+                    model,
+                ],
+                "responses": {
+                    "200": _json_response("The uptime.", _ref("UptimeReport")),
+                    "400": _resp_ref("InvalidParameter"),
+                    **off,
+                },
+            }
+        },
+        "/v1/health/incidents": {
+            "get": {
+                "operationId": "healthIncidents",
+                "summary": "Incidents: when a model's adapters went down and came back (storage)",
+                "description": "From the stored transitions, newest first. An incident starts "
+                "when an adapter of the model reports down and ends when none of those that "
+                "went down during it is down any more. Never probes. With auth on, needs the "
+                "token.",
+                "tags": ["health"],
+                "security": _TOKEN_SECURITY,
+                "parameters": [
+                    _query("since", {"type": "number", "minimum": 0},
+                           "Only incidents still open at or started after this unix time "
+                           "(not in the future).", example=1796000000),
+                    model,
+                    _query("status", _enum(list(STATUSES)), "Only open, or only resolved, "
+                           "incidents."),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                           f"At most this many (1..{MAX_LIMIT}, default {DEFAULT_INCIDENTS}).",
+                           example=20),
+                ],
+                "responses": {
+                    "200": _json_response("The incidents.", _ref("Incidents")),
+                    "400": _resp_ref("InvalidParameter"),
+                    **off,
+                },
+            }
+        },
+    }
+
+
+def _public_status_operations() -> dict[str, dict[str, Schema]]:
+    """GET /status and /badge/{model}.svg: public, whatever [server] auth_token says."""
+    vary = {"$ref": "#/components/headers/Vary"}
+    badge_headers = {
+        "Cache-Control": {
+            "description": "A badge may be cached a minute (README badges are fetched "
+            "through caches).",
+            "schema": _const("max-age=60"),
+        },
+        "Vary": vary,
+    }
+    model: Schema = {
+        "name": "model",
+        "in": "path",
+        "required": True,
+        "description": "A model the status page shows ([status_page] models; every "
+        "configured model by default): everything between /badge/ and the final .svg, "
+        "percent-decoded, so it may contain '/' and ':'.",
+        "schema": {"type": "string", "minLength": 1, "pattern": "^[^/]"},
+        "examples": {"plain": {"value": "gpt-4"}, "with_colon": {"value": "llama3:latest"}},
+    }
+    svg = _static_content("image/svg+xml")
+    return {
+        "/status": {
+            "get": {
+                "operationId": "statusPage",
+                "summary": "The public status page (HTML)",
+                "description": "Rendered on the server (no script, no CDN): for each model "
+                "[status_page] shows, its current status (from the background checks; "
+                "unknown without them), its uptime over the last 30 days and one bar cell "
+                "per UTC day over 90 days, then the incidents of the last [status_page] "
+                "incident_days (start, duration, open or resolved, severity). No error "
+                "texts, providers or URLs. Without [storage] it shows the current status "
+                "and says history is off. Never probes; never needs a token.",
+                "tags": ["ui"],
+                "security": [{}],
+                "responses": {
+                    "200": {"description": "The page.", "headers": _header_refs(),
+                            "content": _static_content("text/html")},
+                    "404": _json_response("[status_page] enabled = false.", _ref("NotFound")),
+                    "500": _resp_ref("InternalError"),
+                },
+            }
+        },
+        "/badge/{model}.svg": {
+            "get": {
+                "operationId": "statusBadge",
+                "summary": "A model's status badge (SVG)",
+                "description": "An SVG 1.1 badge: the model's name, then its status (up, "
+                "degraded, down, unknown) and, with [storage], its uptime over the last 30 "
+                "days, e.g. 'gpt-4 | up 99.95%'. Never probes; never needs a token.",
+                "tags": ["ui"],
+                "security": [{}],
+                "parameters": [model],
+                "responses": {
+                    "200": {"description": "The badge.", "headers": badge_headers,
+                            "content": svg},
+                    "404": {
+                        "description": "A model the page does not show (or the page is "
+                        "off): an 'unknown' badge, so that an <img> still shows something. "
+                        "A path that names no model at all (an empty one) is a JSON "
+                        "not_found.",
+                        "headers": badge_headers,
+                        "content": {**svg, **_content(_ref("NotFound"))},
+                    },
+                    "500": _resp_ref("InternalError"),
+                },
+            }
+        },
+    }
+
+
 def _with_head(paths: dict[str, dict[str, Schema]]) -> dict[str, dict[str, Schema]]:
     """Add the ``HEAD`` twin of every ``GET``: same parameters and codes, no body."""
     for item in paths.values():
@@ -1371,7 +1632,7 @@ def openapi_spec(
                 "X-Frame-Options: DENY and a Content-Security-Policy (the dashboard and "
                 "/docs: this origin's own files only; everything else: nothing at all).\n\n"
                 "Auth is optional: with [server] auth_token_env (or auth_token) set, "
-                "/v1/health/performance, /history, /stream and /metrics need 'Authorization: Bearer "
+                "/v1/health/performance, /history, /uptime, /incidents, /stream and /metrics need 'Authorization: Bearer "
                 "<token>' (401 otherwise); the check routes answer everyone but give details "
                 "and fallback_reason only to token holders; a wrong token is a 401 "
                 "everywhere but /livez, /readyz, /openapi.json, /docs and the static pages. "

@@ -32,6 +32,7 @@ from .params import (
     read_json_body,
     single_param,
 )
+from .routes_history import history_page, parse_paging
 from .runs import measure, ready_manager, run_selection, shared
 from .state import ServiceState, current_state
 from .views import (
@@ -182,6 +183,7 @@ async def health_history() -> Response:
     accepted = "a configured name, e.g. model=gpt-4"
     model = single_param(request.args, "model", accepted)
     provider = single_param(request.args, "provider", accepted)
+    before, limit = parse_paging(request.args)
     health = state.health
     if health is None:
         raise ApiError(
@@ -196,6 +198,8 @@ async def health_history() -> Response:
         providers=None if provider is None else (provider,),
     )
     plan = plan_for(state.manager, selection)
+    if before is not None or limit is not None:  # a page of the stored history
+        return await history_page(state, health, plan, before=before, limit=limit)
     adapters: list[dict[str, Any]] = []
     for name, members in plan.items():
         for each in members:
