@@ -44,6 +44,7 @@ from .routes_history import health_incidents, health_uptime
 from .routes_observe import health_observations
 from .routes_ops import dashboard, docs, livez, metrics, openapi_document, readyz, static_file
 from .routes_route import route_model
+from .routes_status import badge, status_page
 from .state import EXTENSION_KEY, ServiceState, get_health_state, get_manager, state_of
 from .views import InsertionOrderJSONProvider
 
@@ -68,6 +69,8 @@ _ROUTES: list[tuple[str, str, Callable[..., Awaitable[Response]]]] = [
     ("/docs", "docs", docs),
     ("/static/<name>", "static_file", static_file),
     ("/readyz", "readyz", readyz),
+    ("/status", "status_page", status_page),
+    ("/badge/<path:model>.svg", "badge", badge),
 ]
 
 

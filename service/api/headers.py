@@ -18,8 +18,11 @@ link points at). Every answer therefore says:
   upstream's error text).
 * ``Referrer-Policy: no-referrer``: URLs (with their query) never leave in a
   ``Referer`` header.
-* ``Cache-Control: no-store`` (a health answer is only true when it is made)
-  and ``Vary: Accept`` (JSON or health+json).
+* ``Cache-Control: no-store`` (a health answer is only true when it is made;
+  a badge, :data:`OWN_CACHING`, keeps its own short ``max-age``) and
+  ``Vary: Accept`` (JSON or health+json).
+* The public status page (``/status``) has no script at all: its policy
+  (:data:`STATUS_PAGE_POLICY`) allows its stylesheet and icon only.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Final
 
 from quart import Response, request
 
-__all__ = ["PAGES", "PAGE_POLICY", "POLICY", "harden"]
+__all__ = ["OWN_CACHING", "PAGES", "PAGE_POLICY", "POLICY", "STATUS_PAGE_POLICY", "harden"]
 
 #: Directives both policies share: no framing, no <base>, no form submission.
 _COMMON: Final = "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -41,6 +44,11 @@ PAGE_POLICY: Final = (
 )
 #: The endpoints that answer an HTML page.
 PAGES: Final = frozenset({"dashboard", "docs"})
+#: The public status page (``GET /status``): rendered on the server, no script,
+#: nothing fetched; only its own stylesheet and icon.
+STATUS_PAGE_POLICY: Final = f"default-src 'none'; style-src 'self'; img-src 'self'; {_COMMON}"
+#: Endpoints that set their own Cache-Control (a badge may be cached a minute).
+OWN_CACHING: Final = frozenset({"badge"})
 
 _HEADERS: Final = {
     "X-Frame-Options": "DENY",
@@ -53,7 +61,13 @@ _HEADERS: Final = {
 async def harden(response: Response) -> Response:
     """The ``after_request`` hook: the headers above on ``response``."""
     headers = response.headers
+    cache_control = headers.get("Cache-Control")
     headers.update(_HEADERS)
-    headers["Content-Security-Policy"] = PAGE_POLICY if request.endpoint in PAGES else POLICY
+    if request.endpoint in OWN_CACHING and cache_control:
+        headers["Cache-Control"] = cache_control
+    if request.endpoint == "status_page":
+        headers["Content-Security-Policy"] = STATUS_PAGE_POLICY
+    else:
+        headers["Content-Security-Policy"] = PAGE_POLICY if request.endpoint in PAGES else POLICY
     response.vary.add("Accept")  # JSON or health+json, by Accept
     return response

@@ -16,8 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
+from service.api.app import EXTENSION_KEY
 from service.api.badge import HEIGHT, MAX_LABEL_CHARS, status_badge, text_width, unknown_badge
+from tests.support import eventually
+from tests.support.served import GUARD, MODELS, Service, running_service
 
 SVG = "{http://www.w3.org/2000/svg}"
 SVG11_DTD = Path("/usr/share/xml/w3c-sgml-lib/schema/dtd/REC-SVG11-20110816/svg11.dtd")
@@ -134,3 +138,79 @@ def test_the_unknown_badge_is_valid_too() -> None:
     svg = unknown_badge()
     validate(svg)
     assert texts(parse(svg)) == ["status", "status", "unknown", "unknown"]
+
+
+# -- served: a real service, its history in SQLite --------------------------------------
+
+TOKEN = "rhtesttoken-badge-0123456789"
+ADAPTERS = sum(len(providers) for providers in MODELS.values())
+CHECKS = {"interval": 3600, "unhealthy_interval": 3600, "jitter": 0}
+
+
+def storage(database: Path | None) -> dict[str, Any]:
+    if database is None:
+        return {"enabled": False}
+    return {"enabled": True, "path": str(database), "flush_interval": 0.05}
+
+
+async def badge_of(service: Service, path: str, status: int = 200) -> ET.Element:
+    response = await service.client.get(path)
+    assert response.status_code == status, response.text[:300]
+    assert response.headers["content-type"] == "image/svg+xml"
+    assert response.headers["cache-control"] == "max-age=60"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    validate(response.text)
+    return parse(response.text)
+
+
+async def test_a_served_badge_is_public_and_shows_status_and_30_day_uptime(
+    tmp_path: Path,
+) -> None:
+    async with running_service(
+        checks=CHECKS, server={"auth_token": TOKEN},
+        sections={"storage": storage(tmp_path / "health.db")},
+    ) as service:
+        written = service.app.extensions[EXTENSION_KEY].storage
+        await eventually(lambda: written.stats()["writes"] >= 2 * ADAPTERS, within=GUARD)
+        root = await badge_of(service, "/badge/gpt-4.svg")  # no token, auth on
+        assert texts(root)[::2] == ["gpt-4", "up 100%"]
+        head = await service.client.head("/badge/gpt-4.svg")
+        assert (head.status_code, head.content) == (200, b"")
+
+
+async def test_an_unknown_or_unlisted_model_gets_a_404_badge_an_img_can_show() -> None:
+    async with running_service(
+        checks=CHECKS, sections={"status_page": {"models": ["gpt-4"]}}
+    ) as service:
+        for path in ("/badge/nope.svg", "/badge/claude-3-haiku.svg", "/badge/gpt-4/.svg",
+                     "/badge/gpt-4.svg.svg"):
+            root = await badge_of(service, path, 404)
+            assert texts(root)[::2] == ["status", "unknown"], path
+
+
+async def test_a_model_name_with_a_slash_and_markup_is_served_escaped() -> None:
+    name = "team/gpt-4 <b>&"
+    async with running_service(
+        checks=CHECKS, models={name: ("openai",)}, sections={"storage": storage(None)}
+    ) as service:
+        state = service.app.extensions[EXTENSION_KEY]
+        with trio.fail_after(GUARD):
+            await state.health.changes.wait_value(lambda n: n >= 1)
+        root = await badge_of(service, "/badge/team/gpt-4%20%3Cb%3E%26.svg")
+    assert texts(root)[0] == name
+    assert texts(root)[2] in ("up", "down")  # storage off: the status alone
+
+
+async def test_a_badge_without_storage_shows_the_status_alone() -> None:
+    async with running_service(checks=CHECKS, sections={"storage": storage(None)}) as service:
+        state = service.app.extensions[EXTENSION_KEY]
+        with trio.fail_after(GUARD):
+            await state.health.changes.wait_value(lambda n: n >= ADAPTERS)
+        root = await badge_of(service, "/badge/llama3:latest.svg")
+    assert texts(root)[::2] == ["llama3:latest", "up"]
+
+
+async def test_badges_of_a_disabled_page_are_unknown() -> None:
+    async with running_service(sections={"status_page": {"enabled": False}}) as service:
+        root = await badge_of(service, "/badge/gpt-4.svg", 404)
+    assert texts(root)[::2] == ["status", "unknown"]

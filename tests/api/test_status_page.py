@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import trio
 
+from service.api.app import EXTENSION_KEY
+from service.api.headers import STATUS_PAGE_POLICY
 from service.api.status_page import (
     ModelRow,
     StatusView,
@@ -28,6 +31,9 @@ from service.api.status_page import (
     uptime_level,
 )
 from service.live.uptime import DayUptime, Incident, Uptime
+from service.testing.simulator import Behavior
+from tests.support import eventually
+from tests.support.served import GUARD, MODELS, PROVIDERS, Service, running_service, simulated_fleet
 
 DAY = 86_400.0
 MIDNIGHT = 1_700_006_400.0  # 2023-11-15 00:00 UTC
@@ -217,4 +223,131 @@ def test_the_updated_time_is_utc() -> None:
     assert time.gmtime(MIDNIGHT).tm_hour == 0
 
 
-_ = Path  # the served tests below use tmp_path
+
+# -- served: a real service, its history in SQLite --------------------------------------
+
+TOKEN = "rhtesttoken-status-0123456789"
+ADAPTERS = sum(len(providers) for providers in MODELS.values())
+#: One background round at start, then none while the test runs.
+CHECKS = {"interval": 3600, "unhealthy_interval": 3600, "jitter": 0}
+#: What the failing provider answers: the page must never show it.
+ERROR_TEXT = "upstream exploded near secret-detail-4711"
+
+
+def sections(database: Path | None, **status_page: Any) -> dict[str, dict[str, Any]]:
+    storage = (
+        {"enabled": False} if database is None
+        else {"enabled": True, "path": str(database), "flush_interval": 0.05}
+    )
+    return {"storage": storage, "status_page": status_page}
+
+
+async def stored_first_round(service: Service) -> None:
+    """Wait until the first round's results and transitions are in the database."""
+    storage = service.app.extensions[EXTENSION_KEY].storage
+    await eventually(lambda: storage.stats()["writes"] >= 2 * ADAPTERS, within=GUARD)
+
+
+async def page_of(service: Service, **headers: str) -> tuple[str, Page]:
+    response = await service.client.get("/status", headers=headers)
+    assert response.status_code == 200, response.text[:300]
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert response.headers["content-security-policy"] == STATUS_PAGE_POLICY
+    assert response.headers["cache-control"] == "no-store"
+    return response.text, Page(response.text)
+
+
+def today() -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime())
+
+
+async def test_the_page_is_public_and_shows_every_model_with_its_history(tmp_path: Path) -> None:
+    async with running_service(
+        checks=CHECKS, server={"auth_token": TOKEN},
+        sections=sections(tmp_path / "health.db", title="Acme AI status"),
+    ) as service:
+        await stored_first_round(service)
+        html, page = await page_of(service)  # no token, auth on
+    assert page.find("title") and "Acme AI status" in "".join(page.text)
+    assert page.find("p", id="overall")[0]["data-status"] == "up"
+    models = page.with_class("model")
+    assert [m["data-model"] for m in models] == list(MODELS)
+    assert {m["data-status"] for m in models} == {"up"}
+    cells = page.with_class("day")
+    assert len(cells) == 90 * len(MODELS)
+    for bar_end in range(89, len(cells), 90):  # today: checked, all up
+        assert cells[bar_end]["title"] == f"{today()}: 100% up"
+        assert cells[bar_end]["data-level"] == "ok"
+    assert {c["data-level"] for c in cells[:89]} == {"none"}  # nothing before today
+    assert "".join(page.text).count("100% uptime") == len(MODELS)
+    assert page.find("p", id="no-incidents")
+    for secret in (TOKEN, "sk-sim-openai", "sk-sim-anthropic", service.sim.base_url("openai"),
+                   "127.0.0.1", *PROVIDERS):
+        assert secret not in html, "the page shows a detail or a secret"
+
+
+async def test_a_failing_model_shows_down_with_an_incident_but_no_error_text(
+    tmp_path: Path,
+) -> None:
+    fleet = simulated_fleet()
+    for provider in fleet:
+        if provider.name == "anthropic":
+            provider.behavior = Behavior(latency=0.0, mode="body", status=500, body=ERROR_TEXT)
+    async with running_service(
+        checks=CHECKS, providers=fleet, server={"auth_token": TOKEN},
+        sections=sections(tmp_path / "health.db"),
+    ) as service:
+        await stored_first_round(service)
+        granted = {"Authorization": f"Bearer {TOKEN}"}
+        details = (await service.client.get("/v1/health/", headers=granted)).json()
+        error = details["details"]["claude-3-haiku"]["anthropic"]["error"]
+        assert "secret-detail-4711" in error  # the API's details do carry it
+        html, page = await page_of(service, **granted)  # the token changes nothing here
+    rows = {m["data-model"]: m["data-status"] for m in page.with_class("model")}
+    assert rows == {"gpt-4": "up", "claude-3-haiku": "down", "llama3:latest": "up"}
+    assert page.find("p", id="overall")[0]["data-status"] == "down"
+    claude = page.with_class("day")[90 + 89]
+    assert (claude["title"], claude["data-level"]) == (f"{today()}: 0.00% up", "major")
+    incidents = page.find("tr", data_model="claude-3-haiku")
+    assert [(i["data-state"], i["data-severity"]) for i in incidents] == [("open", "major")]
+    assert not page.find("tr", data_model="gpt-4")
+    for detail in ("secret-detail-4711", "exploded", "HTTP 500", "http_5xx", "anthropic"):
+        assert detail not in html, detail
+
+
+async def test_models_left_out_by_the_config_are_absent(tmp_path: Path) -> None:
+    async with running_service(
+        checks=CHECKS, sections=sections(tmp_path / "health.db", models=["llama3:latest"]),
+    ) as service:
+        await stored_first_round(service)
+        html, page = await page_of(service)
+    assert [m["data-model"] for m in page.with_class("model")] == ["llama3:latest"]
+    assert "gpt-4" not in html and "claude-3-haiku" not in html
+    assert len(page.with_class("day")) == 90
+
+
+async def test_with_storage_off_the_page_shows_the_current_status_and_says_history_is_off() -> None:
+    async with running_service(checks=CHECKS, sections=sections(None)) as service:
+        state = service.app.extensions[EXTENSION_KEY]
+        assert state.storage is None
+        with trio.fail_after(GUARD):
+            await state.health.changes.wait_value(lambda n: n >= ADAPTERS)
+        _, page = await page_of(service)
+    assert page.find("p", id="history-off")
+    assert {m["data-status"] for m in page.with_class("model")} == {"up"}
+    assert not page.with_class("day") and not page.find(id="incidents")
+
+
+async def test_without_background_checks_the_status_is_unknown_and_nothing_is_probed() -> None:
+    async with running_service() as service:
+        _, page = await page_of(service)
+        assert service.sim.total_stats().completed == 0
+    assert {m["data-status"] for m in page.with_class("model")} == {"unknown"}
+    assert page.find("p", id="history-off")
+
+
+async def test_a_disabled_page_is_not_found() -> None:
+    async with running_service(sections={"status_page": {"enabled": False}}) as service:
+        response = await service.client.get("/status")
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
