@@ -79,6 +79,8 @@ _BEFORE_ACCEPTED: Final = "unix seconds, e.g. a previous page's next_before"
 _LIMIT_ACCEPTED: Final = f"a whole number from 1 to {MAX_LIMIT}, e.g. limit=100"
 _STATUS_ACCEPTED: Final = "open or resolved"
 _DIGITS: Final = re.compile(r"\+?[0-9]{1,9}")
+#: A ``before`` past this (unix s, the year 5138) excludes nothing: it is "from the newest".
+_FAR_FUTURE: Final = 1e11
 
 T = TypeVar("T")
 
@@ -266,10 +268,11 @@ async def history_page(
             _BEFORE_ACCEPTED if parameter == "before" else _LIMIT_ACCEPTED,
         )
     storage = state.storage
+    bound = None if before is None or before > _FAR_FUTURE else before
     pages: list[tuple[str, str, list[dict[str, Any]]]] = []
     for name, members in plan.items():
         for adapter in members:
-            stored = await _read(storage.history(name, adapter.provider, before=before,
+            stored = await _read(storage.history(name, adapter.provider, before=bound,
                                                  limit=limit + 1))
             entries = {entry["checked_at"]: entry for entry in stored}
             for kept in health.history(name, adapter.provider):  # not written yet, maybe

@@ -158,6 +158,10 @@ def _strategies(operation: Any, mode: schemathesis.GenerationMode) -> Any:
     elif operation.path == "/v1/health/history":
         named = [operation.as_strategy(query={"model": n}) for n in MODEL_NAMES]
         named += [operation.as_strategy(query={"provider": p}) for p in PROVIDERS]
+        named += [operation.as_strategy(query={"model": n, "limit": 3}) for n in MODEL_NAMES]
+        strategy = st.one_of(strategy, operation.as_strategy(query={}), *named)
+    elif operation.path in ("/v1/health/uptime", "/v1/health/incidents"):
+        named = [operation.as_strategy(query={"model": n}) for n in MODEL_NAMES]
         strategy = st.one_of(strategy, operation.as_strategy(query={}), *named)
     return strategy
 
@@ -249,7 +253,8 @@ async def test_schemathesis_finds_the_live_server_true_to_its_document() -> None
 
 
 async def test_schemathesis_with_background_checks_and_history() -> None:
-    # Answers from the live state: source/background, cached/age_s/stale details, history.
+    # Answers from the live state: source/background, cached/age_s/stale details, history;
+    # storage on (by default with background checks): uptime, incidents, history pages.
     checks = {**FAST_CHECKS, "interval": 0.2, "max_age": 0.3, "stale_while_revalidate": 5}
     async with running_service(checks=checks, server=SERVER, guard=60) as service:
         document = await served_document(service)
@@ -263,7 +268,8 @@ async def test_schemathesis_with_background_checks_and_history() -> None:
         served = (await service.client.get("/v1/health/")).json()
         assert served["source"] == "background"
         wanted = {"/v1/health/", "/v1/health/models", "/v1/health/models/{name}",
-                  "/v1/health/batch", "/v1/health/history"}
+                  "/v1/health/batch", "/v1/health/history", "/v1/health/uptime",
+                  "/v1/health/incidents"}
         failures, _ = await trio.to_thread.run_sync(
             functools.partial(fuzz, service.url, document, include=wanted.__contains__,
                               max_examples=10)
@@ -276,7 +282,8 @@ async def test_schemathesis_with_auth_on_and_without_the_token() -> None:
     server = {**SERVER, "auth_token": TOKEN}
     async with running_service(checks=FAST_CHECKS, server=server, guard=60) as service:
         document = await served_document(service)
-        for path in ("/v1/health/performance", "/v1/health/history", "/v1/health/stream"):
+        for path in ("/v1/health/performance", "/v1/health/history", "/v1/health/uptime",
+                     "/v1/health/incidents", "/v1/health/stream"):
             response = await service.client.get(path)
             assert response.status_code == 401
             assert response.headers["www-authenticate"].startswith("Bearer ")
