@@ -246,7 +246,7 @@ class Storage:
     def _load(self) -> list[tuple[ProbeResult, ProbeStatus]]:
         return load_latest(self._connect())
 
-    def _series(self, db: sqlite3.Connection, key: tuple[str, str], new: list[Any]) -> int:
+    def _series(self, db: sqlite3.Connection, key: tuple[str, str]) -> int:
         series = self._ids.get(key)
         if series is None:
             db.execute("INSERT INTO series (model, provider) VALUES (?, ?) ON CONFLICT DO NOTHING", key)
@@ -254,27 +254,25 @@ class Storage:
                 "SELECT id FROM series WHERE model = ? AND provider = ?", key
             ).fetchone()[0])
             self._ids[key] = series
-            new.append(key)
         return series
 
     def _write(self, batch: list[Row], now: float) -> None:
         db = self._connect()
-        uptime = self._uptime.copy()
-        new: list[tuple[str, str]] = []  # series ids to forget if this rolls back
+        uptime = self._uptime
         db.execute("BEGIN IMMEDIATE")
         try:
             results, transitions, adapters = [], [], {}
             for kind, values in batch:
                 if kind == "result":
                     model, provider, adapter, at, *columns, up, count = values
-                    series = self._series(db, (model, provider), new)
-                    self._series(db, (model, MODEL), new)
+                    series = self._series(db, (model, provider))
+                    self._series(db, (model, MODEL))
                     results.append((series, at, *columns))
                     uptime.feed(model, provider, at, up, count)
                     adapters[(model, provider)] = adapter
                 else:
                     model, provider, *columns = values
-                    transitions.append((self._series(db, (model, provider), new), *columns))
+                    transitions.append((self._series(db, (model, provider)), *columns))
             db.executemany(_RESULT_INSERT, results)
             db.executemany(_TRANSITION_INSERT, transitions)
             increments = uptime.take()
@@ -295,12 +293,10 @@ class Storage:
                 self._prune(db, now)
             db.execute("COMMIT")
         except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            for key in new:
-                del self._ids[key]
+            # The series ids and the accumulator went ahead of what is
+            # committed: the next write reconnects and reads them back.
+            self._close()
             raise
-        self._uptime = uptime
 
     def _prune(self, db: sqlite3.Connection, now: float) -> None:
         raw, old = now - self.config.raw_retention, now - self.config.rollup_retention
@@ -317,7 +313,7 @@ class Storage:
 
     def _close(self) -> None:
         if self._db is not None:
-            self._db.close()
+            self._db.close()  # rolls back what is not committed
             self._db = None
 
     # -- the reader thread's side --------------------------------------------------

@@ -187,7 +187,8 @@ class UptimeAccumulator:
 
     ``latest``: each adapter series' latest ``(at, up)``; ``frontiers``: each
     model's frontier (see the module doc). Both come back from storage on a
-    restart, so the accumulation continues where it was committed.
+    restart (or after a write that rolled back), so the accumulation
+    continues where it was committed.
     """
 
     hold: int  # ms
@@ -195,6 +196,9 @@ class UptimeAccumulator:
     frontiers: dict[str, int] = field(default_factory=dict)
     increments: Increments = field(default_factory=dict)
     _providers: dict[str, dict[str, tuple[int, bool | None]]] = field(default_factory=dict)
+    #: Per model, where its up and its covered holds end at the latest (:func:`held`
+    #: without a pass over its providers for every verdict).
+    _ends: dict[str, list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for (model, provider), verdict in self.latest.items():
@@ -202,10 +206,11 @@ class UptimeAccumulator:
         for model, providers in self._providers.items():
             newest = max(at for at, _ in providers.values())
             self.frontiers[model] = max(self.frontiers.get(model, newest), newest)
+            self._recount(model)
 
-    def copy(self) -> UptimeAccumulator:
-        """An independent copy (the writer feeds one and keeps it only once committed)."""
-        return UptimeAccumulator(self.hold, dict(self.latest), dict(self.frontiers))
+    def _recount(self, model: str) -> None:
+        frontier = self.frontiers[model]
+        self._ends[model] = list(held(frontier, self._providers[model].values(), self.hold, 2**62))
 
     def take(self) -> Increments:
         """The increments added since the last take."""
@@ -226,15 +231,28 @@ class UptimeAccumulator:
             return  # older than its series' latest: see the module doc
         providers = self._providers.setdefault(model, {})
         frontier = self.frontiers.get(model)
+        ends = self._ends.setdefault(model, [at, at])
         if frontier is not None and at > frontier:
-            up_end, covered_end = held(frontier, providers.values(), self.hold, at)
-            self._add((model, MODEL), frontier, up_end, covered_end)
+            self._add(
+                (model, MODEL), frontier, min(at, max(frontier, ends[0])),
+                min(at, max(frontier, ends[1])),
+            )
         if previous is not None and at > previous[0] and previous[1] is not None:
             start, was_up = previous
             end = min(at, start + self.hold)
             self._add(key, start, end if was_up else start, end)
         self.latest[key] = providers[provider] = (at, up)
         self.frontiers[model] = at if frontier is None else max(frontier, at)
+        # A provider's hold only ever ends later, unless it stops being up or covered.
+        if previous is not None and (
+            (previous[1] is True and up is not True) or (previous[1] is not None and up is None)
+        ):
+            self._recount(model)
+        else:
+            if up:
+                ends[0] = max(ends[0], at + self.hold)
+            if up is not None:
+                ends[1] = max(ends[1], at + self.hold)
         self._count(key, at, kind)
         self._count((model, MODEL), at, kind)
 
@@ -247,6 +265,10 @@ class UptimeAccumulator:
             while bucket < covered_end:
                 following = bucket + period
                 cell = self._cell(name, key, bucket)
+                if start >= bucket and covered_end <= following:  # the usual case: within one
+                    cell[0] += up_end - start
+                    cell[1] += covered_end - start
+                    break
                 cell[0] += overlap(start, up_end, bucket, following)
                 cell[1] += overlap(start, covered_end, bucket, following)
                 bucket = following
