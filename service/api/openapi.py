@@ -1494,8 +1494,8 @@ def _stored_history_operations() -> dict[str, dict[str, Schema]]:
                 "security": _TOKEN_SECURITY,
                 "parameters": [
                     _query("since", {"type": "number", "minimum": 0},
-                           "Only incidents still open at or started after this unix time "
-                           "(not in the future).", example=1796000000),
+                           "Only incidents open since this unix time (not in the future): "
+                           "still open, or ended at or after it.", example=1796000000),
                     model,
                     _query("status", _enum(list(STATUSES)), "Only open, or only resolved, "
                            "incidents."),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Collection, Mapping
 from typing import Any, Final, TypeVar
 
 from quart import Response, request
@@ -72,7 +72,8 @@ DEFAULT_INCIDENTS: Final = 100
 DEFAULT_PAGE: Final = 100
 STATUSES: Final = ("open", "resolved")
 
-_WINDOW_ACCEPTED: Final = "one of " + ", ".join(WINDOWS) + f" (default {DEFAULT_WINDOW})"
+_WINDOWS_LISTED: Final = "one of " + ", ".join(WINDOWS)
+_WINDOW_ACCEPTED: Final = f"{_WINDOWS_LISTED} (default {DEFAULT_WINDOW})"
 _MODEL_ACCEPTED: Final = "a configured model name, e.g. model=gpt-4"
 _SINCE_ACCEPTED: Final = "unix seconds, not in the future, e.g. since=1796000000"
 _BEFORE_ACCEPTED: Final = "unix seconds, e.g. a previous page's next_before"
@@ -96,7 +97,7 @@ def _unix_time(args: MultiDict[str, str], name: str, accepted: str) -> float | N
     value = float(text) if _NUMBER.fullmatch(text) else math.nan
     if not math.isfinite(value):
         raise InvalidParameter(
-            name, f"{name} must be {accepted}, got {show_value(raw)}", accepted
+            name, f"{name} must be a number of unix seconds, got {show_value(raw)}", accepted
         )
     return value
 
@@ -108,16 +109,19 @@ def _limit(args: MultiDict[str, str], default: int | None) -> int | None:
     text = raw.strip()
     if not _DIGITS.fullmatch(text) or not 1 <= int(text) <= MAX_LIMIT:
         raise InvalidParameter(
-            "limit", f"limit must be {_LIMIT_ACCEPTED}, got {show_value(raw)}", _LIMIT_ACCEPTED
+            "limit",
+            f"limit must be a whole number from 1 to {MAX_LIMIT}, got {show_value(raw)}",
+            _LIMIT_ACCEPTED,
         )
     return int(text)
 
 
-def _choice(args: MultiDict[str, str], name: str, choices: Mapping[str, Any] | tuple[str, ...],
-            accepted: str) -> str | None:
+def _choice(
+    args: MultiDict[str, str], name: str, choices: Collection[str], what: str, accepted: str
+) -> str | None:
     raw = single_param(args, name, accepted)
     if raw is not None and raw not in choices:
-        raise InvalidParameter(name, f"{name} must be {accepted}, got {show_value(raw)}", accepted)
+        raise InvalidParameter(name, f"{name} must be {what}, got {show_value(raw)}", accepted)
     return raw
 
 
@@ -190,7 +194,7 @@ async def health_uptime() -> Response:
     state = current_state()
     request_access(state.auth, token_required=True)
     args = request.args
-    window = _choice(args, "window", WINDOWS, _WINDOW_ACCEPTED) or DEFAULT_WINDOW
+    window = _choice(args, "window", WINDOWS, _WINDOWS_LISTED, _WINDOW_ACCEPTED) or DEFAULT_WINDOW
     model = _model(state, args)
     storage = _storage(state, "uptime is")
     plan = plan_for(state.manager, Selection(models=None if model is None else (model,)))
@@ -225,7 +229,7 @@ async def health_incidents() -> Response:
             "since", f"since must not be in the future, got {since:.3f} (now is "
             f"{time.time():.3f})", _SINCE_ACCEPTED,
         )
-    status = _choice(args, "status", STATUSES, _STATUS_ACCEPTED)
+    status = _choice(args, "status", STATUSES, _STATUS_ACCEPTED, _STATUS_ACCEPTED)
     limit = _limit(args, DEFAULT_INCIDENTS)
     assert limit is not None
     model = _model(state, args)
