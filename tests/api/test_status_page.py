@@ -144,7 +144,7 @@ def test_model_names_and_the_title_are_escaped() -> None:
 def test_incidents_show_when_and_how_long_but_no_details() -> None:
     incidents = [
         Incident("claude-3-haiku", MIDNIGHT - 7200, None, 7_380, "major",
-                 ("http_5xx",), ("anthropic-secret-provider",)),
+                 ("http_status",), ("anthropic-secret-provider",)),
         Incident("gpt-4", MIDNIGHT - 5 * DAY, MIDNIGHT - 5 * DAY + 45, 45, "partial",
                  ("timeout",), ("openai",)),
     ]
@@ -157,7 +157,7 @@ def test_incidents_show_when_and_how_long_but_no_details() -> None:
     text = "".join(page.text)
     assert "2023-11-14 22:00 UTC" in text and "2 h 3 min" in text and "45 s" in text
     assert "Ongoing" in text and "Resolved" in text
-    for detail in ("anthropic-secret-provider", "openai", "http_5xx", "timeout"):
+    for detail in ("anthropic-secret-provider", "openai", "http_status", "timeout"):
         assert detail not in html
 
 
@@ -311,7 +311,7 @@ async def test_a_failing_model_shows_down_with_an_incident_but_no_error_text(
     incidents = page.find("tr", data_model="claude-3-haiku")
     assert [(i["data-state"], i["data-severity"]) for i in incidents] == [("open", "major")]
     assert not page.find("tr", data_model="gpt-4")
-    for detail in ("secret-detail-4711", "exploded", "HTTP 500", "http_5xx", "anthropic"):
+    for detail in ("secret-detail-4711", "exploded", "HTTP 500", "http_status", "anthropic"):
         assert detail not in html, detail
 
 

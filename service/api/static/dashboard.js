@@ -1,8 +1,9 @@
 // router-health dashboard: plain JS, no framework, no build step.
 //
 // Reads the same API as any client: GET /v1/health/?details=true once, then
-// GET /v1/health/history (background checks on) to seed the charts, then the
-// live event stream GET /v1/health/stream (Server-Sent Events, read with
+// GET /v1/health/history (background checks on) to seed the charts and
+// GET /v1/health/uptime?window=24h (storage on; a 404 means off: nothing is
+// shown, nothing asked again) for each adapter's uptime, then the live event stream GET /v1/health/stream (Server-Sent Events, read with
 // fetch() so it can carry the Authorization header; EventSource cannot).
 // Every string from the API goes into the DOM through textContent or
 // setAttribute, never as markup.
@@ -15,6 +16,8 @@
   const SPARK_W = 190, SPARK_H = 32; // the chart's size in CSS pixels (dashboard.css)
   const STATUSES = ["healthy", "degraded", "unhealthy", "timeout", "unsupported"];
   const MAX_BACKOFF_MS = 30000;
+  const UPTIME_WINDOW = "24h";
+  const UPTIME_REFRESH_MS = 60000; // uptime over a day moves slowly
   // failures that say nothing about the provider (service/cache.py)
   const NOT_ABOUT_PROVIDER = new Set(["deadline", "not_started", "not_open", "resource"]);
 
@@ -172,6 +175,7 @@
     if (cell) return cell;
     const row = ensureRow(model);
     const statusText = el("span", { className: "status-text", text: "unknown" });
+    const uptime = el("span", { className: "uptime" });
     const latency = el("span", { className: "latency", text: "– ms" });
     const errorLine = el("div", { className: "error-text" });
     const spark = svg("svg", { class: "spark", viewBox: `0 0 ${SPARK_W} ${SPARK_H}`, role: "img" });
@@ -181,13 +185,13 @@
       "div",
       { className: "cell", "data-model": model, "data-provider": provider, "data-status": "unknown" },
       el("div", { className: "cell-head" }, el("span", { className: "provider", text: provider }), latency),
-      el("div", {}, el("span", { className: "dot", "aria-hidden": "true" }), statusText),
+      el("div", { className: "cell-status" }, el("span", { className: "dot", "aria-hidden": "true" }), statusText, uptime),
       errorLine,
       spark,
     );
     node.addEventListener("animationend", () => node.classList.remove("flash"));
     row.cells.append(node);
-    cell = { model, provider, node, statusText, latency, errorLine, spark, sparkTitle, status: "unknown", history: [] };
+    cell = { model, provider, node, statusText, uptime, latency, errorLine, spark, sparkTitle, status: "unknown", history: [] };
     state.cells.set(k, cell);
     return cell;
   }
@@ -359,6 +363,60 @@
       if (last && !cell.node.hasAttribute("data-latency")) setCellDetail(cell, last);
     }
     refreshOverall();
+  }
+
+  // -- uptime (storage) -----------------------------------------------------
+
+  // 99.95%: rounded down to hundredths (as the status page), so downtime never shows as 100%
+  function formatPercent(ratio) {
+    const hundredths = Math.floor(ratio * 10000 + 1e-6);
+    if (hundredths >= 10000) return ratio >= 1 ? "100%" : "99.99%";
+    return `${(Math.max(hundredths, 0) / 100).toFixed(2)}%`;
+  }
+
+  function setCellUptime(cell, entry) {
+    const ratio = entry.uptime;
+    if (ratio === null || ratio === undefined || !Number.isFinite(ratio)) {
+      cell.uptime.textContent = "";
+      cell.uptime.removeAttribute("data-uptime");
+      cell.uptime.removeAttribute("title");
+      return;
+    }
+    cell.uptime.textContent = `${formatPercent(ratio)} (${UPTIME_WINDOW})`;
+    cell.uptime.setAttribute("data-uptime", String(ratio));
+    const covered = Number.isFinite(entry.coverage) ? `; checks covered ${formatPercent(entry.coverage)} of it` : "";
+    cell.uptime.setAttribute("title", `Uptime over the last ${UPTIME_WINDOW}${covered}`);
+  }
+
+  // false when storage is off (404): nothing to show, and no point asking again
+  async function loadUptime(gen) {
+    const response = await api(`/v1/health/uptime?window=${UPTIME_WINDOW}`);
+    if (gen !== state.generation) return false;
+    if (response.status === 404) return false;
+    if (!response.ok) {
+      console.warn("router-health: uptime answered HTTP", response.status);
+      return true; // failing for now (503 storage_failing): try again later
+    }
+    const body = await response.json();
+    if (gen !== state.generation) return false;
+    for (const adapter of body.adapters || []) {
+      setCellUptime(ensureCell(adapter.model, adapter.provider), adapter);
+    }
+    return true;
+  }
+
+  async function keepUptime(gen) {
+    while (gen === state.generation) {
+      let again;
+      try {
+        again = await loadUptime(gen);
+      } catch (error) {
+        if (error instanceof AuthError) return;
+        again = true; // a network error: try again later
+      }
+      if (!again) return;
+      await sleep(UPTIME_REFRESH_MS);
+    }
   }
 
   // -- the event stream -----------------------------------------------------
@@ -613,7 +671,10 @@
       showError(`Could not load the health report: ${error.message}`);
       // the stream may still work (and retries by itself): go on
     }
-    if (gen === state.generation) runStream(gen);
+    if (gen === state.generation) {
+      if (state.background) keepUptime(gen); // storage keeps what background checks find
+      runStream(gen);
+    }
   }
 
   document.addEventListener("DOMContentLoaded", () => {
