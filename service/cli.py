@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from functools import partial
+from importlib import metadata
 from typing import NoReturn
 
 import trio
@@ -51,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="router-health",
         description="Concurrent, deadline-bounded health checks for AI router adapters.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument(
         "--log-level",
         default=None,
@@ -103,6 +105,14 @@ def _parser() -> argparse.ArgumentParser:
     imports.add_argument("path", help="the file to import")
     imports.add_argument("--strict", action="store_true", help=STRICT_HELP)
     return parser
+
+
+def package_version() -> str:
+    """The installed distribution's version ("unknown" in a checkout that was never installed)."""
+    try:
+        return metadata.version("router-health")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 STRICT_HELP = (
