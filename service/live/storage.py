@@ -12,15 +12,18 @@ Each write transaction inserts the raw rows and, in the same transaction,
 upserts what they add to the minute, hour and day rollups of their adapter
 and of its model (:class:`~service.live.uptime.UptimeAccumulator`: a verdict
 holds until the next one, at most ``hold_limit`` seconds), so no query ever
-re-scans raw rows. Schema and code tables: :mod:`service.live.storage_schema`.
+re-scans raw rows (:mod:`service.live.storage_write`). Schema and code tables:
+:mod:`service.live.storage_schema`.
 Queries (:meth:`Storage.uptime`, :meth:`~Storage.daily`,
 :meth:`~Storage.incidents`, :meth:`~Storage.history`) run on a second, read
 connection in a worker thread of their own (:mod:`service.live.storage_read`).
 
-Size: a raw row is about BYTES_PER_ROW bytes on disk (measured on a file of
-1,000 adapters' results, indexes and page slack included), so 1,000 adapters
-checked every 10 s (8.64 M rows a day) keep about RAW_MB MB of raw rows at
-the default 48 h ``raw_retention``; rollups add about ROLLUP_MB MB a day.
+Size, measured (``dbstat``) on a file of 1,000 adapters checked every 10 s
+for 6 h through this writer (2.16 M raw rows): a raw row takes 28.4 bytes
+with its share of pages, a minute rollup row 27.3; the whole file 33.3 bytes
+per raw row. So 8.64 M raw rows a day are ~245 MB a day, ~490 MB kept at
+the default 48 h ``raw_retention``, plus ~40 MB a day of minute rollups
+(~80 MB kept) and under 1 MB a day of hour and day rollups.
 
 Retention: raw results and minute rollups ``raw_retention``; transitions,
 hour and day rollups ``rollup_retention``. On start, the last verdict of
@@ -37,7 +40,6 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
-from pathlib import Path
 from typing import Any, Final
 
 import trio
@@ -46,27 +48,10 @@ from trio_util import AsyncValue  # type: ignore[import-untyped]
 from ..config import StorageConfig
 from ..engine.report import ProbeResult, ProbeStatus
 from .state import HealthState, Transition
-from .storage_read import (
-    load_latest,
-    read_daily,
-    read_history,
-    read_incidents,
-    read_uptime,
-    writer_state,
-)
+from .storage_read import SpanSums, read_daily, read_history, read_incidents, read_uptime
 from .storage_schema import FAILURE_CODES, SCHEMA_VERSION, STATUS_CODES, StorageError, migrate
-from .uptime import (
-    DEGRADED,
-    DOWN,
-    HEALTHY,
-    MODEL,
-    OTHER,
-    PERIODS,
-    DayUptime,
-    Incident,
-    UptimeAccumulator,
-    UptimeReport,
-)
+from .storage_write import BUSY_TIMEOUT, Row, Writer
+from .uptime import DEGRADED, DOWN, HEALTHY, OTHER, DayUptime, Incident, UptimeReport
 
 __all__ = [
     "HOLD_LIMIT",
@@ -82,10 +67,6 @@ logger = logging.getLogger("router_health.storage")
 
 #: The least ``hold_limit``: a verdict counts for uptime until the next one, never longer.
 HOLD_LIMIT: Final = 300.0
-#: How long one write waits for another connection's lock before it fails.
-BUSY_TIMEOUT: Final = 0.5
-#: Seconds between two pruning passes.
-PRUNE_EVERY: Final = 60.0
 #: No verdict is older than this (2000-01-01); nor later than a day from now.
 EARLIEST: Final = 946_684_800.0
 
@@ -93,16 +74,6 @@ _KINDS: Final = {
     ProbeStatus.HEALTHY: HEALTHY, ProbeStatus.DEGRADED: DEGRADED,
     ProbeStatus.UNHEALTHY: DOWN, ProbeStatus.TIMEOUT: DOWN,
 }
-_RESULT_INSERT: Final = "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-_TRANSITION_INSERT: Final = "INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?)"
-_ROLLUP_UPSERT: Final = (
-    "INSERT INTO rollups_{} VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (series, start) DO "
-    "UPDATE SET up_ms = up_ms + excluded.up_ms, covered_ms = covered_ms + excluded.covered_ms, "
-    "healthy = healthy + excluded.healthy, degraded = degraded + excluded.degraded, "
-    "down = down + excluded.down, other = other + excluded.other"
-)
-
-Row = tuple[str, tuple[Any, ...]]  # ("result" | "transition", values)
 
 
 def hold_limit_for(intervals: Iterable[float]) -> float:
@@ -141,11 +112,9 @@ class Storage:
         self._pending: deque[Row] = deque()
         self._limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(1)
-        self._db: sqlite3.Connection | None = None
+        self._spans = SpanSums()
+        self._writer = Writer(config, hold_limit, committed=self._spans.changed)
         self._reader: sqlite3.Connection | None = None
-        self._ids: dict[tuple[str, str], int] = {}
-        self._uptime = UptimeAccumulator(_ms(hold_limit))
-        self._last_prune = -math.inf
         self.writes = 0  # rows committed
         self.commits = 0  # transactions committed
         self.dropped = 0  # rows dropped: the buffer was full
@@ -222,105 +191,11 @@ class Storage:
             "last_error": self.last_error,
         }
 
-    # -- the writer thread's side (only ever one call at a time) -------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._db is None:
-            path = self.config.path
-            if not self._memory:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT, check_same_thread=False, isolation_level=None
-            )
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                migrate(db, path)
-                self._ids, self._uptime = writer_state(db, _ms(self.hold_limit))
-            except BaseException:
-                db.close()
-                raise
-            self._db = db
-        return self._db
-
-    def _load(self) -> list[tuple[ProbeResult, ProbeStatus]]:
-        return load_latest(self._connect())
-
-    def _series(self, db: sqlite3.Connection, key: tuple[str, str]) -> int:
-        series = self._ids.get(key)
-        if series is None:
-            db.execute("INSERT INTO series (model, provider) VALUES (?, ?) ON CONFLICT DO NOTHING", key)
-            series = int(db.execute(
-                "SELECT id FROM series WHERE model = ? AND provider = ?", key
-            ).fetchone()[0])
-            self._ids[key] = series
-        return series
-
-    def _write(self, batch: list[Row], now: float) -> None:
-        db = self._connect()
-        uptime = self._uptime
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            results, transitions, adapters = [], [], {}
-            for kind, values in batch:
-                if kind == "result":
-                    model, provider, adapter, at, *columns, up, count = values
-                    series = self._series(db, (model, provider))
-                    self._series(db, (model, MODEL))
-                    results.append((series, at, *columns))
-                    uptime.feed(model, provider, at, up, count)
-                    adapters[(model, provider)] = adapter
-                else:
-                    model, provider, *columns = values
-                    transitions.append((self._series(db, (model, provider)), *columns))
-            db.executemany(_RESULT_INSERT, results)
-            db.executemany(_TRANSITION_INSERT, transitions)
-            increments = uptime.take()
-            for name, _ in PERIODS:
-                db.executemany(_ROLLUP_UPSERT.format(name), [
-                    (self._ids[key], start // 1000, *cell)
-                    for (period, key, start), cell in increments.items() if period == name
-                ])
-            db.executemany(
-                "UPDATE series SET adapter = ?, last_at = ?, last_up = ? WHERE id = ?",
-                [(adapter, *uptime.latest[key], self._ids[key]) for key, adapter in adapters.items()],
-            )
-            db.executemany(
-                "UPDATE series SET last_at = ? WHERE id = ?",
-                [(uptime.frontiers[m], self._ids[(m, MODEL)]) for m in {m for m, _ in adapters}],
-            )
-            if now - self._last_prune >= PRUNE_EVERY:
-                self._prune(db, now)
-            db.execute("COMMIT")
-        except BaseException:
-            # The series ids and the accumulator went ahead of what is
-            # committed: the next write reconnects and reads them back.
-            self._close()
-            raise
-
-    def _prune(self, db: sqlite3.Connection, now: float) -> None:
-        raw, old = now - self.config.raw_retention, now - self.config.rollup_retention
-        deletes = (
-            ("DELETE FROM results WHERE series = ? AND at < ?", _ms(raw)),
-            ("DELETE FROM rollups_minute WHERE series = ? AND start < ?", raw - 60),
-            ("DELETE FROM transitions WHERE series = ? AND at < ?", _ms(old)),
-            ("DELETE FROM rollups_hour WHERE series = ? AND start < ?", old - 3600),
-            ("DELETE FROM rollups_day WHERE series = ? AND start < ?", old - 86400),
-        )
-        for sql, cutoff in deletes:
-            db.executemany(sql, [(series, cutoff) for series in self._ids.values()])
-        self._last_prune = now
-
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()  # rolls back what is not committed
-            self._db = None
-
     # -- the reader thread's side --------------------------------------------------
 
     def _reading(self, query: Callable[..., Any], arguments: dict[str, Any]) -> Any:
         if self._memory:
-            db = self._connect()  # one connection: the writer's limiter serves both
+            db = self._writer.connect()  # one connection: the writer's limiter serves both
         else:
             if self._reader is None:
                 self._reader = sqlite3.connect(
@@ -357,6 +232,7 @@ class Storage:
             read_uptime, known=self.known, window=window,
             models=None if models is None else frozenset(models), now=self.wall_clock(),
             hold=_ms(self.hold_limit), raw_retention=self.config.raw_retention,
+            cache=self._spans,
         )
         return report
 
@@ -404,7 +280,7 @@ class Storage:
     async def load(self) -> int:
         """Put the last stored verdict of every known adapter into the state; how many."""
         try:
-            rows: list[tuple[ProbeResult, ProbeStatus]] = await self._in_thread(self._load)
+            rows: list[tuple[ProbeResult, ProbeStatus]] = await self._in_thread(self._writer.load)
         except StorageError:
             raise  # a newer schema: the message says what to do
         except Exception as exc:  # storage never stops the service
@@ -424,7 +300,7 @@ class Storage:
         batch = list(self._pending)
         self._pending.clear()
         try:
-            await self._in_thread(self._write, batch, self.wall_clock())
+            await self._in_thread(self._writer.write, batch, self.wall_clock())
         except Exception as exc:  # storage never stops the service
             # Back to the front of the queue, as far as the bound allows, when
             # it may go through later (locked, full, read-only); otherwise
@@ -514,4 +390,4 @@ async def open_storage(
     finally:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(storage._close_reader, limiter=storage._read_limiter)
-            await storage._in_thread(storage._close)
+            await storage._in_thread(storage._writer.close)

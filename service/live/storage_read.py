@@ -14,6 +14,13 @@ window's start is floored to the minute while minute rollups still cover it
 used. The open tail of each series (:func:`~service.live.uptime.open_tail`)
 is added on top. For 30 days over 1,000 adapters that reads about 60,000
 rollup rows through the ``(series, start)`` keys.
+
+:class:`SpanSums` keeps the sums of the whole periods a window covers (all of
+it but the current period and the tails), so that the next query of the
+same window reads only what changed. The writer tells it the earliest
+period each commit touched (:meth:`SpanSums.changed`), and any kept sum
+reaching that far is dropped before the next query. Pruning only deletes
+periods no window within retention reaches, so it drops nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import threading
 from collections import defaultdict
 from collections.abc import Collection
 from typing import Any
@@ -44,6 +52,7 @@ from .uptime import (
 )
 
 __all__ = [
+    "SpanSums",
     "load_latest",
     "read_daily",
     "read_history",
@@ -128,6 +137,75 @@ def spans(start: int, end: float) -> list[tuple[str, int, float]]:
     return pieces
 
 
+#: Seconds in each rollup table's period.
+_PERIOD_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+SpanKey = tuple[str, int, int, tuple[str, ...] | None]  # table, from, to, models (None: all)
+
+
+class SpanSums:
+    """Up/covered ms per series of whole rollup spans, kept until a commit reaches into them.
+
+    Used from one reader thread at a time; :meth:`changed` from the writer's.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._sums: dict[SpanKey, dict[int, tuple[int, int]]] = {}
+        self._lock = threading.Lock()
+        self._changed = math.inf  # the earliest second a commit touched since the last query
+
+    def changed(self, since: float) -> None:
+        """A commit added to periods from ``since`` (unix s) on."""
+        with self._lock:
+            self._changed = min(self._changed, since)
+
+    def get(self, key: SpanKey) -> dict[int, tuple[int, int]] | None:
+        return self._sums.get(key)
+
+    def put(self, key: SpanKey, sums: dict[int, tuple[int, int]]) -> None:
+        if len(self._sums) >= self.size:
+            del self._sums[next(iter(self._sums))]  # the oldest
+        self._sums[key] = sums
+
+    def expire(self) -> None:
+        """Drop the sums a commit since the last call reached into (call before reading)."""
+        with self._lock:
+            since, self._changed = self._changed, math.inf
+        if since < math.inf:
+            for key in [k for k in self._sums if k[2] > since]:
+                del self._sums[key]
+
+
+def _pieces(start: int, now: float) -> list[tuple[str, int, float]]:
+    """:func:`spans`, the last one cut where its current (still growing) period starts."""
+    pieces = spans(start, now)
+    name, lo, hi = pieces[-1]
+    period = _PERIOD_SECONDS[name]
+    current = int(now // period * period)
+    if lo < current < hi:
+        pieces[-1:] = [(name, lo, current), (name, current, hi)]
+    return pieces
+
+
+def _span_sums(
+    db: sqlite3.Connection, name: str, lo: int, hi: float, models: list[str] | None
+) -> dict[int, tuple[int, int]]:
+    # Every series in id order (no sort for the GROUP BY), or those of the models asked for.
+    where, arguments = ("", ()) if models is None else (
+        "WHERE s.model IN (SELECT value FROM json_each(?)) ", (_json(models),)
+    )
+    return {
+        series_id: (up, covered)
+        for series_id, up, covered in db.execute(
+            f"SELECT s.id, sum(r.up_ms), sum(r.covered_ms) FROM series s "
+            f"JOIN rollups_{name} r ON r.series = s.id AND r.start >= ? AND r.start < ? "
+            f"{where}GROUP BY s.id",
+            (lo, hi, *arguments),
+        )
+    }
+
+
 def _series(db: sqlite3.Connection, models: list[str] | None) -> list[SeriesRow]:
     sql = "SELECT id, model, provider, last_at, last_up FROM series"
     rows = (
@@ -154,27 +232,34 @@ def _tails(
     for series_id, model, provider, last_at, last_up in series:
         if provider == MODEL:
             tails[series_id] = open_tail(last_at, providers[model], hold, now)
-        elif last_at is not None:
-            tails[series_id] = open_tail(last_at, [(last_at, last_up)], hold, now)
+        elif last_at is not None and last_up is not None and last_at < now:
+            end = min(now, last_at + hold)  # open_tail of one verdict, written out
+            tails[series_id] = ((last_at, end if last_up else last_at), (last_at, end))
     return tails
 
 
 def read_uptime(
     db: sqlite3.Connection, *, known: Collection[tuple[str, str]], window: float,
     models: Collection[str] | None, now: float, hold: int, raw_retention: float,
+    cache: SpanSums | None = None,
 ) -> UptimeReport:
     """Uptime of every configured model and adapter over the ``window`` s ending ``now``."""
+    if cache is not None:
+        cache.expire()  # before this query's snapshot: see SpanSums
     wanted = sorted({m for m, _ in known if models is None or m in models})
     start = window_start(now, window, raw_retention)
-    series = _series(db, wanted)
+    asked = None if models is None else wanted
+    series = _series(db, asked)
     sums: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    for name, lo, hi in spans(start, now):
-        for series_id, up, covered in db.execute(
-            f"SELECT r.series, sum(r.up_ms), sum(r.covered_ms) FROM series s "
-            f"JOIN rollups_{name} r ON r.series = s.id AND r.start >= ? AND r.start < ? "
-            "WHERE s.model IN (SELECT value FROM json_each(?)) GROUP BY r.series",
-            (lo, hi, _json(wanted)),
-        ):
+    for name, lo, hi in _pieces(start, now):
+        key: SpanKey = (name, lo, int(hi), None if asked is None else tuple(asked))
+        whole = cache is not None and hi < now  # not the current period: kept
+        found = cache.get(key) if whole and cache is not None else None
+        if found is None:
+            found = _span_sums(db, name, lo, hi, asked)
+            if whole and cache is not None:
+                cache.put(key, found)
+        for series_id, (up, covered) in found.items():
             sums[series_id][0] += up
             sums[series_id][1] += covered
     now_ms, start_ms = round(now * 1000), start * 1000

@@ -280,3 +280,26 @@ def test_intervals_across_period_boundaries_are_split() -> None:
     assert cells[("hour", 0)] == [10_000, 10_000]
     assert cells[("hour", 3_600_000)] == [70_000, 70_000]
     assert cells[("day", 0)] == [80_000, 80_000]
+
+
+async def test_a_write_into_periods_a_query_kept_is_seen_by_the_next_query(
+    tmp_path: Path,
+) -> None:
+    health = HealthState(lambda model, provider: CheckSchedule(interval=10))
+    config = StorageConfig(enabled=True, path=str(tmp_path / "h.db"), flush_interval=3600.0)
+    async with open_storage(
+        config, health, known=KNOWN, wall_clock=Clock(D + 100), hold_limit=10_000
+    ) as storage:
+        health.record(probe_result(H, checked_at=D - 7200))
+        assert await storage.flush()
+        # All of it is the open tail so far: the hours before midnight hold nothing yet.
+        first = await storage.uptime(86400)
+        assert seconds(first.adapters[("gpt-4", "openai")]) == (7300, 7300)
+        assert await storage.uptime(86400) == first  # the kept hours, the same answer
+        # The next verdict closes the hold: its 7,200 s before midnight land in those hours.
+        health.record(probe_result(U, checked_at=D + 50))
+        assert await storage.flush()
+        second = await storage.uptime(86400)
+        health.close()
+    assert seconds(second.adapters[("gpt-4", "openai")]) == (7250, 7300)
+    assert seconds(second.models["gpt-4"]) == (7250, 7300)
