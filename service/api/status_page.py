@@ -57,7 +57,7 @@ _STATUS_TEXT: Final[dict[str, str]] = {
 _SEVERITY_TEXT: Final[dict[str, str]] = {"major": "Major outage", "partial": "Partial outage"}
 _HISTORY_TEXT: Final[dict[str, str]] = {
     "off": "History is off: this service keeps no uptime history, so only the current "
-    "status is shown ([storage] is not enabled).",
+    "status is shown.",
     "failing": "History is unavailable right now: only the current status is shown.",
 }
 

@@ -49,20 +49,27 @@ class Page(HTMLParser):
         self.elements: list[tuple[str, dict[str, str]]] = []
         self.text: list[str] = []
         self.open: list[str] = []
+        self.ids: list[str | None] = []  # the id of each open element
+        self.texts: dict[str, list[str]] = {}  # id -> the text inside
         self.feed(text)
         self.close()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.elements.append((tag, {k: v or "" for k, v in attrs}))
+        values = {k: v or "" for k, v in attrs}
+        self.elements.append((tag, values))
         if tag not in self.VOID:
             self.open.append(tag)
+            self.ids.append(values.get("id"))
 
     def handle_endtag(self, tag: str) -> None:
         assert self.open and self.open[-1] == tag, (tag, self.open[-3:])
         self.open.pop()
+        self.ids.pop()
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
+        for element_id in filter(None, self.ids):
+            self.texts.setdefault(element_id, []).append(data)
 
     def find(self, tag: str | None = None, **attrs: str) -> list[dict[str, str]]:
         return [
@@ -70,6 +77,10 @@ class Page(HTMLParser):
             if (tag is None or t == tag)
             and all(a.get(k.replace("_", "-")) == v for k, v in attrs.items())
         ]
+
+    def find_text(self, element_id: str) -> list[str]:
+        """The text inside the element with this id (no nesting of the same tag inside)."""
+        return self.texts.get(element_id, [])
 
     def with_class(self, name: str) -> list[dict[str, str]]:
         return [a for _, a in self.elements if name in a.get("class", "").split()]
@@ -174,6 +185,13 @@ def test_without_history_the_page_says_so_and_shows_the_current_status() -> None
     assert page.with_class("model")[0]["data-status"] == "degraded"
     assert not page.with_class("day") and not page.find(id="incidents")
     assert "uptime" not in "".join(page.text).lower().replace("uptime history", "")
+
+
+def test_a_history_that_cannot_be_read_is_said_so() -> None:
+    page = Page(render_status_page(view(rows=[ModelRow("gpt-4", "up")], history="failing")))
+    assert "unavailable right now" in "".join(page.find_text("history-failing"))
+    assert page.with_class("model")[0]["data-status"] == "up"
+    assert not page.with_class("day") and not page.find(id="incidents")
 
 
 def test_the_page_loads_only_its_own_stylesheet_and_icon() -> None:
