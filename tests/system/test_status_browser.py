@@ -236,7 +236,7 @@ async def test_the_status_page_draws_90_days_of_history_in_chromium(tmp_path: Pa
 
         seen, found = await in_browser(service, "/status", script)
         if UPDATE:
-            BADGE.write_text((await service.client.get("/badge/gpt-4.svg")).text)
+            BADGE.write_text((await service.client.get("/badge/claude-3-haiku.svg")).text)
 
     assert found["errors"] == [] and found["violations"] == []
     # the one 404 is the unknown model's badge, loaded on purpose
