@@ -98,7 +98,8 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
     if config.checks.background_enabled:
         state.health = HealthState(config.checks.schedule_for)
     state.metrics = Metrics(
-        state.manager.health_checker, state.health, state.refusals, state.storage_stats
+        state.manager.health_checker, state.health, state.refusals, state.storage_stats,
+        alerts=state.alert_stats,
     )
     app.extensions[EXTENSION_KEY] = state
     # Answers from the live state, sent as bytes while the state has not changed.

@@ -117,6 +117,7 @@ def _serving(state: ServiceState, live: Live) -> Iterator[None]:
     state.nursery = state.app.nursery  # shared runs live there, not in a request
     state.background, state.cluster, state.webhook = live.background, live.cluster, live.webhook
     state.storage = live.storage
+    state.alerts = live.alerts
     try:
         yield
     finally:

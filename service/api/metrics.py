@@ -54,6 +54,14 @@ present once that part exists (the serving app, ``[cluster]``):
 * ``router_health_cluster_messages_rejected_total``: results shared over Redis
   that failed validation and were dropped.
 
+With ``[[alerts]]``, per channel (``channel``: its ``name``; never its URL):
+
+* ``router_health_alert_messages_total{channel,outcome}``: alert messages by
+  ``outcome``: delivered, failed (the service refused or errored), timeout
+  (abandoned at the channel's ``timeout``), dropped (queue full, or still
+  queued at shutdown);
+* ``router_health_alert_messages_pending{channel}``: messages queued now.
+
 What probes cost, read at scrape time from the checker's accounting
 (:mod:`service.engine.cost`, the same numbers as ``/v1/health/performance``
 and ``router-health check``), per adapter that has sent a probe:
@@ -74,7 +82,7 @@ a URL or an error message, so the cardinality is bounded by the config.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -90,6 +98,7 @@ from ..engine.report import HealthReport, ProbeResult, ProbeStatus
 
 if TYPE_CHECKING:
     from ..engine.checker import HealthChecker
+    from ..live.alerts import ChannelStatistics
     from ..live.state import HealthState
 
 __all__ = ["Metrics"]
@@ -164,6 +173,7 @@ class Metrics:
         health: HealthState | None = None,
         refusals: Callable[[], Mapping[str, int]] | None = None,
         storage: Callable[[], Mapping[str, Any] | None] | None = None,
+        alerts: Callable[[], Sequence[ChannelStatistics] | None] | None = None,
     ) -> None:
         self.checker = checker
         self.health = health
@@ -171,6 +181,7 @@ class Metrics:
         # at scrape time from the parts that keep them (they outlive no app).
         self.refusals = refusals
         self.storage = storage  # the same, for [storage]: None while it is not running
+        self.alerts = alerts  # the same, for [[alerts]]: each channel's counters
         self.registry = CollectorRegistry()
         self.results = Counter(
             "router_health_probe_results",
@@ -357,6 +368,30 @@ class _LiveCollector(Collector):
                 "Rows waiting to be written to [storage] (at most max_pending).",
                 value=stored["pending"],
             )
+        yield from _alert_families(metrics.alerts() if metrics.alerts is not None else None)
+
+
+def _alert_families(channels: Sequence[ChannelStatistics] | None) -> Iterable[Metric]:
+    """The alert channels' counters (nothing without ``[[alerts]]``)."""
+    if channels is None:
+        return
+    messages = CounterMetricFamily(
+        "router_health_alert_messages",
+        "Alert messages per [[alerts]] channel, by outcome: delivered, failed, timeout "
+        "(abandoned at the channel's timeout), dropped (queue full or left at shutdown).",
+        labels=("channel", "outcome"),
+    )
+    pending = GaugeMetricFamily(
+        "router_health_alert_messages_pending",
+        "Alert messages queued per [[alerts]] channel.",
+        labels=("channel",),
+    )
+    for channel in channels:
+        for outcome, count in channel.counts().items():
+            messages.add_metric((channel.name, outcome), count)
+        pending.add_metric((channel.name,), channel.pending)
+    yield messages
+    yield pending
 
 
 class _CostCollector(Collector):

@@ -13,6 +13,7 @@ from quart_trio import QuartTrio
 from ..config import Config
 from ..engine.manager import AdapterManager
 from ..engine.report import HealthReport
+from ..live.alerts import AlertNotifier, ChannelStatistics
 from ..live.background import BackgroundChecker
 from ..live.cluster import ClusterCoordinator
 from ..live.state import HealthState
@@ -72,6 +73,7 @@ class ServiceState:
     webhook: WebhookNotifier | None = None  # with [webhook]: POSTs the state's transitions
     cluster: ClusterCoordinator | None = None  # with [cluster]: leases and shared results
     storage: Storage | None = None  # with [storage] enabled: the SQLite history
+    alerts: AlertNotifier | None = None  # with [[alerts]]: the alert channels
     # Every result, transition and run, for GET /v1/health/stream.
     events: EventHub = field(default_factory=EventHub)
     metrics: Metrics | None = None  # GET /metrics; made with the app
@@ -91,6 +93,10 @@ class ServiceState:
         """Storage's counters for ``/metrics`` (None while it is not running)."""
         return None if self.storage is None else self.storage.stats()
 
+    def alert_stats(self) -> list[ChannelStatistics] | None:
+        """The alert channels' counters for ``/metrics`` (None while they are not running)."""
+        return None if self.alerts is None else self.alerts.statistics()
+
     def flights(self) -> list[SingleFlight[Hashable, Any]]:
         return [self.health_runs, self.model_runs, self.performance]
 
@@ -109,8 +115,10 @@ class ServiceState:
         ]
         hook = [] if self.config.webhook is None else self.config.webhook.secrets()
         redis = [] if self.config.cluster is None else self.config.cluster.secrets()
+        # Long parts only: the API's texts never hold an alert URL, and short ones would garble them.
+        alerts = [s for channel in self.config.alerts for s in channel.secrets(min_chars=8)]
         server = self.config.server
-        return [*keys, server.auth_token, server.observe_token, *hook, *redis]
+        return [*keys, server.auth_token, server.observe_token, *hook, *redis, *alerts]
 
 
 def state_of(app: Quart) -> ServiceState:

@@ -7,6 +7,7 @@ proxy config (YAML) maps onto the same document (:func:`load_litellm_config`,
 :func:`import_litellm`).
 """
 
+from .alerts import AlertChannelConfig
 from .checks import HISTORY_LENGTH, SCHEDULE_KEYS, TRANSIENT_KINDS, CheckSchedule, ChecksConfig
 from .cluster import ClusterConfig
 from .document import Config
@@ -27,6 +28,7 @@ __all__ = [
     "SCHEDULE_KEYS",
     "TAG_PATTERN",
     "TRANSIENT_KINDS",
+    "AlertChannelConfig",
     "CheckSchedule",
     "ChecksConfig",
     "ClusterConfig",

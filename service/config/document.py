@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .alerts import AlertChannelConfig
 from .checks import ChecksConfig
 from .cluster import ClusterConfig
 from .models import ModelConfig
@@ -26,6 +27,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)  # [storage]: SQLite history
     # [status_page]: the public GET /status and badges
     status_page: StatusPageConfig = field(default_factory=StatusPageConfig)
+    alerts: tuple[AlertChannelConfig, ...] = ()  # [[alerts]]: channels told of transitions
 
     def model(self, name: str) -> ModelConfig:
         for model in self.models:

@@ -6,7 +6,7 @@ them at once (fixing a config one error per run is miserable), as a single
 
 The tables are read by their own modules: ``[checks]``, ``[server]``,
 ``[webhook]``, ``[cluster]`` and ``[storage]`` in :mod:`.parse_sections`, ``[status_page]``
-in :mod:`.status_page`, ``[[models]]`` in
+in :mod:`.status_page`, ``[[alerts]]`` in :mod:`.parse_alerts`, ``[[models]]`` in
 :mod:`.parse_models` (a provider entry's probe keys in :mod:`.parse_probe`),
 all reporting to one :class:`~.parse_validator.Validator`.
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .document import Config
+from .parse_alerts import parse_alerts
 from .parse_models import parse_models, provider_policies
 from .parse_sections import (
     parse_checks,
@@ -34,7 +35,8 @@ from .values import ConfigError
 
 __all__ = ["load_config", "parse_config"]
 
-_TOP_KEYS = {"checks", "server", "models", "webhook", "cluster", "storage", "status_page"}
+_TOP_KEYS = {"checks", "server", "models", "webhook", "cluster", "storage", "status_page",
+             "alerts"}
 
 
 def parse_config(
@@ -51,6 +53,7 @@ def parse_config(
     cluster = parse_cluster(validator, data, checks)
     storage = parse_storage(validator, data, checks)
     status_page = parse_status_page(validator, data, _model_names(data))
+    alerts = parse_alerts(validator, data, checks, models, _model_names(data))
     if validator.problems:
         raise ConfigError(source, validator.problems)
     return Config(
@@ -62,6 +65,7 @@ def parse_config(
         cluster=cluster,
         storage=storage,
         status_page=status_page,
+        alerts=alerts,
     )
 
 

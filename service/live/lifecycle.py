@@ -1,7 +1,7 @@
 """What runs between requests, opened in nesting order and closed in reverse: :func:`open_live`.
 
-The live state's readers (the stream's transition forwarding, the webhook)
-subscribe before its writers (cluster coordinator, background checker)
+The live state's readers (the stream's transition forwarding, the webhook,
+the alert channels) subscribe before its writers (cluster coordinator, background checker)
 start; the writers stop before the state closes, and the readers end once it
 has. Each task runs in a nursery of its own layer, so none outlives the block.
 """
@@ -18,6 +18,7 @@ import trio
 from ..config import Config
 from ..engine.checker import HealthChecker
 from ..engine.manager import AdapterManager
+from .alerts import AlertNotifier
 from .background import BackgroundChecker
 from .cluster import ClusterCoordinator
 from .route import RouteEvents
@@ -40,6 +41,7 @@ class Live:
     cluster: ClusterCoordinator | None = None
     webhook: WebhookNotifier | None = None
     storage: Storage | None = None
+    alerts: AlertNotifier | None = None
 
 
 @contextlib.asynccontextmanager
@@ -49,7 +51,7 @@ async def open_live(
     """Open ``events`` to the checker and, with background checks on (``health``), run around it.
 
     Nesting, outermost first: event hub > transition forwarding > route events >
-    webhook notifier > storage > the state (closed on the way out) > cluster coordinator >
+    webhook notifier > alert channels > storage > the state (closed on the way out) > cluster coordinator >
     background checker. ``manager`` must be open for the whole block.
     """
     checker = manager.health_checker
@@ -65,6 +67,11 @@ async def open_live(
             # Subscribed before the first probe, so no first result is missed.
             webhook = WebhookNotifier(config.webhook, health)
             await stack.enter_async_context(_webhook_running(webhook))
+        alerts = None
+        if config.alerts:
+            # Subscribed before the first probe too; their last messages go out after the state closes.
+            alerts = AlertNotifier(config.alerts, health, manager.adapter_tags)
+            await stack.enter_async_context(_alerts_running(alerts))
         storage = None
         if config.storage.active(background=True):
             # Loads the last verdicts before the first probe; writes the rest
@@ -90,7 +97,7 @@ async def open_live(
             await stack.enter_async_context(_cluster_running(cluster))
         background = BackgroundChecker(checker, manager.all_adapters(), health, cluster=cluster)
         await stack.enter_async_context(_background_running(background))
-        yield Live(background, cluster, webhook, storage)
+        yield Live(background, cluster, webhook, storage, alerts)
 
 
 @contextlib.contextmanager
@@ -160,6 +167,20 @@ async def _webhook_running(webhook: WebhookNotifier) -> AsyncIterator[None]:
             # cancel that POST), then drop whatever is left of it.
             with trio.move_on_after(2 * webhook.config.timeout + 1, shield=True):
                 await webhook.wait_stopped()
+            nursery.cancel_scope.cancel()
+
+
+@contextlib.asynccontextmanager
+async def _alerts_running(alerts: AlertNotifier) -> AsyncIterator[None]:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(alerts.run)
+        try:
+            yield
+        finally:
+            # The state has closed: open digests are going out. Bounded and
+            # shielded like the webhook's last POST; then whatever is left is dropped.
+            with trio.move_on_after(alerts.final_flush + 1, shield=True):
+                await alerts.wait_stopped()
             nursery.cancel_scope.cancel()
 
 
