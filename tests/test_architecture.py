@@ -289,7 +289,13 @@ def test_the_web_parts_load_on_first_use() -> None:
 
 
 #: Distributions whose import name differs from the distribution's name.
-IMPORT_NAMES = {"pyyaml": "yaml", "google_auth": "google"}
+IMPORT_NAMES = {
+    "pyyaml": "yaml",
+    "google_auth": "google",
+    "opentelemetry_api": "opentelemetry",
+    "opentelemetry_sdk": "opentelemetry",
+    "opentelemetry_exporter_otlp_proto_http": "opentelemetry",
+}
 #: Extras that are tools for working on the project, not features of it.
 WORK_EXTRAS = {"dev", "bench"}
 

@@ -104,6 +104,8 @@ def create_app(config: Config, *, manager: AdapterManager | None = None) -> Quar
     app.extensions[EXTENSION_KEY] = state
     # Answers from the live state, sent as bytes while the state has not changed.
     app.quick_answer = functools.partial(state.answers.lookup, state)
+    # A run a traced request starts is a child of the caller's span (service.engine.telemetry).
+    app.tracing = state.manager.health_checker.tracing
 
     lifetime = Lifetime(state)
     app.before_serving(lifetime.start)

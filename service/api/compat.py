@@ -25,6 +25,7 @@ from quart.typing import ResponseTypes
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
 
+from ..engine.telemetry import Tracing
 from .headers import POLICY
 
 __all__ = [
@@ -438,11 +439,17 @@ class RouterHealthApp(QuartTrio):
     Quart handles the request as usual. Sent here, such an answer skips
     Quart's request and response objects, routing and hooks, which would
     each cost more than the answer itself.
+
+    While ``tracing`` (the checker's, set by ``create_app``) is on, the trace
+    context a request carries (``traceparent``) is current while it is
+    handled: Quart-Trio's request task, and a shared run the request starts,
+    copy it, so that run is a child of the caller's span.
     """
 
     # ``asgi_http_class`` is how quart-trio 0.12 picks the per-request driver.
     asgi_http_class = _HTTPConnection
     quick_answer: QuickAnswer | None = None
+    tracing: Tracing | None = None
 
     async def __call__(
         self, scope: Any, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -453,5 +460,9 @@ class RouterHealthApp(QuartTrio):
                 status, headers, body = ready
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
+            if self.tracing is not None and self.tracing.on:
+                with self.tracing.caller(scope.get("headers", ())):
+                    await super().__call__(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)

@@ -18,6 +18,7 @@ from .parse import load_config, parse_config
 from .server import ServerConfig
 from .status_page import StatusPageConfig
 from .storage import StorageConfig
+from .telemetry import TelemetryConfig
 from .values import MAX_TAGS, TAG_PATTERN, ConfigError, tag_problem
 from .webhook import WebhookConfig
 from .writer import dump_toml
@@ -40,6 +41,7 @@ __all__ = [
     "ServerConfig",
     "StatusPageConfig",
     "StorageConfig",
+    "TelemetryConfig",
     "WebhookConfig",
     "dump_toml",
     "import_litellm",

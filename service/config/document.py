@@ -11,6 +11,7 @@ from .models import ModelConfig
 from .server import ServerConfig
 from .status_page import StatusPageConfig
 from .storage import StorageConfig
+from .telemetry import TelemetryConfig
 from .webhook import WebhookConfig
 
 __all__ = ["Config"]
@@ -28,6 +29,8 @@ class Config:
     # [status_page]: the public GET /status and badges
     status_page: StatusPageConfig = field(default_factory=StatusPageConfig)
     alerts: tuple[AlertChannelConfig, ...] = ()  # [[alerts]]: channels told of transitions
+    # [telemetry]: traces of runs and probes over OTLP (with the OTEL_* variables applied)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
     def model(self, name: str) -> ModelConfig:
         for model in self.models:

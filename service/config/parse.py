@@ -7,7 +7,8 @@ them at once (fixing a config one error per run is miserable), as a single
 The tables are read by their own modules: ``[checks]``, ``[server]``,
 ``[webhook]``, ``[cluster]`` and ``[storage]`` in :mod:`.parse_sections`, ``[status_page]``
 in :mod:`.status_page`, ``[[alerts]]`` in :mod:`.parse_alerts`, ``[[models]]`` in
-:mod:`.parse_models` (a provider entry's probe keys in :mod:`.parse_probe`),
+:mod:`.parse_models` (a provider entry's probe keys in :mod:`.parse_probe`), ``[telemetry]``
+in :mod:`.telemetry`,
 all reporting to one :class:`~.parse_validator.Validator`.
 """
 
@@ -31,12 +32,13 @@ from .parse_sections import (
 )
 from .parse_validator import Validator
 from .status_page import parse_status_page
+from .telemetry import parse_telemetry
 from .values import ConfigError
 
 __all__ = ["load_config", "parse_config"]
 
 _TOP_KEYS = {"checks", "server", "models", "webhook", "cluster", "storage", "status_page",
-             "alerts"}
+             "alerts", "telemetry"}
 
 
 def parse_config(
@@ -54,6 +56,7 @@ def parse_config(
     storage = parse_storage(validator, data, checks)
     status_page = parse_status_page(validator, data, _model_names(data))
     alerts = parse_alerts(validator, data, checks, models, _model_names(data))
+    telemetry = parse_telemetry(validator, data)
     if validator.problems:
         raise ConfigError(source, validator.problems)
     return Config(
@@ -66,6 +69,7 @@ def parse_config(
         storage=storage,
         status_page=status_page,
         alerts=alerts,
+        telemetry=telemetry,
     )
 
 

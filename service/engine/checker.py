@@ -63,6 +63,7 @@ from .report import (
     ProbeStatus,
 )
 from .settings import CheckerSettings
+from .telemetry import Tracing
 
 __all__ = ["HealthChecker", "ResultCallback", "RunCallback"]
 
@@ -197,6 +198,8 @@ class HealthChecker:
         #: Probes sent and tokens billed, and the hourly token budget
         #: (:mod:`service.engine.cost`): counted here, where probes are sent.
         self.cost = ProbeCosts(settings.max_probe_tokens_per_hour)
+        #: Spans for runs and probes, off until given a tracer (:mod:`service.engine.telemetry`).
+        self.tracing = Tracing()
 
     def __repr__(self) -> str:
         return f"HealthChecker({self.slots!r}, {self.recent!r})"
@@ -364,6 +367,23 @@ class HealthChecker:
         timeout = settings.timeout if timeout is None else float(timeout)
         model_timeout = settings.model_timeout if model_timeout is None else model_timeout
         check_seconds("timeout", timeout)
+        with self.tracing.run(
+            plan, concurrent=concurrent, timeout=timeout, model_timeout=model_timeout
+        ) as span:
+            report = await self._run(plan, timeout, model_timeout, concurrent, on_result, use_cache)
+            span.finish(report)
+        return report
+
+    async def _run(
+        self,
+        plan: Mapping[str, Sequence[Adapter]],
+        timeout: float,
+        model_timeout: float,
+        concurrent: bool,
+        on_result: ResultCallback | None,
+        use_cache: bool,
+    ) -> HealthReport:
+        settings = self.settings
         run = _Run(
             plan,
             on_result,
@@ -522,7 +542,10 @@ class HealthChecker:
             )
             run.record(cached)
             return
-        run.record(await self._probe(model, adapter, budget, fallback=fallback, run=run))
+        with self.tracing.probe(model, adapter.provider, adapter.adapter_name) as span:
+            result = await self._probe(model, adapter, budget, fallback=fallback, run=run)
+            span.record(result)
+        run.record(result)
 
     async def _probe(
         self, model: str, adapter: Adapter, budget: _Budget, *, fallback: bool, run: _Run

@@ -25,6 +25,7 @@ from ..config.values import name_problem
 from .checker import HealthChecker
 from .passive import PassivePolicy, ReportedRequest
 from .settings import CheckerSettings
+from .telemetry import TracingExport, open_tracing
 
 logger = logging.getLogger("router_health.manager")
 
@@ -153,6 +154,7 @@ class AdapterManager:
         self.sync_limiter = trio.CapacityLimiter(config.checks.sync_threads)
         self._clients: list[ProbeTransport] = []
         self.connection_budget: ConnectionBudget | None = None
+        self._tracing: TracingExport | None = None  # [telemetry], while open
         self._open = False
 
     @classmethod
@@ -308,6 +310,8 @@ class AdapterManager:
     async def __aenter__(self) -> Self:
         if self._open:
             raise RuntimeError("AdapterManager is already open")
+        # The exporter is one more HTTP client: it lives as long as the others.
+        self._tracing = open_tracing(self.config.telemetry, self.health_checker.tracing)
         self._ssl_context = ssl.create_default_context()
         http_adapters = [a for _, a in self.all_adapters() if isinstance(a, HttpAdapter)]
         self.connection_budget = ConnectionBudget(socket_budget(len(http_adapters)))
@@ -337,6 +341,9 @@ class AdapterManager:
             scope.shield = True
             for client in clients:
                 await client.aclose()
+        tracing, self._tracing = self._tracing, None
+        if tracing is not None:
+            await tracing.aclose()
 
 
 def raise_open_file_limit(sockets_wanted: int) -> int:
