@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -9,7 +10,15 @@ from adapters.base import Secret
 
 from .values import check_seconds, display_url
 
-__all__ = ["CLUSTER_MODES", "MODE_SCHEMES", "ClusterConfig", "display_redis_url", "sentinel_url"]
+__all__ = [
+    "CLUSTER_MODES",
+    "COREDIS_MISSING",
+    "MODE_SCHEMES",
+    "ClusterConfig",
+    "coredis_available",
+    "display_redis_url",
+    "sentinel_url",
+]
 
 CLUSTER_MODES: Final = ("standalone", "cluster", "sentinel")
 #: The URL schemes each mode takes.
@@ -18,6 +27,16 @@ MODE_SCHEMES: Final = {
     "cluster": ("redis", "rediss"),
     "sentinel": ("redis+sentinel",),
 }
+
+COREDIS_MISSING: Final = (
+    "[cluster] talks to Redis through the coredis library, which is not installed: "
+    "pip install 'router-health[cluster]' (or remove [cluster])"
+)
+
+
+def coredis_available() -> bool:
+    """Whether the ``cluster`` extra (coredis) is installed; found, not imported."""
+    return importlib.util.find_spec("coredis") is not None
 
 
 @dataclass(frozen=True, slots=True)

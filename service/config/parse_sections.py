@@ -9,7 +9,15 @@ from typing import Any
 from adapters.base import Secret
 
 from .checks import SCHEDULE_KEYS, CheckSchedule, ChecksConfig
-from .cluster import CLUSTER_MODES, MODE_SCHEMES, ClusterConfig, display_redis_url, sentinel_url
+from .cluster import (
+    CLUSTER_MODES,
+    COREDIS_MISSING,
+    MODE_SCHEMES,
+    ClusterConfig,
+    coredis_available,
+    display_redis_url,
+    sentinel_url,
+)
 from .parse_validator import KeyTypes, Validator
 from .server import (
     DEFAULT_MAX_STREAMS,
@@ -339,6 +347,8 @@ def parse_cluster(
             "instances share their background checks: set [checks] interval > 0, "
             "or remove [cluster]",
         )
+    if not coredis_available():
+        validator.problem("cluster", COREDIS_MISSING)
     if len(validator.problems) > before or url is None or values.get("timeout", 1.0) is None:
         return None
     return ClusterConfig(redis_url=Secret(url), **values)

@@ -79,9 +79,7 @@ from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 from urllib.parse import quote
 
-import coredis
 import trio
-from coredis.connection import TCPLocation
 from trio_util import AsyncValue  # type: ignore[import-untyped]
 
 from adapters.base import MAX_LISTED, FailureKind
@@ -552,6 +550,10 @@ class ClusterCoordinator:
 
     async def _open_client(self, stack: AsyncExitStack) -> Any:
         """The client for the configured mode, entered on ``stack``."""
+        # coredis comes with the cluster extra; the config refuses [cluster] without it.
+        import coredis
+        from coredis.connection import TCPLocation
+
         if self.config.mode != "sentinel":
             return await stack.enter_async_context(self._new_client())
         sentinels, service, password, db = sentinel_url(self.config.redis_url.reveal())
@@ -569,6 +571,8 @@ class ClusterCoordinator:
         return await stack.enter_async_context(sentinel.primary_for(service))
 
     def _new_client(self) -> Any:
+        import coredis
+
         url = self.config.redis_url.reveal()
         timeout = self.config.timeout
         if self.config.mode == "cluster":
