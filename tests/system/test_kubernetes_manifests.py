@@ -339,13 +339,15 @@ def test_config_and_state_are_the_mounted_volumes(
     config_dir, _, key = env["ROUTER_HEALTH_CONFIG"].rpartition("/")
     assert mounted[config_dir]["configMap"]["name"] == one(base, "ConfigMap")["metadata"]["name"]
     assert key in one(base, "ConfigMap")["data"]
-    # [storage] (on: background checks run) writes under XDG_STATE_HOME, an emptyDir.
-    assert "emptyDir" in mounted[env["XDG_STATE_HOME"]]
+    # [storage] (on: background checks run) writes under XDG_STATE_HOME: on an emptyDir,
+    # the image's state directory.
     monkeypatch.setenv("XDG_STATE_HOME", env["XDG_STATE_HOME"])
     config = loaded(base, tmp_path, ROUTER_HEALTH_TOKEN=TOKEN)
-    assert config.storage.path == env["XDG_STATE_HOME"] + "/router-health/health.db"
+    state_dir, _, database = config.storage.path.rpartition("/")
+    assert (state_dir, database) == ("/var/lib/router-health", "health.db")
+    assert "emptyDir" in mounted[state_dir]
     # Python's own scratch space is writable too; nothing else is.
-    assert set(mounted) == {config_dir, env["XDG_STATE_HOME"], "/tmp"}
+    assert set(mounted) == {config_dir, state_dir, "/tmp"}
 
 
 def test_the_overlay_shares_checks_through_its_redis(overlay: list[dict[str, Any]]) -> None:
@@ -483,8 +485,7 @@ async def test_the_rendered_pod_command_serves_probes_and_metrics(
                 for model, provider in (("gpt-4o-mini", "openai"), ("claude-3-5-haiku", "anthropic")):
                     up = f'router_health_adapter_up{{model="{model}",provider="{provider}"}} 1.0'
                     assert up in scraped.text
-            state = Path(env["XDG_STATE_HOME"]) / "router-health" / "health.db"
-            assert state.is_file()
+            assert (root / "var/lib/router-health/health.db").is_file()
             grace = one(base, "Deployment")["spec"]["template"]["spec"]
             process.send_signal(signal.SIGTERM)
             with trio.fail_after(grace["terminationGracePeriodSeconds"]):
