@@ -131,10 +131,17 @@ class _Current(SpanScope):
         if exc is not None:
             # Cancelled (the caller left, a shutdown) or our own bug: the type
             # says which; no message or stack, which are not ours to export.
-            what = "cancelled" if isinstance(exc, trio.Cancelled) else type(exc).__name__
+            what = "cancelled" if _cancelled(exc) else type(exc).__name__
             self._span.set_attribute("router_health.interrupted", what)
             self._span.set_status(self._api.status(self._api.error, what))
         self._span.end()
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """A cancellation, alone or as every leaf of a nursery's group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[1] is None
+    return isinstance(exc, trio.Cancelled)
 
 
 class _RunSpan(_Current):
