@@ -6,7 +6,7 @@ Needs the ``otel`` extra (in the dev extra); a module using this skips without i
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 from opentelemetry.context import Context
@@ -55,11 +55,10 @@ class Spans:
     def probes(self) -> list[ReadableSpan]:
         return self.named(PROBE_SPAN)
 
-    async def wait_for(self, name: str, count: int) -> list[ReadableSpan]:
-        """Return once ``count`` spans called ``name`` have ended (guard it with ``fail_after``)."""
-        while len(found := self.named(name)) < count:
+    async def wait_until(self, predicate: Callable[[list[ReadableSpan]], bool]) -> None:
+        """Return once ``predicate(finished spans)`` holds (guard it with ``fail_after``)."""
+        while not predicate(self.finished()):
             await self._ended.changed.wait()
-        return found
 
     def clear(self) -> None:
         self.exporter.clear()
