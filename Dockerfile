@@ -14,8 +14,13 @@ ARG BASE_IMAGE=python:${PYTHON_VERSION}-slim-bookworm
 
 # -- build: a venv with router-health, installed from the wheelhouse only ------
 FROM ${BASE_IMAGE} AS build
-# EXTRAS: e.g. "alerts,bedrock" (the wheelhouse must have been made with them).
-ARG EXTRAS=""
+# Labelled, so `docker image prune --filter label=org.opencontainers.image.title=router-health`
+# clears the stages a rebuild leaves behind.
+LABEL org.opencontainers.image.title="router-health"
+# EXTRAS: what the server side can use, for there is no pip in the image to add
+# them later: [cluster] (replicas over Redis), [alerts], [otel]. The wheelhouse
+# is made with the same list (deploy/docker/wheelhouse.sh reads it from here).
+ARG EXTRAS="cluster,alerts,otel"
 COPY deploy/docker/wheels/ /wheels/
 # pip runs from its own wheel, so it is never installed in the venv (nor needed
 # in the base), and --no-index keeps it off every index.

@@ -6,13 +6,14 @@
 #   deploy/docker/wheelhouse.sh [PYTHON_VERSION] [EXTRAS]
 #
 # PYTHON_VERSION: the base image's Python (default: the Dockerfile's
-# PYTHON_VERSION); EXTRAS: e.g. "alerts,bedrock" (default: none; pass the same
-# value to `docker build --build-arg EXTRAS=...`). Writes deploy/docker/wheels/.
+# PYTHON_VERSION); EXTRAS: e.g. "cluster,bedrock" (default: the Dockerfile's
+# EXTRAS; "" for none; pass the same value to `docker build --build-arg
+# EXTRAS=...`). Writes deploy/docker/wheels/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=deploy/docker
 python_version="${1:-$(sed -n 's/^ARG PYTHON_VERSION=//p' Dockerfile)}"
-extras="${2:-}"
+extras="${2-$(sed -n 's/^ARG EXTRAS="\(.*\)"$/\1/p' Dockerfile)}"
 if [ -z "${PYTHON:-}" ]; then
     PYTHON=python3
     [ -x .venv/bin/python ] && PYTHON=.venv/bin/python
@@ -39,7 +40,7 @@ platforms=(--platform "manylinux2014_$arch")
 for minor in $(seq 5 36); do platforms+=(--platform "manylinux_2_${minor}_$arch"); done
 nodot="${python_version//./}"
 requirement="router-health @ file://$PWD/$wheel"
-[ -n "$extras" ] && requirement="router-health[$extras] @ file://$PWD/$wheel"
+if [ -n "$extras" ]; then requirement="router-health[$extras] @ file://$PWD/$wheel"; fi
 "$PYTHON" -m pip download --disable-pip-version-check --progress-bar off \
     --dest "$out" --only-binary=:all: \
     --python-version "$python_version" --implementation cp --abi "cp$nodot" --abi abi3 --abi none \
