@@ -86,7 +86,9 @@ def alert_url_secrets(url: str, min_chars: int = _MIN_SECRET_CHARS) -> list[str]
     """
     match = _SCHEME.match(url)
     rest = url[match.end() :] if match else url
-    found = {url, rest}
+    # Not ``rest`` whole: redact() also masks a secret's first characters before a
+    # cut, and "127.0.0.1:8080/..." would take every "127.0.0.1:8080" with it.
+    found = {url}
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""

@@ -191,7 +191,8 @@ class AppriseTransport:
             title=message.title,
             notify_type=apprise.NotifyType(message.severity),
             body_format=apprise.NotifyFormat.TEXT,
-            timeout=self.config.timeout,
+            # No call timeout: Apprise would return and leave its own thread sending
+            # (and logging) past our guard. The notifier abandons this thread instead.
         )
         if result:
             return

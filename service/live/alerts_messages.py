@@ -92,10 +92,12 @@ def _single(event: AlertEvent) -> tuple[str, str]:
             f"(from {_when(event.started_at)} to {_clock(event.at)} UTC).",
         )
     verb = "is still down" if event.kind == "still_down" else f"is {event.spell}"
-    return (
-        f"{name} {verb}",
-        f"{name} has been {event.spell} for {took} ({since}).\nLast result: {_why(event)}",
-    )
+    if event.duration < 1:  # told at once (no min_duration): no "for 0.0s"
+        state = f"{name} went {event.spell} at {_when(event.started_at)}."
+    else:
+        state = f"{name} has been {event.spell} for {took} ({since})."
+    return f"{name} {verb}", f"{state}\nLast result: {_why(event)}"
+
 
 
 def _line(event: AlertEvent) -> str:
@@ -104,8 +106,9 @@ def _line(event: AlertEvent) -> str:
     if event.kind == "recovered":
         return f"RECOVERED {name}: {event.status.value} again after {took} {event.spell}"
     label = "STILL DOWN" if event.kind == "still_down" else event.kind.upper()
+    lasted = f" for {took}" if event.duration >= 1 else ""
     return (
-        f"{label} {name}: {event.spell} for {took} since {_clock(event.started_at)} UTC, "
+        f"{label} {name}: {event.spell}{lasted} since {_clock(event.started_at)} UTC, "
         f"{_why(event)}"
     )
 

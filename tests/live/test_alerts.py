@@ -11,7 +11,7 @@ secrets in logs are tested in test_alerts_apprise.py and tests/system.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -113,7 +113,9 @@ async def alerting(
             nursery.cancel_scope.cancel()
 
 
-def delivered(n: int, name: str = "ops"):  # noqa: ANN201  # a predicate for wait_until
+def delivered(n: int, name: str = "ops") -> Callable[[list[ChannelStatistics]], bool]:
+    """A ``wait_until`` predicate: channel ``name`` has delivered ``n`` messages."""
+
     def predicate(stats: list[ChannelStatistics]) -> bool:
         return next(s for s in stats if s.name == name).delivered >= n
 
@@ -138,7 +140,7 @@ async def test_an_outage_is_announced_after_min_duration_and_its_recovery_says_h
         await trio.sleep(65)
         record(state, H)  # up at 100: down for 95 s
         await notifier.wait_until(delivered(2))
-    (down_at, down), (up_at, up) = recorders["ops"].sent
+    (_, down), (up_at, up) = recorders["ops"].sent
     assert down.title == "gpt-4 / openai is down"
     assert down.body == (
         "gpt-4 / openai has been down for 30s (since 2027-01-15 08:00:05 UTC).\n"
@@ -259,13 +261,13 @@ async def test_a_digest_sends_every_event_of_its_window_as_one_message(
         await trio.sleep(5)
         record(state, H, "azure")  # 25: a new window
         await notifier.wait_until(delivered(2))
-    (first_at, first), (second_at, second) = recorders["ops"].sent
+    (_, first), (second_at, second) = recorders["ops"].sent
     assert first.title == "3 down, 1 recovered"  # counts by kind
     assert first.body.splitlines() == [
-        "DOWN gpt-4 / openai: down for 0.0s since 08:00:00 UTC, unhealthy (http_status)",
-        "DOWN gpt-4 / azure: down for 0.0s since 08:00:05 UTC, unhealthy (http_status)",
+        "DOWN gpt-4 / openai: down since 08:00:00 UTC, unhealthy (http_status)",
+        "DOWN gpt-4 / azure: down since 08:00:05 UTC, unhealthy (http_status)",
         "RECOVERED gpt-4 / openai: healthy again after 15s down",
-        "DOWN claude / anthropic: down for 0.0s since 08:00:15 UTC, unhealthy (http_status)",
+        "DOWN claude / anthropic: down since 08:00:15 UTC, unhealthy (http_status)",
     ]
     assert first.severity == "failure" and first.events == 4
     assert second_at == 45.0

@@ -101,13 +101,14 @@ async def running_service(
     server: Mapping[str, Any] | None = None,
     providers: Sequence[SimProvider] | None = None,
     models: Mapping[str, Sequence[str]] | None = None,
-    sections: Mapping[str, Mapping[str, Any]] | None = None,
+    sections: Mapping[str, Mapping[str, Any] | Sequence[Mapping[str, Any]]] | None = None,
     guard: float = 30,
 ) -> AsyncIterator[Service]:
     """The simulator, the app served by ``serve`` on a free port, and a client.
 
     ``providers`` and ``models`` (model -> provider names) replace the
-    default fleet; ``sections`` adds config tables (``{"storage": {...}}``);
+    default fleet; ``sections`` adds config tables (``{"storage": {...}}``) and
+    arrays of tables (``{"alerts": [{...}, {...}]}``);
     ``guard`` bounds the whole block.
     """
     checks = {"timeout": 10, "model_timeout": 10, "adapter_timeout": 10, **(checks or {})}
@@ -116,7 +117,7 @@ async def running_service(
             sim = Simulator(simulated_fleet() if providers is None else providers)
             await upstream.start(sim.serve)
             document = config_for(sim, checks, server or {}, MODELS if models is None else models)
-            document.update({name: dict(table) for name, table in (sections or {}).items()})
+            document.update({name: _copied(table) for name, table in (sections or {}).items()})
             config = parse_config(document, source="<e2e>", env={})
             app = create_app(config)
             stop, stopped = trio.Event(), trio.Event()
@@ -143,6 +144,13 @@ async def running_service(
                 finally:
                     stop.set()
             upstream.cancel_scope.cancel()
+
+
+def _copied(table: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Any:
+    """A config table (or array of tables) the test's own mapping cannot change under the app."""
+    if isinstance(table, Mapping):
+        return dict(table)
+    return [dict(entry) for entry in table]
 
 
 @dataclass(frozen=True)
