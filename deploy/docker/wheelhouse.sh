@@ -50,4 +50,4 @@ if [ -n "$extras" ]; then requirement="router-health[$extras] @ file://$PWD/$whe
     exit 1
 }
 rm "$out/download.log"
-echo "wheelhouse: $(ls "$out" | wc -l) wheels for CPython $python_version ($arch) in $out" >&2
+echo "wheelhouse: $(find "$out" -name "*.whl" | wc -l) wheels for CPython $python_version ($arch) in $out" >&2
