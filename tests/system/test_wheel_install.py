@@ -118,7 +118,7 @@ def test_the_wheel_holds_the_packages_static_files_and_simulator(dist: dict[str,
             if line.startswith("Requires-Dist:") and "extra ==" not in line]
     assert not [line for line in base if re.search(r"\b(coredis|apprise|botocore)\b", line)]
     extras = set(re.findall(r"^Provides-Extra: (\S+)$", metadata, re.M))
-    assert {"cluster", "alerts", "bedrock", "vertex", "litellm", "dev"} <= extras
+    assert {"cluster", "otel", "alerts", "bedrock", "vertex", "litellm", "dev"} <= extras
     entry_points = zipfile.ZipFile(dist["wheel"]).read(
         f"router_health-{VERSION}.dist-info/entry_points.txt"
     ).decode()
