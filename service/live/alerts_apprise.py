@@ -83,12 +83,18 @@ class LogGuard:
         self._loggers: list[logging.Logger] = []
 
     def acquire(self) -> None:
+        """Hold the guard; every logger under :data:`SCRUBBED_LOGGERS` now has the filter.
+
+        Looked up again at every acquire (each send): a module imported since
+        (``urllib3.connectionpool`` once Apprise pulls ``requests`` in) has a
+        logger of its own, and a parent's filter does not see a child's records.
+        """
         with self._lock:
             self._holders += 1
-            if self._holders == 1:
-                self._loggers = _loggers_under(SCRUBBED_LOGGERS)
-                for each in self._loggers:
+            for each in _loggers_under(SCRUBBED_LOGGERS):
+                if each not in self._loggers:
                     each.addFilter(self._filter)
+                    self._loggers.append(each)
 
     def release(self) -> None:
         with self._lock:
@@ -106,11 +112,11 @@ class LogGuard:
 def _loggers_under(prefixes: Iterable[str]) -> list[logging.Logger]:
     """Every existing logger named ``prefix`` or ``prefix.*`` (a filter is per logger)."""
     names = set(prefixes)
-    found = [logging.getLogger(name) for name in sorted(names)]
+    found = {name: logging.getLogger(name) for name in sorted(names)}
     for name, each in list(logging.root.manager.loggerDict.items()):
-        if isinstance(each, logging.Logger) and name.split(".", 1)[0] in names and each not in found:
-            found.append(each)
-    return found
+        if isinstance(each, logging.Logger) and name.split(".", 1)[0] in names:
+            found[name] = each
+    return list(found.values())
 
 
 class _Call:

@@ -28,7 +28,7 @@ from adapters.base import Secret
 from service.config import AlertChannelConfig, CheckSchedule
 from service.engine.report import ProbeStatus
 from service.live.alerts import AlertNotifier
-from service.live.alerts_apprise import SCRUBBED_LOGGERS
+from service.live.alerts_apprise import SCRUBBED_LOGGERS, LogGuard
 from service.live.state import HealthState
 from tests.support import eventually
 from tests.support.fakes import probe_result
@@ -36,9 +36,10 @@ from tests.support.receivers import HttpReceiver
 from tests.support.served import GUARD, deadline_bound
 
 JSON_PASSWORD = "rhtestkey-alerts-json-pw-41d2"
+PATH_SECRET = "rhtestkey-alerts-json-path-e610"  # like a Slack or Discord webhook's path
 NTFY_TOPIC = "rhtesttoken-alerts-topic-9a7c"
 GOTIFY_TOKEN = "rhtesttoken-alerts-gotify-0b3e"
-SECRETS = (JSON_PASSWORD, NTFY_TOPIC, GOTIFY_TOKEN)
+SECRETS = (JSON_PASSWORD, NTFY_TOPIC, GOTIFY_TOKEN, PATH_SECRET)
 U = ProbeStatus.UNHEALTHY
 
 
@@ -164,7 +165,10 @@ async def test_no_secret_reaches_any_log_record_not_even_at_trace(
     )
     # rto: Apprise's read timeout, so abandoned threads end soon after the test.
     configs = [
-        AlertChannelConfig(url=Secret(c.url.reveal() + "?rto=2"), name=c.name, timeout=1.0)
+        AlertChannelConfig(
+            url=Secret(c.url.reveal().replace("/hook", f"/hook/{PATH_SECRET}") + "?rto=2"),
+            name=c.name, timeout=1.0,
+        )
         for c in channels(receiver.port)
     ] + [refused]
     texts: list[str] = []
@@ -195,6 +199,10 @@ async def test_no_secret_reaches_any_log_record_not_even_at_trace(
     assert {"apprise", "urllib3.connectionpool"} <= names
     assert any(r.levelno < logging.DEBUG for r in caplog.records if r.name == "apprise")
     assert any("Socket Exception" in r.getMessage() for r in caplog.records)
+    assert receiver.to(f"/hook/{PATH_SECRET}")  # urllib3 logged this path: masked below
+    # (every part of an alert URL is masked, "hook" included)
+    assert any('"POST /***/*** HTTP/1.1"' in r.getMessage()
+               for r in caplog.records if r.name == "urllib3.connectionpool")
     # ...with the secrets masked in every record, however it is rendered.
     rendered = [caplog.text, *texts]
     for record in caplog.records:
@@ -202,6 +210,22 @@ async def test_no_secret_reaches_any_log_record_not_even_at_trace(
         rendered.append(logging.Formatter().format(record))
     for secret in SECRETS:
         assert all(secret not in text for text in rendered), secret
+
+
+def test_the_guard_covers_loggers_created_after_it_was_first_taken() -> None:
+    guard = LogGuard([PATH_SECRET])
+    guard.acquire()  # the notifier starts (urllib3 may not be imported yet)
+    late = logging.getLogger("urllib3.rh_test_late_module")
+    guard.acquire()  # a send
+    assert guard._filter in late.filters
+    record = late.makeRecord(late.name, logging.DEBUG, __file__, 1, "POST /hook/%s", (PATH_SECRET,),
+                             None)
+    assert late.filter(record) and PATH_SECRET not in record.getMessage()
+    guard.release()
+    assert guard.held
+    guard.release()
+    assert not guard.held
+    assert all(not logging.getLogger(name).filters for name in (*SCRUBBED_LOGGERS, late.name))
 
 
 async def test_a_channel_that_cannot_open_drops_its_messages_and_says_why(
