@@ -6,6 +6,9 @@ from typing import Any
 
 import pytest
 
+# Tracing asked for without the extra is a config error: tests/engine/test_telemetry.py covers that.
+pytest.importorskip("opentelemetry.sdk", reason="the otel extra is not installed")
+
 from adapters.base import Secret
 from service.config import ConfigError, TelemetryConfig, parse_config
 
