@@ -37,8 +37,8 @@ FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="router-health" \
       org.opencontainers.image.description="Concurrent, deadline-bounded health checks for AI router adapters" \
       org.opencontainers.image.licenses="MIT"
-RUN groupadd --system --gid 10001 router-health \
- && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/router-health \
+RUN groupadd --gid 10001 router-health \
+ && useradd --no-log-init --uid 10001 --gid 10001 --home-dir /var/lib/router-health \
         --no-create-home --shell /usr/sbin/nologin router-health \
  && mkdir -p /var/lib/router-health /etc/router-health \
  && chown 10001:10001 /var/lib/router-health

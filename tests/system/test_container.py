@@ -397,12 +397,13 @@ name = "claude-3-haiku"
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert KEY not in done.stdout + done.stderr
-    # ... and without the keys the same config is not healthy: the key from -e made the difference.
+    # ... and without them the same config is refused, naming the variable (a config error, 3).
     done = subprocess.run(
         ["docker", "run", "--rm", *mount, image, "check"],
         capture_output=True, text=True, timeout=60, env=env, check=False,
     )
-    assert done.returncode != 0, done.stdout + done.stderr
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "environment variable SIM_OPENAI_KEY is not set" in done.stderr, done.stderr
 
     # `serve`, read-only root filesystem: only the state volume is writable.
     served = Container(
