@@ -1,8 +1,8 @@
 """Spans of check runs and probes: the tree, the attributes, no key anywhere, and the export.
 
 Most tests trace into the SDK's in-memory exporter; the last ones export over
-OTLP/HTTP to a receiver on 127.0.0.1 and decode what it got, and run in a
-fresh interpreter without the ``otel`` extra to show nothing changes then.
+OTLP/HTTP to a receiver on 127.0.0.1 and decode what it got. Tracing off and
+the extra missing: tests/engine/test_telemetry_off.py.
 """
 
 from __future__ import annotations
@@ -10,12 +10,9 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,7 +34,6 @@ from tests.support.configs import sim_config
 from tests.support.fakes import adapter, after, hang, healthy, settings
 from tests.support.tracing import Spans, attribute, by_provider, everything_in
 
-ROOT = Path(__file__).resolve().parents[2]
 #: The key of the provider whose error quotes it: in no redactor's list of shapes,
 #: so only the checker's own redaction keeps it out of the spans.
 KEY = "rhtest-otel-key-5be1d0c7a93f"
@@ -444,82 +440,3 @@ async def test_a_sample_ratio_of_zero_exports_no_root_run(
     async with AdapterManager.from_config(parse_config(document, env={})) as manager:
         await manager.health_checker.run(manager.model_adapters)
     assert decoded(receiver.posts) == []
-
-
-# -- off, and without the extra ---------------------------------------------------------
-
-#: Makes ``opentelemetry`` unimportable in a fresh interpreter, as if the extra were not installed.
-WITHOUT_OTEL = """
-import importlib.abc, sys
-
-class NoOpenTelemetry(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name == "opentelemetry" or name.startswith("opentelemetry."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, NoOpenTelemetry())
-"""
-
-RUN_A_CHECK = """
-import logging, sys, trio
-from adapters import CallableAdapter
-from service import AdapterManager, ConfigError, parse_config
-
-logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(levelname)s %(message)s")
-MODELS = [{"name": "m", "providers": [{"name": "local", "type": "ollama",
-                                        "base_url": "http://127.0.0.1:9"}]}]
-
-async def ok():
-    return True
-
-async def main(config):
-    async with AdapterManager(config) as manager:
-        manager.register_adapter("m", CallableAdapter("callable", ok))
-        plan = {"m": [a for a in manager.model_adapters["m"] if a.provider == "callable"]}
-        report = await manager.health_checker.run(plan)
-        print("run:", report.status.value, "tracing:", manager.health_checker.tracing.on)
-
-try:
-    parse_config({"models": MODELS, "telemetry": {"enabled": True}}, env={})
-except ConfigError as error:
-    print("explicit:", error)
-config = parse_config({"models": MODELS}, env=ENV)
-trio.run(main, config)
-print("imported:", sorted(m for m in sys.modules if m.startswith("opentelemetry.")
-                           and m.count(".") > 1 and "exporter" not in m))
-"""
-
-
-def run_python(code: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    completed = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=120, check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    return completed.stdout
-
-
-def test_without_the_extra_a_config_asking_for_traces_says_what_to_install() -> None:
-    output = run_python(WITHOUT_OTEL + 'ENV = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}'
-                        + RUN_A_CHECK)
-    assert (
-        "explicit: <config>: telemetry.enabled: tracing needs the OpenTelemetry SDK and OTLP "
-        "exporter, which are not installed: pip install 'router-health[otel]' "
-        "(or set enabled = false)"
-    ) in output
-    # Asked for by the environment alone: the checks run, without traces, and it says why.
-    assert (
-        "WARNING OTEL_EXPORTER_OTLP_ENDPOINT asks for traces, but tracing needs the OpenTelemetry "
-        "SDK and OTLP exporter, which are not installed: pip install 'router-health[otel]'; "
-        "running without them"
-    ) in output
-    assert "run: healthy tracing: False" in output
-
-
-def test_with_tracing_off_nothing_of_opentelemetry_is_imported() -> None:
-    output = run_python("ENV = {}" + RUN_A_CHECK)
-    assert "run: healthy tracing: False" in output
-    assert "imported: []" in output
-    assert "WARNING" not in output
