@@ -148,20 +148,25 @@ class _RunSpan(_Current):
     __slots__ = ()
 
     def finish(self, report: HealthReport) -> None:
+        span = self._span
+        if not span.is_recording():
+            return
         counts = dict.fromkeys(ProbeStatus, 0)
         cached = 0
         for result in report.results():
             counts[result.status] += 1
             cached += result.cached
-        span = self._span
-        span.set_attribute("router_health.run.id", report.run_id)
-        span.set_attribute("router_health.run.status", report.status.value)
+        attributes: dict[str, str | bool | int] = {
+            "router_health.run.id": report.run_id,
+            "router_health.run.status": report.status.value,
+        }
         for status, count in counts.items():
-            span.set_attribute(f"router_health.run.{status.value}", count)
-        span.set_attribute("router_health.run.cached", cached)
-        span.set_attribute("router_health.run.fallback", report.fallback)
+            attributes[f"router_health.run.{status.value}"] = count
+        attributes["router_health.run.cached"] = cached
+        attributes["router_health.run.fallback"] = report.fallback
         if report.fallback_reason:
-            span.set_attribute("router_health.run.fallback_reason", report.fallback_reason)
+            attributes["router_health.run.fallback_reason"] = report.fallback_reason
+        span.set_attributes(attributes)
 
 
 class _ProbeSpan(_Current):
@@ -169,24 +174,29 @@ class _ProbeSpan(_Current):
 
     def record(self, result: ProbeResult) -> None:
         span = self._span
-        span.set_attribute("router_health.probe.status", result.status.value)
+        if not span.is_recording():
+            return  # sampled out: nothing to describe
+        attributes: dict[str, str | bool | int | float] = {
+            "router_health.probe.status": result.status.value
+        }
         if result.latency_ms is not None:
-            span.set_attribute("router_health.probe.latency_ms", round(result.latency_ms, 3))
+            attributes["router_health.probe.latency_ms"] = round(result.latency_ms, 3)
         if result.http_status is not None:
-            span.set_attribute("http.response.status_code", result.http_status)
+            attributes["http.response.status_code"] = result.http_status
         if result.failure is not None:
-            span.set_attribute("router_health.probe.failure", result.failure.value)
-            span.set_attribute("error.type", result.failure.value)
+            attributes["router_health.probe.failure"] = result.failure.value
+            attributes["error.type"] = result.failure.value
         if result.queued_ms is not None:
-            span.set_attribute("router_health.probe.queued_ms", round(result.queued_ms, 3))
+            attributes["router_health.probe.queued_ms"] = round(result.queued_ms, 3)
         if result.retry_after is not None:
-            span.set_attribute("router_health.probe.retry_after_s", result.retry_after)
+            attributes["router_health.probe.retry_after_s"] = result.retry_after
         if result.tokens is not None:
-            span.set_attribute("router_health.probe.tokens", result.tokens)
+            attributes["router_health.probe.tokens"] = result.tokens
         if result.fallback:
-            span.set_attribute("router_health.probe.fallback", True)
+            attributes["router_health.probe.fallback"] = True
         if result.budget_fallback:
-            span.set_attribute("router_health.probe.budget_fallback", True)
+            attributes["router_health.probe.budget_fallback"] = True
+        span.set_attributes(attributes)  # one lock, not one per attribute
         if result.status in _FAILED:
             # The result's error, redacted by the checker like everything it reports.
             text = result.error or (result.failure.value if result.failure else result.status.value)
