@@ -64,3 +64,6 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     # httpx logs every request URL at INFO: noise next to the v1 lines,
     # and a URL is the one place a careless base_url could carry a key.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+    # Apprise says "Sent ... notification" at INFO for every alert: our own
+    # alert lines already say what was sent, without its URL.
+    logging.getLogger("apprise").setLevel(max(logging.WARNING, root.level))
