@@ -278,12 +278,15 @@ async def history_page(
         for adapter in members:
             stored = await _read(storage.history(name, adapter.provider, before=bound,
                                                  limit=limit + 1))
-            entries = {entry["checked_at"]: entry for entry in stored}
+            # Keyed on whole ms rounded as the writer rounds (round(checked_at * 1000)):
+            # round(x, 3) of the same verdict may be a ms off (x.2515 -> .251, stored .252).
+            entries = {round(entry["checked_at"] * 1000): entry for entry in stored}
+            cursor = None if bound is None else round(bound * 1000)
             for kept in health.history(name, adapter.provider):  # not written yet, maybe
-                entry = kept.to_dict()
-                if before is None or entry["checked_at"] < before:
-                    entries.setdefault(entry["checked_at"], entry)
-            newest = sorted(entries.values(), key=lambda e: e["checked_at"], reverse=True)
+                at_ms = round(kept.checked_at * 1000)
+                if cursor is None or at_ms < cursor:
+                    entries.setdefault(at_ms, {**kept.to_dict(), "checked_at": at_ms / 1000})
+            newest = [entries[at_ms] for at_ms in sorted(entries, reverse=True)]
             pages.append((name, adapter.provider, newest[: limit + 1]))
     # The newest cut among the adapters with more than a page: everything at or after it is here.
     cut = max((page[limit - 1]["checked_at"] for _, _, page in pages if len(page) > limit),

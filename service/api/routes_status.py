@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Final
@@ -28,7 +27,7 @@ from werkzeug.exceptions import NotFound
 from ..config import Config
 from ..engine.report import ProbeStatus
 from ..live.state import HealthState
-from ..live.storage import Storage
+from ..live.storage import Storage, StorageError
 from .badge import status_badge, unknown_badge
 from .state import ServiceState, current_state
 from .status_page import (
@@ -83,18 +82,12 @@ async def _read(storage: Storage, config: Config, shown: Sequence[str]) -> Histo
         month = await storage.uptime(UPTIME_DAYS * _DAY, models=shown)
         days = {model: await storage.daily(model, HISTORY_DAYS) for model in shown}
         since = now - config.status_page.incident_days * _DAY
-        incidents = await storage.incidents(since=since, limit=_INCIDENTS_READ)
-    except (sqlite3.Error, OSError) as exc:
+        incidents = await storage.incidents(since=since, models=shown, limit=_INCIDENTS_READ)
+    except StorageError as exc:
         # The page still answers with the current status; the operator reads why here.
         logger.warning("status page: could not read the history: %s", exc)
         return None
-    listed = set(shown)
-    return History(
-        read_at=now,
-        days=days,
-        month=dict(month.models),
-        incidents=[incident for incident in incidents if incident.model in listed],
-    )
+    return History(read_at=now, days=days, month=dict(month.models), incidents=incidents)
 
 
 def public_status(health: HealthState | None, config: Config, model: str) -> PublicStatus:

@@ -7,8 +7,9 @@ Per model, an incident starts when one of its adapters' reported level goes
 down and ends when none of the adapters that went down during it is still
 down (so while it is open, every adapter going down joins it). It is
 *major* if at some moment every checked provider of the model (a
-configured one whose level is known from a transition) was down at once,
-else *partial*. Its failures are the failure kinds of the transitions into
+configured one whose level is known from a transition, and not
+``unsupported``: such a provider is never checked) was down at once, else
+*partial*. Its failures are the failure kinds of the transitions into
 down. A restart publishes no transition (the state is restored from
 storage), so an incident open across one continues until its adapters
 recover. Adapters no longer configured are left out.
@@ -32,6 +33,7 @@ class Change:
     at: float
     down: bool  # the new level is down (unhealthy or timeout)
     failure: str | None = None  # the failure kind of the result that made the change
+    checked: bool = True  # False: the new level is unsupported (the provider is never checked)
 
 
 @dataclass(slots=True)
@@ -56,20 +58,24 @@ def incidents_of(
     for change in sorted(changes, key=lambda c: c.at):
         if change.provider not in configured:
             continue
-        known.add(change.provider)
-        if change.down:
+        if change.checked:
+            known.add(change.provider)
+        else:
+            known.discard(change.provider)
+        if change.down and change.checked:
             down.add(change.provider)
             if current is None:
                 current = _Open(change.at, set(), set(), False)
             current.adapters.add(change.provider)
             if change.failure is not None:
                 current.failures.add(change.failure)
-            current.major = current.major or down >= known
         else:
             down.discard(change.provider)
             if current is not None and not down & current.adapters:
                 found.append(_closed(model, current, change.at, now))
                 current = None
+        if current is not None and down >= known:  # known shrinks too: not only on a down
+            current.major = True
     if current is not None:
         found.append(_closed(model, current, None, now))
     return found

@@ -16,7 +16,9 @@ re-scans raw rows (:mod:`service.live.storage_write`). Schema and code tables:
 :mod:`service.live.storage_schema`.
 Queries (:meth:`Storage.uptime`, :meth:`~Storage.daily`,
 :meth:`~Storage.incidents`, :meth:`~Storage.history`) run on a second, read
-connection in a worker thread of their own (:mod:`service.live.storage_read`).
+connection in a worker thread of their own (:mod:`service.live.storage_read`);
+any error of the database layer there is raised as :class:`StorageError`
+(its cause kept), which the routes answer 503 ``storage_failing``.
 
 Size, measured (``dbstat``) on a file of 1,000 adapters checked every 10 s
 for 6 h through this writer (2.16 M raw rows): a raw row takes 28.4 bytes
@@ -113,7 +115,9 @@ class Storage:
         self._limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(1)
         self._spans = SpanSums()
-        self._writer = Writer(config, hold_limit, committed=self._spans.changed)
+        self._writer = Writer(
+            config, hold_limit, committed=self._spans.changed, wall_clock=wall_clock
+        )
         self._reader: sqlite3.Connection | None = None
         self.writes = 0  # rows committed
         self.commits = 0  # transactions committed
@@ -198,18 +202,28 @@ class Storage:
             db = self._writer.connect()  # one connection: the writer's limiter serves both
         else:
             if self._reader is None:
-                self._reader = sqlite3.connect(
+                reader = sqlite3.connect(
                     self.config.path, timeout=BUSY_TIMEOUT, check_same_thread=False,
                     isolation_level=None,
                 )
-                self._reader.execute("PRAGMA query_only = 1")
+                try:
+                    reader.execute("PRAGMA query_only = 1")
+                except BaseException:
+                    reader.close()
+                    raise
+                self._reader = reader
             db = self._reader
-        db.execute("BEGIN")  # one snapshot for the whole query
         try:
-            return query(db, **arguments)
-        finally:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("COMMIT")
+            db.execute("BEGIN")  # one snapshot for the whole query
+            try:
+                return query(db, **arguments)
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("COMMIT")
+        except sqlite3.Error:
+            if not self._memory:
+                self._close_reader()  # the next query opens the file afresh (replaced, repaired)
+            raise
 
     def _close_reader(self) -> None:
         if self._reader is not None:
@@ -217,10 +231,18 @@ class Storage:
             self._reader = None
 
     async def _read(self, query: Callable[..., Any], **arguments: Any) -> Any:
+        """``query`` on the read connection; StorageError (from the cause) if the database fails."""
         limiter = self._limiter if self._memory else self._read_limiter
-        return await trio.to_thread.run_sync(self._reading, query, arguments, limiter=limiter)
+        try:
+            return await trio.to_thread.run_sync(self._reading, query, arguments, limiter=limiter)
+        except StorageError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(
+                f"{self.config.path}: cannot read the history ({type(exc).__name__}: {exc})"
+            ) from exc
 
-    # -- queries (sqlite3.Error or OSError when the database cannot be read) -------
+    # -- queries (StorageError when the database cannot be read) ------------------
 
     async def uptime(
         self, window: float, *, models: Collection[str] | None = None
@@ -246,16 +268,24 @@ class Storage:
         return answer
 
     async def incidents(
-        self, *, since: float | None = None, model: str | None = None, limit: int = 100,
+        self, *, since: float | None = None, model: str | None = None,
+        models: Collection[str] | None = None, limit: int = 100,
         open_only: bool = False, resolved_only: bool = False,
     ) -> list[Incident]:
         """Incidents (see :mod:`service.live.incidents`) open or ended since ``since``, newest first.
 
-        ``open_only`` / ``resolved_only`` filter before ``limit``.
+        ``model``, ``models``, ``open_only`` and ``resolved_only`` filter before
+        ``limit``. Without ``since``, from ``rollup_retention`` ago (older
+        transitions are pruned). Only transitions from ``since`` on are read,
+        and each adapter's last one before it: an incident open at ``since``
+        is reported with its true start.
         """
+        now = self.wall_clock()
         answer: list[Incident] = await self._read(
-            read_incidents, known=self.known, since=since, model=model, limit=max(0, limit),
-            open_only=open_only, resolved_only=resolved_only, now=self.wall_clock(),
+            read_incidents, known=self.known,
+            since=now - self.config.rollup_retention if since is None else since,
+            model=model, models=None if models is None else frozenset(models),
+            limit=max(0, limit), open_only=open_only, resolved_only=resolved_only, now=now,
         )
         return answer
 

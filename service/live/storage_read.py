@@ -30,7 +30,7 @@ import math
 import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from adapters.base import FailureKind
@@ -64,6 +64,7 @@ __all__ = [
 ]
 
 _DOWN = frozenset({STATUS_CODES[ProbeStatus.UNHEALTHY], STATUS_CODES[ProbeStatus.TIMEOUT]})
+_UNSUPPORTED = STATUS_CODES[ProbeStatus.UNSUPPORTED]
 
 SeriesRow = tuple[int, str, str, int | None, bool | None]  # id, model, provider, last_at, last_up
 
@@ -309,34 +310,123 @@ def read_daily(
     return answer
 
 
+#: The last transition of one series before a time: its level then (the (series, at) index).
+_LEVEL_BEFORE = (
+    "SELECT at, current, failure FROM transitions WHERE series = ? AND at < ? "
+    "ORDER BY at DESC LIMIT 1"
+)
+#: Seconds of transitions read first for the newest incidents (then 8 times more each time).
+FIRST_WINDOW = 3600.0
+#: Steps back through overlapping downs to the start of an incident open at ``since``.
+WALK_BACK = 100
+#: SQLite's INTEGER holds any time as ms clamped to this.
+_MS_BOUND = 2**62
+
+TransitionRow = tuple[int, int, int | None]  # at ms, current, failure
+
+
+def _bounded_ms(seconds: float, rounding: Callable[[float], int] = math.floor) -> int:
+    """``seconds`` as ms SQLite can compare, however far (or infinite) it is."""
+    if not seconds * 1000 < _MS_BOUND:
+        return _MS_BOUND
+    if not seconds * 1000 > -_MS_BOUND:
+        return -_MS_BOUND
+    return rounding(seconds * 1000)
+
+
+def _change(provider: str, row: TransitionRow) -> Change:
+    at, current, failure = row
+    kind = FAILURE_KINDS.get(failure) if failure is not None else None
+    return Change(
+        provider, at / 1000, current in _DOWN, None if kind is None else kind.value,
+        checked=current != _UNSUPPORTED,
+    )
+
+
+def _model_changes(db: sqlite3.Connection, members: list[tuple[int, str]], since: int) -> list[Change]:
+    """One model's changes from the start of the incident open at ``since`` (if any) on.
+
+    Each adapter's level at the start is its last transition before it; the
+    start walks back while some adapter was already down (at most
+    :data:`WALK_BACK` steps), so an incident open at ``since`` keeps its start.
+    """
+
+    def level_before(series: int, at: int) -> TransitionRow | None:
+        row: TransitionRow | None = db.execute(_LEVEL_BEFORE, (series, at)).fetchone()
+        return row
+
+    start = since
+    levels = {series: level_before(series, since) for series, _ in members}
+    for _ in range(WALK_BACK):
+        downs = [row[0] for row in levels.values() if row is not None and row[1] in _DOWN]
+        if not downs:
+            break
+        start = min(downs)
+        levels = {
+            series: row if row is None or row[0] < start else level_before(series, start)
+            for series, row in levels.items()
+        }
+    changes = []
+    for series, provider in members:
+        row = levels[series]
+        if row is not None:
+            changes.append(_change(provider, row))
+        changes.extend(
+            _change(provider, found) for found in db.execute(
+                "SELECT at, current, failure FROM transitions WHERE series = ? AND at >= ? "
+                "ORDER BY at", (series, start),
+            )
+        )
+    return changes
+
+
 def read_incidents(
-    db: sqlite3.Connection, *, known: Collection[tuple[str, str]], since: float | None,
-    model: str | None, limit: int, open_only: bool, resolved_only: bool, now: float,
+    db: sqlite3.Connection, *, known: Collection[tuple[str, str]], since: float,
+    model: str | None, models: Collection[str] | None, limit: int, open_only: bool,
+    resolved_only: bool, now: float,
 ) -> list[Incident]:
-    """Incidents of the configured models, newest first (see :mod:`service.live.incidents`)."""
+    """Incidents of the configured models open or ended since ``since``, newest first.
+
+    Newest first with a limit: the transitions of the last :data:`FIRST_WINDOW`
+    seconds are read first (and, per adapter, its last one before, see
+    :func:`_model_changes`), then of a window 8 times longer, until ``limit``
+    incidents started inside the window (none started earlier can rank
+    above them) or the window reaches ``since``; open ones are all found from
+    now. See :mod:`service.live.incidents`.
+    """
     configured: dict[str, set[str]] = defaultdict(set)
     for m, p in known:
-        configured[m].add(p)
-    sql = (
-        "SELECT s.model, s.provider, t.at, t.current, t.failure FROM transitions t "
-        "JOIN series s ON s.id = t.series"
-    )
-    rows = db.execute(sql + " WHERE s.model = ?", (model,)) if model else db.execute(sql)
-    changes: dict[str, list[Change]] = defaultdict(list)
-    for m, provider, at, current, failure in rows:
-        if m in configured:
-            kind = FAILURE_KINDS.get(failure) if failure is not None else None
-            changes[m].append(
-                Change(provider, at / 1000, current in _DOWN, None if kind is None else kind.value)
-            )
-    found = [
-        incident
-        for m, model_changes in changes.items()
-        for incident in incidents_of(m, model_changes, configured[m], now=now)
-        if (incident.ended_at is None or since is None or incident.ended_at >= since)
-        and not (open_only and incident.ended_at is not None)
-        and not (resolved_only and incident.ended_at is None)
+        if (model is None or m == model) and (models is None or m in models):
+            configured[m].add(p)
+    members: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for series, m, provider in db.execute("SELECT id, model, provider FROM series ORDER BY id"):
+        if provider in configured.get(m, ()):
+            members[m].append((series, provider))
+    firsts = [
+        at for model_members in members.values() for series, _ in model_members
+        for (at,) in db.execute("SELECT min(at) FROM transitions WHERE series = ?", (series,))
+        if at is not None
     ]
+    if not firsts:
+        return []
+    floor = max(since, min(firsts) / 1000)  # nothing is stored before: read from there
+    window = 0.0 if open_only else FIRST_WINDOW  # an open incident is open now: found from now
+    while True:
+        start = max(floor, now - window)
+        bound = _bounded_ms(start)
+        found = [
+            incident
+            for m, model_members in members.items()
+            for incident in incidents_of(
+                m, _model_changes(db, model_members, bound), configured[m], now=now
+            )
+            if (incident.ended_at is None or incident.ended_at >= since)
+            and not (open_only and incident.ended_at is not None)
+            and not (resolved_only and incident.ended_at is None)
+        ]
+        if open_only or start <= floor or sum(i.started_at >= start for i in found) >= limit:
+            break
+        window *= 8
     found.sort(key=lambda i: (i.started_at, i.model), reverse=True)
     return found[:limit]
 
@@ -345,7 +435,8 @@ def read_history(
     db: sqlite3.Connection, *, model: str, provider: str, before: float | None, limit: int
 ) -> list[dict[str, Any]]:
     """Stored raw verdicts of one adapter before ``before``, newest first."""
-    bound = math.inf if before is None else round(before * 1000)
+    # Rounded, as the writer rounds checked_at: a to_dict() checked_at excludes its own entry.
+    bound = _MS_BOUND if before is None else _bounded_ms(before, round)
     entries = []
     for at, status, latency, failure in db.execute(
         "SELECT r.at, r.status, r.latency_us, r.failure FROM series s JOIN results r "

@@ -1,8 +1,12 @@
 """Storage's SQLite schema, its versioned migrations and the stable code tables.
 
 Schema version 1 was rewritten in place before it shipped in a release (the
-first draft kept text per raw row); a file written by that draft is not
-read by this one: delete it. Later changes are new migrations, appended.
+first draft, on main for a day, kept text per raw row in ``results (model,
+provider, ...)`` and had no ``series`` table). A file written by that draft
+says version 1 too, so :func:`migrate` recognises it by its tables and
+raises :class:`DraftSchema`; the writer then moves it aside
+(:func:`move_draft_aside`) and starts a new file. Later changes are new
+migrations, appended.
 
 Tables (times are integer ms since the epoch unless said; rollup ``start``
 is unix seconds, ``up_ms`` / ``covered_ms`` milliseconds):
@@ -25,7 +29,9 @@ is unix seconds, ``up_ms`` / ``covered_ms`` milliseconds):
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import time
 from typing import Final
 
 from adapters.base import FailureKind
@@ -38,8 +44,10 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATUSES",
     "STATUS_CODES",
+    "DraftSchema",
     "StorageError",
     "migrate",
+    "move_draft_aside",
 ]
 
 #: The schema this code writes; a database with a newer one is refused.
@@ -114,11 +122,27 @@ class StorageError(Exception):
     """A database this version cannot use, or cannot read now; the message says what to do."""
 
 
+class DraftSchema(StorageError):
+    """The file was written by the unreleased first draft of schema version 1."""
+
+
+def _is_draft(db: sqlite3.Connection) -> bool:
+    """Version 1 as the first draft wrote it: no ``series``, or ``results`` keyed by model."""
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    columns = {row[1] for row in db.execute("PRAGMA table_info(results)")}
+    return "series" not in tables or "model" in columns
+
+
 def migrate(db: sqlite3.Connection, source: str = "<database>") -> int:
-    """Bring ``db`` to :data:`SCHEMA_VERSION`; returns the version it had."""
+    """Bring ``db`` to :data:`SCHEMA_VERSION`; returns the version it had.
+
+    Raises :class:`DraftSchema` (nothing changed) for a file of the unreleased draft.
+    """
     db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     row = db.execute("SELECT max(version) FROM schema_version").fetchone()
     found = int(row[0]) if row and row[0] is not None else 0
+    if found == 1 and _is_draft(db):
+        raise DraftSchema(f"{source}: written by an unreleased draft of the history schema")
     if found > SCHEMA_VERSION:
         raise StorageError(
             f"{source}: written by a newer router-health (schema version {found}; this one "
@@ -138,3 +162,23 @@ def migrate(db: sqlite3.Connection, source: str = "<database>") -> int:
                 db.execute("ROLLBACK")
             raise
     return found
+
+
+def move_draft_aside(path: str, now: float) -> str:
+    """Rename a draft-schema file (and its -wal/-shm) to ``<path>.draft-<UTC time>``; the new name.
+
+    Close every connection to it first. StorageError, saying what to do, if it cannot be moved.
+    """
+    aside = f"{path}.draft-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}"
+    try:
+        os.rename(path, aside)
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.rename(path + suffix, aside + suffix)
+    except OSError as exc:
+        raise StorageError(
+            f"{path}: written by an unreleased draft of the history schema (version 1 without "
+            f"the series table), and it could not be moved aside to {aside} ({exc}): delete it "
+            "(with its -wal and -shm files), or set [storage] path to another file"
+        ) from exc
+    return aside

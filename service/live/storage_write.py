@@ -7,12 +7,18 @@ moves each touched series' latest verdict, and now and then prunes. The
 series ids and the accumulator run ahead of the database inside a
 transaction; if it rolls back, the connection is closed and the next write
 reads them back as committed.
+
+A file written by the unreleased draft of schema version 1 is moved aside
+when the writer first opens it (one WARNING says where), and a new file is
+started in its place.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
@@ -20,7 +26,7 @@ from typing import Any, Final
 from ..config import StorageConfig
 from ..engine.report import ProbeResult, ProbeStatus
 from .storage_read import load_latest, writer_state
-from .storage_schema import migrate
+from .storage_schema import DraftSchema, migrate, move_draft_aside
 from .uptime import MODEL, PERIODS, UptimeAccumulator
 
 __all__ = ["BUSY_TIMEOUT", "PRUNE_EVERY", "Row", "Writer"]
@@ -34,6 +40,8 @@ PRUNE_EVERY: Final = 60.0
 #:             http_status, error, up, count column)) or
 #: ("transition", (model, provider, at ms, previous, current, failure, error)).
 Row = tuple[str, tuple[Any, ...]]
+
+logger = logging.getLogger("router_health.storage")
 
 _RESULT_INSERT: Final = "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _TRANSITION_INSERT: Final = "INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?)"
@@ -55,8 +63,10 @@ class Writer:
     def __init__(
         self, config: StorageConfig, hold_limit: float,
         committed: Callable[[float], None] | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self.wall_clock = wall_clock
         #: Told, after each commit that added to rollups, the earliest second it added to.
         self.committed = committed
         self.hold = _ms(hold_limit)
@@ -70,19 +80,32 @@ class Writer:
             path = self.config.path
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT, check_same_thread=False, isolation_level=None
-            )
             try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                migrate(db, path)
-                self._ids, self._uptime = writer_state(db, self.hold)
-            except BaseException:
-                db.close()
-                raise
-            self.db = db
+                self.db = self._open(path)
+            except DraftSchema:
+                aside = move_draft_aside(path, self.wall_clock())  # closed by _open
+                logger.warning(
+                    "storage: %s was written by an unreleased draft of the history schema; "
+                    "moved it aside to %s (with its -wal and -shm files) and started a new "
+                    "history in %s. Delete the old file once you no longer need it",
+                    path, aside, path,
+                )
+                self.db = self._open(path)
         return self.db
+
+    def _open(self, path: str) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT, check_same_thread=False, isolation_level=None
+        )
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            migrate(db, path)
+            self._ids, self._uptime = writer_state(db, self.hold)
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def load(self) -> list[tuple[ProbeResult, ProbeStatus]]:
         return load_latest(self.connect())
