@@ -31,6 +31,7 @@ from .config.litellm_yaml import read_config_file
 from .engine.cost import ProbeCosts
 from .engine.manager import AdapterManager, UnknownModelError, raise_open_file_limit
 from .engine.report import HealthReport, HealthStatus, ProbeResult
+from .live.storage_schema import StorageError, check_version
 from .logs import LOG_FORMATS, configure_logging
 
 __all__ = ["main"]
@@ -335,6 +336,9 @@ def _report(exc: BaseException) -> int | None:
     if isinstance(exc, ConfigError):
         print(f"router-health: invalid config\n{exc}", file=sys.stderr)
         return EXIT_USAGE
+    if isinstance(exc, StorageError):  # a database this version must not write to
+        print(f"router-health: cannot start: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if isinstance(exc, UnknownModelError | ValueError):
         print(f"router-health: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -359,6 +363,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return trio.run(_check_demo, args)
         return trio.run(_check, load(args.config, strict=args.strict), args)
     config = load(args.config, strict=args.strict)
+    if config.storage.active(config.checks.background_enabled):
+        check_version(config.storage.path)  # refused in one line, before serving
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
     trio.run(_serve, config, host, port)

@@ -46,6 +46,7 @@ __all__ = [
     "STATUS_CODES",
     "DraftSchema",
     "StorageError",
+    "check_version",
     "migrate",
     "move_draft_aside",
 ]
@@ -144,11 +145,7 @@ def migrate(db: sqlite3.Connection, source: str = "<database>") -> int:
     if found == 1 and _is_draft(db):
         raise DraftSchema(f"{source}: written by an unreleased draft of the history schema")
     if found > SCHEMA_VERSION:
-        raise StorageError(
-            f"{source}: written by a newer router-health (schema version {found}; this one "
-            f"knows up to {SCHEMA_VERSION}): upgrade router-health, or set [storage] path "
-            "to another file"
-        )
+        raise StorageError(_newer_message(source, found))
     for version in range(found + 1, SCHEMA_VERSION + 1):
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -182,3 +179,32 @@ def move_draft_aside(path: str, now: float) -> str:
             "(with its -wal and -shm files), or set [storage] path to another file"
         ) from exc
     return aside
+
+
+def _newer_message(source: str, found: int) -> str:
+    return (
+        f"{source}: written by a newer router-health (schema version {found}; this one "
+        f"knows up to {SCHEMA_VERSION}): upgrade router-health, or set [storage] path "
+        "to another file"
+    )
+
+
+def check_version(path: str) -> None:
+    """Raise :class:`StorageError` now if the file at ``path`` is from a newer version.
+
+    For the command line, before it starts serving: the same refusal would
+    otherwise come from inside the server's startup, wrapped in its errors.
+    A missing or unreadable file is not refused here (storage reports those
+    itself, and keeps the service up).
+    """
+    if path == ":memory:" or not os.path.isfile(path):
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT max(version) FROM schema_version").fetchone()
+    except sqlite3.Error:
+        return
+    found = int(row[0]) if row and row[0] is not None else 0
+    if found > SCHEMA_VERSION:
+        raise StorageError(_newer_message(path, found))
+
