@@ -20,6 +20,15 @@ So a slow or hanging channel never holds up the state (the drain never
 waits) nor another channel (each sends on its own). Timing runs on Trio's
 clock: tests drive it with ``trio.testing.MockClock``.
 
+Across a restart: storage restores each adapter's last verdict silently (no
+transition), so at start the notifier reads what was restored
+(:meth:`HealthState.restored`) and, for every adapter that was down (or
+degraded), resumes its spell from when it began (``restored_since``: the
+stored transition into that level, else the verdict's own time): see
+:meth:`~.alerts_rules.ChannelRules.resume`. An outage goes on across a
+rolling deploy: announced after ``min_duration`` from its real start,
+reminded on schedule, and its recovery tells the whole duration.
+
 When the state's channel ends (shutdown) every open digest goes out at once,
 within :attr:`AlertNotifier.final_flush` seconds; what is still queued then
 is dropped and counted, and :meth:`AlertNotifier.run` returns. Spells not yet
@@ -47,7 +56,7 @@ from ..engine.report import ProbeStatus
 from .alerts_apprise import AlertDeliveryError, AppriseTransport, LogGuard
 from .alerts_messages import AlertMessage, render
 from .alerts_rules import ChannelRules
-from .state import HealthState, Transition
+from .state import HealthState, Transition, level
 
 __all__ = [
     "OUTBOX_LIMIT",
@@ -136,7 +145,9 @@ class AlertNotifier:
     ``adapter_tags``: (model, provider) -> the adapter's effective tags (for
     the channels' ``tags`` filters). ``transport``: builds a channel's
     transport (default: Apprise). ``final_flush``: seconds the last messages
-    get at shutdown.
+    get at shutdown. ``restored_since``: (model, provider) -> unix time the
+    level of a restored verdict began (:func:`.storage_spells.restored_spell_starts`);
+    missing: the verdict's ``checked_at``.
     """
 
     def __init__(
@@ -148,11 +159,13 @@ class AlertNotifier:
         transport: Callable[[AlertChannelConfig], AlertTransport] | None = None,
         final_flush: float = 5.0,
         outbox_limit: int = OUTBOX_LIMIT,
+        restored_since: Mapping[Key, float] | None = None,
     ) -> None:
         if not channels:
             raise ValueError("an AlertNotifier needs at least one channel")
         self._state = state
         self._tags = adapter_tags
+        self._restored_since = dict(restored_since or {})
         secrets = [s for c in channels for s in c.secrets()]
         self._guard = LogGuard(secrets)
         make = transport or (lambda config: AppriseTransport(config, self._guard))
@@ -212,8 +225,15 @@ class AlertNotifier:
         receive = self._state.subscribe(CHANNEL_BUFFER)
         self._guard.acquire()
         try:
+            # No checkpoint since subscribing: no transition is missed or seen twice.
+            resumed = self._resume()
             for channel in self._channels:
                 await self._open(channel)
+            if resumed:
+                logger.info(
+                    "alerts: %d adapter(s) down or degraded before the restart; their spells go on",
+                    resumed,
+                )
             task_status.started()
             async with trio.open_nursery() as nursery:
                 for channel in self._channels:
@@ -248,6 +268,31 @@ class AlertNotifier:
             logger.info(
                 "alerts: channel %s on %s", channel.label(), ", ".join(channel.config.on)
             )
+
+    def _resume(self) -> int:
+        """Resume the spells of adapters restored down or degraded (before a restart); how many."""
+        now = trio.current_time()
+        resumed = 0
+        for restored in self._state.restored():
+            key = (restored.model, restored.provider)
+            current = self._state.get(*key)
+            kind = level(restored.reported)
+            if kind == "healthy" or current is None or level(current.reported) != kind:
+                continue  # nothing to follow, or it moved since (a transition tells the channels)
+            checked = restored.result.checked_at
+            since = self._restored_since.get(key, checked)
+            if not math.isfinite(since) or since > checked:
+                since = checked
+            started = restored.at - (checked - since)
+            tags = self._tags.get(key, frozenset())
+            followed = False
+            for channel in self._channels:
+                if channel.config.wants(restored.model, tags):
+                    followed |= channel.rules.resume(
+                        key, restored.reported, restored.result, started, since, now
+                    )
+            resumed += followed
+        return resumed
 
     async def _drain(self, receive: trio.MemoryReceiveChannel[Transition]) -> None:
         async for transition in receive:

@@ -21,6 +21,11 @@ over, with its own ``min_duration``). Events whose kind the channel is not
 ``on`` are not made (``still_down`` goes with ``down``), but spells are still
 followed, so ``on = ["recovered"]`` hears only of recoveries from announced outages.
 
+Across a restart (storage restores each adapter's last verdict, silently)
+the notifier hands the restored spells to :meth:`ChannelRules.resume`, with
+the time each began: the spell goes on as if the process had never stopped,
+except that one already past ``min_duration`` is taken as announced (see there).
+
 With ``digest`` > 0 the first event opens a window of that many seconds and
 everything made until it closes goes out as one batch (the first
 :data:`MAX_DIGEST_EVENTS`, then a count of the rest); with 0 every event is a batch.
@@ -33,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from ..config.alerts import AlertChannelConfig
-from ..engine.report import ProbeStatus
+from ..engine.report import ProbeResult, ProbeStatus
 from .state import Transition, level
 
 __all__ = ["EVENT_KINDS", "MAX_DIGEST_EVENTS", "AlertEvent", "Batch", "ChannelRules"]
@@ -128,9 +133,7 @@ class ChannelRules:
             del self._spells[key]
             if spell.announced and new != "down" and (spell.kind == "down" or new == "healthy"):
                 self._emit(key, spell.event("recovered", now, transition.current), now)
-        if (new == "down" and self.follows_down) or (
-            new == "degraded" and "degraded" in self.config.on
-        ):
+        if self._follows(new):
             error = result.error
             if note is not None:
                 error = note if error is None else f"{error}; {note}"
@@ -146,6 +149,52 @@ class ChannelRules:
             if self.config.min_duration == 0:
                 self.advance(now)
 
+    def resume(
+        self, key: Key, status: ProbeStatus, result: ProbeResult, started: float,
+        started_at: float, now: float,
+    ) -> bool:
+        """Follow a spell already under way at start (restored after a restart); whether it does.
+
+        ``status``: the adapter's restored reported status; ``result``: its
+        restored verdict; ``started`` / ``started_at``: when the spell began
+        (clock / unix), before this process started. A spell younger than
+        ``min_duration`` is announced when it reaches it, as if the process
+        had never stopped. An older one is taken as announced before the
+        restart (the old process may or may not have: a duplicate page on
+        every rolling deploy would be worse than a missed one): nothing is
+        sent now, its reminders keep their schedule from ``started`` and its
+        end sends ``recovered`` with the whole duration.
+        """
+        kind = level(status)
+        if key in self._spells or not self._follows(kind):
+            return False
+        spell = _Spell(
+            kind=kind,
+            started=started,
+            started_at=started_at,
+            status=status,
+            failure=None if result.failure is None else result.failure.value,
+            error=result.error,
+            due=started + self.config.min_duration,
+        )
+        if spell.due <= now:
+            spell.announced = True
+            if self._reminds(spell):
+                every = self.config.repeat_every
+                spell.due += (math.floor((now - spell.due) / every) + 1) * every
+            else:
+                spell.due = math.inf
+        self._spells[key] = spell
+        return True
+
+    def _follows(self, kind: str) -> bool:
+        return (kind == "down" and self.follows_down) or (
+            kind == "degraded" and "degraded" in self.config.on
+        )
+
+    def _reminds(self, spell: _Spell) -> bool:
+        return spell.kind == "down" and self.config.repeat_every > 0 and "down" in self.config.on
+
     def advance(self, now: float) -> None:
         """Announce spells that lasted ``min_duration``, remind, close a digest that is due."""
         due = sorted(
@@ -158,10 +207,7 @@ class ChannelRules:
                 self._emit(key, spell.event(spell.kind, now), now)
             else:
                 self._emit(key, spell.event("still_down", now), now)
-            reminds = (
-                spell.kind == "down" and self.config.repeat_every > 0 and "down" in self.config.on
-            )
-            spell.due = now + self.config.repeat_every if reminds else math.inf
+            spell.due = now + self.config.repeat_every if self._reminds(spell) else math.inf
         if self._digest_closes <= now:
             self._close_digest()
 

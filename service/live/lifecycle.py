@@ -24,6 +24,7 @@ from .cluster import ClusterCoordinator
 from .route import RouteEvents
 from .state import HealthState
 from .storage import Storage, hold_limit_for, open_storage
+from .storage_spells import restored_spell_starts
 from .stream import EventHub
 from .webhook import WebhookNotifier
 
@@ -51,7 +52,8 @@ async def open_live(
     """Open ``events`` to the checker and, with background checks on (``health``), run around it.
 
     Nesting, outermost first: event hub > transition forwarding > route events >
-    webhook notifier > alert channels > storage > the state (closed on the way out) > cluster coordinator >
+    webhook notifier > storage (loads the last verdicts) > alert channels (resume the
+    outages restored) > the state (closed on the way out) > cluster coordinator >
     background checker. ``manager`` must be open for the whole block.
     """
     checker = manager.health_checker
@@ -67,11 +69,6 @@ async def open_live(
             # Subscribed before the first probe, so no first result is missed.
             webhook = WebhookNotifier(config.webhook, health)
             await stack.enter_async_context(_webhook_running(webhook))
-        alerts = None
-        if config.alerts:
-            # Subscribed before the first probe too; their last messages go out after the state closes.
-            alerts = AlertNotifier(config.alerts, health, manager.adapter_tags)
-            await stack.enter_async_context(_alerts_running(alerts))
         storage = None
         if config.storage.active(background=True):
             # Loads the last verdicts before the first probe; writes the rest
@@ -86,6 +83,18 @@ async def open_live(
                     ),
                 )
             )
+        alerts = None
+        if config.alerts:
+            # After storage has loaded, so outages going on at the last stop go on
+            # (AlertNotifier reads HealthState.restored()); subscribed before the
+            # first probe too; their last messages go out after the state closes.
+            since = {} if storage is None else await restored_spell_starts(
+                storage.config.path, health.restored()
+            )
+            alerts = AlertNotifier(
+                config.alerts, health, manager.adapter_tags, restored_since=since
+            )
+            await stack.enter_async_context(_alerts_running(alerts))
         # Closing the state ends its readers: the forwarding, the webhook
         # after one last POST, and storage after its last write.
         stack.enter_context(contextlib.closing(health))

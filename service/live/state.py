@@ -68,6 +68,7 @@ __all__ = [
     "AdapterState",
     "HealthState",
     "HistoryEntry",
+    "Restored",
     "Transition",
     "level",
 ]
@@ -120,6 +121,17 @@ class Transition:
     previous: ProbeStatus | None
     current: ProbeStatus
     result: ProbeResult  # the result that made the change
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """A verdict from before a restart that :meth:`HealthState.restore` took in (no transition told of it)."""
+
+    model: str
+    provider: str
+    reported: ProbeStatus  # the status it reported then
+    result: ProbeResult  # the stored verdict itself
+    at: float  # trio clock matching ``result.checked_at`` (now minus its age at restore)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +208,7 @@ class HealthState:
         #: Bumped on every recorded result: ``await state.changes.wait_value(lambda n: n >= k)``.
         self.changes: AsyncValue = AsyncValue(0)
         self._subscribers: list[trio.MemorySendChannel[Transition]] = []
+        self._restored: list[Restored] = []
         #: Called with every result the state takes in, once it has (the stream's
         #: ``route`` events). They must not block or raise.
         self.record_listeners: list[Callable[[ProbeResult], None]] = []
@@ -249,12 +262,15 @@ class HealthState:
 
         Only for an adapter with no state yet; no transition, no listeners:
         nothing changed, the process did. The next result continues its
-        hysteresis from ``reported``.
+        hysteresis from ``reported``. Subscribers that follow spells across a
+        restart (the alert channels) read what was restored with :meth:`restored`.
         """
         key = (result.model, result.provider)
         if key in self._states:
             return
-        self._states[key] = AdapterState(result, trio.current_time() - max(age, 0.0), reported)
+        at = trio.current_time() - max(age, 0.0)
+        self._states[key] = AdapterState(result, at, reported)
+        self._restored.append(Restored(result.model, result.provider, reported, result, at))
         self._history.setdefault(key, deque(maxlen=HISTORY_LENGTH)).append(
             HistoryEntry(
                 checked_at=result.checked_at,
@@ -264,6 +280,10 @@ class HealthState:
             )
         )
         self.changes.value = self.changes.value + 1
+
+    def restored(self) -> list[Restored]:
+        """Every verdict :meth:`restore` took in, in order (kept: later results do not remove them)."""
+        return list(self._restored)
 
     def record(self, result: ProbeResult) -> None:
         """Take a result in (a :data:`~service.engine.checker.ResultCallback`); ignores non-verdicts."""
