@@ -5,9 +5,10 @@
 #   deploy/docker/wheelhouse.sh && docker build -t router-health .
 #   docker run --rm -p 8000:8000 router-health        # the demo, at http://127.0.0.1:8000
 #
-# Where no image registry can be reached, build from a local base with the
-# same Python, e.g. Debian 12's python3 (see docs/deployment.md):
-#   deploy/docker/wheelhouse.sh 3.11 && \
+# Where no image registry can be reached, build from a local base, e.g. Debian
+# 12's python3 made offline by deploy/docker/base-image.sh, with a wheelhouse
+# for its Python (see docs/deployment.md):
+#   deploy/docker/base-image.sh && deploy/docker/wheelhouse.sh 3.11 && \
 #   docker build --build-arg BASE_IMAGE=router-health-base:bookworm -t router-health .
 ARG PYTHON_VERSION=3.12
 ARG BASE_IMAGE=python:${PYTHON_VERSION}-slim-bookworm
@@ -56,14 +57,14 @@ VOLUME ["/var/lib/router-health"]
 WORKDIR /var/lib/router-health
 USER 10001:10001
 EXPOSE 8000
-# /livez answers as long as the process serves HTTP; no curl in the image.
-# HEALTHCHECK_URL: another port (`serve --port`) or path.
+# /livez answers as long as the process serves HTTP; no curl in the image, and
+# no proxy from the environment in the way. HEALTHCHECK_URL: another port or path.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ.get('HEALTHCHECK_URL', 'http://127.0.0.1:8000/livez'), timeout=4)"]
+    CMD ["python3", "-c", "import os, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(os.environ.get('HEALTHCHECK_URL', 'http://127.0.0.1:8000/livez'), timeout=4)"]
 # router-health drains in-flight requests and exits 0 on SIGTERM.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["router-health"]
 # The demo (simulated providers, no keys). A real fleet:
-#   docker run -v ./config.toml:/etc/router-health/config.toml:ro -e OPENAI_API_KEY \
+#   docker run -v "$PWD/config.toml:/etc/router-health/config.toml:ro" -e OPENAI_API_KEY \
 #       -p 8000:8000 router-health serve --host 0.0.0.0
 CMD ["demo", "--host", "0.0.0.0"]
