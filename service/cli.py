@@ -273,8 +273,12 @@ async def _serve(config: Config, host: str, port: int, *, announce: str = "") ->
             partial(serve, app, host=host, port=port, shutdown_trigger=stop.wait)
         )
         base = urls[0] if urls else f"http://{host}:{port}"
-        print(announce.format(base=base) if announce else f"router-health serving on {base}",
-              flush=True)
+        if announce:
+            # A wildcard address (the container image's demo) is not where a browser goes.
+            shown = base.replace("//0.0.0.0:", "//localhost:").replace("//[::]:", "//localhost:")
+            print(announce.format(base=shown), flush=True)
+        else:
+            print(f"router-health serving on {base}", flush=True)
         # hypercorn drains in-flight requests once `stop` is set; the
         # nursery then waits for serve() to return.
 
