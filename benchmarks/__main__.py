@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"machine": report.machine(), **asdict(results)}, handle, indent=2)
+            json.dump(asdict(results), handle, indent=2)
     print(report.markdown(results))
     if not args.quick:
         _write_results(results, Path(args.results_dir))
@@ -114,9 +114,10 @@ def _write_results(results: suite.Results, out: Path) -> None:
     path = out / "RESULTS.md"
     text = report.results_md(results, narrative)
     if path.exists():
-        # The serving section comes from `python -m benchmarks.serving --write`, not this
-        # suite: carried over as recorded.
-        text = report.carry_section(path.read_text(encoding="utf-8"), text, "serving")
+        # Sections other commands write (or this run skipped) are carried over as recorded.
+        old = path.read_text(encoding="utf-8")
+        for name in report.CARRIED_SECTIONS:
+            text = report.carry_section(old, text, name)
     path.write_text(text, encoding="utf-8")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED_TABLE = {5: (8.5, 2.1, 4.0), 10: (17.2, 3.8, 4.5), 15: (25.8, 5.2, 5.0)}
 #: Its serial column / N: the per-adapter latency the seed measured.
 SEED_LATENCY = round(sum(s / n for n, (s, _, _) in SEED_TABLE.items()) / len(SEED_TABLE), 2)
+
+#: Our runs' budgets, far above the latency: a deadline must never be what ends a healthy probe.
+OURS_TIMEOUT = 120.0
+OURS_ADAPTER_TIMEOUT = 60.0
+#: The seed's own defaults (run timeout, adapter timeout); its pool is httpx's default.
+SEED_TIMEOUT = 30.0
+SEED_ADAPTER_TIMEOUT = 8.0
+SEED_POOL = httpx._config.DEFAULT_LIMITS.max_connections  # not re-exported since httpx 0.28
+#: Warm-up runs before the measured ones, for ours and the seed design alike (concurrent rows).
+WARMUP = 1
 
 
 @dataclass
@@ -165,6 +176,10 @@ class Results:
     )  # report.calibration_ms, start and end
     seconds: float = 0.0
     section_seconds: dict[str, float] = field(default_factory=dict)
+    # Recorded when the run starts, rendered as recorded (never recomputed at render time).
+    machine: str = ""  # report.machine()
+    started_at: str = ""  # UTC
+    cpu_count: int = 0
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Results:
@@ -190,7 +205,9 @@ class Results:
                     failures.append(f"{section} {row['policy']}: {row.get('error', 'wrong')}")
         for row in self.cluster:
             if not row.get("correct", False):
-                where = f"{row['instances']} instance(s), cluster {'on' if row['cluster'] else 'off'}"
+                where = (
+                    f"{row['instances']} instance(s), cluster {'on' if row['cluster'] else 'off'}"
+                )
                 failures.append(f"cluster {where}: {row.get('error', 'wrong')}")
         return failures
 
@@ -248,25 +265,42 @@ def _job(
         "concurrent": concurrent,
         "warmup": warmup,
         "repeats": repeats,
-        "timeout": 120.0,
-        "adapter_timeout": 60.0,
+        "timeout": OURS_TIMEOUT,
+        "adapter_timeout": OURS_ADAPTER_TIMEOUT,
         **extra,
     }
 
 
+def _runs(result: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+    """The result with the runs it was asked for: the report says what each row had."""
+    return {**result, "warmup": job["warmup"], "repeats": job["repeats"]}
+
+
 def _ours(job: dict[str, Any]) -> dict[str, Any]:
-    return _run_worker("benchmarks.worker", job, timeout=300)
+    return _runs(_run_worker("benchmarks.worker", job, timeout=300), job)
 
 
 def _seed(job: dict[str, Any], cap: float) -> dict[str, Any]:
-    job = {**job, "cap_s": cap, "timeout": 30.0, "adapter_timeout": 8.0}  # the seed's defaults
+    job = {
+        **job,
+        "cap_s": cap,
+        "timeout": SEED_TIMEOUT,
+        "adapter_timeout": SEED_ADAPTER_TIMEOUT,
+    }
     runs = job["warmup"] + job["repeats"]
     result = _run_worker("benchmarks.baselines.seed_asyncio", job, timeout=cap * runs + 30)
     if result.get("timed_out"):
         # Not even its own cap could stop it (cancelling thousands of tasks queued
         # in one pool takes that long): a finding about the design, not an error.
-        return {"finished": False, "cap_s": cap, "all_correct": False, "correct": 0, "expected": 0}
-    return result
+        result = {
+            "finished": False,
+            "cap_s": cap,
+            "all_correct": False,
+            "correct": 0,
+            "expected": 0,
+            "walls": [],
+        }
+    return _runs(result, job)
 
 
 def _error(results: Results, where: str, result: dict[str, Any]) -> None:
@@ -285,7 +319,13 @@ def seed_table(plan: Plan, results: Results, step: Step) -> None:
             step(f"seed table N={n}: ours, concurrent")
             row["trio"] = _ours(
                 _job(
-                    up, n, latency, sentinels=False, concurrent=True, warmup=1, repeats=plan.repeats
+                    up,
+                    n,
+                    latency,
+                    sentinels=False,
+                    concurrent=True,
+                    warmup=WARMUP,
+                    repeats=plan.repeats,
                 )
             )
             step(f"seed table N={n}: ours, sequential")
@@ -295,7 +335,13 @@ def seed_table(plan: Plan, results: Results, step: Step) -> None:
             step(f"seed table N={n}: seed baseline, concurrent")
             row["seed"] = _seed(
                 _job(
-                    up, n, latency, sentinels=False, concurrent=True, warmup=1, repeats=plan.repeats
+                    up,
+                    n,
+                    latency,
+                    sentinels=False,
+                    concurrent=True,
+                    warmup=WARMUP,
+                    repeats=plan.repeats,
                 ),
                 plan.baseline_cap_s,
             )
@@ -326,11 +372,14 @@ def scale(plan: Plan, results: Results, step: Step) -> None:
             step(f"scale N={n}: ours")
             repeats = plan.repeats if n < 10000 else 2
             row["trio"] = _ours(
-                _job(up, n, latency, sentinels=True, concurrent=True, warmup=1, repeats=repeats)
+                _job(
+                    up, n, latency, sentinels=True, concurrent=True, warmup=WARMUP, repeats=repeats
+                )
             )
             step(f"scale N={n}: seed baseline")
-            # From 1,000 on, one run of the seed design takes tens of seconds:
-            # one measured run, no warm-up, under a cap.
+            # The same warm-up as ours at every N (a warm-up the cap stops leaves the row
+            # unfinished); from 1,000 on, one run of the seed design takes tens of seconds:
+            # one measured run, under a cap.
             big = n >= 1000
             row["seed"] = _seed(
                 _job(
@@ -339,7 +388,7 @@ def scale(plan: Plan, results: Results, step: Step) -> None:
                     latency,
                     sentinels=True,
                     concurrent=True,
-                    warmup=0 if big else 1,
+                    warmup=WARMUP,
                     repeats=1 if big else plan.repeats,
                 ),
                 plan.baseline_cap_s if n < 10000 else plan.baseline_cap_s / 2,
@@ -360,7 +409,7 @@ def scale(plan: Plan, results: Results, step: Step) -> None:
                         latency,
                         sentinels=True,
                         concurrent=True,
-                        warmup=1,
+                        warmup=WARMUP,
                         repeats=repeats,
                         transport=transport,
                     )
@@ -380,7 +429,7 @@ def scale(plan: Plan, results: Results, step: Step) -> None:
                         latency,
                         sentinels=True,
                         concurrent=True,
-                        warmup=1,
+                        warmup=WARMUP,
                         repeats=1,
                         transport=transport,
                     )
@@ -427,23 +476,35 @@ def sequential(plan: Plan, results: Results, step: Step) -> None:
             row: dict[str, Any] = {"n": n, "latency": latency}
             step(f"sequential N={n}: ours")
             row["trio_sequential"] = _ours(
-                _job(up, n, latency, sentinels=False, concurrent=False, warmup=1, repeats=1)
+                _job(up, n, latency, sentinels=False, concurrent=False, warmup=WARMUP, repeats=1)
             )
             step(f"sequential N={n}: ours, concurrent")
             row["trio"] = _ours(
                 _job(
-                    up, n, latency, sentinels=False, concurrent=True, warmup=1, repeats=plan.repeats
+                    up,
+                    n,
+                    latency,
+                    sentinels=False,
+                    concurrent=True,
+                    warmup=WARMUP,
+                    repeats=plan.repeats,
                 )
             )
             step(f"sequential N={n}: seed baseline")
             row["seed_sequential"] = _seed(
-                _job(up, n, latency, sentinels=False, concurrent=False, warmup=1, repeats=1),
+                _job(up, n, latency, sentinels=False, concurrent=False, warmup=WARMUP, repeats=1),
                 plan.baseline_cap_s,
             )
             step(f"sequential N={n}: seed baseline, concurrent")
             row["seed"] = _seed(
                 _job(
-                    up, n, latency, sentinels=False, concurrent=True, warmup=1, repeats=plan.repeats
+                    up,
+                    n,
+                    latency,
+                    sentinels=False,
+                    concurrent=True,
+                    warmup=WARMUP,
+                    repeats=plan.repeats,
                 ),
                 plan.baseline_cap_s,
             )
@@ -494,10 +555,13 @@ def _http_verdicts(body: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
 
 def _http_health(up: Upstream, n: int, latency: float, *, repeats: int) -> dict[str, Any]:
     tabs = workload.targets(up.url, n, latency, sentinels=True)
-    document = workload.config_document(tabs, timeout=120.0, adapter_timeout=60.0)
+    document = workload.config_document(
+        tabs, timeout=OURS_TIMEOUT, adapter_timeout=OURS_ADAPTER_TIMEOUT
+    )
     try:
         with _server(document) as (url, pid), httpx.Client(base_url=url, timeout=300) as client:
-            client.get("/v1/health/").raise_for_status()  # warm-up: connections open
+            for _ in range(WARMUP):  # connections open
+                client.get("/v1/health/").raise_for_status()
             walls, checker, correct_runs, wrong = [], [], [], []
             cpu0, sim0 = measure.proc_cpu_seconds(pid), measure.proc_cpu_seconds(up.pid)
             with measure.FdSampler(pid) as sampler:
@@ -524,6 +588,8 @@ def _http_health(up: Upstream, n: int, latency: float, *, repeats: int) -> dict[
         "walls": walls,
         "wall_s": sorted(walls)[len(walls) // 2],
         "checker_s": sorted(checker)[len(checker) // 2],
+        # What HTTP added, run by run (medians of walls and of checkers may be other runs').
+        "overhead_s": statistics.median(w - c for w, c in zip(walls, checker, strict=True)),
         "cpu_ms_per_probe": cpu * 1000 / probes,
         "sim_cpu_ms_per_probe": sim * 1000 / probes,
         "peak_rss_mb": rss,
@@ -533,6 +599,8 @@ def _http_health(up: Upstream, n: int, latency: float, *, repeats: int) -> dict[
         "expected": len(tabs),
         "all_correct": min(correct_runs) == len(tabs),
         "wrong": wrong[:5],
+        "warmup": WARMUP,
+        "repeats": repeats,
     }
 
 
@@ -544,7 +612,9 @@ def performance(plan: Plan, results: Results, step: Step) -> None:
         for n in plan.performance_ns:
             step(f"HTTP GET /v1/health/performance N={n}")
             tabs = workload.targets(up.url, n, latency, sentinels=False)
-            document = workload.config_document(tabs, timeout=120.0, adapter_timeout=60.0)
+            document = workload.config_document(
+                tabs, timeout=OURS_TIMEOUT, adapter_timeout=OURS_ADAPTER_TIMEOUT
+            )
             row: dict[str, Any] = {"n": n, "latency": latency}
             try:
                 with (
@@ -599,7 +669,12 @@ def calibrate() -> float:
 
 
 def run(plan: Plan, step: Step) -> Results:
+    from .report import machine
+
     results = Results(plan)
+    results.machine = machine()
+    results.started_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results.cpu_count = os.cpu_count() or 0
     results.load_average.append(round(os.getloadavg()[0], 2))
     results.calibration_ms.append(round(calibrate(), 1))
     start = time.perf_counter()
