@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-__all__ = ["MIN_FRAGMENT", "Secret", "redact", "scrub"]
+__all__ = ["MIN_FRAGMENT", "RawSecrets", "Secret", "prepare_secrets", "redact", "scrub"]
 
 #: Longest upstream text kept in an error message.
 _MAX_ERROR_CHARS = 200
@@ -74,8 +74,31 @@ _MASK: Final = "***"
 _MAX_MARKS: Final = 64
 
 
-def _raw_secrets(secrets: Iterable[Secret | str | None]) -> list[str]:
+class RawSecrets(tuple[str, ...]):
+    """Secret values prepared for masking: 4+ characters, longest first, each once.
+
+    What :func:`redact` and :func:`scrub` work from; made once (see
+    :func:`prepare_secrets`), it is used as it is by every text redacted with
+    it, instead of being rebuilt from every secret each time.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:  # the values are keys
+        return f"RawSecrets(<{len(self)} values>)"
+
+    __str__ = __repr__
+
+
+def prepare_secrets(secrets: Iterable[Secret | str | None]) -> RawSecrets:
+    """``secrets`` prepared once for many calls of :func:`redact` or :func:`scrub`."""
+    return _raw_secrets(secrets)
+
+
+def _raw_secrets(secrets: Iterable[Secret | str | None]) -> RawSecrets:
     """The secrets' values worth masking (4+ characters), longest first, each once."""
+    if isinstance(secrets, RawSecrets):
+        return secrets
     raws = {
         raw
         for secret in secrets
@@ -84,7 +107,7 @@ def _raw_secrets(secrets: Iterable[Secret | str | None]) -> list[str]:
         and len(raw) >= MIN_FRAGMENT
     }
     # Longest first: a secret that contains another is masked whole.
-    return sorted(raws, key=len, reverse=True)
+    return RawSecrets(sorted(raws, key=len, reverse=True))
 
 
 def _mask_whole(text: str, raws: Sequence[str]) -> str:

@@ -49,6 +49,7 @@ from typing import Any, Unpack
 import trio
 
 from adapters.base import Adapter, FailureKind, ProbeOutcome, redact
+from adapters.redaction import RawSecrets, prepare_secrets
 
 from ..config.values import check_seconds
 from .cache import RecentResults
@@ -129,10 +130,13 @@ class _Run:
         # Every key we know, to redact from any text about this run: an
         # adapter's error may quote another's key (a shared gateway, user
         # code), including the key of an adapter this selection left out.
-        self.secrets: list[Any] = [
-            *known_secrets,
-            *(getattr(a, "api_key", None) for adapters in plan.values() for a in adapters),
-        ]
+        # Prepared once: a failing probe's text is redacted with all of them.
+        self.secrets: RawSecrets = prepare_secrets(
+            [
+                *known_secrets,
+                *(getattr(a, "api_key", None) for adapters in plan.values() for a in adapters),
+            ]
+        )
 
     def record(self, result: ProbeResult) -> None:
         self.results[result.model][result.provider] = result
@@ -524,22 +528,24 @@ class HealthChecker:
         # A Retry-After is the provider's request, not our cache: it holds
         # even for callers that asked for a fresh probe.
         if (held := self.recent.held(model, adapter)) is not None:
-            logger.debug(
-                "%s - %s: not probed, honouring Retry-After",
-                adapter.adapter_name,
-                adapter.provider,
-                extra={"run_id": run.id, "model": model, "provider": adapter.provider},
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s - %s: not probed, honouring Retry-After",
+                    adapter.adapter_name,
+                    adapter.provider,
+                    extra={"run_id": run.id, "model": model, "provider": adapter.provider},
+                )
             run.record(held)
             return
         if use_cache and (cached := self.recent.fresh(model, adapter)) is not None:
-            logger.debug(
-                "%s - %s: serving a result %.3f s old (min_interval)",
-                adapter.adapter_name,
-                adapter.provider,
-                cached.cached_age,
-                extra={"run_id": run.id, "model": model, "provider": adapter.provider},
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s - %s: serving a result %.3f s old (min_interval)",
+                    adapter.adapter_name,
+                    adapter.provider,
+                    cached.cached_age,
+                    extra={"run_id": run.id, "model": model, "provider": adapter.provider},
+                )
             run.record(cached)
             return
         with self.tracing.probe(model, adapter.provider, adapter.adapter_name) as span:
@@ -555,12 +561,13 @@ class HealthChecker:
         # of everything remembered.
         sent, budget_fallback = self.cost.probe_for(model, adapter)
         if sent is None:
-            logger.debug(
-                "%s - %s: not probed, the probe token budget is reached",
-                adapter.adapter_name,
-                adapter.provider,
-                extra={"run_id": run.id, "model": model, "provider": adapter.provider},
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s - %s: not probed, the probe token budget is reached",
+                    adapter.adapter_name,
+                    adapter.provider,
+                    extra={"run_id": run.id, "model": model, "provider": adapter.provider},
+                )
             return self.cost.withheld(model, adapter, fallback=fallback)
         wait = SlotWait()
         try:
@@ -609,14 +616,14 @@ class HealthChecker:
         deadline = min(start + own_timeout, budget.model_deadline, budget.run_deadline)
         if deadline <= start:
             return _not_started(model, adapter, fallback=fallback)
-        if deadline == start + own_timeout:
-            limit = f"adapter timeout {own_timeout:g} s"
-        elif deadline == budget.run_deadline:
-            limit = "the run's deadline"
-        else:
-            limit = "the model's budget"
-        extra = {"run_id": run.id, "model": model, "provider": adapter.provider}
-        logger.info("Checking adapter: %s - %s", adapter.adapter_name, adapter.provider, extra=extra)
+        # Log fields and messages are made only for the levels that are on:
+        # at a thousand probes a run, building them for nothing shows.
+        extra = None
+        if logger.isEnabledFor(logging.INFO):
+            extra = {"run_id": run.id, "model": model, "provider": adapter.provider}
+            logger.info(
+                "Checking adapter: %s - %s", adapter.adapter_name, adapter.provider, extra=extra
+            )
 
         outcome: ProbeOutcome | None = None
         self.in_flight += 1
@@ -634,6 +641,12 @@ class HealthChecker:
         if outcome is None or scope.cancel_called:
             # The deadline passed: whatever the adapter produced after that
             # (an error made of its cancellation, a late answer) came too late.
+            if deadline == start + own_timeout:
+                limit = f"adapter timeout {own_timeout:g} s"
+            elif deadline == budget.run_deadline:
+                limit = "the run's deadline"
+            else:
+                limit = "the model's budget"
             own = limit.startswith("adapter")
             failure = FailureKind.TIMEOUT if own else FailureKind.DEADLINE
             error = f"no answer within {deadline - start:.2f} s ({limit})"
@@ -656,13 +669,14 @@ class HealthChecker:
                 fallback=fallback,
                 queued_ms=queued_ms,
             )
-            logger.warning(
-                "%s - %s health check timed out: %s",
-                adapter.adapter_name,
-                adapter.provider,
-                result.error,
-                extra=_verdict_fields(extra, result),
-            )
+            if logger.isEnabledFor(logging.WARNING):
+                logger.warning(
+                    "%s - %s health check timed out: %s",
+                    adapter.adapter_name,
+                    adapter.provider,
+                    result.error,
+                    extra=_verdict_fields(extra, run, model, adapter, result),
+                )
             return result
 
         unsupported = outcome.failure is FailureKind.UNSUPPORTED
@@ -687,26 +701,28 @@ class HealthChecker:
         )
         if unsupported:
             # Known when the config loaded, the same every run: no warning each time.
-            logger.debug(
-                "%s - %s: %s",
-                adapter.adapter_name,
-                adapter.provider,
-                outcome.error,
-                extra=_verdict_fields(extra, result),
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s - %s: %s",
+                    adapter.adapter_name,
+                    adapter.provider,
+                    outcome.error,
+                    extra=_verdict_fields(extra, run, model, adapter, result),
+                )
         elif outcome.healthy:
-            logger.info(
-                "%s health check successful",
-                adapter.adapter_name,
-                extra=_verdict_fields(extra, result),
-            )
-        else:
+            if extra is not None:  # INFO is on
+                logger.info(
+                    "%s health check successful",
+                    adapter.adapter_name,
+                    extra=_verdict_fields(extra, run, model, adapter, result),
+                )
+        elif logger.isEnabledFor(logging.WARNING):
             logger.warning(
                 "%s - %s health check failed: %s",
                 adapter.adapter_name,
                 adapter.provider,
                 outcome.error,
-                extra=_verdict_fields(extra, result),
+                extra=_verdict_fields(extra, run, model, adapter, result),
             )
         return result
 
@@ -754,8 +770,12 @@ class HealthChecker:
         return checked
 
 
-def _verdict_fields(extra: dict[str, Any], result: ProbeResult) -> dict[str, Any]:
-    """A probe's log fields plus its verdict, for structured (JSON) logs."""
+def _verdict_fields(
+    extra: dict[str, Any] | None, run: _Run, model: str, adapter: Adapter, result: ProbeResult
+) -> dict[str, Any]:
+    """A probe's log fields (``extra``, made here if INFO was off) plus its verdict."""
+    if extra is None:
+        extra = {"run_id": run.id, "model": model, "provider": adapter.provider}
     return {
         **extra,
         "status": result.status.value,
