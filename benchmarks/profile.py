@@ -144,7 +144,9 @@ async def _child(job: dict[str, Any]) -> dict[str, Any]:
         "n": job["n"],
         "probes_per_run": probes,
         "cpu_ms_per_probe": [c * 1000 / probes for c in cpu],
-        "profiled_cpu_ms_per_probe": profiled_cpu * 1000 / (probes * job["profiled"]),
+        "profiled_cpu_ms_per_probe": (
+            profiled_cpu * 1000 / (probes * job["profiled"]) if job["profiled"] else None
+        ),
         "walls": walls[1:],
         "correct": min(correct),
         "expected": probes,
@@ -191,7 +193,7 @@ def profile(n: int, *, repeats: int, profiled: int, py_spy: bool) -> dict[str, A
             raise RuntimeError(f"profiled child failed:\n{done.stderr[-3000:]}")
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         result["sim_cpu_s"] = measure.proc_cpu_seconds(up.pid) - sim_cpu0
-        result["profile"] = _tables(pstats.Stats(stats_path))
+        result["profile"] = _tables(pstats.Stats(stats_path)) if profiled else None
         if py_spy:
             result["py_spy"] = _py_spy(up.url, n, repeats, tmp)
     return result
@@ -324,16 +326,22 @@ def section(results: list[dict[str, Any]], command: str) -> str:
     ]
     for r in results:
         prof = r["profile"]
-        total = prof["total_s"]
+        profiled = r["profiled_cpu_ms_per_probe"]
         lines += [
             "",
             f"### {r['n']:,} adapters ({r['probes_per_run']:,} probes a run)",
             "",
             f"- CPU per probe, unprofiled, median of {len(r['cpu_ms_per_probe'])} runs: "
-            f"{_ms(r['cpu_ms_per_probe'])}; under cProfile {r['profiled_cpu_ms_per_probe']:.3f} ms.",
+            f"{_ms(r['cpu_ms_per_probe'])}"
+            + ("." if profiled is None else f"; under cProfile {profiled:.3f} ms."),
             f"- Wall per run: median {statistics.median(r['walls']):.3f} s "
             f"({statistics.median(r['walls']) / LATENCY:.2f}x the upstream latency); "
             f"correct verdicts {r['correct']:,}/{r['expected']:,}.",
+        ]
+        if prof is None:
+            continue
+        total = prof["total_s"]
+        lines += [
             "",
             "Own time by area (cProfile):",
             "",

@@ -1,0 +1,148 @@
+"""The transport's quick read of a whole answer agrees with h11's, or leaves it to h11.
+
+``_whole_response`` parses an answer that arrived whole in one read without
+h11's event machinery. It must never disagree with h11: for every answer
+below (well-formed, odd, malformed, partial), either it declines (None) or
+h11 reads the same bytes to the same status, headers, body and keep-alive.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import h11
+import pytest
+
+from adapters.transport import _whole_response
+
+CAP = 1 << 20
+
+STATUS_LINES = [
+    b"HTTP/1.1 200 OK",
+    b"HTTP/1.1 200",
+    b"HTTP/1.1 200 ",
+    b"HTTP/1.1 404 Not Found",
+    b"HTTP/1.1 429 Too Many Requests",
+    b"HTTP/1.1 503 Service\tUnavailable",
+    b"HTTP/1.1 999 Odd",
+    b"HTTP/1.1 204 No Content",
+    b"HTTP/1.1 304 Not Modified",
+    b"HTTP/1.1 100 Continue",
+    b"HTTP/1.0 200 OK",
+    b"HTTP/2.0 200 OK",
+    b"HTTP/1.1 20 OK",
+    b"HTTP/1.1 200 caf\xc3\xa9",
+    b"HTTP/1.1 200 bad\x00reason",
+    b"http/1.1 200 OK",
+    b" HTTP/1.1 200 OK",
+]
+
+HEADER_SETS: list[list[bytes]] = [
+    [],
+    [b"Content-Type: application/json"],
+    [b"content-type:application/json", b"Date: Wed, 02 Dec 2026 02:36:16 GMT"],
+    [b"X-Spaces:    padded value   "],
+    [b"X-Empty:"],
+    [b"X-Tab:\tv"],
+    [b"Retry-After: 30", b"retry-after: 60"],
+    [b"Connection: close"],
+    [b"Connection: keep-alive, Close"],
+    [b"Connection: keep-alive"],
+    [b"Connection: closed"],
+    [b"Transfer-Encoding: chunked"],
+    [b"Content-Length: 5"],  # a second Content-Length
+    [b"X-Folded: a", b" continued"],
+    [b"Bad Name: x"],
+    [b": no name"],
+    [b"NoColon"],
+    [b"X-Nul: a\x00b"],
+    [b"X-Latin: caf\xe9"],
+    [b"X-Ctl: a\x01b"],
+    [b"X-Lf: a\nb"],
+    [b"Content-Encoding: gzip"],
+]
+
+BODIES = [b"", b"{}", b'{"data": [{"id": "sim-model"}]}', b"x" * 70000]
+
+LENGTHS = ["exact", "none", "short", "long", "bad", "leading-zero"]
+TAILS = [b"", b"HTTP/1.1 200 OK\r\n"]  # nothing after, or bytes past the body
+
+
+def _answer(status: bytes, headers: list[bytes], body: bytes, length: str, tail: bytes) -> bytes:
+    lines = [status, *headers]
+    if length == "exact":
+        lines.append(b"Content-Length: %d" % len(body))
+    elif length == "short":
+        lines.append(b"Content-Length: %d" % (len(body) + 3))
+    elif length == "long":
+        lines.append(b"Content-Length: %d" % max(len(body) - 1, 0))
+    elif length == "bad":
+        lines.append(b"Content-Length: 1e3")
+    elif length == "leading-zero":
+        lines.append(b"Content-Length: 00%d" % len(body))
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body + tail
+
+
+def _h11_read(data: bytes, method: bytes) -> tuple[int, dict[str, str], bytes, bool] | str:
+    """What the transport's h11 loop makes of ``data`` (no EOF after it)."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method=method, target=b"/v1/models", headers=[("Host", "x")]))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(data)
+    status, headers, chunks = 0, {}, []
+    try:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                return "needs more"
+            if isinstance(event, h11.Response):
+                status = event.status_code
+                headers = {n.decode("latin-1"): v.decode("latin-1") for n, v in event.headers}
+            elif isinstance(event, h11.Data):
+                chunks.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                break
+    except h11.ProtocolError:
+        return "refused"
+    keep = conn.our_state is h11.DONE and conn.their_state is h11.DONE
+    return status, headers, b"".join(chunks), keep
+
+
+CASES = list(itertools.product(STATUS_LINES, HEADER_SETS, BODIES, LENGTHS, TAILS))
+
+
+@pytest.mark.parametrize("method", [b"GET", b"POST"])
+def test_the_quick_read_agrees_with_h11_or_declines(method: bytes) -> None:
+    taken = 0
+    for status, headers, body, length, tail in CASES:
+        data = _answer(status, headers, body, length, tail)
+        quick = _whole_response(data, method, CAP)
+        if quick is None:
+            continue
+        taken += 1
+        assert quick == _h11_read(data, method), data[:300]
+    assert taken > 100  # the quick path is actually exercised
+
+
+def test_partial_reads_are_left_to_h11() -> None:
+    data = _answer(b"HTTP/1.1 200 OK", [], b'{"data": []}', "exact", b"")
+    for cut in range(len(data)):
+        assert _whole_response(data[:cut], b"GET", CAP) is None
+
+
+def test_other_methods_and_bodies_over_the_cap_are_left_to_h11() -> None:
+    data = _answer(b"HTTP/1.1 200 OK", [], b"0123456789", "exact", b"")
+    assert _whole_response(data, b"GET", CAP) is not None
+    assert _whole_response(data, b"HEAD", CAP) is None
+    assert _whole_response(data, b"PUT", CAP) is None
+    assert _whole_response(data, b"GET", 9) is None
+
+
+def test_a_close_in_the_answer_means_the_socket_is_not_kept() -> None:
+    data = _answer(b"HTTP/1.1 200 OK", [b"Connection: close"], b"{}", "exact", b"")
+    assert _whole_response(data, b"GET", CAP) == (
+        200,
+        {"connection": "close", "content-length": "2"},
+        b"{}",
+        False,
+    )
