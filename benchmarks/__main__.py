@@ -8,6 +8,12 @@ cost-policy records (benchmarks/policies.py, ~8 minutes in full) and replaces
 only their part of RESULTS.md; ``--cluster-only`` does the same for the
 1/3/5-instance record with and without ``[cluster]`` (benchmarks/cluster.py,
 ~8 minutes in full; needs redis-server).
+
+RESULTS.md's prose is benchmarks/analysis.md, which holds no measured number:
+where it needs one it names a reading (``{{reading:NAME}}``) that
+benchmarks/report.py computes from the run (``report.READINGS``). The machine
+line and the date are recorded with the run (``--json``), so ``--render`` shows
+the run's, not the rendering machine's.
 """
 
 from __future__ import annotations

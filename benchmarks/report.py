@@ -827,7 +827,7 @@ def plot(results: Results, path: Path) -> None:
     http = {r["n"]: _wall(r["http"]) for r in results.http}
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
-    left.plot(ns, ours, "o-", color="tab:blue", label="router-health (Trio)")
+    left.plot(ns, ours, "o-", color="tab:blue", label="router-health (Trio), wall / latency shown")
     if any(http.values()):
         hn = [n for n in ns if http.get(n)]
         left.plot(

@@ -141,7 +141,14 @@ def config_document(
             "adapter_timeout": adapter_timeout,
             "recheck_timeouts": recheck,
         },
-        "server": {"host": "127.0.0.1", "port": port, "max_timeout": max(120.0, timeout)},
+        # anonymous_min_interval = 0: every GET /v1/health/ measured is a check, never the
+        # answer the server keeps for anonymous callers (5 s by default).
+        "server": {
+            "host": "127.0.0.1",
+            "port": port,
+            "max_timeout": max(120.0, timeout),
+            "anonymous_min_interval": 0,
+        },
         "models": [{"name": name, "providers": p} for name, p in models.items()],
     }
 
