@@ -1,4 +1,4 @@
-"""Webhook notifications: real POSTs over loopback to a tiny trio + h11 receiver.
+"""Webhook notifications: real POSTs over loopback to a tiny trio + h11 receiver (tests/support/receivers.py).
 
 Nothing sleeps to wait for something to happen: tests wait on the
 receiver's request log and the notifier's statistics (both event-driven),
@@ -12,14 +12,11 @@ run's DEBUG log for (see tests/system/test_secrets.py).
 from __future__ import annotations
 
 import itertools
-import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
-import h11
 import httpx
 import pytest
 import trio
@@ -33,6 +30,7 @@ from service.live.state import HealthState
 from service.live.webhook import WebhookNotifier
 from tests.support import eventually
 from tests.support.fakes import probe_result
+from tests.support.receivers import HttpReceiver, Received
 from tests.support.served import free_port
 
 H, U, T = ProbeStatus.HEALTHY, ProbeStatus.UNHEALTHY, ProbeStatus.TIMEOUT
@@ -51,107 +49,13 @@ USER_SECRET = "rhtestkey-webhook-userinfo-33f0"
 # -- the receiver -------------------------------------------------------------
 
 
-@dataclass
-class Received:
-    at: float  # trio clock when the whole request was in
-    target: str  # path and query
-    headers: dict[str, str]
-    body: dict[str, Any]
-
-    @property
-    def providers(self) -> list[str]:
-        return [t["provider"] for t in self.body["transitions"]]
-
-
-class Receiver:
-    """Records every POST; answers per ``mode``: ok (204), fail (500), hang, hold (to release)."""
-
-    def __init__(self) -> None:
-        self.mode = "ok"
-        self.requests: list[Received] = []
-        self.disconnects = 0  # clients that hung up on a request we never answered
-        self.release = trio.Event()
-        self.port = 0
-        self._changed = trio.Event()
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def wait_until(self, predicate: Callable[[], bool]) -> None:
-        while not predicate():
-            await self._changed.wait()
-
-    async def wait_requests(self, n: int) -> list[Received]:
-        await self.wait_until(lambda: len(self.requests) >= n)
-        return self.requests
-
-    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        task_status.started(self.port)
-        await trio.serve_listeners(self._connection, listeners)
-
-    async def _connection(self, stream: trio.SocketStream) -> None:
-        conn = h11.Connection(h11.SERVER)
-        try:
-            while True:
-                request: h11.Request | None = None
-                body = bytearray()
-                while True:
-                    event = conn.next_event()
-                    if event is h11.NEED_DATA:
-                        data = await stream.receive_some(65536)
-                        conn.receive_data(data)
-                        continue
-                    if isinstance(event, h11.Request):
-                        request = event
-                    elif isinstance(event, h11.Data):
-                        body += event.data
-                    elif isinstance(event, h11.EndOfMessage):
-                        break
-                    else:  # ConnectionClosed
-                        return
-                assert request is not None
-                self.requests.append(
-                    Received(
-                        at=trio.current_time(),
-                        target=request.target.decode(),
-                        headers={k.decode().lower(): v.decode() for k, v in request.headers},
-                        body=json.loads(body),
-                    )
-                )
-                self._notify()
-                mode = self.mode
-                if mode == "hang":
-                    while await stream.receive_some(65536):
-                        pass
-                    self.disconnects += 1
-                    self._notify()
-                    return
-                if mode == "hold":
-                    await self.release.wait()
-                status = 500 if mode == "fail" else 204
-                await stream.send_all(
-                    conn.send(h11.Response(status_code=status, headers=[("content-length", "0")]))
-                    + (conn.send(h11.EndOfMessage()) or b"")
-                )
-                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                    return
-                conn.start_next_cycle()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.disconnects += 1
-            self._notify()
-        finally:
-            await trio.aclose_forcefully(stream)
+def providers(request: Received) -> list[str]:
+    return [t["provider"] for t in request.json()["transitions"]]
 
 
 @pytest.fixture
-async def receiver(nursery: trio.Nursery) -> Receiver:
-    r = Receiver()
+async def receiver(nursery: trio.Nursery) -> HttpReceiver:
+    r = HttpReceiver(ok_status=204)
     await nursery.start(r.serve)
     return r
 
@@ -189,7 +93,7 @@ async def notifying(
 
 
 async def test_a_transition_is_posted_with_its_json_and_the_bearer_token(
-    receiver: Receiver,
+    receiver: HttpReceiver,
 ) -> None:
     state = new_state()
     config = WebhookConfig(url=receiver.url("/hook?k=v"), min_interval=0.1, token=Secret(TOKEN))
@@ -203,7 +107,7 @@ async def test_a_transition_is_posted_with_its_json_and_the_bearer_token(
             )
             await notifier.wait_until(lambda s: s.sent == 2)
     requests = receiver.requests
-    sent = [t for r in requests for t in r.body["transitions"]]
+    sent = [t for r in requests for t in r.json()["transitions"]]
     assert sent == [
         {"model": "gpt-4", "provider": "openai", "previous": None, "current": "healthy",
          "at": 1_700_000_000.123, "latency_ms": 12.3, "failure": None, "error": None,
@@ -216,15 +120,15 @@ async def test_a_transition_is_posted_with_its_json_and_the_bearer_token(
     assert first.target == "/hook?k=v"
     assert first.headers["authorization"] == f"Bearer {TOKEN}"
     assert first.headers["content-type"] == "application/json"
-    assert set(first.body) == {"transitions", "dropped", "sent_at"}
-    assert first.body["dropped"] == 0 and isinstance(first.body["sent_at"], float)
+    assert set(first.json()) == {"transitions", "dropped", "sent_at"}
+    assert first.json()["dropped"] == 0 and isinstance(first.json()["sent_at"], float)
     stats = notifier.statistics()
     assert (stats.sent, stats.failed, stats.dropped, stats.pending) == (2, 0, 0, 0)
     assert stats.posts == len(requests) and stats.last_error is None
 
 
 async def test_transitions_within_min_interval_are_batched_and_posts_spaced(
-    receiver: Receiver,
+    receiver: HttpReceiver,
 ) -> None:
     # Long enough that a busy machine's scheduling delays stay well inside it.
     min_interval = 1.0
@@ -249,7 +153,7 @@ async def test_transitions_within_min_interval_are_batched_and_posts_spaced(
             state.record(result("f", H))
             await notifier.wait_until(lambda s: s.sent == 6)
     requests = receiver.requests
-    assert [r.providers for r in requests] == [["a"], ["b", "c", "d"], ["e"], ["f"]]
+    assert [providers(r) for r in requests] == [["a"], ["b", "c", "d"], ["e"], ["f"]]
     gaps = [b.at - a.at for a, b in itertools.pairwise(requests[:3])]
     assert all(gap >= min_interval - ARRIVAL_JITTER for gap in gaps), gaps
     assert requests[3].at - recorded < min_interval  # went out immediately
@@ -257,7 +161,7 @@ async def test_transitions_within_min_interval_are_batched_and_posts_spaced(
 
 
 async def test_a_failing_receiver_is_retried_then_counted_failed_and_delivery_resumes(
-    receiver: Receiver, caplog: pytest.LogCaptureFixture,
+    receiver: HttpReceiver, caplog: pytest.LogCaptureFixture,
 ) -> None:
     receiver.mode = "fail"
     state = new_state()
@@ -271,7 +175,7 @@ async def test_a_failing_receiver_is_retried_then_counted_failed_and_delivery_re
             assert stats.last_error == "HTTP 500"
             requests = list(receiver.requests)
             assert len(requests) == 3
-            assert all(r.providers == ["openai"] for r in requests)
+            assert all(providers(r) == ["openai"] for r in requests)
             # Backoff: min_interval (at least the 0.1 s floor), then twice that: the
             # schedule exactly as the notifier logged it, and the arrivals in that
             # order (their gaps carry each POST's delivery delay, see ARRIVAL_JITTER).
@@ -283,7 +187,7 @@ async def test_a_failing_receiver_is_retried_then_counted_failed_and_delivery_re
             state.record(result("azure", H))
             stats = await notifier.wait_until(lambda s: s.sent == 2)
             assert stats.pending == 0 and stats.failed == 1 and stats.last_error is None
-    assert receiver.requests[-1].providers == ["openai", "azure"]
+    assert providers(receiver.requests[-1]) == ["openai", "azure"]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert warnings[0].name == "router_health.webhook"
@@ -291,7 +195,7 @@ async def test_a_failing_receiver_is_retried_then_counted_failed_and_delivery_re
     assert "HTTP 500" in warnings[0].getMessage()
 
 
-async def test_a_hanging_receiver_is_abandoned_within_timeout(receiver: Receiver) -> None:
+async def test_a_hanging_receiver_is_abandoned_within_timeout(receiver: HttpReceiver) -> None:
     receiver.mode = "hang"
     timeout = 0.3
     state = new_state()
@@ -312,7 +216,7 @@ async def test_a_hanging_receiver_is_abandoned_within_timeout(receiver: Receiver
 
 
 async def test_a_flood_beyond_max_pending_drops_the_oldest_and_reports_it(
-    receiver: Receiver,
+    receiver: HttpReceiver,
 ) -> None:
     receiver.mode = "hold"
     state = new_state()
@@ -329,14 +233,14 @@ async def test_a_flood_beyond_max_pending_drops_the_oldest_and_reports_it(
             receiver.release.set()
             stats = await notifier.wait_until(lambda s: s.pending == 0)
     first, second = receiver.requests
-    assert first.providers == ["first"] and first.body["dropped"] == 0
-    assert second.providers == [f"p{i}" for i in range(7, 12)]
-    assert second.body["dropped"] == 7
+    assert providers(first) == ["first"] and first.json()["dropped"] == 0
+    assert providers(second) == [f"p{i}" for i in range(7, 12)]
+    assert second.json()["dropped"] == 7
     assert (stats.sent, stats.dropped, stats.failed) == (6, 7, 0)
 
 
 async def test_secrets_never_reach_logs_reprs_or_errors(
-    receiver: Receiver, caplog: pytest.LogCaptureFixture,
+    receiver: HttpReceiver, caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     # httpx and httpcore included, whatever level a library imported earlier set
@@ -404,7 +308,7 @@ async def test_secrets_never_reach_logs_reprs_or_errors(
     )
 
 
-async def test_userinfo_is_sent_as_basic_auth_without_a_token(receiver: Receiver) -> None:
+async def test_userinfo_is_sent_as_basic_auth_without_a_token(receiver: HttpReceiver) -> None:
     state = new_state()
     url = receiver.url().replace("http://", f"http://hook:{USER_SECRET}@")
     with trio.fail_after(GUARD):
@@ -415,7 +319,7 @@ async def test_userinfo_is_sent_as_basic_auth_without_a_token(receiver: Receiver
 
 
 async def test_cancellation_abandons_the_post_and_leaves_nothing_running(
-    receiver: Receiver,
+    receiver: HttpReceiver,
 ) -> None:
     receiver.mode = "hang"
     state = new_state()
@@ -437,7 +341,7 @@ async def test_cancellation_abandons_the_post_and_leaves_nothing_running(
     assert notifier.statistics().pending == 1
 
 
-async def test_state_close_sends_what_is_pending_and_ends_run(receiver: Receiver) -> None:
+async def test_state_close_sends_what_is_pending_and_ends_run(receiver: HttpReceiver) -> None:
     state = new_state()
     config = WebhookConfig(url=receiver.url(), min_interval=60)
     notifier = WebhookNotifier(config, state)
@@ -450,13 +354,13 @@ async def test_state_close_sends_what_is_pending_and_ends_run(receiver: Receiver
             await notifier.wait_until(lambda s: s.pending == 1)
             state.close()
         # The nursery closed by itself: run() returned, well before min_interval.
-    assert [r.providers for r in receiver.requests] == [["a"], ["b"]]
+    assert [providers(r) for r in receiver.requests] == [["a"], ["b"]]
     stats = notifier.statistics()
     assert (stats.sent, stats.pending, stats.dropped) == (2, 0, 0)
 
 
 async def test_state_close_with_a_dead_receiver_is_bounded_by_the_timeout(
-    receiver: Receiver,
+    receiver: HttpReceiver,
 ) -> None:
     receiver.mode = "hang"
     timeout = 0.2
@@ -474,12 +378,12 @@ async def test_state_close_with_a_dead_receiver_is_bounded_by_the_timeout(
         elapsed = trio.current_time() - closed
     # The POST in flight ran out its timeout, then one final attempt did.
     assert elapsed < 2 * timeout + 1.0
-    assert [r.providers for r in receiver.requests] == [["a"], ["a", "b"]]
+    assert [providers(r) for r in receiver.requests] == [["a"], ["a", "b"]]
     stats = notifier.statistics()
     assert (stats.sent, stats.pending, stats.dropped, stats.attempts) == (0, 0, 2, 2)
 
 
-async def test_state_close_with_nothing_pending_returns_at_once(receiver: Receiver) -> None:
+async def test_state_close_with_nothing_pending_returns_at_once(receiver: HttpReceiver) -> None:
     state = new_state()
     notifier = WebhookNotifier(WebhookConfig(url=receiver.url()), state)
     with trio.fail_after(GUARD):
@@ -491,7 +395,7 @@ async def test_state_close_with_nothing_pending_returns_at_once(receiver: Receiv
         await notifier.run()
 
 
-async def test_a_given_client_is_used_and_left_open(receiver: Receiver) -> None:
+async def test_a_given_client_is_used_and_left_open(receiver: HttpReceiver) -> None:
     state = new_state()
     async with httpx.AsyncClient() as client:
         with trio.fail_after(GUARD):
@@ -579,7 +483,7 @@ def test_webhook_table_is_parsed_and_validated_one_line_each() -> None:
         webhook_config({"url": "http://127.0.0.1:9/h", "token_env": "HOOK_TOKEN"})
 
 
-async def test_the_app_posts_its_transitions(receiver: Receiver) -> None:
+async def test_the_app_posts_its_transitions(receiver: HttpReceiver) -> None:
     from service.api.app import create_app
     from service.engine.manager import AdapterManager
     from tests.support.app import serving
@@ -595,15 +499,15 @@ async def test_the_app_posts_its_transitions(receiver: Receiver) -> None:
     async with serving(app):
         received = await receiver.wait_requests(1)
         await receiver.wait_until(
-            lambda: sum(len(r.body["transitions"]) for r in receiver.requests) >= 2
+            lambda: sum(len(r.json()["transitions"]) for r in receiver.requests) >= 2
         )
     seen = {(t["model"], t["previous"], t["current"])
-            for r in received for t in r.body["transitions"]}
+            for r in received for t in r.json()["transitions"]}
     assert seen == {("gpt-4", None, "healthy"), ("llama3", None, "unhealthy")}
     assert received[0].headers["authorization"] == "Bearer rhtesttoken-app"
 
 
-async def test_a_real_server_shutdown_still_sends_the_last_post(receiver: Receiver) -> None:
+async def test_a_real_server_shutdown_still_sends_the_last_post(receiver: HttpReceiver) -> None:
 
     from service.api.app import create_app, serve
     from service.engine.manager import AdapterManager
@@ -634,5 +538,5 @@ async def test_a_real_server_shutdown_still_sends_the_last_post(receiver: Receiv
             stop.set()
             await stopped.wait()
     changes = [(t["previous"], t["current"]) for r in receiver.requests
-               for t in r.body["transitions"]]
+               for t in r.json()["transitions"]]
     assert changes == [(None, "healthy"), ("healthy", "unhealthy")]

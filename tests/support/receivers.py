@@ -1,8 +1,9 @@
-"""A local HTTP receiver for what the service sends out (alerts through Apprise): trio + h11 on loopback.
+"""A local HTTP receiver for what the service sends out (alerts, webhooks): trio + h11 on loopback.
 
 It records every request (method, target, headers, body) and answers as its
-``mode`` says: ``ok`` (200 with ``{}``), ``fail`` (500), ``hang`` (never
-answers; counts the client hanging up). Waits are event-driven:
+``mode`` says: ``ok`` (``ok_status``: 200 with ``{}``, or a 204 with no body),
+``fail`` (500), ``hang`` (never answers; counts the client hanging up),
+``hold`` (answers once ``release`` is set). Waits are event-driven:
 :meth:`HttpReceiver.wait_until` re-checks a condition on every request.
 """
 
@@ -32,14 +33,19 @@ class Received:
 
 
 class HttpReceiver:
-    """Records every request; answers per ``mode``: ok (200), fail (500), hang."""
+    """Records every request; answers per ``mode``: ok, fail (500), hang, hold (to release)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, ok_status: int = 200) -> None:
         self.mode = "ok"
+        self.ok_status = ok_status  # 204: no body; anything else: ``{}``
         self.requests: list[Received] = []
         self.disconnects = 0  # clients that hung up on a request never answered
+        self.release = trio.Event()
         self.port = 0
         self._changed = trio.Event()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
 
     def _notify(self) -> None:
         self._changed.set()
@@ -48,6 +54,10 @@ class HttpReceiver:
     async def wait_until(self, predicate: Callable[[], object]) -> None:
         while not predicate():
             await self._changed.wait()
+
+    async def wait_requests(self, n: int) -> list[Received]:
+        await self.wait_until(lambda: len(self.requests) >= n)
+        return self.requests
 
     def to(self, target: str) -> list[Received]:
         """The requests whose path is ``target`` (the query left out)."""
@@ -89,19 +99,16 @@ class HttpReceiver:
                     )
                 )
                 self._notify()
-                if self.mode == "hang":
+                mode = self.mode
+                if mode == "hang":
                     while await stream.receive_some(65536):
                         pass
                     self.disconnects += 1
                     self._notify()
                     return
-                status, answer = (500, b'{"error": "boom"}') if self.mode == "fail" else (200, b"{}")
-                headers = [("content-type", "application/json"), ("content-length", str(len(answer)))]
-                await stream.send_all(
-                    conn.send(h11.Response(status_code=status, headers=headers))
-                    + (conn.send(h11.Data(data=answer)) or b"")
-                    + (conn.send(h11.EndOfMessage()) or b"")
-                )
+                if mode == "hold":
+                    await self.release.wait()
+                await stream.send_all(self._answer(conn, mode))
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     return
                 conn.start_next_cycle()
@@ -110,3 +117,16 @@ class HttpReceiver:
             self._notify()
         finally:
             await trio.aclose_forcefully(stream)
+
+    def _answer(self, conn: h11.Connection, mode: str) -> bytes:
+        if mode != "fail" and self.ok_status == 204:
+            return conn.send(h11.Response(status_code=204, headers=[("content-length", "0")])) + (
+                conn.send(h11.EndOfMessage()) or b""
+            )
+        status, answer = (500, b'{"error": "boom"}') if mode == "fail" else (self.ok_status, b"{}")
+        headers = [("content-type", "application/json"), ("content-length", str(len(answer)))]
+        return (
+            conn.send(h11.Response(status_code=status, headers=headers))
+            + (conn.send(h11.Data(data=answer)) or b"")
+            + (conn.send(h11.EndOfMessage()) or b"")
+        )
