@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import logging
 import threading
-import traceback
 from collections.abc import Iterable
 from typing import Any, Final
 
 import trio
 
-from adapters.base import Secret, redact, scrub
+from adapters.base import Secret, scrub
 
 from ..config.alerts import APPRISE_MISSING, AlertChannelConfig
 from .alerts_messages import AlertMessage
+from .log_scrub import ScrubFilter
 
 __all__ = ["SCRUBBED_LOGGERS", "AlertDeliveryError", "AppriseTransport", "LogGuard"]
 
@@ -42,32 +42,6 @@ class AlertDeliveryError(Exception):
     """A message was not delivered; the text is safe to show (secrets masked)."""
 
 
-class _ScrubFilter(logging.Filter):
-    """Masks secrets in a record: its message, its arguments and its traceback."""
-
-    def __init__(self, secrets: list[Secret | str]) -> None:
-        super().__init__()
-        self.secrets = secrets
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken record is the logging system's business
-            return True
-        extra = ""
-        if record.exc_info:
-            extra = "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        elif record.exc_text:
-            extra = "\n" + record.exc_text
-        if record.stack_info:
-            extra += "\n" + record.stack_info
-        cleaned = redact(message + extra, self.secrets)
-        if cleaned != message + extra or extra:
-            record.msg, record.args = cleaned, None
-            record.exc_info, record.exc_text, record.stack_info = None, None, None
-        return True
-
-
 class LogGuard:
     """The scrub filter on :data:`SCRUBBED_LOGGERS` while anyone holds the guard.
 
@@ -77,7 +51,7 @@ class LogGuard:
     """
 
     def __init__(self, secrets: Iterable[Secret | str]) -> None:
-        self._filter = _ScrubFilter(list(secrets))
+        self._filter = ScrubFilter(list(secrets))
         self._lock = threading.Lock()
         self._holders = 0
         self._loggers: list[logging.Logger] = []

@@ -63,9 +63,10 @@ from typing import Any, Final
 import httpx
 import trio
 
-from adapters.base import Secret, redact, scrub
+from adapters.base import Secret, scrub
 
 from ..config.webhook import WebhookConfig, display_url
+from .log_scrub import ScrubFilter
 from .state import HealthState, Transition
 
 __all__ = ["WebhookNotifier", "WebhookStatistics", "webhook_payload"]
@@ -134,24 +135,6 @@ class _BearerAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return "_BearerAuth('***')"
-
-
-class _ScrubFilter(logging.Filter):
-    """Masks the webhook's secrets in records of a third-party logger (httpx logs full URLs)."""
-
-    def __init__(self, secrets: list[Secret | str]) -> None:
-        super().__init__()
-        self._secrets = secrets
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken record is the logging system's business
-            return True
-        cleaned = redact(message, self._secrets)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
 
 
 class WebhookNotifier:
@@ -252,7 +235,7 @@ class WebhookNotifier:
             timeout=httpx.Timeout(self.config.timeout),
             headers={"User-Agent": "router-health-webhook"},
         )
-        scrub = _ScrubFilter(self._secrets)
+        scrub = ScrubFilter(self._secrets)
         httpx_logger = logging.getLogger("httpx")
         httpx_logger.addFilter(scrub)
         try:
