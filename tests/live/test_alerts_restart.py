@@ -12,58 +12,24 @@ tests/system/test_alerts_restart.py.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+import functools
 from pathlib import Path
 
 import trio
 import trio.testing
 
 from adapters import FailureKind
-from adapters.base import Secret
-from service.config import AlertChannelConfig, CheckSchedule, StorageConfig
+from service.config import StorageConfig
 from service.engine.report import ProbeStatus
-from service.live.alerts import AlertNotifier, ChannelStatistics
-from service.live.alerts_messages import AlertMessage
 from service.live.state import HealthState
 from service.live.storage import open_storage
 from service.live.storage_spells import restored_spell_starts
+from tests.support import alerts
+from tests.support.alerts import EPOCH, channel, delivered, new_state, record
 from tests.support.fakes import probe_result
 
 H, D, U = ProbeStatus.HEALTHY, ProbeStatus.DEGRADED, ProbeStatus.UNHEALTHY
-#: Unix time at clock 0 (the restart).
-EPOCH = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
 KEY = ("gpt-4", "openai")
-
-
-@dataclass
-class Recorder:
-    """A transport keeping every message with the clock time it was sent."""
-
-    sent: list[tuple[float, AlertMessage]] = field(default_factory=list)
-
-    async def open(self) -> None:
-        pass
-
-    async def send(self, message: AlertMessage) -> None:
-        self.sent.append((trio.current_time(), message))
-
-    @property
-    def titles(self) -> list[str]:
-        return [message.title for _, message in self.sent]
-
-    @property
-    def times(self) -> list[float]:
-        return [at for at, _ in self.sent]
-
-
-def channel(name: str = "ops", **options: object) -> AlertChannelConfig:
-    return AlertChannelConfig(url=Secret(f"json://alerts.example/{name}"), name=name, **options)  # type: ignore[arg-type]
-
-
-def new_state() -> HealthState:
-    return HealthState(lambda model, provider: CheckSchedule(interval=10))
 
 
 def restore(state: HealthState, reported: ProbeStatus, age: float) -> None:
@@ -76,33 +42,7 @@ def restore(state: HealthState, reported: ProbeStatus, age: float) -> None:
     )
 
 
-def record(state: HealthState, status: ProbeStatus) -> None:
-    failure = None if status.usable else FailureKind.HTTP_STATUS
-    state.record(probe_result(status, failure=failure, checked_at=EPOCH + trio.current_time()))
-
-
-@asynccontextmanager
-async def alerting(
-    channels: Sequence[AlertChannelConfig], state: HealthState,
-    restored_since: Mapping[tuple[str, str], float] | None = None,
-) -> AsyncIterator[tuple[AlertNotifier, dict[str, Recorder]]]:
-    recorders = {c.name: Recorder() for c in channels}
-    notifier = AlertNotifier(
-        channels, state, {KEY: frozenset()}, transport=lambda c: recorders[c.name],
-        restored_since=restored_since,
-    )
-    with trio.fail_after(100_000):  # a regression fails instead of jumping the clock forever
-        async with trio.open_nursery() as nursery:
-            await nursery.start(notifier.run)
-            yield notifier, recorders
-            nursery.cancel_scope.cancel()
-
-
-def delivered(n: int, name: str = "ops") -> Callable[[list[ChannelStatistics]], bool]:
-    def predicate(stats: list[ChannelStatistics]) -> bool:
-        return next(s for s in stats if s.name == name).delivered >= n
-
-    return predicate
+alerting = functools.partial(alerts.alerting, tags={KEY: frozenset()})
 
 
 async def test_an_outage_restored_30s_old_is_announced_min_duration_after_its_real_start(
