@@ -16,35 +16,16 @@ from typing import Any
 
 import pytest
 
-from service.api.app import EXTENSION_KEY
 from service.api.state import ServiceState
 from service.config import HISTORY_LENGTH
 from service.engine.report import ProbeStatus
-from tests.support import eventually
 from tests.support.fakes import probe_result
-from tests.support.served import GUARD, MODELS, Service, running_service
+from tests.support.served import MODELS, Service, first_round, running_service, storage_on
 
 #: One background round at start, then none while the test runs.
 CHECKS = {"interval": 3600, "jitter": 0}
 TOKEN = "rhtestkey-history-token-2f7c1b"
 STATUSES = (ProbeStatus.HEALTHY, ProbeStatus.DEGRADED, ProbeStatus.UNHEALTHY)
-
-
-def storage_on(path: Path, flush_interval: float = 0.05) -> dict[str, dict[str, Any]]:
-    return {"storage": {"enabled": True, "path": str(path / "health.db"),
-                        "flush_interval": flush_interval}}
-
-
-async def started(service: Service) -> ServiceState:
-    """The service's state once the first background round has a result for every adapter."""
-    state: ServiceState = service.app.extensions[EXTENSION_KEY]
-    health = state.health
-    assert health is not None
-    await eventually(
-        lambda: all(health.get(m, p) for m, providers in MODELS.items() for p in providers),
-        within=GUARD,
-    )
-    return state
 
 
 def record(state: ServiceState, provider: str, count: int, *, step: float) -> list[float]:
@@ -85,7 +66,7 @@ def history_of(found: Iterable[dict[str, Any]], provider: str) -> list[dict[str,
 
 async def test_pages_reach_past_the_in_memory_window_newest_first(tmp_path: Path) -> None:
     async with running_service(checks=CHECKS, sections=storage_on(tmp_path)) as service:
-        state = await started(service)
+        state = await first_round(service)
         first = state.health.history("gpt-4", "openai")[0].to_dict()  # type: ignore[union-attr]
         times = record(state, "openai", 2 * HISTORY_LENGTH + 3, step=0.01)
         assert state.storage is not None
@@ -115,7 +96,7 @@ async def test_one_cursor_pages_every_adapter_of_the_selection_without_gaps_or_r
     tmp_path: Path,
 ) -> None:
     async with running_service(checks=CHECKS, sections=storage_on(tmp_path)) as service:
-        state = await started(service)
+        state = await first_round(service)
         assert state.health is not None and state.storage is not None
         before = {p: [e.to_dict() for e in state.health.history("gpt-4", p)]
                   for p in MODELS["gpt-4"]}
@@ -143,7 +124,7 @@ async def test_the_first_page_has_the_results_storage_has_not_written_yet(
     # No flush while the test runs but the ones it asks for.
     sections = storage_on(tmp_path, flush_interval=3600)
     async with running_service(checks=CHECKS, sections=sections) as service:
-        state = await started(service)
+        state = await first_round(service)
         assert state.storage is not None
         await state.storage.flush()
         times = record(state, "openai", 3, step=0.5)
@@ -159,7 +140,7 @@ async def test_the_first_page_has_the_results_storage_has_not_written_yet(
 
 async def test_without_before_and_limit_the_answer_is_the_in_memory_one(tmp_path: Path) -> None:
     async with running_service(checks=CHECKS, sections=storage_on(tmp_path)) as service:
-        state = await started(service)
+        state = await first_round(service)
         times = record(state, "openai", 3, step=0.01)
         body = (await service.client.get("/v1/health/history?provider=openai")).json()
     assert list(body) == ["adapters"]  # no next_before: not a page

@@ -15,19 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 
 from service.api.app import EXTENSION_KEY
 from service.engine.report import ProbeStatus
 from tests.support import eventually
-from tests.support.served import GUARD, MODELS, Service, running_service
+from tests.support.served import (
+    GUARD,
+    MODELS,
+    Service,
+    answer_until,
+    running_service,
+    storage_on,
+)
 
 CHECKS = {"interval": 0.1, "jitter": 0}
 TOKEN = "rhtestkey-incidents-token-8d41f0"
-
-
-def storage_on(path: Path) -> dict[str, dict[str, Any]]:
-    return {"storage": {"enabled": True, "path": str(path / "health.db"), "flush_interval": 0.05}}
 
 
 async def all_healthy(service: Service) -> None:
@@ -45,14 +47,11 @@ async def incidents_until(
     service: Service, query: str, condition: Callable[[list[dict[str, Any]]], bool]
 ) -> list[dict[str, Any]]:
     """The incidents answer to ``query``, once ``condition`` holds for it."""
-    with trio.fail_after(GUARD):
-        while True:
-            response = await service.client.get("/v1/health/incidents" + query)
-            assert response.status_code == 200, response.text
-            incidents: list[dict[str, Any]] = response.json()["incidents"]
-            if condition(incidents):
-                return incidents
-            await trio.sleep(0.02)
+    body = await answer_until(
+        service, "/v1/health/incidents" + query, lambda body: condition(body["incidents"])
+    )
+    incidents: list[dict[str, Any]] = body["incidents"]
+    return incidents
 
 
 def starts(incidents: list[dict[str, Any]]) -> list[tuple[str, float]]:

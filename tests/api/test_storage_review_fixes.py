@@ -19,49 +19,18 @@ from typing import Any
 
 import pytest
 
-from service.api.app import EXTENSION_KEY
 from service.api.state import ServiceState
 from service.engine.report import ProbeStatus
 from tests.support import eventually
 from tests.support.fakes import probe_result
-from tests.support.served import GUARD, MODELS, Service, running_service
+from tests.support.served import GUARD, MODELS, Service, first_round, running_service
+from tests.support.storage import DRAFT_ROW, DRAFT_SCHEMA
 
 #: One background round at start, then none while the test runs.
 CHECKS = {"interval": 3600, "unhealthy_interval": 3600, "jitter": 0}
 ADAPTERS = sum(len(providers) for providers in MODELS.values())
 QUERIES = ("/v1/health/uptime?window=1h", "/v1/health/incidents", "/v1/health/history?limit=1")
 H, U = ProbeStatus.HEALTHY, ProbeStatus.UNHEALTHY
-
-#: What the first draft of schema version 1 (commit d89175d, never released) created.
-DRAFT_SCHEMA = """
-CREATE TABLE schema_version (version INTEGER NOT NULL);
-INSERT INTO schema_version VALUES (1);
-CREATE TABLE results (
-    model TEXT NOT NULL, provider TEXT NOT NULL, checked_at REAL NOT NULL,
-    status TEXT NOT NULL, reported TEXT NOT NULL, adapter TEXT NOT NULL,
-    latency_ms REAL, failure TEXT, error TEXT, http_status INTEGER
-);
-CREATE INDEX results_adapter_time ON results (model, provider, checked_at);
-CREATE TABLE transitions (
-    model TEXT NOT NULL, provider TEXT NOT NULL, at REAL NOT NULL,
-    previous TEXT, current TEXT NOT NULL, failure TEXT, error TEXT
-);
-CREATE TABLE rollups_minute (
-    model TEXT NOT NULL, provider TEXT NOT NULL, start REAL NOT NULL,
-    healthy INTEGER NOT NULL, degraded INTEGER NOT NULL, down INTEGER NOT NULL,
-    other INTEGER NOT NULL, up_seconds REAL NOT NULL, covered_seconds REAL NOT NULL,
-    PRIMARY KEY (model, provider, start)
-) WITHOUT ROWID;
-CREATE TABLE rollups_hour (
-    model TEXT NOT NULL, provider TEXT NOT NULL, start REAL NOT NULL,
-    healthy INTEGER NOT NULL, degraded INTEGER NOT NULL, down INTEGER NOT NULL,
-    other INTEGER NOT NULL, up_seconds REAL NOT NULL, covered_seconds REAL NOT NULL,
-    PRIMARY KEY (model, provider, start)
-) WITHOUT ROWID;
-INSERT INTO results VALUES ('gpt-4', 'openai', 1700006400.0, 'healthy', 'healthy', 'openai',
-                            120.0, NULL, NULL, 200);
-"""
-
 
 def storage_on(path: Path, **status_page: Any) -> dict[str, dict[str, Any]]:
     return {
@@ -72,23 +41,6 @@ def storage_on(path: Path, **status_page: Any) -> dict[str, dict[str, Any]]:
 
 def drafts(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.name.startswith("health.db.draft-")]
-
-
-def service_state(service: Service) -> ServiceState:
-    state: ServiceState = service.app.extensions[EXTENSION_KEY]
-    return state
-
-
-async def first_round(service: Service) -> ServiceState:
-    """The service's state once every adapter has a result from the first round."""
-    state = service_state(service)
-    health = state.health
-    assert health is not None
-    await eventually(
-        lambda: all(health.get(m, p) for m, providers in MODELS.items() for p in providers),
-        within=GUARD,
-    )
-    return state
 
 
 async def written(state: ServiceState, rows: int) -> None:
@@ -145,7 +97,7 @@ async def test_a_draft_schema_file_is_moved_aside_and_the_service_starts_a_new_h
 ) -> None:
     database = tmp_path / "health.db"
     with sqlite3.connect(database) as db:
-        db.executescript(DRAFT_SCHEMA)
+        db.executescript(DRAFT_SCHEMA + DRAFT_ROW + ";")
     db.close()
     with caplog.at_level(logging.WARNING, logger="router_health.storage"):
         async with running_service(checks=CHECKS, sections=storage_on(database)) as service:

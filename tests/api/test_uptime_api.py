@@ -13,29 +13,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 
 from service.testing.simulator import Behavior
-from tests.support.served import GUARD, MODELS, Service, running_service, simulated_fleet
+from tests.support.served import (
+    MODELS,
+    Service,
+    answer_until,
+    running_service,
+    simulated_fleet,
+    storage_on,
+)
 
 CHECKS = {"interval": 0.1, "jitter": 0}
 TOKEN = "rhtestkey-uptime-token-5c2a9e"
 
 
-def storage_on(path: Path) -> dict[str, dict[str, Any]]:
-    return {"storage": {"enabled": True, "path": str(path / "health.db"), "flush_interval": 0.05}}
-
-
 async def covered(service: Service, query: str = "") -> dict[str, Any]:
     """The uptime answer, once every adapter listed in it has some time covered."""
-    with trio.fail_after(GUARD):
-        while True:
-            response = await service.client.get("/v1/health/uptime" + query)
-            assert response.status_code == 200, response.text
-            body: dict[str, Any] = response.json()
-            if all(adapter["covered_seconds"] > 0 for adapter in body["adapters"]):
-                return body
-            await trio.sleep(0.02)
+    body: dict[str, Any] = await answer_until(
+        service, "/v1/health/uptime" + query,
+        lambda body: all(adapter["covered_seconds"] > 0 for adapter in body["adapters"]),
+    )
+    return body
 
 
 async def test_a_model_is_up_while_any_of_its_providers_is(tmp_path: Path) -> None:

@@ -2,7 +2,10 @@
 
 Nothing sleeps to wait for something to happen: tests wait on the
 simulator's counters (``wait_until``/``wait_idle``) and on events, each under
-a ``fail_after`` guard so a regression fails instead of hanging.
+a ``fail_after`` guard so a regression fails instead of hanging. With
+``[storage]`` on (:func:`storage_on`), tests wait for the first round
+(:func:`first_round`) or ask until an answer says what they expect
+(:func:`answer_until`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import h11
@@ -21,8 +25,10 @@ import trio
 from quart_trio import QuartTrio
 
 from service import AdapterManager, parse_config
-from service.api.app import create_app, get_manager, serve
+from service.api.app import EXTENSION_KEY, create_app, get_manager, serve
+from service.api.state import ServiceState
 from service.testing.simulator import Behavior, SimProvider, Simulator
+from tests.support import eventually
 
 #: model -> simulated providers serving it
 MODELS: Mapping[str, tuple[str, ...]] = {
@@ -246,3 +252,35 @@ async def shut_down_while_waiting(
     with trio.fail_after(GUARD):
         await sim.wait_idle()  # the probes went with the runs
     return elapsed
+
+
+# -- a service with [storage] on ---------------------------------------------------
+
+def storage_on(folder: Path, flush_interval: float = 0.05) -> dict[str, dict[str, Any]]:
+    """``sections`` for a service storing its history in ``folder``/health.db."""
+    return {"storage": {"enabled": True, "path": str(folder / "health.db"),
+                        "flush_interval": flush_interval}}
+
+
+async def first_round(service: Service) -> ServiceState:
+    """The service's state once every adapter has a result from the first round."""
+    state: ServiceState = service.app.extensions[EXTENSION_KEY]
+    health = state.health
+    assert health is not None
+    await eventually(
+        lambda: all(health.get(m, p) for m, providers in MODELS.items() for p in providers),
+        within=GUARD,
+    )
+    return state
+
+
+async def answer_until(service: Service, target: str, condition: Callable[[Any], bool]) -> Any:
+    """The JSON of a 200 to ``GET target``, asked again until ``condition`` holds for it."""
+    with trio.fail_after(GUARD):
+        while True:
+            response = await service.client.get(target)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            if condition(body):
+                return body
+            await trio.sleep(0.02)
