@@ -107,18 +107,18 @@ class _Api:
         self.status = Status
 
 
-class _Current(SpanScope):
-    """A span, current in this task's context (and its nursery children's) while open."""
+class _Attached(SpanScope):
+    """A trace context, current in this task's context (and its nursery children's) while open."""
 
-    __slots__ = ("_api", "_span", "_token")
+    __slots__ = ("_api", "_context", "_token")
 
-    def __init__(self, api: _Api, span: Span) -> None:
+    def __init__(self, api: _Api, context: Context) -> None:
         self._api = api
-        self._span = span
+        self._context = context
         self._token: object = None
 
     def __enter__(self) -> Self:
-        self._token = self._api.attach(self._api.in_context(self._span))
+        self._token = self._api.attach(self._context)
         return self
 
     def __exit__(
@@ -128,6 +128,24 @@ class _Current(SpanScope):
         tb: TracebackType | None,
     ) -> None:
         self._api.detach(self._token)  # type: ignore[arg-type]
+
+
+class _Current(_Attached):
+    """A span, current while open (made and entered in one ``with``); ended on leaving."""
+
+    __slots__ = ("_span",)
+
+    def __init__(self, api: _Api, span: Span) -> None:
+        super().__init__(api, api.in_context(span))
+        self._span = span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        super().__exit__(exc_type, exc, tb)
         if exc is not None:
             # Cancelled (the caller left, a shutdown) or our own bug: the type
             # says which; no message or stack, which are not ours to export.
@@ -274,30 +292,7 @@ class Tracing:
         carrier = {
             name.decode("latin-1").lower(): value.decode("latin-1") for name, value in headers
         }
-        return _Caller(api, api.extract(carrier))
-
-
-class _Caller(SpanScope):
-    """A caller's trace context, current while the request is handled."""
-
-    __slots__ = ("_api", "_context", "_token")
-
-    def __init__(self, api: _Api, context: Context) -> None:
-        self._api = api
-        self._context = context
-        self._token: object = None
-
-    def __enter__(self) -> Self:
-        self._token = self._api.attach(self._context)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._api.detach(self._token)  # type: ignore[arg-type]
+        return _Attached(api, api.extract(carrier))  # the caller's, while the request is handled
 
 
 class TracingExport:
