@@ -8,12 +8,14 @@ h11 reads the same bytes to the same status, headers, body and keep-alive.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import h11
 import pytest
+import trio
 
-from adapters.transport import _whole_response
+from adapters.transport import HttpConnection, ProbeRequest, TransportError, _whole_response
 
 CAP = 1 << 20
 
@@ -146,3 +148,68 @@ def test_a_close_in_the_answer_means_the_socket_is_not_kept() -> None:
         b"{}",
         False,
     )
+
+
+# -- a repeated request is prepared once, and never goes stale ----------------------------
+
+
+async def _echo_server(nursery: trio.Nursery, seen: list[bytes]) -> int:
+    """A keep-alive server answering every request with 200 and a small JSON body."""
+
+    async def handle(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                seen.append(bytes(data))
+                conn.receive_data(bytes(data))
+            elif isinstance(event, h11.EndOfMessage):
+                body = b"{}"
+                out = conn.send(h11.Response(status_code=200, headers=[("Content-Length", "2")]))
+                out += conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
+                await stream.send_all(out)
+                conn.start_next_cycle()
+            elif isinstance(event, h11.ConnectionClosed):
+                return
+
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
+    return int(listeners[0].socket.getsockname()[1])
+
+
+async def test_a_changed_header_in_the_same_dict_is_sent_as_changed() -> None:
+    seen: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        port = await _echo_server(nursery, seen)
+        connection = HttpConnection()
+        headers = {"Authorization": "Bearer one-key"}
+        request = ProbeRequest("GET", f"http://127.0.0.1:{port}/v1/models", headers=headers)
+        first = await connection.fetch(request, max_body_bytes=CAP)
+        headers["Authorization"] = "Bearer two-key"  # the adapter changed its own mapping
+        second = await connection.fetch(request, max_body_bytes=CAP)
+        await connection.aclose()
+        nursery.cancel_scope.cancel()
+    assert (first.status, first.body, second.status, second.body) == (200, b"{}", 200, b"{}")
+    assert connection.connections_opened == 1  # kept alive between the two
+    assert b"Bearer one-key" in seen[0] and b"Bearer two-key" in seen[1]
+
+
+async def test_a_body_longer_than_its_given_length_fails_as_before_on_every_probe() -> None:
+    seen: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        port = await _echo_server(nursery, seen)
+        connection = HttpConnection()
+        request = ProbeRequest(
+            "POST",
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            headers={"Content-Length": "1"},
+            json_body={"model": "m"},
+        )
+        for _ in range(2):
+            with pytest.raises(TransportError, match="Content-Length"):
+                await connection.fetch(request, max_body_bytes=CAP)
+        await connection.aclose()
+        nursery.cancel_scope.cancel()
+    assert seen == []  # h11 refused before anything was sent
