@@ -30,7 +30,14 @@ from urllib.parse import unquote, urlsplit
 
 from adapters.base import Secret, scrub
 
-from .values import MAX_TAGS, has_control, name_problem, seconds_problem, tag_problem
+from .values import (
+    MAX_TAGS,
+    has_control,
+    name_problem,
+    raise_problems,
+    seconds_problem,
+    tag_problem,
+)
 
 __all__ = [
     "ALERT_EVENTS",
@@ -336,10 +343,7 @@ class AlertChannelConfig:
             min_duration=self.min_duration, repeat_every=self.repeat_every, digest=self.digest,
             title=self.title, timeout=self.timeout, check_url=self.check_url,
         )
-        if problems:
-            raise ValueError(
-                "; ".join(f"alerts {key} {message}" for key, message in problems.items())
-            )
+        raise_problems("alerts", problems)
 
     def __repr__(self) -> str:  # dataclass keeps a __repr__ defined here
         return (

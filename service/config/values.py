@@ -11,6 +11,7 @@ import ipaddress
 import math
 import re
 import unicodedata
+from collections.abc import Mapping
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -31,6 +32,7 @@ __all__ = [
     "has_control",
     "label",
     "name_problem",
+    "raise_problems",
     "seconds_problem",
     "shown",
     "tag_problem",
@@ -367,3 +369,9 @@ def forbidden_target(url: str) -> str | None:
                 "metadata services listen"
             )
     return None
+
+
+def raise_problems(section: str, problems: Mapping[str, str]) -> None:
+    """A ``ValueError`` naming every problem (key -> message) of a ``[section]`` value, if any."""
+    if problems:
+        raise ValueError("; ".join(f"{section} {key} {message}" for key, message in problems.items()))

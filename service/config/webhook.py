@@ -13,7 +13,7 @@ import httpx
 
 from adapters.base import Secret
 
-from .values import display_url, has_control, seconds_problem
+from .values import display_url, has_control, raise_problems, seconds_problem
 
 __all__ = ["WebhookConfig", "display_url", "webhook_problems"]
 
@@ -125,10 +125,7 @@ class WebhookConfig:
         problems = webhook_problems(
             self.url, self.min_interval, self.timeout, self.max_pending, self.retries
         )
-        if problems:
-            raise ValueError(
-                "; ".join(f"webhook {key} {message}" for key, message in problems.items())
-            )
+        raise_problems("webhook", problems)
 
     def __repr__(self) -> str:  # dataclass keeps a __repr__ defined here
         return (
