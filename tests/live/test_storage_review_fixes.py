@@ -38,6 +38,7 @@ DOWN_CODES = (STATUS_CODES[U], STATUS_CODES[ProbeStatus.TIMEOUT])
 KNOWN = {("gpt-4", "openai"), ("gpt-4", "azure"), ("claude", "anthropic")}
 Verdict = tuple[str, str, float, ProbeStatus]
 
+
 def config(path: Path, **changes: object) -> StorageConfig:
     values: dict[str, object] = {"enabled": True, "path": str(path), "flush_interval": 3600.0}
     return StorageConfig(**{**values, **changes})  # type: ignore[arg-type]
