@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import measure, report, workload
+from . import measure, workload
 from .upstream import simulator
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -169,31 +169,71 @@ def _child_main(path: str) -> int:
 # -- the parent: simulator, child, table ---------------------------------------------------
 
 
+#: The checking process: this file's ``_child_main``, its package (``benchmarks``,
+#: ``service``, ``adapters``) imported from the tree it runs in (its cwd).
+_CHILD = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("benchmarks._profile_child", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+sys.exit(module._child_main(sys.argv[2]))
+"""
+
+
+def _run_child(
+    root: Path, root_url: str, n: int, repeats: int, profiled: int, tmp: str
+) -> dict[str, Any]:
+    """One checking process of the tree at ``root`` (its own service and adapters)."""
+    job = {
+        "root_url": root_url,
+        "n": n,
+        "repeats": repeats,
+        "profiled": profiled,
+        "timeout": 120.0,
+        "stats": os.path.join(tmp, "profile.pstats"),
+    }
+    job_path = os.path.join(tmp, "job.json")
+    with open(job_path, "w", encoding="utf-8") as handle:
+        json.dump(job, handle)
+    command = [sys.executable, "-c", _CHILD, str(Path(__file__).resolve()), job_path]
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"checking process failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def compare(n: int, before: Path, *, rounds: int, repeats: int) -> dict[str, list[float]]:
+    """CPU per probe of the tree at ``before`` and of this one, alternated on one simulator.
+
+    ``before`` is another checkout (e.g. ``git worktree add /tmp/before REV``);
+    each round runs one checking process of each, so both see the same load.
+    """
+    medians: dict[str, list[float]] = {"before": [], "after": []}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        simulator(workload.simulator_spec(n, LATENCY, sentinels=True)) as up,
+    ):
+        for _ in range(rounds):
+            for label, root in (("before", before), ("after", ROOT)):
+                run = _run_child(root, up.url, n, repeats, 0, tmp)
+                if run["correct"] != run["expected"]:
+                    raise RuntimeError(f"{label}: {run['correct']}/{run['expected']} correct")
+                medians[label].append(statistics.median(run["cpu_ms_per_probe"]))
+    return medians
+
+
 def profile(n: int, *, repeats: int, profiled: int, py_spy: bool) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory() as tmp,
         simulator(workload.simulator_spec(n, LATENCY, sentinels=True)) as up,
     ):
-        stats_path = os.path.join(tmp, "profile.pstats")
-        job = {
-            "root_url": up.url,
-            "n": n,
-            "repeats": repeats,
-            "profiled": profiled,
-            "timeout": 120.0,
-            "stats": stats_path,
-        }
-        job_path = os.path.join(tmp, "job.json")
-        with open(job_path, "w", encoding="utf-8") as handle:
-            json.dump(job, handle)
-        command = [sys.executable, "-m", "benchmarks.profile", "--child", job_path]
         sim_cpu0 = measure.proc_cpu_seconds(up.pid)
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
-        if done.returncode != 0:
-            raise RuntimeError(f"profiled child failed:\n{done.stderr[-3000:]}")
-        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        result = _run_child(ROOT, up.url, n, repeats, profiled, tmp)
         result["sim_cpu_s"] = measure.proc_cpu_seconds(up.pid) - sim_cpu0
-        result["profile"] = _tables(pstats.Stats(stats_path)) if profiled else None
+        stats = os.path.join(tmp, "profile.pstats")
+        result["profile"] = _tables(pstats.Stats(stats)) if profiled else None
         if py_spy:
             result["py_spy"] = _py_spy(up.url, n, repeats, tmp)
     return result
@@ -206,8 +246,9 @@ def _tables(stats: pstats.Stats) -> dict[str, Any]:
     rows = []
     for (filename, line, name), (_, calls, tt, ct, callers) in raw.items():
         area = area_of(filename, name)
-        if filename == "~" and callers:
-            # A builtin's time belongs to the area that called it, in proportion.
+        if (filename == "~" or area == "other") and callers:
+            # A builtin's or a helper's (contextlib, generated __init__) time
+            # belongs to the area that called it, in proportion.
             weights = {key: value[2] for key, value in callers.items()}
             whole = sum(weights.values())
             for (c_file, _, c_name), weight in weights.items():
@@ -239,6 +280,16 @@ def _tables(stats: pstats.Stats) -> dict[str, Any]:
         "by_own": by_own,
         "by_cum": by_cum,
     }
+
+
+#: Frames of the child's setup, not of a run: their samples are left out.
+_SETUP = ("parse_config", "importlib", "AdapterManager.__aenter__", "AdapterManager.__aexit__")
+
+
+def _frame(text: str) -> tuple[str, str]:
+    """(path, function) of one py-spy frame, ``function (path:line)``."""
+    name, _, where = text.partition(" (")
+    return where.rstrip(")").rsplit(":", 1)[0], name
 
 
 def _py_spy(root_url: str, n: int, repeats: int, tmp: str) -> dict[str, Any] | None:
@@ -290,13 +341,17 @@ def _py_spy(root_url: str, n: int, repeats: int, tmp: str) -> dict[str, Any] | N
         for line in handle:
             stack, _, count_text = line.rstrip("\n").rpartition(" ")
             count = int(count_text)
-            leaf = stack.rsplit(";", 1)[-1]  # "function (path:line)"
-            name, _, where = leaf.partition(" (")
-            filename = where.rstrip(")").rsplit(":", 1)[0]
+            if "unrolled_run" not in stack or any(skip in stack for skip in _SETUP):
+                continue  # outside the Trio run loop, or building the fleet
+            frames = [_frame(frame) for frame in stack.split(";")]
+            filename, name = frames[-1]
             leaf = f"{filename} {name}"  # by function, not by line
             samples += count
             own[leaf] = own.get(leaf, 0) + count
-            area = area_of(filename, name)
+            # A helper's sample (contextlib, generated __init__) goes to the nearest caller with an area.
+            area = next(
+                (a for f, n in reversed(frames) if (a := area_of(f, n)) != "other"), "other"
+            )
             areas[area] = areas.get(area, 0) + count
     return {
         "samples": samples,
@@ -313,6 +368,8 @@ def _ms(values: Sequence[float]) -> str:
 
 
 def section(results: list[dict[str, Any]], command: str) -> str:
+    from . import report  # not in the checking process, which may run another tree's package
+
     lines = [
         BEGIN,
         "## Where the checker's CPU goes (profile)",
@@ -338,6 +395,20 @@ def section(results: list[dict[str, Any]], command: str) -> str:
             f"({statistics.median(r['walls']) / LATENCY:.2f}x the upstream latency); "
             f"correct verdicts {r['correct']:,}/{r['expected']:,}.",
         ]
+        versus = r.get("compare")
+        if versus:
+            before, after = versus["before"], versus["after"]
+            lines += [
+                "",
+                f"Before/after in this session: {len(after)} rounds, each one checking process "
+                f"of `{versus['label']}` then one of this tree, on this run's simulator "
+                f"({r['repeats']} timed runs each, medians): CPU per probe "
+                f"{statistics.median(before):.3f} ms before "
+                f"(rounds {', '.join(f'{v:.3f}' for v in before)}), "
+                f"{statistics.median(after):.3f} ms now "
+                f"(rounds {', '.join(f'{v:.3f}' for v in after)}): "
+                f"{statistics.median(after) / statistics.median(before) - 1:+.0%}.",
+            ]
         if prof is None:
             continue
         total = prof["total_s"]
@@ -378,7 +449,8 @@ def section(results: list[dict[str, Any]], command: str) -> str:
             lines += [
                 "",
                 f"py-spy, sampling the same workload unprofiled at 250 Hz ({spy['samples']:,} "
-                "samples, warm-up and idle waits included), by leaf area: "
+                "samples in the Trio run loop, the warm-up run included, the fleet's setup "
+                "left out), by leaf area (a helper's samples go to its caller's): "
                 + ", ".join(f"{area} {count / spy['samples']:.1%}" for area, count in spy["areas"])
                 + ".",
             ]
@@ -406,15 +478,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--py-spy", action="store_true", help="also sample with py-spy if installed"
     )
+    parser.add_argument(
+        "--compare",
+        metavar="DIR",
+        help="another checkout (git worktree add DIR REV): its CPU per probe, alternated with ours",
+    )
+    parser.add_argument(
+        "--compare-label", metavar="TEXT", help="what --compare DIR is (a revision)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternations for --compare (3)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     if args.child:
         return _child_main(args.child)
     sizes = args.adapters or [1000, 10000]
-    results = [
-        profile(n, repeats=args.repeats, profiled=args.profiled, py_spy=args.py_spy) for n in sizes
-    ]
+    results = []
+    for n in sizes:
+        result = profile(n, repeats=args.repeats, profiled=args.profiled, py_spy=args.py_spy)
+        result["repeats"] = args.repeats
+        if args.compare:
+            medians = compare(n, Path(args.compare), rounds=args.rounds, repeats=args.repeats)
+            result["compare"] = {"label": args.compare_label or args.compare, **medians}
+        results.append(result)
     shown = argv if argv is not None else sys.argv[1:]
     command = "python -m benchmarks.profile" + "".join(f" {a}" for a in shown if a != "--write")
     part = section(results, command)
