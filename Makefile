@@ -45,6 +45,7 @@ bench: $(BIN)/.installed
 
 bench-quick: $(BIN)/.installed
 	$(BIN)/python -m benchmarks --quick
+	$(BIN)/python -m benchmarks.storage --quick
 
 soak: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.soak

@@ -434,7 +434,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="the measured window (600)")
     parser.add_argument("--json", metavar="FILE", help="also write the result as JSON")
     parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
+    parser.add_argument(
+        "--render", metavar="FILE", help="run nothing: the record of an earlier run's --json FILE"
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        result = json.loads(Path(args.render).read_text(encoding="utf-8"))
+        part = section(result, result.get("command", "python -m benchmarks.storage"))
+        print(part)
+        if args.write:
+            RESULTS.write_text(splice(RESULTS.read_text(encoding="utf-8"), part), encoding="utf-8")
+        return 0
     plan = StoragePlan.quick() if args.quick else StoragePlan()
     if args.seconds is not None:
         plan = StoragePlan(**{**asdict(plan), "seconds": args.seconds})
@@ -442,6 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python -m benchmarks.storage" + "".join(
         f" {a}" for a in (argv if argv is not None else sys.argv[1:])
     )
+    result["command"] = command
     part = section(result, command)
     print(part)
     if args.json:
