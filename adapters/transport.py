@@ -158,14 +158,18 @@ class _StaleConnection(Exception):
     """A reused keep-alive socket turned out to be closed before any answer."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class _Prepared:
     """A request as it goes on the wire, kept while its adapter sends the same one.
 
     ``key`` holds copies of what the request was made of (the body as the
     bytes sent), so an adapter that changes a header or a mapping it keeps
-    gets a new one, never a stale one.
+    gets a new one, never a stale one. Its headers and ``wire`` carry the
+    key in clear: the repr shows neither.
     """
+
+    def __repr__(self) -> str:
+        return f"_Prepared({self.head.method.decode()} {self.origin!r})"
 
     key: tuple[Any, ...]
     origin: _Origin

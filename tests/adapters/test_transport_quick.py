@@ -213,3 +213,21 @@ async def test_a_body_longer_than_its_given_length_fails_as_before_on_every_prob
         await connection.aclose()
         nursery.cancel_scope.cancel()
     assert seen == []  # h11 refused before anything was sent
+
+
+async def test_a_kept_request_shows_no_key_in_its_repr() -> None:
+    seen: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        port = await _echo_server(nursery, seen)
+        connection = HttpConnection()
+        request = ProbeRequest(
+            "GET", f"http://127.0.0.1:{port}/v1/models",
+            headers={"Authorization": "Bearer rhtestkey-kept-0123456789"},
+        )
+        await connection.fetch(request, max_body_bytes=CAP)
+        kept = connection._prepared
+        await connection.aclose()
+        nursery.cancel_scope.cancel()
+    assert kept is not None and b"rhtestkey-kept" in (kept.wire or b"")  # it is kept...
+    for shown in (repr(kept), str(kept), repr(connection)):
+        assert "rhtestkey" not in shown  # ...and never shown
