@@ -88,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument(
+        "--background", type=float, default=0.0, metavar="SECONDS",
+        help="check in the background every SECONDS, with history, uptime and /status "
+        "(kept in router-health/demo.db under $XDG_STATE_HOME); default: live checks only",
+    )
 
     check = sub.add_parser(
         "check",
@@ -300,13 +305,24 @@ Open {{base}}/ in a browser for the dashboard, or try:
 Ctrl-C stops it."""
 
 
+DEMO_HISTORY = """
+
+With --background, history too (kept across demo restarts):
+  open {base}/status                  # the public status page
+  curl -s '{base}/v1/health/uptime?window=1h' | python3 -m json.tool
+  curl -s {base}/v1/health/incidents | python3 -m json.tool"""
+
+
 async def _demo(args: argparse.Namespace) -> None:
     from .testing.demo import demo_config, start_demo_upstream
 
     async with trio.open_nursery() as nursery:
         simulator = await start_demo_upstream(nursery)
         banner = DEMO_BANNER.format(upstream=simulator.root_url)
-        await _serve(demo_config(simulator), args.host, args.port, announce=banner)
+        if args.background > 0:
+            banner = banner.replace("\n\nCtrl-C", DEMO_HISTORY + "\n\nCtrl-C")
+        config = demo_config(simulator, background=args.background)
+        await _serve(config, args.host, args.port, announce=banner)
         nursery.cancel_scope.cancel()
 
 

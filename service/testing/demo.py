@@ -10,11 +10,13 @@ tagged ``local`` (self-hosted: ollama, vLLM) or ``cloud`` (the rest), so the
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import trio
 
 from ..config import Config, parse_config
+from ..config.storage import default_storage_path
 from .simulator import Simulator, demo_providers
 
 __all__ = ["DEMO_CHECKS", "DEMO_LOCAL", "DEMO_MODELS", "demo_config", "start_demo_upstream"]
@@ -41,7 +43,13 @@ DEMO_MODELS: dict[str, list[tuple[str, str]]] = {
 DEMO_LOCAL: frozenset[str] = frozenset({"ollama", "slow-vllm"})
 
 
-def demo_config_dict(simulator: Simulator) -> dict[str, Any]:
+def demo_storage_path() -> str:
+    """The demo's own history file, next to (never inside) a real service's default one."""
+    return str(Path(default_storage_path()).with_name("demo.db"))
+
+
+def demo_config_dict(simulator: Simulator, *, background: float = 0.0) -> dict[str, Any]:
+    """The demo fleet; ``background`` > 0: checked every that many seconds, with history."""
     entries = {entry["name"]: entry for entry in simulator.provider_entries()}
     models = []
     for model, providers in DEMO_MODELS.items():
@@ -52,11 +60,18 @@ def demo_config_dict(simulator: Simulator) -> dict[str, Any]:
             table["tags"] = ["local" if provider in DEMO_LOCAL else "cloud"]
             tables.append(table)
         models.append({"name": model, "providers": tables})
-    return {"checks": dict(DEMO_CHECKS), "models": models}
+    document: dict[str, Any] = {"checks": dict(DEMO_CHECKS), "models": models}
+    if background > 0:
+        document["checks"]["interval"] = background
+        document["storage"] = {"path": demo_storage_path()}
+        document["status_page"] = {"title": "router-health demo"}
+    return document
 
 
-def demo_config(simulator: Simulator) -> Config:
-    return parse_config(demo_config_dict(simulator), source="<demo>", env={})
+def demo_config(simulator: Simulator, *, background: float = 0.0) -> Config:
+    return parse_config(
+        demo_config_dict(simulator, background=background), source="<demo>", env={}
+    )
 
 
 async def start_demo_upstream(nursery: trio.Nursery) -> Simulator:
