@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from . import measure, workload
+from .sections import write_section
 from .upstream import simulator
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -460,13 +461,6 @@ def section(results: list[dict[str, Any]], command: str) -> str:
     return "\n".join(lines)
 
 
-def splice(document_text: str, part: str) -> str:
-    begin, end = document_text.find(BEGIN), document_text.find(END)
-    if begin != -1 and end > begin:
-        return document_text[:begin] + part + document_text[end + len(END) :]
-    return document_text.rstrip("\n") + "\n\n" + part + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile")
     parser.add_argument("--child", metavar="JOB", help=argparse.SUPPRESS)
@@ -509,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
     if args.write:
-        RESULTS.write_text(splice(RESULTS.read_text(encoding="utf-8"), part), encoding="utf-8")
+        write_section(part, BEGIN, END, RESULTS)
     return 0
 
 

@@ -44,6 +44,7 @@ from typing import Any
 
 import httpx
 
+from .sections import write_section
 from .upstream import entries, simulator
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -343,13 +344,6 @@ def section(result: dict[str, Any], before: dict[str, Any] | None = None) -> str
     return "\n".join(lines)
 
 
-def splice(document_text: str, part: str) -> str:
-    begin, end = document_text.find(BEGIN), document_text.find(END)
-    if begin != -1 and end > begin:
-        return document_text[:begin] + part + document_text[end + len(END) :]
-    return document_text.rstrip("\n") + "\n\n" + part + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serving")
     parser.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
@@ -375,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2), encoding="utf-8")
     if args.write:
-        RESULTS.write_text(splice(RESULTS.read_text(encoding="utf-8"), part), encoding="utf-8")
+        write_section(part, BEGIN, END, RESULTS)
     return 0
 
 

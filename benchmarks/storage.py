@@ -51,6 +51,7 @@ from service.live.storage import open_storage
 from .cluster import Proc, serve_instances, wait_until_known
 from .measure import proc_cpu_seconds
 from .report import machine
+from .sections import write_section
 from .upstream import simulator
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -421,13 +422,6 @@ def _uptime_lines(result: dict[str, Any]) -> list[str]:
     ]
 
 
-def splice(document_text: str, part: str) -> str:
-    begin, end = document_text.find(BEGIN), document_text.find(END)
-    if begin != -1 and end > begin:
-        return document_text[:begin] + part + document_text[end + len(END) :]
-    return document_text.rstrip("\n") + "\n\n" + part + "\n"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.storage")
     parser.add_argument("--quick", action="store_true", help="100 adapters for 20 s (a smoke run)")
@@ -443,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         part = section(result, result.get("command", "python -m benchmarks.storage"))
         print(part)
         if args.write:
-            RESULTS.write_text(splice(RESULTS.read_text(encoding="utf-8"), part), encoding="utf-8")
+            write_section(part, BEGIN, END, RESULTS)
         return 0
     plan = StoragePlan.quick() if args.quick else StoragePlan()
     if args.seconds is not None:
@@ -458,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2), encoding="utf-8")
     if args.write:
-        RESULTS.write_text(splice(RESULTS.read_text(encoding="utf-8"), part), encoding="utf-8")
+        write_section(part, BEGIN, END, RESULTS)
     return 0 if result["on_off"]["correct"] and result["uptime"]["correct"] else 1
 
 
