@@ -127,6 +127,11 @@ class ChecksConfig:
     # Tokens paid probes (probe = "completion") may be billed per sliding hour;
     # past it they send the free probe until the hour has room (None = no budget).
     max_probe_tokens_per_hour: int | None = None
+    # Worker processes the concurrent pass is sharded over (None = "auto": the
+    # CPU count; 0 or 1 = off), used only when the HTTP adapters built from
+    # the config number at least ``shard_threshold`` (service.engine.shards).
+    workers: int | None = None
+    shard_threshold: int = 1000
     # Filled by parse_config from the provider entries (not [checks] keys):
     # provider name -> its ``max_concurrent``, and (model, provider) -> its
     # ``min_interval`` override.

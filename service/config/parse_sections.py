@@ -48,6 +48,7 @@ _CHECK_KEYS: KeyTypes = {
     "adaptive_ceiling": int,
     "allow_link_local": bool,
     "max_probe_tokens_per_hour": int,
+    "shard_threshold": int,
 }
 _SERVER_KEYS: KeyTypes = {
     "host": str,
@@ -101,7 +102,7 @@ _STORAGE_KEYS: KeyTypes = {
 
 
 def parse_checks(validator: Validator, data: Mapping[str, Any]) -> ChecksConfig:
-    values = validator.section(data, "checks", _CHECK_KEYS, SCHEDULE_KEYS)
+    values = validator.section(data, "checks", _CHECK_KEYS, (*SCHEDULE_KEYS, "workers"))
     table = data.get("checks", {})
     schedule = validator.schedule(table, "checks") if isinstance(table, dict) else {}
     values["schedule"] = CheckSchedule(**(schedule or {}))
@@ -125,9 +126,31 @@ def parse_checks(validator: Validator, data: Mapping[str, Any]) -> ChecksConfig:
             1,
             " (tokens paid probes may be billed per sliding hour; leave it out for no budget)",
         ),
+        (
+            "shard_threshold",
+            1,
+            " (the number of HTTP adapters from which the concurrent pass is sharded "
+            "over worker processes)",
+        ),
     )
+    if isinstance(table, dict) and "workers" in table:
+        _workers(validator, values, table["workers"])
     validator.allow_link_local = values.get("allow_link_local", False)
     return ChecksConfig(**values)
+
+
+def _workers(validator: Validator, values: dict[str, Any], workers: object) -> None:
+    """``workers = "auto" | int``: None (auto, the CPU count) or the number given."""
+    if workers == "auto":
+        values["workers"] = None
+    elif isinstance(workers, int) and not isinstance(workers, bool) and workers >= 0:
+        values["workers"] = workers
+    else:
+        validator.problem(
+            "checks.workers",
+            'must be "auto" (one worker process per CPU) or a whole number >= 0 '
+            f"(0 or 1 = no worker processes), got {workers!r}",
+        )
 
 
 def parse_server(validator: Validator, data: Mapping[str, Any]) -> ServerConfig:

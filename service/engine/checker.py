@@ -44,7 +44,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Unpack
+from typing import Any, Protocol, Unpack
 
 import trio
 
@@ -66,7 +66,7 @@ from .report import (
 from .settings import CheckerSettings
 from .telemetry import Tracing
 
-__all__ = ["HealthChecker", "ResultCallback", "RunCallback"]
+__all__ = ["HealthChecker", "ResultCallback", "RunCallback", "ShardDelivery", "ShardDispatch", "ShardItem"]
 
 logger = logging.getLogger("router_health.checker")
 
@@ -74,6 +74,36 @@ logger = logging.getLogger("router_health.checker")
 ResultCallback = Callable[[ProbeResult], None]
 #: Called with each finished run's report and its strategy ("concurrent"/"sequential").
 RunCallback = Callable[[HealthReport, str], None]
+
+#: One probe a worker process sends: (index, model, provider, free twin?, fallback?).
+ShardItem = tuple[int, str, str, bool, bool]
+#: Called by a shard dispatcher with (index, raw result, whether it held a probe slot).
+ShardDelivery = Callable[[int, ProbeResult, bool], None]
+
+
+class ShardDispatch(Protocol):
+    """Worker processes the concurrent pass sends its probes to (:mod:`service.engine.shards`)."""
+
+    def worker_of(self, model: str, adapter: Adapter) -> int | None:
+        """The worker that probes ``adapter`` of ``model`` (None: this process does)."""
+        ...
+
+    async def probe(
+        self,
+        worker: int,
+        run_id: str,
+        items: list[ShardItem],
+        model_remaining: float,
+        run_remaining: float,
+        deliver: ShardDelivery,
+    ) -> None:
+        """Probe ``items`` in ``worker``, ``deliver``-ing each raw result as it arrives.
+
+        Returns when every item was delivered; raises if the worker fails;
+        when cancelled, the worker's probes are cancelled too.
+        """
+        ...
+
 
 # Exceptions that are not an adapter's business to report: they must reach
 # the caller (cancellation, Ctrl-C, interpreter exit).
@@ -99,6 +129,16 @@ def _adapter_timeout(adapter: Adapter, default: float) -> float:
 def _describe(exc: BaseException, secrets: Sequence[Any]) -> str:
     detail = str(exc) or type(exc).__name__
     return redact(f"{type(exc).__name__}: {detail}", secrets)
+
+
+@dataclass(slots=True, frozen=True)
+class _Dispatched:
+    """A probe sent to a worker: ``adapter`` is the key of what is remembered, ``sent`` went out."""
+
+    model: str
+    adapter: Adapter
+    sent: Adapter
+    budget_fallback: bool
 
 
 @dataclass(slots=True)
@@ -204,6 +244,11 @@ class HealthChecker:
         self.cost = ProbeCosts(settings.max_probe_tokens_per_hour)
         #: Spans for runs and probes, off until given a tracer (:mod:`service.engine.telemetry`).
         self.tracing = Tracing()
+        #: Worker processes the concurrent pass is sharded over, set by the
+        #: AdapterManager of a large fleet (:mod:`service.engine.shards`); never
+        #: with an embedder's own ``probe_limiter`` (a cap only this process sees).
+        self.shards: ShardDispatch | None = None
+        self.shardable = probe_limiter is None
 
     def __repr__(self) -> str:
         return f"HealthChecker({self.slots!r}, {self.recent!r})"
@@ -452,6 +497,11 @@ class HealthChecker:
         self, run: _Run, model_deadline: float, run_deadline: float
     ) -> None:
         budget = _Budget(model_deadline=min(model_deadline, run_deadline), run_deadline=run_deadline)
+        plan: Mapping[str, Sequence[Adapter]] = run.plan
+        batches: dict[int, list[_Dispatched]] = {}
+        shards = self.shards if self.shardable else None
+        if shards is not None:
+            plan, batches = self._split(run, shards)
 
         async def check_model(adapters: Sequence[Adapter], model: str) -> None:
             async with trio.open_nursery() as nursery:
@@ -459,8 +509,145 @@ class HealthChecker:
                     nursery.start_soon(self._probe_and_record, run, model, adapter, budget)
 
         async with trio.open_nursery() as nursery:
-            for model, adapters in run.plan.items():
+            if shards is not None and batches:
+                nursery.start_soon(self._sharded_pass, run, shards, batches, budget)
+            for model, adapters in plan.items():
                 nursery.start_soon(check_model, adapters, model)
+
+    def _split(
+        self, run: _Run, shards: ShardDispatch
+    ) -> tuple[dict[str, list[Adapter]], dict[int, list[_Dispatched]]]:
+        """What this process probes itself, and what goes to each worker.
+
+        Every sharded adapter first goes through what a local probe does
+        before sending anything (reported traffic, a Retry-After hold,
+        ``min_interval``, the token budget): only probes to send leave.
+        """
+        local: dict[str, list[Adapter]] = {}
+        batches: dict[int, list[_Dispatched]] = {}
+        for model, adapters in run.plan.items():
+            for adapter in adapters:
+                worker = shards.worker_of(model, adapter)
+                if worker is None:
+                    local.setdefault(model, []).append(adapter)
+                    continue
+                answered = self._answered_without_probe(run, model, adapter, run.use_cache)
+                if answered is not None:
+                    run.record(answered)
+                    continue
+                sent, budget_fallback = self._probe_to_send(run, model, adapter)
+                if sent is None:
+                    run.record(self.cost.withheld(model, adapter))
+                    continue
+                batches.setdefault(worker, []).append(
+                    _Dispatched(model, adapter, sent, budget_fallback)
+                )
+        return local, batches
+
+    async def _sharded_pass(
+        self,
+        run: _Run,
+        shards: ShardDispatch,
+        batches: Mapping[int, Sequence[_Dispatched]],
+        budget: _Budget,
+    ) -> None:
+        """Probes sent to worker processes, one batch each; the deadline stays ours.
+
+        Budgets go as seconds remaining (the processes' clocks differ), a
+        little short so that a worker's own timeout results arrive before
+        our deadline; whatever has not arrived by then is a timeout here,
+        as a local probe's would be.
+        """
+        start = trio.current_time()
+        pending: dict[int, _Dispatched] = {}
+        info = logger.isEnabledFor(logging.INFO)
+        items: dict[int, list[ShardItem]] = {}
+        for worker, dispatched in batches.items():
+            for entry in dispatched:
+                index = len(pending)
+                pending[index] = entry
+                items.setdefault(worker, []).append(
+                    (index, entry.model, entry.adapter.provider, entry.sent is not entry.adapter, False)
+                )
+                if info:
+                    logger.info(
+                        "Checking adapter: %s - %s",
+                        entry.adapter.adapter_name,
+                        entry.adapter.provider,
+                        extra={"run_id": run.id, "model": entry.model, "provider": entry.adapter.provider},
+                    )
+
+        def deliver(index: int, raw: ProbeResult, granted: bool) -> None:
+            entry = pending.pop(index, None)
+            if entry is None:
+                return  # late, or not ours
+            self.in_flight -= 1
+            run.record(self._shard_result(run, entry, raw, granted))
+
+        margin = _shard_margin(budget.model_deadline - start)
+        self.in_flight += len(pending)
+        try:
+            with trio.move_on_at(budget.model_deadline):
+                async with trio.open_nursery() as nursery:
+                    for worker, batch in items.items():
+                        nursery.start_soon(
+                            shards.probe,
+                            worker,
+                            run.id,
+                            batch,
+                            max(budget.model_deadline - start - margin, 0.0),
+                            max(budget.run_deadline - start - margin, 0.0),
+                            deliver,
+                        )
+        except BaseException:
+            for entry in pending.values():  # went out, may be billed
+                self.cost.record(entry.model, entry.sent, None, budget_fallback=entry.budget_fallback)
+            raise
+        finally:
+            self.in_flight -= len(pending)
+        end = trio.current_time()
+        for entry in list(pending.values()):
+            own_timeout = _adapter_timeout(entry.adapter, self.settings.adapter_timeout)
+            deadline = min(start + own_timeout, budget.model_deadline, budget.run_deadline)
+            if deadline == start + own_timeout:
+                limit = f"adapter timeout {own_timeout:g} s"
+            elif deadline == budget.run_deadline:
+                limit = "the run's deadline"
+            else:
+                limit = "the model's budget"
+            own = limit.startswith("adapter")
+            raw = ProbeResult(
+                model=entry.model,
+                provider=entry.adapter.provider,
+                adapter=entry.adapter.adapter_name,
+                status=ProbeStatus.TIMEOUT,
+                latency_ms=(end - start) * 1000.0,
+                checked_at=time.time(),
+                error=f"no answer within {deadline - start:.2f} s ({limit})",
+                failure=FailureKind.TIMEOUT if own else FailureKind.DEADLINE,
+            )
+            run.record(self._shard_result(run, entry, raw, True))
+        pending.clear()
+
+    def _shard_result(
+        self, run: _Run, entry: _Dispatched, raw: ProbeResult, granted: bool
+    ) -> ProbeResult:
+        """A worker's raw result, finished here as :meth:`_probe` finishes a local one."""
+        if raw.error:
+            # A worker knows only its shard's keys; the run knows them all.
+            scrubbed = redact(raw.error, run.secrets)
+            if scrubbed != raw.error:
+                raw = dataclasses.replace(raw, error=scrubbed)
+        _log_verdict(None, run, entry.model, entry.adapter, raw)
+        return self._settle(
+            entry.model,
+            entry.adapter,
+            entry.sent,
+            self._transient(raw),
+            entry.budget_fallback,
+            granted_at=None,
+            granted=granted,
+        )
 
     async def _sequential_pass(
         self,
@@ -520,11 +707,23 @@ class HealthChecker:
         use_cache: bool | None = None,
     ) -> None:
         use_cache = run.use_cache if use_cache is None else use_cache
+        answered = self._answered_without_probe(run, model, adapter, use_cache)
+        if answered is not None:
+            run.record(answered)
+            return
+        with self.tracing.probe(model, adapter.provider, adapter.adapter_name) as span:
+            result = await self._probe(model, adapter, budget, fallback=fallback, run=run)
+            span.record(result)
+        run.record(result)
+
+    def _answered_without_probe(
+        self, run: _Run, model: str, adapter: Adapter, use_cache: bool
+    ) -> ProbeResult | None:
+        """The result that needs no probe (reported traffic, a hold, ``min_interval``), if any."""
         # Reported traffic first: it is fresher than anything remembered and
         # sends nothing, so it cannot break a Retry-After either.
         if (derived := self.passive.verdict(model, adapter)) is not None:
-            run.record(self._transient(derived))
-            return
+            return self._transient(derived)
         # A Retry-After is the provider's request, not our cache: it holds
         # even for callers that asked for a fresh probe.
         if (held := self.recent.held(model, adapter)) is not None:
@@ -535,8 +734,7 @@ class HealthChecker:
                     adapter.provider,
                     extra={"run_id": run.id, "model": model, "provider": adapter.provider},
                 )
-            run.record(held)
-            return
+            return held
         if use_cache and (cached := self.recent.fresh(model, adapter)) is not None:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
@@ -546,28 +744,29 @@ class HealthChecker:
                     cached.cached_age,
                     extra={"run_id": run.id, "model": model, "provider": adapter.provider},
                 )
-            run.record(cached)
-            return
-        with self.tracing.probe(model, adapter.provider, adapter.adapter_name) as span:
-            result = await self._probe(model, adapter, budget, fallback=fallback, run=run)
-            span.record(result)
-        run.record(result)
+            return cached
+        return None
 
-    async def _probe(
-        self, model: str, adapter: Adapter, budget: _Budget, *, fallback: bool, run: _Run
-    ) -> ProbeResult:
+    def _probe_to_send(self, run: _Run, model: str, adapter: Adapter) -> tuple[Adapter | None, bool]:
+        """The adapter to probe with (None: nothing may be sent), and whether the budget chose it."""
         # Past [checks] max_probe_tokens_per_hour a paid adapter sends its free
         # probe instead, or nothing if it has none; ``adapter`` stays the key
         # of everything remembered.
         sent, budget_fallback = self.cost.probe_for(model, adapter)
+        if sent is None and logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s - %s: not probed, the probe token budget is reached",
+                adapter.adapter_name,
+                adapter.provider,
+                extra={"run_id": run.id, "model": model, "provider": adapter.provider},
+            )
+        return sent, budget_fallback
+
+    async def _probe(
+        self, model: str, adapter: Adapter, budget: _Budget, *, fallback: bool, run: _Run
+    ) -> ProbeResult:
+        sent, budget_fallback = self._probe_to_send(run, model, adapter)
         if sent is None:
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s - %s: not probed, the probe token budget is reached",
-                    adapter.adapter_name,
-                    adapter.provider,
-                    extra={"run_id": run.id, "model": model, "provider": adapter.provider},
-                )
             return self.cost.withheld(model, adapter, fallback=fallback)
         wait = SlotWait()
         try:
@@ -578,20 +777,66 @@ class HealthChecker:
             if wait.granted_at is not None:  # cancelled after it went out: it may be billed
                 self.cost.record(model, sent, None, budget_fallback=budget_fallback)
             raise
+        return self._settle(
+            model, adapter, sent, result, budget_fallback, granted_at=wait.granted_at
+        )
+
+    def _settle(
+        self,
+        model: str,
+        adapter: Adapter,
+        sent: Adapter,
+        result: ProbeResult,
+        budget_fallback: bool,
+        *,
+        granted_at: float | None,
+        granted: bool | None = None,
+    ) -> ProbeResult:
+        """Count, remember and hold a probe's result (``adapter`` is the key, ``sent`` went out)."""
         if budget_fallback:
             result = dataclasses.replace(result, budget_fallback=True)
         self.cost.record(model, sent, result, budget_fallback=budget_fallback)
-        if wait.granted_at is not None:  # one that never got a slot says nothing of the provider
+        if granted is None:
+            granted = granted_at is not None
+        if granted:  # one that never got a slot says nothing of the provider
             self.recent.remember(model, adapter, result)
+            if granted_at is not None:  # probed here: the slots here learn from it
+                self.slots.feedback(
+                    adapter.provider,
+                    _signal(result),
+                    granted_at,
+                    local=result.failure is FailureKind.RESOURCE,
+                )
+            if result.retry_after is not None and _pushed_back(result):
+                self.recent.hold(model, adapter, result, result.retry_after)
+        return result
+
+    def worker_run(self, run_id: str) -> _Run:
+        """A worker process's book-keeping for its part of the parent's run ``run_id``."""
+        run = _Run({}, None, known_secrets=self.known_secrets)
+        run.id = run_id
+        return run
+
+    async def probe_in_worker(
+        self, model: str, adapter: Adapter, model_deadline: float, run_deadline: float, run: _Run
+    ) -> tuple[ProbeResult, bool]:
+        """One probe of a worker process: the raw result, and whether it held a slot.
+
+        The parent did everything before (cache, holds, budget) and does
+        everything after (transient, counting, remembering, logging); the
+        slots' feedback stays here, where the slots are.
+        """
+        wait = SlotWait()
+        budget = _Budget(min(model_deadline, run_deadline), run_deadline)
+        result = await self._probe_once(model, adapter, budget, wait, fallback=False, run=run)
+        if wait.granted_at is not None:
             self.slots.feedback(
                 adapter.provider,
                 _signal(result),
                 wait.granted_at,
                 local=result.failure is FailureKind.RESOURCE,
             )
-            if result.retry_after is not None and _pushed_back(result):
-                self.recent.hold(model, adapter, result, result.retry_after)
-        return result
+        return result, wait.granted_at is not None
 
     def _transient(self, result: ProbeResult) -> ProbeResult:
         """``result`` as degraded if its failure is one of its adapter's transient kinds."""
@@ -669,14 +914,7 @@ class HealthChecker:
                 fallback=fallback,
                 queued_ms=queued_ms,
             )
-            if logger.isEnabledFor(logging.WARNING):
-                logger.warning(
-                    "%s - %s health check timed out: %s",
-                    adapter.adapter_name,
-                    adapter.provider,
-                    result.error,
-                    extra=_verdict_fields(extra, run, model, adapter, result),
-                )
+            _log_verdict(extra, run, model, adapter, result)
             return result
 
         unsupported = outcome.failure is FailureKind.UNSUPPORTED
@@ -699,31 +937,7 @@ class HealthChecker:
             tokens=outcome.tokens,
             listed_models=outcome.listed,
         )
-        if unsupported:
-            # Known when the config loaded, the same every run: no warning each time.
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s - %s: %s",
-                    adapter.adapter_name,
-                    adapter.provider,
-                    outcome.error,
-                    extra=_verdict_fields(extra, run, model, adapter, result),
-                )
-        elif outcome.healthy:
-            if extra is not None:  # INFO is on
-                logger.info(
-                    "%s health check successful",
-                    adapter.adapter_name,
-                    extra=_verdict_fields(extra, run, model, adapter, result),
-                )
-        elif logger.isEnabledFor(logging.WARNING):
-            logger.warning(
-                "%s - %s health check failed: %s",
-                adapter.adapter_name,
-                adapter.provider,
-                outcome.error,
-                extra=_verdict_fields(extra, run, model, adapter, result),
-            )
+        _log_verdict(extra, run, model, adapter, result)
         return result
 
     async def _call(
@@ -768,6 +982,51 @@ class HealthChecker:
             if scrubbed != checked.error:
                 checked = dataclasses.replace(checked, error=scrubbed)
         return checked
+
+
+def _log_verdict(
+    extra: dict[str, Any] | None, run: _Run, model: str, adapter: Adapter, result: ProbeResult
+) -> None:
+    """The line a probe's verdict gets (before ``transient``), at its level if that is on."""
+    if result.status is ProbeStatus.TIMEOUT:
+        if logger.isEnabledFor(logging.WARNING):
+            logger.warning(
+                "%s - %s health check timed out: %s",
+                adapter.adapter_name,
+                adapter.provider,
+                result.error,
+                extra=_verdict_fields(extra, run, model, adapter, result),
+            )
+    elif result.failure is FailureKind.UNSUPPORTED:
+        # Known when the config loaded, the same every run: no warning each time.
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s - %s: %s",
+                adapter.adapter_name,
+                adapter.provider,
+                result.error,
+                extra=_verdict_fields(extra, run, model, adapter, result),
+            )
+    elif result.status is ProbeStatus.HEALTHY:
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "%s health check successful",
+                adapter.adapter_name,
+                extra=_verdict_fields(extra, run, model, adapter, result),
+            )
+    elif logger.isEnabledFor(logging.WARNING):
+        logger.warning(
+            "%s - %s health check failed: %s",
+            adapter.adapter_name,
+            adapter.provider,
+            result.error,
+            extra=_verdict_fields(extra, run, model, adapter, result),
+        )
+
+
+def _shard_margin(remaining: float) -> float:
+    """How much earlier than ours a worker's deadline is: time for its results to travel."""
+    return min(0.05 + 0.01 * remaining, 0.5)
 
 
 def _verdict_fields(

@@ -25,6 +25,7 @@ from ..config.values import name_problem
 from .checker import HealthChecker
 from .passive import PassivePolicy, ReportedRequest
 from .settings import CheckerSettings
+from .shards import ShardError, ShardPool, plan_shards
 from .telemetry import TracingExport, open_tracing
 
 logger = logging.getLogger("router_health.manager")
@@ -155,6 +156,7 @@ class AdapterManager:
         self._clients: list[ProbeTransport] = []
         self.connection_budget: ConnectionBudget | None = None
         self._tracing: TracingExport | None = None  # [telemetry], while open
+        self._shards: ShardPool | None = None  # worker processes, while open (large fleets)
         self._open = False
 
     @classmethod
@@ -318,7 +320,43 @@ class AdapterManager:
         for adapter in http_adapters:
             adapter.bind_client(self._new_client(adapter))
         self._open = True
+        try:
+            await self._start_shards()
+        except BaseException:
+            await self.aclose()
+            raise
         return self
+
+    async def _start_shards(self) -> None:
+        """Worker processes for a large fleet (:mod:`service.engine.shards`), if it needs them."""
+        checker = self.health_checker
+        pool = plan_shards(
+            self.config, self.model_adapters, checker.settings, shardable=checker.shardable
+        )
+        if pool is None:
+            return
+        try:
+            await pool.start()
+        except ShardError as exc:
+            logger.warning(
+                "Could not start %d worker processes (%s): this process probes every adapter "
+                "itself; set [checks] workers = 1 to silence this",
+                len(pool.workers),
+                exc,
+            )
+            return
+        self._shards = pool
+        checker.shards = pool
+        logger.info(
+            "Probing %d adapters in %d worker processes (pids %s)",
+            sum(pool.sizes),
+            len(pool.workers),
+            ", ".join(map(str, pool.pids())),
+        )
+
+    def shard_pids(self) -> list[int]:
+        """Process ids of the live worker processes (empty when the fleet is not sharded)."""
+        return [] if self._shards is None else self._shards.pids()
 
     async def __aexit__(
         self,
@@ -329,8 +367,13 @@ class AdapterManager:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every HTTP connection; safe to call twice, and when cancelled."""
+        """Close every HTTP connection and worker process; safe to call twice, and when cancelled."""
         self._open = False
+        shards, self._shards = self._shards, None
+        if shards is not None:
+            if self.health_checker.shards is shards:
+                self.health_checker.shards = None
+            await shards.aclose()  # shielded and bounded, like the closes below
         for _, adapter in self.all_adapters():
             if isinstance(adapter, HttpAdapter):
                 adapter.bind_client(None)

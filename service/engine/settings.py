@@ -6,6 +6,7 @@ by an embedder; every value is checked when the object is made.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -51,6 +52,11 @@ class CheckerSettings:
     # Tokens paid probes may be billed per sliding hour; past it they send the
     # free probe instead (service.engine.cost). None: no budget.
     max_probe_tokens_per_hour: int | None = None
+    # Worker processes the concurrent pass of an AdapterManager's fleet is
+    # sharded over (0 or 1 = none), once its HTTP adapters number at least
+    # ``shard_threshold`` (service.engine.shards). A HealthChecker alone never shards.
+    workers: int = 0
+    shard_threshold: int = 1000
 
     @classmethod
     def from_config(cls, checks: ChecksConfig) -> CheckerSettings:
@@ -73,6 +79,8 @@ class CheckerSettings:
                 for key in checks.adapter_schedule
             },
             max_probe_tokens_per_hour=checks.max_probe_tokens_per_hour,
+            workers=(os.cpu_count() or 1) if checks.workers is None else checks.workers,
+            shard_threshold=checks.shard_threshold,
         )
 
     def transient_for(self, model: str, provider: str) -> frozenset[FailureKind]:
@@ -93,6 +101,8 @@ class CheckerSettings:
             for name, value in self.provider_max_concurrent.items()
         }}
         caps["adaptive_ceiling"] = (self.adaptive_ceiling, 1)
+        caps["workers"] = (self.workers, 0)
+        caps["shard_threshold"] = (self.shard_threshold, 1)
         if self.max_probe_tokens_per_hour is not None:
             caps["max_probe_tokens_per_hour"] = (self.max_probe_tokens_per_hour, 1)
         for name, (cap, low) in caps.items():
