@@ -24,6 +24,7 @@ from service import AdapterManager, CheckerSettings, ConfigError, HealthChecker,
 from service.engine.report import HealthReport, ProbeResult
 from service.engine.shards import ShardPool, encode
 from service.testing.simulator import Behavior, SimProvider, Simulator
+from tests.support import eventually
 from tests.support.served import GUARD, deadline_bound
 
 #: Keys that match no provider-key pattern: only knowing them redacts them.
@@ -113,9 +114,7 @@ def process_gone(pid: int) -> bool:
 
 
 async def wait_gone(pids: list[int]) -> None:
-    with trio.fail_after(EXIT_BOUND):
-        while not all(process_gone(pid) for pid in pids):
-            await trio.sleep(0.05)  # polling a condition, under a bound
+    await eventually(lambda: all(process_gone(pid) for pid in pids), within=EXIT_BOUND)
 
 
 async def test_sharded_verdicts_and_report_match_one_process_and_no_worker_outlives_the_manager() -> None:
@@ -326,7 +325,7 @@ def test_workers_is_auto_or_a_whole_number(value: str, message: str | None) -> N
 
 @pytest.mark.parametrize("value", [0, -3, "10"])
 def test_shard_threshold_is_a_whole_number_of_at_least_one(value: object) -> None:
-    with pytest.raises(ConfigError, match="checks.shard_threshold: must be"):
+    with pytest.raises(ConfigError, match=r"checks\.shard_threshold: must be"):
         parse_config({"checks": {"shard_threshold": value}})
     with pytest.raises(ValueError, match="shard_threshold must be an integer >= 1"):
         CheckerSettings(shard_threshold=0)
@@ -343,5 +342,5 @@ async def test_keys_reach_a_worker_only_through_its_pipe() -> None:
             assert isinstance(pool, ShardPool)
             for pid in manager.shard_pids():
                 for name in ("cmdline", "environ"):
-                    text = Path(f"/proc/{pid}/{name}").read_bytes()
+                    text = await trio.Path(f"/proc/{pid}/{name}").read_bytes()
                     assert not [k for k in KEYS.values() if k.encode() in text], name
