@@ -289,16 +289,20 @@ class _Worker:
         self.failed = None
         self.reader_done = trio.Event()
         self.reader_scope = trio.CancelScope()
-        self.process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "service.engine.shard_worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=self.env,
-        )
+        try:
+            self.process = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "service.engine.shard_worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=self.env,
+            )
+        except OSError as exc:
+            raise ShardError(f"{self.describe()} could not be started: {exc}") from None
         assert self.process.stdin is not None and self.process.stdout is not None
         trio.lowlevel.spawn_system_task(self._read, self.process, name=f"shard-reader-{self.index}")
-        async with self.send_lock:
-            await write_frame(self.process.stdin, ("config", self.config), with_secrets=True)
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            async with self.send_lock:  # a worker that died at once is reported below
+                await write_frame(self.process.stdin, ("config", self.config), with_secrets=True)
         with trio.move_on_after(START_TIMEOUT):
             await self.ready.wait()
         if not self.ready.is_set() or self.failed is not None:
@@ -319,9 +323,8 @@ class _Worker:
                         break
                     for message in frame:
                         self._dispatch(message)
-        except (ShardError, pickle.UnpicklingError, trio.BrokenResourceError, trio.ClosedResourceError,
-                EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
-            reason = f"protocol error ({type(exc).__name__}: {exc})"
+        except Exception as exc:  # a system task must never raise: this run's batches fail
+            reason = f"protocol error ({type(exc).__name__})"
         finally:
             if self.process is process:
                 self._fail(reason)
@@ -461,13 +464,24 @@ class ShardPool:
 
     async def start(self) -> None:
         """Start every worker at once; raises :class:`ShardError` (all stopped) if one fails."""
+        problems: list[str] = []
+
+        async def start(worker: _Worker) -> None:
+            try:
+                await worker.start()
+            except ShardError as exc:
+                problems.append(str(exc))
+
         try:
             async with trio.open_nursery() as nursery:
                 for worker in self.workers:
-                    nursery.start_soon(worker.start)
-        except BaseException:
+                    nursery.start_soon(start, worker)
+        except BaseException:  # cancelled while starting: no process left behind
             await self.aclose()
             raise
+        if problems:
+            await self.aclose()
+            raise ShardError("; ".join(problems))
 
     def pids(self) -> list[int]:
         return [pid for worker in self.workers if (pid := worker.pid) is not None]
