@@ -14,6 +14,7 @@ from typing import Any
 from . import acceptance, workload
 from .measure import FdSampler
 from .suite import (
+    DEFAULT_SHARD_THRESHOLD,
     OURS_ADAPTER_TIMEOUT,
     OURS_TIMEOUT,
     SEED_ADAPTER_TIMEOUT,
@@ -184,6 +185,13 @@ def seed_table(results: Results) -> str:
     )
 
 
+def _processes(result: dict[str, Any] | None) -> str:
+    """1 + the worker processes a row of ours ran with ("—" when not recorded)."""
+    if not result or "error" in result or "workers" not in result:
+        return "—"
+    return str(1 + int(result["workers"]))
+
+
 def scale_table(results: Results) -> str:
     rows = []
     for row in results.scale:
@@ -193,6 +201,7 @@ def scale_table(results: Results) -> str:
         rows.append(
             [
                 f"{row['n']:,} + {len(workload.SENTINELS)}",
+                _processes(t),
                 _s(tw),
                 _x(tw / lat if tw else None),
                 _x(t.get("cpu_ms_per_probe"), 3),
@@ -218,12 +227,17 @@ def scale_table(results: Results) -> str:
         f"Every provider answers after {lat:g} s; each run also probes {len(workload.SENTINELS)} "
         "failure-mode sentinels (status 500, 429, 401, key echo, malformed JSON, HTML, wrong shape, "
         "reset, 10 MB body, hang, trickled body), which must come back with their own status and "
-        "failure kind (ours) or unhealthy (the seed design, which has nothing finer). Wall is the "
-        "median of the measured runs; *runs* is warm-up + measured runs; CPU is the checker "
-        "process's alone.\n\n"
+        "failure kind (ours) or unhealthy (the seed design, which has nothing finer). The healthy "
+        "fleet is answered by the lean upstream (`benchmarks/fast_upstream.py`), the sentinels by "
+        "the full simulator. Wall is the median of the measured runs; *runs* is warm-up + measured "
+        "runs. Ours runs with the default `[checks] workers` (*processes*: the checker and its "
+        "worker processes); its CPU and peak RSS are summed over them (each process's own peak). "
+        "*Upstream CPU ms/request* is the lean upstream's, summed over its processes, per "
+        "request it answered.\n\n"
         + _table(
             [
                 "N + sentinels",
+                "processes",
                 "ours: wall",
                 "wall / latency",
                 "CPU ms/probe",
@@ -242,6 +256,76 @@ def scale_table(results: Results) -> str:
                 "seed wall / ours",
             ],
             rows,
+        )
+    )
+
+
+def _kb_per_adapter(result: dict[str, Any] | None) -> float | None:
+    """Peak RSS (summed over the row's processes) per probe of a run, in KB."""
+    if not result or "error" in result:
+        return None
+    rss, probes = result.get("peak_rss_mb"), result.get("probes_per_run")
+    return rss * 1024 / probes if rss and probes else None
+
+
+def _cpu_split(result: dict[str, Any]) -> str:
+    """``parent + workers`` CPU ms per probe (the parts of the summed figure)."""
+    parent = result.get("parent_cpu_ms_per_probe")
+    workers = result.get("shard_cpu_ms_per_probe") or []
+    if parent is None:
+        return "—"
+    if not workers:
+        return f"{parent:.3f}"
+    return f"{parent:.3f} + " + " + ".join(f"{w:.3f}" for w in workers)
+
+
+def workers_table(results: Results) -> str:
+    rows = []
+    for row in results.scale:
+        if not row.get("trio_single"):
+            continue
+        for label, r in (("default workers", row["trio"]), ("workers = 1", row["trio_single"])):
+            w = _wall(r)
+            kb = _kb_per_adapter(r)
+            rows.append(
+                [
+                    f"{row['n']:,} + {len(workload.SENTINELS)}",
+                    label,
+                    _processes(r),
+                    _s(w),
+                    _x(w / row["latency"] if w else None),
+                    _x(r.get("cpu_ms_per_probe"), 3),
+                    _cpu_split(r),
+                    _x(r.get("peak_rss_mb"), 0),
+                    "—" if kb is None else f"{kb:.1f}",
+                    _fds(r),
+                    _runs(r),
+                    _ok(r),
+                ]
+            )
+    return (
+        "The scale curve's rows where the fleet is large enough for worker processes, run again "
+        "with `[checks] workers = 1` (one process), on the same upstreams. CPU per probe is summed "
+        "over the checker and its workers (*parent + each worker* beside it); peak RSS is the sum "
+        "of each process's own peak, and *per adapter* divides it by the probes of a run; peak fds "
+        "are sampled as the sum over the processes.\n\n"
+        + _table(
+            [
+                "N + sentinels",
+                "config",
+                "processes",
+                "wall",
+                "wall / latency",
+                "CPU ms/probe, summed",
+                "parent + each worker",
+                "peak RSS MB, summed",
+                "KB / adapter",
+                "peak fds / bound",
+                "runs",
+                "correct",
+            ],
+            rows,
+            "llrrrrrrrrrr",
         )
     )
 
@@ -719,11 +803,14 @@ def targets(results: Results) -> list[dict[str, Any]]:
                 unit=" ms",
             )
         if n == RSS_TARGET_N:
-            rss, probes = t.get("peak_rss_mb"), t.get("probes_per_run")
+            # On one process (workers = 1) where the run has that row: the target compares
+            # the checker's own memory per adapter, which worker processes would add to.
+            single = row.get("trio_single")
             add(
-                f"peak RSS per adapter at N={n:,} ≤ {RSS_PER_PROBE_BEFORE_KB:.1f} KB "
-                "(the run before issue 18)",
-                rss * 1024 / probes if rss and probes else None,
+                f"peak RSS per adapter at N={n:,}"
+                + (", workers = 1" if single else "")
+                + f" ≤ {RSS_PER_PROBE_BEFORE_KB:.1f} KB (the run before issue 18)",
+                _kb_per_adapter(single or t),
                 RSS_PER_PROBE_BEFORE_KB,
                 unit=" KB",
             )
@@ -737,6 +824,18 @@ def targets(results: Results) -> list[dict[str, Any]]:
                 "margin": "" if within is not False else "fds over the bound",
             }
         )
+        single = row.get("trio_single")
+        if single:
+            within = fds_within(single)
+            out.append(
+                {
+                    "target": f"N={n:,}, workers = 1: every result correct, peak fds within bound",
+                    "measured": f"{single.get('correct', 0):,}/{single.get('expected', 0):,} "
+                    f"correct, peak fds {_fds(single)}",
+                    "met": bool(single.get("all_correct")) and within is True,
+                    "margin": "" if within is not False else "fds over the bound",
+                }
+            )
     for row in results.seed_table:
         n = row["n"]
         sp = _speedup(row["trio_sequential"], row["trio"])
@@ -778,6 +877,8 @@ def markdown(results: Results) -> str:
         parts += ["## Acceptance (issues 2 and 3)", acceptance.markdown(results.acceptance)]
     parts += ["## The seed's table", seed_table(results)]
     parts += ["## The scale curve", scale_table(results)]
+    if any(row.get("trio_single") for row in results.scale):
+        parts += ["## Worker processes: several vs one", workers_table(results)]
     if results.sequential:
         parts += ["## Sequential vs concurrent at low latency", sequential_table(results)]
     if results.strategies:
@@ -1221,23 +1322,102 @@ def reading_missed(results: Results) -> str:
         )
         n = next((n for n in by_n if t["target"].startswith(f"scale N={n:,}:")), None)
         if n is not None:
-            r = by_n[n]["trio"]
-            probes = r.get("probes_per_run") or 0
-            ours = (r.get("cpu_ms_per_probe") or 0) * probes / 1000
-            upstream = (r.get("sim_cpu_ms_per_probe") or 0) * probes / 1000
-            lat = by_n[n]["latency"]
-            line += (
-                f" Per run of {probes:,} probes, our process used {ours:.2f} s of CPU and the "
-                f"simulator process {upstream:.2f} s"
-            )
-            if upstream > lat:
-                line += (
-                    f", {upstream / lat:.1f}x the latency: one process runs on one core at a "
-                    "time, so no checker gets its answers sooner from that simulator"
-                )
-            line += "."
+            line += " " + _cpu_per_run(results, by_n[n]["trio"], by_n[n]["latency"])
         lines.append(line)
     return "\n".join(lines)
+
+
+def _cpu_per_run(results: Results, r: dict[str, Any], lat: float) -> str:
+    """What every process of a row spent per run, against the latency and the cores."""
+    probes = r.get("probes_per_run") or 0
+    ours = (r.get("cpu_ms_per_probe") or 0) * probes / 1000
+    processes = 1 + int(r.get("workers") or 0)
+    who = "our process" if processes == 1 else f"our {processes} processes (summed)"
+    text = f"Per run of {probes:,} probes, {who} used {ours:.2f} s of CPU"
+    upstream = r.get("upstream_cpu_s")
+    if upstream:  # the lean upstream, per process
+        total = sum(upstream)
+        text += f", the lean upstream {total:.2f} s"
+        if len(upstream) > 1:
+            text += f" over {len(upstream)} processes (the busiest {max(upstream):.2f} s)"
+        if r.get("sentinel_cpu_s") is not None:
+            text += f" and the sentinels' simulator {r['sentinel_cpu_s']:.2f} s"
+        busiest = max(upstream)
+    else:  # one simulator answered every probe
+        total = busiest = (r.get("sim_cpu_ms_per_probe") or 0) * probes / 1000
+        text += f" and the simulator process {total:.2f} s"
+    if busiest > lat:
+        return text + (
+            f", {busiest / lat:.1f}x the latency in one upstream process: a process runs on one "
+            "core at a time, so no checker gets its answers sooner from that upstream."
+        )
+    cores = results.cpu_count or 0
+    if cores:
+        floor = (ours + total) / cores
+        text += (
+            f"; on {cores} cores, that CPU alone needs at least {floor:.2f} s of wall time "
+            f"({floor / lat:.2f}x the latency)"
+        )
+    return text + "."
+
+
+def reading_workers(results: Results) -> str:
+    """Worker processes against one process, at the sizes the run measured both."""
+    sentences = []
+    for row in results.scale:
+        single, many = row.get("trio_single"), row["trio"]
+        if not single or not _wall(single) or not _wall(many):
+            continue
+        lat, n = row["latency"], row["n"]
+        w1, wn = _wall(single) or 0.0, _wall(many) or 0.0
+        processes = 1 + int(many.get("workers") or 0)
+        if processes == 1:
+            sentences.append(
+                f"At {_n(n)} the default configuration ran in one process on this machine, so "
+                "both rows measured the same design."
+            )
+            continue
+        kb1, kbn = _kb_per_adapter(single), _kb_per_adapter(many)
+        sentences.append(
+            f"At {_n(n)}, {processes} processes (the checker and {processes - 1} workers) took "
+            f"{wn:.2f} s ({wn / lat:.2f}x the latency) against {w1:.2f} s ({w1 / lat:.2f}x) in "
+            f"one process, at {many['cpu_ms_per_probe']:.3f} ms of CPU per probe summed against "
+            f"{single['cpu_ms_per_probe']:.3f}; peak RSS summed "
+            f"{many.get('peak_rss_mb') or 0:.0f} MB against {single.get('peak_rss_mb') or 0:.0f} MB"
+            + (f" ({kbn:.1f} against {kb1:.1f} KB per adapter)" if kb1 and kbn else "")
+            + "."
+        )
+    return " ".join(sentences) or (
+        "This run measured no fleet both with worker processes and in one process."
+    )
+
+
+def reading_upstream(results: Results) -> str:
+    """The lean upstream's CPU per request and per run, against the latency."""
+    parts = []
+    processes = 0
+    rows = [r for r in results.scale if r["trio"].get("upstream_cpu_s")]
+    big = [r for r in rows if r["n"] >= DEFAULT_SHARD_THRESHOLD]
+    for row in big or rows:  # the sizes where it could have been the limit
+        r = row["trio"]
+        upstream = r["upstream_cpu_s"]
+        if r.get("sim_cpu_ms_per_probe") is None:
+            continue
+        processes = len(upstream)
+        parts.append(
+            f"{r['sim_cpu_ms_per_probe']:.3f} ms per request at {_n(row['n'])} "
+            f"({sum(upstream):.3f} s per run"
+            + (f", the busiest process {max(upstream):.3f} s)" if processes > 1 else ")")
+        )
+    if not parts:
+        return "In this run one simulator process answered every probe."
+    lat = results.scale[0]["latency"]
+    return (
+        f"The lean upstream ran as {processes} process{'' if processes == 1 else 'es'}"
+        + " and used "
+        + "; ".join(parts)
+        + f", against the {lat:g} s latency each answer waits."
+    )
 
 
 def reading_http(results: Results) -> str:
@@ -1268,6 +1448,8 @@ READINGS = {
     "seed": reading_seed,
     "missed": reading_missed,
     "http": reading_http,
+    "workers": reading_workers,
+    "upstream": reading_upstream,
 }
 _READING = re.compile(r"\{\{reading:([a-z_]+)\}\}")
 

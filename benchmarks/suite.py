@@ -4,6 +4,10 @@ Every measured configuration runs in a fresh process (``benchmarks.worker``
 for this project, ``benchmarks.baselines.seed_asyncio`` for the seed's design,
 ``benchmarks.http_server`` for the HTTP rows) against a simulator running in
 a process of its own, so each row's CPU, peak RSS and fds are that row's only.
+
+The scale curve's healthy fleet (and the client-strategy and HTTP rows on it) is
+answered by the lean upstream (``benchmarks.fast_upstream``), which is not the
+limit; its failure-mode sentinels by the full simulator, judged strictly as before.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from .cluster import ClusterPlan
 from .cluster import run as run_cluster
 from .policies import PolicyPlan
 from .policies import run as run_policies
-from .upstream import Upstream, simulator
+from .upstream import Upstream, fast_upstream, simulator
 
 #: The repository root: workers run as ``python -m benchmarks.worker`` from here.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,6 +51,8 @@ SEED_ADAPTER_TIMEOUT = 8.0
 SEED_POOL = httpx._config.DEFAULT_LIMITS.max_connections  # not re-exported since httpx 0.28
 #: Warm-up runs before the measured ones, for ours and the seed design alike (concurrent rows).
 WARMUP = 1
+#: ``[checks] shard_threshold``'s default: fleets this large get worker processes.
+DEFAULT_SHARD_THRESHOLD = 1000
 
 
 @dataclass
@@ -72,6 +78,12 @@ class Plan:
     only_policies: bool = False  # --policies-only: that section and nothing else
     cluster: bool = True  # instances with and without [cluster] (benchmarks/cluster.py)
     only_cluster: bool = False  # --cluster-only: that section and nothing else
+    # Worker processes (issue 18): ours runs with ``[checks] workers`` = shard_workers at
+    # every scale N, and again with workers = 1 at each of unsharded_ns, side by side.
+    shard_workers: int | str = "auto"
+    shard_threshold: int | None = None  # None: the config's default
+    unsharded_ns: list[int] = field(default_factory=list)
+    upstream_processes: int = 1  # the lean upstream's processes (SO_REUSEPORT)
 
     @classmethod
     def full(cls) -> Plan:
@@ -99,6 +111,7 @@ class Plan:
             performance_ns=[5, 10, 15],
             baseline_cap_s=60.0,
             repeats=3,
+            unsharded_ns=[1000, 10000],
         )
 
     @classmethod
@@ -120,6 +133,11 @@ class Plan:
             performance_ns=[5],
             baseline_cap_s=20.0,
             repeats=2,
+            # Two workers whatever the machine, from 50 adapters: N = 100 runs sharded
+            # and unsharded, so a wrong sharded verdict fails CI.
+            shard_workers=2,
+            shard_threshold=50,
+            unsharded_ns=[100],
         )
 
     def policy_plan(self) -> PolicyPlan:
@@ -144,6 +162,7 @@ class Plan:
             + (1 if self.acceptance else 0)
             + 4 * len(self.seed_ns)  # ours + baseline, concurrent + sequential
             + 2 * len(self.scale_ns)
+            + len([n for n in self.unsharded_ns if n in self.scale_ns])
             + 4 * len(self.sequential_ns)
             + len(self.strategies)
             + len(self.strategies_big)
@@ -193,7 +212,7 @@ class Results:
         failures += [f"acceptance: {r['scenario']}" for r in self.acceptance if not r["correct"]]
         for section in ("seed_table", "scale", "sequential", "strategies", "http", "performance"):
             for row in getattr(self, section):
-                for impl in ("trio", "http"):
+                for impl in ("trio", "trio_single", "http"):
                     result = row.get(impl)
                     if result is not None and not result.get("all_correct", False):
                         failures.append(
@@ -244,8 +263,59 @@ def _run_worker(module: str, job: dict[str, Any], timeout: float) -> dict[str, A
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@dataclass(frozen=True, slots=True)
+class Upstreams:
+    """The scale curve's upstreams: the lean one for the fleet, the simulator for sentinels."""
+
+    fleet: Upstream
+    sentinels: Upstream
+
+    @property
+    def url(self) -> str:
+        return workload.roots(self.fleet.url, self.sentinels.url)
+
+    @property
+    def pid(self) -> int:
+        return self.fleet.pid
+
+
+@contextmanager
+def scale_upstreams(n: int, latency: float, *, processes: int = 1) -> Iterator[Upstreams]:
+    """A lean upstream for ``n`` healthy providers and a simulator for the sentinels."""
+    with (
+        simulator(workload.simulator_spec(0, latency, sentinels=True)) as sentinels,
+        fast_upstream(
+            workload.simulator_spec(n, latency, sentinels=False), processes=processes
+        ) as fleet,
+    ):
+        yield Upstreams(fleet, sentinels)
+
+
+def _upstream_keys(up: Upstream | Upstreams) -> dict[str, Any]:
+    if isinstance(up, Upstreams):
+        return {
+            "root_url": up.url,
+            "sim_pid": up.fleet.pid,
+            "upstream_pids": list(up.fleet.all_pids()),
+            "sentinel_pid": up.sentinels.pid,
+        }
+    return {"root_url": up.url, "sim_pid": up.pid}
+
+
+def sharding(plan: Plan, n: int, workers: int | str | None) -> dict[str, Any]:
+    """The job keys for ``workers`` at ``n`` (+ sentinels), and whether it must shard."""
+    workers = plan.shard_workers if workers is None else workers
+    count = (os.cpu_count() or 1) if workers == "auto" else int(workers)
+    threshold = plan.shard_threshold or DEFAULT_SHARD_THRESHOLD
+    keys: dict[str, Any] = {"workers": workers}
+    if plan.shard_threshold is not None:
+        keys["shard_threshold"] = plan.shard_threshold
+    keys["expect_sharded"] = count > 1 and n + len(workload.SENTINELS) >= threshold
+    return keys
+
+
 def _job(
-    up: Upstream,
+    up: Upstream | Upstreams,
     n: int,
     latency: float,
     *,
@@ -257,8 +327,7 @@ def _job(
 ) -> dict[str, Any]:
     # Budgets far above the expected times: a deadline must never be what ends a healthy probe.
     return {
-        "root_url": up.url,
-        "sim_pid": up.pid,
+        **_upstream_keys(up),
         "n": n,
         "latency": latency,
         "sentinels": sentinels,
@@ -366,16 +435,38 @@ def scale(plan: Plan, results: Results, step: Step) -> None:
         + [n for n, _, _ in plan.fd_limited]
         + plan.http_ns
     )
-    with simulator(workload.simulator_spec(biggest, latency, sentinels=True)) as up:
+    with scale_upstreams(biggest, latency, processes=plan.upstream_processes) as up:
         for n in plan.scale_ns:
             row: dict[str, Any] = {"n": n, "latency": latency}
             step(f"scale N={n}: ours")
             repeats = plan.repeats if n < 10000 else 2
             row["trio"] = _ours(
                 _job(
-                    up, n, latency, sentinels=True, concurrent=True, warmup=WARMUP, repeats=repeats
+                    up,
+                    n,
+                    latency,
+                    sentinels=True,
+                    concurrent=True,
+                    warmup=WARMUP,
+                    repeats=repeats,
+                    **sharding(plan, n, None),
                 )
             )
+            if n in plan.unsharded_ns:
+                step(f"scale N={n}: ours, one process (workers = 1)")
+                row["trio_single"] = _ours(
+                    _job(
+                        up,
+                        n,
+                        latency,
+                        sentinels=True,
+                        concurrent=True,
+                        warmup=WARMUP,
+                        repeats=repeats,
+                        workers=1,
+                    )
+                )
+                _error(results, f"scale N={n} ours, workers = 1", row["trio_single"])
             step(f"scale N={n}: seed baseline")
             # The same warm-up as ours at every N (a warm-up the cap stops leaves the row
             # unfinished); from 1,000 on, one run of the seed design takes tens of seconds:
@@ -412,6 +503,7 @@ def scale(plan: Plan, results: Results, step: Step) -> None:
                         warmup=WARMUP,
                         repeats=repeats,
                         transport=transport,
+                        workers=1,  # a client strategy is swapped in this process only
                     )
                 )
                 _error(results, f"strategy {transport} N={n}", result)
@@ -432,6 +524,7 @@ def scale(plan: Plan, results: Results, step: Step) -> None:
                         warmup=WARMUP,
                         repeats=1,
                         transport=transport,
+                        workers=1,
                     )
                 )
                 _error(results, f"strategy {transport} N={n}", result)
@@ -440,7 +533,7 @@ def scale(plan: Plan, results: Results, step: Step) -> None:
                 )
         for n, limit, variant in plan.fd_limited:
             step(f"fd limit {limit}, N={n}, {variant}")
-            extra: dict[str, Any] = {"fd_limit": limit}
+            extra: dict[str, Any] = {"fd_limit": limit, "workers": 1}  # one process's fds
             if variant == "probe-limiter":
                 extra.update(transport="direct-no-keepalive", probe_limiter="auto")
             # No warm-up: with fewer sockets than adapters, none survives to the next run anyway.
@@ -553,7 +646,18 @@ def _http_verdicts(body: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
     }
 
 
-def _http_health(up: Upstream, n: int, latency: float, *, repeats: int) -> dict[str, Any]:
+def _children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (the server's shard workers), from /proc."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as handle:
+            return [int(p) for p in handle.read().split()]
+    except OSError:
+        return []
+
+
+def _http_health(
+    up: Upstream | Upstreams, n: int, latency: float, *, repeats: int
+) -> dict[str, Any]:
     tabs = workload.targets(up.url, n, latency, sentinels=True)
     document = workload.config_document(
         tabs, timeout=OURS_TIMEOUT, adapter_timeout=OURS_ADAPTER_TIMEOUT
@@ -563,7 +667,11 @@ def _http_health(up: Upstream, n: int, latency: float, *, repeats: int) -> dict[
             for _ in range(WARMUP):  # connections open
                 client.get("/v1/health/").raise_for_status()
             walls, checker, correct_runs, wrong = [], [], [], []
-            cpu0, sim0 = measure.proc_cpu_seconds(pid), measure.proc_cpu_seconds(up.pid)
+            # The server and its worker processes (if the fleet is sharded), summed.
+            server = [pid, *_children(pid)]
+            fleet = up.fleet if isinstance(up, Upstreams) else up
+            cpu0 = sum(measure.proc_cpu_seconds(p) for p in server)
+            sim0 = sum(fleet.cpu_seconds())
             with measure.FdSampler(pid) as sampler:
                 for _ in range(repeats):
                     start = time.perf_counter()
@@ -574,15 +682,17 @@ def _http_health(up: Upstream, n: int, latency: float, *, repeats: int) -> dict[
                     correct, wrong_now = workload.judge(tabs, _http_verdicts(body), strict=True)
                     correct_runs.append(correct)
                     wrong = wrong or wrong_now
-            cpu = measure.proc_cpu_seconds(pid) - cpu0
-            sim = measure.proc_cpu_seconds(up.pid) - sim0
-            rss = measure.proc_peak_rss_mb(pid)
+            cpu = sum(measure.proc_cpu_seconds(p) for p in server) - cpu0
+            sim = sum(fleet.cpu_seconds()) - sim0
+            rss = sum(measure.proc_peak_rss_mb(p) for p in server)
             size = len(response.content)
     except (OSError, RuntimeError, httpx.HTTPError, KeyError, ValueError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}", "all_correct": False}
     probes = len(tabs) * repeats
+    requests = (n if isinstance(up, Upstreams) else len(tabs)) * repeats
     return {
         "impl": "http",
+        "workers": len(server) - 1,
         "n": n,
         "probes_per_run": len(tabs),
         "walls": walls,
@@ -591,7 +701,7 @@ def _http_health(up: Upstream, n: int, latency: float, *, repeats: int) -> dict[
         # What HTTP added, run by run (medians of walls and of checkers may be other runs').
         "overhead_s": statistics.median(w - c for w, c in zip(walls, checker, strict=True)),
         "cpu_ms_per_probe": cpu * 1000 / probes,
-        "sim_cpu_ms_per_probe": sim * 1000 / probes,
+        "sim_cpu_ms_per_probe": sim * 1000 / requests,
         "peak_rss_mb": rss,
         "peak_fds": sampler.peak,
         "body_bytes": size,

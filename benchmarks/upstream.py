@@ -1,4 +1,9 @@
-"""The simulated upstream in a process of its own, so the checker's CPU is measured alone."""
+"""The simulated upstreams, each in processes of their own, so the checker's CPU is measured alone.
+
+:func:`simulator` runs the full simulator (every wire, every failure mode);
+:func:`fast_upstream` runs :mod:`benchmarks.fast_upstream`, which answers only the
+healthy fleet's probe and costs a fraction of the simulator's CPU per request.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +20,23 @@ from typing import Any
 
 import httpx
 
+from . import measure
+
 
 @dataclass(frozen=True, slots=True)
 class Upstream:
-    """A running simulator process: where it listens and its pid (to read its CPU)."""
+    """A running upstream: where it listens, its first pid and all its processes' pids."""
 
     url: str
     pid: int
+    pids: tuple[int, ...] = ()
+
+    def all_pids(self) -> tuple[int, ...]:
+        return self.pids or (self.pid,)
+
+    def cpu_seconds(self) -> list[float]:
+        """CPU seconds (user + system) each of its processes has used so far."""
+        return [measure.proc_cpu_seconds(pid) for pid in self.all_pids()]
 
 
 @contextmanager
@@ -54,6 +69,46 @@ def simulator(spec: list[dict[str, Any]]) -> Iterator[Upstream]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+        os.unlink(spec_path)
+
+
+@contextmanager
+def fast_upstream(spec: list[dict[str, Any]], *, processes: int = 1) -> Iterator[Upstream]:
+    """Start ``python -m benchmarks.fast_upstream`` (healthy providers only); yield it; stop it."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(spec, handle)
+        spec_path = handle.name
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.fast_upstream",
+            "--spec",
+            spec_path,
+            "--port",
+            "0",
+            "--processes",
+            str(processes),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        if not line.startswith("FAST_UPSTREAM "):
+            raise RuntimeError(f"fast upstream did not start: {line!r}")
+        _, url, pids = line.split(" ")
+        found = tuple(int(p) for p in pids.split(","))
+        yield Upstream(url, found[0], found)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         os.unlink(spec_path)
 
 

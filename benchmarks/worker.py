@@ -7,7 +7,16 @@ fds belong to that row alone and the simulator's CPU stays out of ours.
 Job keys: ``root_url, sim_pid, n, latency, sentinels, concurrent, warmup,
 repeats, timeout, adapter_timeout`` and optionally ``transport`` (the client
 strategies compared in RESULTS.md), ``fd_limit`` (lower RLIMIT_NOFILE, soft
-and hard, before starting: the EMFILE test) and ``probe_limiter``.
+and hard, before starting: the EMFILE test), ``probe_limiter``, ``workers``
+and ``shard_threshold`` (``[checks]``'s worker processes; ``expect_sharded``
+makes a row that did not shard a wrong one), ``upstream_pids`` (the fleet's
+upstream processes, whose CPU is summed: the lean upstream) and
+``sentinel_pid`` (the simulator answering the sentinels).
+
+With worker processes, CPU, peak RSS and fds are summed over this process and
+``AdapterManager.shard_pids()`` (each worker's /proc figures), so a sharded row
+is compared with an unsharded one on the whole cost. Peak RSS is the sum of each
+process's own peak.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import logging
 import resource
 import statistics
 import sys
+import threading
 import time
 from typing import Any
 
@@ -117,11 +127,56 @@ def _install_transport(name: str) -> None:
     AdapterManager._new_client = new_client  # type: ignore[method-assign]
 
 
+class _FdSum:
+    """A thread recording the peak of the open fds summed over this process and ``pids``."""
+
+    def __init__(self, pids: list[int], interval: float = 0.02) -> None:
+        self.pids = ["self", *pids]
+        self.interval = interval
+        self.peak = 0
+        self.cpu = 0.0  # CPU seconds this thread used, to subtract from the process's
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fd-sampler", daemon=True)
+
+    def _run(self) -> None:
+        start = time.thread_time()
+        while True:
+            try:
+                self.peak = max(self.peak, sum(measure.open_fds(pid) for pid in self.pids))
+            except OSError:
+                break
+            if self._stop.wait(self.interval):
+                break
+        self.cpu = time.thread_time() - start
+
+    def __enter__(self) -> _FdSum:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _shard_pids(manager: AdapterManager) -> list[int]:
+    """The manager's worker processes (none when the fleet is not sharded)."""
+    pids = getattr(manager, "shard_pids", None)
+    return list(pids()) if pids is not None else []
+
+
+def _cpu(pids: list[int]) -> list[float]:
+    return [measure.proc_cpu_seconds(pid) for pid in pids]
+
+
 async def _measure(job: dict[str, Any]) -> dict[str, Any]:
     tabs = workload.targets(job["root_url"], job["n"], job["latency"], sentinels=job["sentinels"])
     config = parse_config(
         workload.config_document(
-            tabs, timeout=job["timeout"], adapter_timeout=job["adapter_timeout"]
+            tabs,
+            timeout=job["timeout"],
+            adapter_timeout=job["adapter_timeout"],
+            workers=job.get("workers"),
+            shard_threshold=job.get("shard_threshold"),
         ),
         env={},
     )
@@ -141,8 +196,14 @@ async def _measure(job: dict[str, Any]) -> dict[str, Any]:
     async with AdapterManager(config, checker=checker) as manager:
         for _ in range(job["warmup"]):  # connections open, caches fill
             await manager.health_checker.run(manager.model_adapters, concurrent=job["concurrent"])
-        sim_cpu0 = measure.proc_cpu_seconds(job["sim_pid"]) if job.get("sim_pid") else None
-        with measure.FdSampler() as sampler:
+        upstream = list(
+            job.get("upstream_pids") or ([job["sim_pid"]] if job.get("sim_pid") else [])
+        )
+        sentinel = [job["sentinel_pid"]] if job.get("sentinel_pid") else []
+        up0, sentinel0 = _cpu(upstream), _cpu(sentinel)
+        shards = _shard_pids(manager)
+        shard0 = _cpu(shards)
+        with _FdSum(shards) as sampler:
             cpu0 = measure.process_cpu()
             for _ in range(job["repeats"]):
                 start = time.perf_counter()
@@ -164,12 +225,24 @@ async def _measure(job: dict[str, Any]) -> dict[str, Any]:
                 correct_runs.append(correct)
                 wrong = wrong or wrong_now
             cpu = measure.process_cpu() - cpu0
-        sim_cpu = (
-            measure.proc_cpu_seconds(job["sim_pid"]) - sim_cpu0 if sim_cpu0 is not None else None
-        )
+        shard_cpu = [b - a for a, b in zip(shard0, _cpu(shards), strict=True)]
+        shard_rss = [measure.proc_peak_rss_mb(pid) for pid in shards]
+        shards_after = _shard_pids(manager)
+        upstream_cpu = [b - a for a, b in zip(up0, _cpu(upstream), strict=True)]
+        sentinel_cpu = [b - a for a, b in zip(sentinel0, _cpu(sentinel), strict=True)]
         budget = manager.connection_budget.statistics() if manager.connection_budget else None
     cpu -= sampler.cpu
     probes = len(tabs) * job["repeats"]
+    # The fleet's requests: every probe when one upstream answers all, else the healthy ones.
+    requests = (job["n"] if sentinel else len(tabs)) * job["repeats"]
+    if job.get("expect_sharded") and not shards:
+        wrong = ["not sharded: the row asked for worker processes and got none", *wrong]
+        correct_runs.append(0)
+    if shards_after != shards:
+        wrong = [f"worker processes changed during the measured runs: {shards} -> {shards_after}",
+                 *wrong]  # fmt: skip
+        correct_runs.append(0)
+    parent_rss = measure.peak_rss_mb()
     return {
         "impl": "trio",
         "transport": job.get("transport", "direct"),
@@ -178,9 +251,18 @@ async def _measure(job: dict[str, Any]) -> dict[str, Any]:
         "walls": walls,
         "wall_s": statistics.median(walls),
         "checker_s": statistics.median(exec_times),
-        "cpu_ms_per_probe": cpu * 1000 / probes,
-        "sim_cpu_ms_per_probe": sim_cpu * 1000 / probes if sim_cpu is not None else None,
-        "peak_rss_mb": measure.peak_rss_mb(),
+        # Summed over this process and its worker processes.
+        "cpu_ms_per_probe": (cpu + sum(shard_cpu)) * 1000 / probes,
+        "parent_cpu_ms_per_probe": cpu * 1000 / probes,
+        "shard_cpu_ms_per_probe": [c * 1000 / probes for c in shard_cpu],
+        "workers": len(shards),
+        # The fleet's upstream, summed over its processes, per request it answered.
+        "sim_cpu_ms_per_probe": sum(upstream_cpu) * 1000 / requests if upstream else None,
+        "upstream_cpu_s": [c / job["repeats"] for c in upstream_cpu],  # per run, per process
+        "sentinel_cpu_s": sentinel_cpu[0] / job["repeats"] if sentinel else None,  # per run
+        "peak_rss_mb": parent_rss + sum(shard_rss),
+        "parent_peak_rss_mb": parent_rss,
+        "shard_peak_rss_mb": shard_rss,
         "peak_fds": sampler.peak,
         "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
         "connection_budget": budget,

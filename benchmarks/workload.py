@@ -87,8 +87,24 @@ class Target:
     expected: tuple[str, str]  # (status, failure); ("healthy", "") for the fleet
 
 
+def roots(fleet_url: str, sentinel_url: str) -> str:
+    """One ``root_url`` for a fleet and its sentinels served by two upstreams.
+
+    The scale curve's healthy fleet is answered by the lean upstream
+    (``benchmarks.fast_upstream``) and its sentinels by the full simulator; every
+    process given a job's ``root_url`` (ours, the seed design) calls :func:`targets`
+    with it, so both get the same split. URLs hold no space.
+    """
+    return f"{fleet_url} {sentinel_url}"
+
+
 def targets(root_url: str, n: int, latency: float, *, sentinels: bool) -> list[Target]:
-    """The first ``n`` fleet providers in models of three, then the sentinels' model."""
+    """The first ``n`` fleet providers in models of three, then the sentinels' model.
+
+    ``root_url`` is one upstream's root URL, or :func:`roots` of two (fleet, sentinels).
+    """
+    root_url, _, sentinel_url = root_url.partition(" ")
+    sentinel_url = sentinel_url or root_url
     out = [
         Target(
             model=f"model-{i // GROUP}",
@@ -105,7 +121,7 @@ def targets(root_url: str, n: int, latency: float, *, sentinels: bool) -> list[T
                 Target(
                     model="sentinels",
                     provider=sentinel_name(mode),
-                    base_url=f"{root_url}/{sentinel_name(mode)}/v1",
+                    base_url=f"{sentinel_url}/{sentinel_name(mode)}/v1",
                     timeout=round(0.8 * latency, 3) if mode in _TIMED else None,
                     expected=expected,
                 )
@@ -120,8 +136,14 @@ def config_document(
     adapter_timeout: float,
     recheck: bool = False,
     port: int = 0,
+    workers: int | str | None = None,
+    shard_threshold: int | None = None,
 ) -> dict[str, Any]:
-    """The ``parse_config`` document for ``tabs`` (this project's checker)."""
+    """The ``parse_config`` document for ``tabs`` (this project's checker).
+
+    ``workers`` and ``shard_threshold`` set ``[checks]``'s keys of the same names
+    (worker processes for large fleets); None leaves the default.
+    """
     models: dict[str, list[dict[str, Any]]] = {}
     for t in tabs:
         table: dict[str, Any] = {
@@ -140,6 +162,8 @@ def config_document(
             "model_timeout": timeout,
             "adapter_timeout": adapter_timeout,
             "recheck_timeouts": recheck,
+            **({"workers": workers} if workers is not None else {}),
+            **({"shard_threshold": shard_threshold} if shard_threshold is not None else {}),
         },
         # anonymous_min_interval = 0: every GET /v1/health/ measured is a check, never the
         # answer the server keeps for anonymous callers (5 s by default).
