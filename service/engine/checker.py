@@ -582,8 +582,12 @@ class HealthChecker:
             if entry is None:
                 return  # late, or not ours
             self.in_flight -= 1
-            run.record(self._shard_result(run, entry, raw, granted))
+            run.record(self._shard_result(run, entry, raw, granted, cut_short))
 
+        # What a local probe cut by the model's or the run's deadline says: the
+        # worker's own words count from its earlier deadline and clock.
+        limit = "the run's deadline" if budget.model_deadline == budget.run_deadline else "the model's budget"
+        cut_short = f"no answer within {budget.model_deadline - start:.2f} s ({limit})"
         margin = _shard_margin(budget.model_deadline - start)
         self.in_flight += len(pending)
         try:
@@ -626,14 +630,21 @@ class HealthChecker:
                 error=f"no answer within {deadline - start:.2f} s ({limit})",
                 failure=FailureKind.TIMEOUT if own else FailureKind.DEADLINE,
             )
-            run.record(self._shard_result(run, entry, raw, True))
+            run.record(self._shard_result(run, entry, raw, True, None))
         pending.clear()
 
     def _shard_result(
-        self, run: _Run, entry: _Dispatched, raw: ProbeResult, granted: bool
+        self,
+        run: _Run,
+        entry: _Dispatched,
+        raw: ProbeResult,
+        granted: bool,
+        cut_short: str | None,
     ) -> ProbeResult:
         """A worker's raw result, finished here as :meth:`_probe` finishes a local one."""
-        if raw.error:
+        if cut_short is not None and raw.failure is FailureKind.DEADLINE and raw.status is ProbeStatus.TIMEOUT:
+            raw = dataclasses.replace(raw, error=cut_short)
+        elif raw.error:
             # A worker knows only its shard's keys; the run knows them all.
             scrubbed = redact(raw.error, run.secrets)
             if scrubbed != raw.error:

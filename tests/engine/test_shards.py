@@ -190,7 +190,12 @@ async def test_the_run_deadline_is_the_only_deadline_and_gives_a_partial_report(
         if name.startswith("stuck"):
             assert result.status.value == "timeout"
             assert result.failure is not None and result.failure.value == "deadline"
-            assert result.error is not None and "(the run's deadline)" in result.error
+            # In the run's own terms, as a local probe says it (not the worker's earlier cut).
+            assert result.error is not None
+            assert result.error.startswith("no answer within 1.4") or result.error.startswith(
+                "no answer within 1.5"
+            ), result.error
+            assert result.error.endswith(" s (the run's deadline)")
         else:
             assert result.status.value == "healthy"
     assert not report.fallback
