@@ -284,8 +284,9 @@ def workers_table(results: Results) -> str:
     for row in results.scale:
         if not row.get("trio_single"):
             continue
-        for label, r in (("default workers", row["trio"]), ("workers = 1", row["trio_single"])):
+        for r in (row["trio"], row["trio_single"]):
             w = _wall(r)
+            label = f"workers = {r.get('workers_config', 'default')}"
             kb = _kb_per_adapter(r)
             rows.append(
                 [

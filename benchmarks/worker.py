@@ -255,7 +255,8 @@ async def _measure(job: dict[str, Any]) -> dict[str, Any]:
         "cpu_ms_per_probe": (cpu + sum(shard_cpu)) * 1000 / probes,
         "parent_cpu_ms_per_probe": cpu * 1000 / probes,
         "shard_cpu_ms_per_probe": [c * 1000 / probes for c in shard_cpu],
-        "workers": len(shards),
+        "workers": len(shards),  # worker processes that ran (0: not sharded)
+        "workers_config": job.get("workers", "default"),  # [checks] workers as asked
         # The fleet's upstream, summed over its processes, per request it answered.
         "sim_cpu_ms_per_probe": sum(upstream_cpu) * 1000 / requests if upstream else None,
         "upstream_cpu_s": [c / job["repeats"] for c in upstream_cpu],  # per run, per process

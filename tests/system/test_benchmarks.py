@@ -40,7 +40,7 @@ def test_the_baseline_runs_and_reports_the_same_keys(tiny_results: suite.Results
     # Worker processes and the split upstream CPU are ours only (the seed design has neither).
     ours_only = {"connection_budget", "workers", "parent_cpu_ms_per_probe",
                  "shard_cpu_ms_per_probe", "parent_peak_rss_mb", "shard_peak_rss_mb",
-                 "upstream_cpu_s", "sentinel_cpu_s"}  # fmt: skip
+                 "upstream_cpu_s", "sentinel_cpu_s", "workers_config"}  # fmt: skip
     assert set(tiny_results.scale[0]["trio"]) <= set(baseline) | ours_only
 
 

@@ -106,8 +106,10 @@ def synthetic() -> dict[str, Any]:
     for row in data["scale"]:
         if row["n"] in plan.unsharded_ns:
             n = row["n"]
-            row["trio_single"] = _ours(n, lat, wall=lat * (1.021 + n / 4517),
-                                       cpu=0.333 + n / 97000, repeats=3 if n < 10000 else 2)  # fmt: skip
+            row["trio"]["workers_config"] = "auto"
+            row["trio_single"] = {**_ours(n, lat, wall=lat * (1.021 + n / 4517),
+                                          cpu=0.333 + n / 97000, repeats=3 if n < 10000 else 2),
+                                  "workers_config": 1}  # fmt: skip
     data["sequential"] = [
         {"n": n, "latency": plan.sequential_latency,
          "trio": _ours(n, plan.sequential_latency, wall=0.0531 + n / 9000, cpu=0.52),
@@ -322,3 +324,38 @@ def test_a_full_run_carries_every_section_other_commands_wrote(tmp_path: Path) -
     new = render(synthetic(), tmp_path)
     for name in report.CARRIED_SECTIONS:
         assert f"<!-- {name}:begin (x) -->\n{name} rows\n<!-- {name}:end -->" in new
+
+
+def test_worker_processes_are_shown_beside_one_process(
+    two_renderings: tuple[str, str, dict[str, Any]],
+) -> None:
+    first, _, _ = two_renderings
+    assert "## Worker processes: several vs one" in first
+    assert "| 10,000 + 11 | workers = auto | 3 |" in first
+    assert "| 10,000 + 11 | workers = 1 | 1 |" in first
+    assert "At N = 10,000, 3 processes (the checker and 2 workers) took" in first
+    assert "The lean upstream ran as 2 processes" in first
+
+
+def test_the_rss_target_is_on_the_one_process_row() -> None:
+    data = synthetic()
+    (row,) = [r for r in data["scale"] if r["n"] == report.RSS_TARGET_N]
+    single = row["trio_single"]
+    results = suite.Results.from_json(data)
+    (target,) = [t for t in report.targets(results) if "peak RSS" in t["target"]]
+    assert "workers = 1" in target["target"]
+    assert target["value"] == pytest.approx(single["peak_rss_mb"] * 1024 / single["probes_per_run"])
+    # Without that row, the scale row itself (a run recorded before worker processes).
+    del row["trio_single"]
+    (target,) = [
+        t for t in report.targets(suite.Results.from_json(data)) if "peak RSS" in t["target"]
+    ]
+    assert "workers = 1" not in target["target"]
+
+
+def test_a_wrong_one_process_row_is_a_correctness_failure() -> None:
+    data = synthetic()
+    single = data["scale"][-1]["trio_single"]
+    single.update(all_correct=False, wrong=["fleet-3: no verdict"])
+    failures = suite.Results.from_json(data).correctness_failures()
+    assert failures == ["scale N=10000 trio_single: ['fleet-3: no verdict']"]
