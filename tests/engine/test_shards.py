@@ -25,6 +25,7 @@ from service.engine.report import HealthReport, ProbeResult
 from service.engine.shards import ShardPool, encode
 from service.testing.simulator import Behavior, SimProvider, Simulator
 from tests.support import eventually
+from tests.support.fakes import ok
 from tests.support.served import GUARD, deadline_bound
 
 #: Keys that match no provider-key pattern: only knowing them redacts them.
@@ -396,3 +397,32 @@ async def test_workers_failing_again_and_again_turn_sharding_off_with_one_warnin
         assert results_of(report)["ok0"].status.value == "healthy"
     off = [r for r in caplog.records if "sharding is off" in r.getMessage()]
     assert len(off) == 1 and off[0].levelname == "WARNING"
+
+
+async def test_overlapping_runs_share_the_workers_and_registered_adapters_stay_here() -> None:
+    async with (
+        simulator(fleet(HEALTHY)) as sim,
+        AdapterManager(parse_config(document(sim))) as manager,
+    ):
+        own = ok("mine")
+        manager.register_adapter("model-ok2", own)
+        pool = manager._shards
+        assert pool is not None and pool.worker_of("model-ok2", own) is None
+        checker = manager.health_checker
+        reports: list[HealthReport] = []
+
+        async def run() -> None:
+            reports.append(await checker.run(manager.select(), use_cache=False))
+
+        with trio.fail_after(GUARD + 10):
+            async with trio.open_nursery() as nursery:
+                for _ in range(3):
+                    nursery.start_soon(run)
+        assert len({report.run_id for report in reports}) == 3
+        for report in reports:
+            results = results_of(report)
+            assert set(results) == {*HEALTHY, "mine"}
+            assert all(r.status.value == "healthy" for r in results.values())
+            assert not report.fallback
+        assert sim.total_stats().requests == 3 * len(HEALTHY)
+        assert checker.in_flight == 0
