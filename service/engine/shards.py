@@ -63,6 +63,8 @@ START_TIMEOUT: Final = 60.0
 STOP_TIMEOUT: Final = 5.0
 #: How long a "cancel" may take to be written (shielded): a stuck pipe must not hang a run.
 CANCEL_TIMEOUT: Final = 1.0
+#: How long one frame to a worker may take to be written (it reads all the time).
+SEND_TIMEOUT: Final = 10.0
 #: Worker failures in a row after which sharding is turned off (one WARNING).
 MAX_FAILURES: Final = 3
 #: The largest frame either side accepts: a bigger length means a broken stream.
@@ -366,12 +368,20 @@ class _Worker:
         process = self.process
         if process is None or process.stdin is None:
             raise ShardError(f"{self.describe()} is not running")
-        try:
-            async with self.send_lock:
-                await write_frame(process.stdin, message)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._fail(f"its input closed ({type(exc).__name__})")
-            raise ShardError(f"{self.describe()} failed: its input closed") from None
+        data = encode(message)
+        # A frame is written whole or the stream is broken: a write cut by a
+        # cancellation would leave half a frame, so it is shielded, and bounded.
+        with trio.CancelScope(shield=True), trio.move_on_after(SEND_TIMEOUT) as bound:
+            try:
+                async with self.send_lock:
+                    await process.stdin.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._fail(f"its input closed ({type(exc).__name__})")
+                raise ShardError(f"{self.describe()} failed: its input closed") from None
+        if bound.cancelled_caught:
+            self._fail(f"it read nothing for {SEND_TIMEOUT:g} s")
+            process.kill()
+            raise ShardError(f"{self.describe()} failed: it stopped reading its input")
 
     async def probe(
         self,
