@@ -6,7 +6,8 @@ adapters, says "ready", then probes each batch it is sent concurrently
 through its own :class:`~service.engine.checker.HealthChecker` (the same
 probe code as the parent's), streaming results back on stdout, as many per
 frame as are ready. "cancel" cancels a run's probes (their sockets close);
-"stop", or stdin ending (the parent is gone, even killed), ends the process.
+"stop", or stdin ending (the parent is gone, even killed), ends the process;
+SIGINT and SIGTERM do not (the parent stops it, or SIGKILL).
 
 It logs WARNING and above to stderr, and nothing per probe: the parent logs
 every verdict.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import sys
 from typing import Any
 
@@ -102,6 +104,12 @@ async def _serve(stdin: trio.abc.ReceiveStream, stdout: trio.abc.SendStream) -> 
 
 
 def main() -> None:
+    # Ctrl-C in a terminal, or a service manager's SIGTERM, reaches the whole
+    # process group: the main process decides when its workers stop (its
+    # graceful shutdown may still need them), and a worker whose main process
+    # is gone sees its stdin end.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
     # The parent logs every verdict (and knows every key to redact).
     logging.getLogger("router_health.checker").disabled = True
