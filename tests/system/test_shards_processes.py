@@ -15,10 +15,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import trio
 
 from service.testing.simulator import Behavior, SimProvider, Simulator
 from tests.support import ROOT, eventually
+from tests.support.cli import cli_process, read_stderr, served_url, sigterm_timed
+from tests.support.configs import write_config as write_toml
 from tests.support.served import GUARD, running_service
 
 #: Keys no provider-key pattern matches: only redaction by value hides them.
@@ -48,6 +51,21 @@ def gone(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return True
     return state in ("Z", "X")
+
+
+def children(parent: int) -> list[int]:
+    """The processes whose parent is ``parent`` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == parent and fields[0] not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
 
 
 def fleet() -> list[SimProvider]:
@@ -167,3 +185,50 @@ async def test_a_client_hanging_up_cancels_every_probe_in_every_worker() -> None
         response = await service.client.get("/v1/health/")
         assert response.status_code == 200 and response.json()["status"] == "healthy"
     await eventually(lambda: all(gone(pid) for pid in pids), within=EXIT_BOUND)
+
+
+async def test_router_health_serve_with_workers_exits_0_on_sigterm_and_leaves_no_worker(
+    tmp_path: Path,
+) -> None:
+    grace = 1.0
+    providers = [
+        SimProvider(name, "openai", key, ["m"], Behavior(latency=0.0, mode="hang" if i < 3 else "ok"))
+        for i, (name, key) in enumerate(KEYS.items())
+    ]
+    async with trio.open_nursery() as nursery:
+        sim = Simulator(providers)
+        await nursery.start(sim.serve)
+        checks = {"workers": 2, "shard_threshold": 4, "timeout": 60, "model_timeout": 60,
+                  "adapter_timeout": 60}
+        config = write_toml(tmp_path / "serve.toml", sim, checks, server={"shutdown_grace": grace})
+        outcomes: list[str] = []
+        try:
+            async with cli_process("serve", "--config", str(config), "--port", "0") as process:
+                base = await served_url(process, within=GUARD + 60)
+                await eventually(lambda: len(children(process.pid)) == 2, within=GUARD)
+                workers = children(process.pid)
+                async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+
+                    async def call() -> None:
+                        try:
+                            response = await client.get("/v1/health/?timeout=60")
+                        except httpx.TransportError as exc:
+                            outcomes.append(type(exc).__name__)
+                        else:
+                            outcomes.append(str(response.status_code))
+
+                    async with trio.open_nursery() as clients:
+                        clients.start_soon(call)
+                        with trio.fail_after(GUARD * 2):
+                            await sim.wait_until(lambda: sim.total_stats().in_flight >= 3)
+                        code, _ = await sigterm_timed(process, within=grace + 20)
+                text = await read_stderr(process)
+                assert code == 0, text
+                assert "Traceback" not in text
+                assert not [name for name, key in KEYS.items() if key in text]
+                with trio.fail_after(GUARD):
+                    await sim.wait_idle()  # the workers' probes went with them
+        finally:
+            nursery.cancel_scope.cancel()
+    assert len(outcomes) == 1
+    await eventually(lambda: all(gone(pid) for pid in workers), within=EXIT_BOUND)
