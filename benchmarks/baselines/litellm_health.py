@@ -10,13 +10,18 @@ for an admin key when background health checks are off
   target's model, ``litellm_params`` = ``{"model": "openai/sim-model",
   "api_base": <target base_url>, "api_key": workload.API_KEY, "timeout": T}``,
   ``model_info`` = ``{"id": <provider name>, "health_check_timeout": T}``, with
-  ``T`` = the target's own timeout or the job's ``adapter_timeout``: what the
-  seed baseline bounds each adapter by (8 s from the suite). Both are LiteLLM's
-  documented per-deployment settings; ``health_check_timeout`` (default
+  ``T`` = the target's own timeout or the job's ``adapter_timeout``, as the
+  seed baseline bounds each adapter. Both are LiteLLM's documented
+  per-deployment settings; ``health_check_timeout`` (default
   ``HEALTH_CHECK_TIMEOUT_SECONDS`` = 60 s) is the probe's whole-call bound,
   ``timeout`` only the HTTP client's per-operation one, under which a trickled
-  body (the ``slow_body`` sentinel) comes back healthy. The deployment list the
-  proxy keeps is ``router.registry().deployments()``;
+  body (the ``slow_body`` sentinel) comes back healthy. Every deployment's
+  bound starts when the run does, and LiteLLM is CPU-bound from about 1,000
+  deployments (8-9 ms of CPU per probe): on two busy cores one run then takes
+  9-15 s, so the seed's 8 s turns much of the fleet into timeouts, while
+  LiteLLM's own 60 s does not. The deployment list the proxy keeps is
+  ``router.registry().deployments()`` (building the Router is start-up, not
+  measured: about 4 s at 1,000 deployments, a minute at 10,000);
 * each run: ``copy.deepcopy`` of that list (the endpoint copies it per call),
   then ``litellm.proxy.health_check.perform_health_check(model_list=...,
   model=None, cli_model=None, details=True, model_id=None,
