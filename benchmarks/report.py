@@ -466,7 +466,7 @@ def http_table(results: Results) -> str:
         f"`GET /v1/health/` on the real app (hypercorn, Trio worker) in its own process, "
         f"{lat:g} s upstream, sentinels included, `details` on (the default). Wall is measured "
         "at the client; *checker* is the body's `execution_time`; CPU, RSS and fds are the "
-        "server process's.\n\n"
+        "server process's, summed with its worker processes' where the fleet is sharded.\n\n"
         + _table(
             [
                 "N + sentinels",
@@ -939,6 +939,16 @@ def plot(results: Results, path: Path) -> None:
             color="tab:cyan",
             label="router-health via GET /v1/health/",
         )
+    single = {r["n"]: _wall(r.get("trio_single")) for r in rows if r.get("trio_single")}
+    if any(single.values()):
+        on = [n for n in ns if single.get(n)]
+        left.plot(
+            on,
+            [single[n] for n in on],
+            "D--",
+            color="tab:purple",
+            label="router-health, one process (workers = 1)",
+        )
     sn = [n for n, w in zip(ns, seed, strict=True) if w]
     left.plot(
         sn,
@@ -1009,7 +1019,7 @@ def plot(results: Results, path: Path) -> None:
     right.legend(fontsize=8)
     fig.suptitle(
         f"router-health benchmarks ({results.started_at or 'date not recorded'}; "
-        f"{results.cpu_count or '?'} cores; loopback simulator in its own process)"
+        f"{results.cpu_count or '?'} cores; loopback upstreams in processes of their own)"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)

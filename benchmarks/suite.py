@@ -33,6 +33,7 @@ from .cluster import run as run_cluster
 from .policies import PolicyPlan
 from .policies import run as run_policies
 from .upstream import Upstream, fast_upstream, simulator
+from .worker import FdSum
 
 #: The repository root: workers run as ``python -m benchmarks.worker`` from here.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -668,11 +669,11 @@ def _http_health(
                 client.get("/v1/health/").raise_for_status()
             walls, checker, correct_runs, wrong = [], [], [], []
             # The server and its worker processes (if the fleet is sharded), summed.
-            server = [pid, *_children(pid)]
+            server: list[int | str] = [pid, *_children(pid)]
             fleet = up.fleet if isinstance(up, Upstreams) else up
-            cpu0 = sum(measure.proc_cpu_seconds(p) for p in server)
+            cpu0 = sum(measure.proc_cpu_seconds(int(p)) for p in server)
             sim0 = sum(fleet.cpu_seconds())
-            with measure.FdSampler(pid) as sampler:
+            with FdSum(list(server)) as sampler:  # the server's and its workers' fds
                 for _ in range(repeats):
                     start = time.perf_counter()
                     response = client.get("/v1/health/")
@@ -682,9 +683,9 @@ def _http_health(
                     correct, wrong_now = workload.judge(tabs, _http_verdicts(body), strict=True)
                     correct_runs.append(correct)
                     wrong = wrong or wrong_now
-            cpu = sum(measure.proc_cpu_seconds(p) for p in server) - cpu0
+            cpu = sum(measure.proc_cpu_seconds(int(p)) for p in server) - cpu0
             sim = sum(fleet.cpu_seconds()) - sim0
-            rss = sum(measure.proc_peak_rss_mb(p) for p in server)
+            rss = sum(measure.proc_peak_rss_mb(int(p)) for p in server)
             size = len(response.content)
     except (OSError, RuntimeError, httpx.HTTPError, KeyError, ValueError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}", "all_correct": False}

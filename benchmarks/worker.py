@@ -127,11 +127,15 @@ def _install_transport(name: str) -> None:
     AdapterManager._new_client = new_client  # type: ignore[method-assign]
 
 
-class _FdSum:
-    """A thread recording the peak of the open fds summed over this process and ``pids``."""
+class FdSum:
+    """A thread recording the peak of the open fds summed over ``pids`` ("self": this process).
 
-    def __init__(self, pids: list[int], interval: float = 0.02) -> None:
-        self.pids = ["self", *pids]
+    :class:`measure.FdSampler` over several processes at once: a sharded row's
+    sockets are in its worker processes.
+    """
+
+    def __init__(self, pids: list[int | str], interval: float = 0.02) -> None:
+        self.pids = pids
         self.interval = interval
         self.peak = 0
         self.cpu = 0.0  # CPU seconds this thread used, to subtract from the process's
@@ -149,7 +153,7 @@ class _FdSum:
                 break
         self.cpu = time.thread_time() - start
 
-    def __enter__(self) -> _FdSum:
+    def __enter__(self) -> FdSum:
         self._thread.start()
         return self
 
@@ -203,7 +207,7 @@ async def _measure(job: dict[str, Any]) -> dict[str, Any]:
         up0, sentinel0 = _cpu(upstream), _cpu(sentinel)
         shards = _shard_pids(manager)
         shard0 = _cpu(shards)
-        with _FdSum(shards) as sampler:
+        with FdSum(["self", *shards]) as sampler:
             cpu0 = measure.process_cpu()
             for _ in range(job["repeats"]):
                 start = time.perf_counter()
