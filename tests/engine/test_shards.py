@@ -426,3 +426,32 @@ async def test_overlapping_runs_share_the_workers_and_registered_adapters_stay_h
             assert not report.fallback
         assert sim.total_stats().requests == 3 * len(HEALTHY)
         assert checker.in_flight == 0
+
+
+def test_capped_providers_stay_in_one_worker_and_the_global_cap_is_split() -> None:
+    from service.engine.shards import assign, shard_candidates, shard_config
+
+    entries = [
+        {"name": "capped" if i % 3 == 0 else f"free{i}", "type": "openai",
+         "base_url": "http://127.0.0.1:9/v1", "model": f"m{i}", "api_key": f"rhshard-key-{i:02d}-cafe"}
+        for i in range(12)
+    ]
+    for entry in entries:
+        if entry["name"] == "capped":
+            entry["max_concurrent"] = 2
+    config = parse_config({
+        "checks": {"max_concurrent_probes": 5},
+        "models": [{"name": f"model-{i}", "providers": [entry]} for i, entry in enumerate(entries)],
+    })
+    manager = AdapterManager(config)
+    settings = manager.health_checker.settings
+    candidates = shard_candidates(config, manager.model_adapters)
+    chosen = assign(candidates, 3, settings)
+    capped = {w for (_, entry, _), w in zip(candidates, chosen, strict=True) if entry.name == "capped"}
+    assert len(capped) == 1  # the cap of 2 is one limit, in one process
+    assert sorted(chosen.count(w) for w in range(3)) == [4, 4, 4]  # counts balanced
+    share = [c for c, w in zip(candidates, chosen, strict=True) if w == next(iter(capped))]
+    worker_checks = shard_config(config, share, settings, 3).checks
+    assert worker_checks.max_concurrent_probes == 2  # ceil(5 / 3)
+    assert dict(worker_checks.provider_max_concurrent) == {"capped": 2}
+    assert worker_checks.workers == 0  # a worker never shards again
