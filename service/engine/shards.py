@@ -44,7 +44,7 @@ from typing import Any, Final
 
 import trio
 
-from adapters.base import Adapter
+from adapters.base import Adapter, HttpAdapter
 from adapters.redaction import Secret
 
 from ..config import Config, ProviderConfig, ServerConfig, StorageConfig
@@ -53,7 +53,7 @@ from .checker import ShardDelivery, ShardItem
 from .report import ProbeResult
 from .settings import CheckerSettings
 
-__all__ = ["ShardError", "ShardPool", "read_frame", "write_frame"]
+__all__ = ["FrameReader", "ShardError", "ShardPool", "encode", "plan_shards", "write_frame"]
 
 logger = logging.getLogger("router_health.shards")
 
@@ -140,10 +140,6 @@ class FrameReader:
         return pickle.loads(data)
 
 
-async def read_frame(reader: FrameReader) -> Any:
-    return await reader.read()
-
-
 # -- assignment ----------------------------------------------------------------------------
 
 
@@ -151,8 +147,6 @@ def shard_candidates(
     config: Config, model_adapters: dict[str, list[Adapter]]
 ) -> list[tuple[str, ProviderConfig, Adapter]]:
     """The adapters built from ``config`` that a worker can probe: HTTP, active, supported."""
-    from adapters.base import HttpAdapter
-
     found: list[tuple[str, ProviderConfig, Adapter]] = []
     for model in config.models:
         adapters = model_adapters.get(model.name, [])
