@@ -15,6 +15,7 @@ from . import acceptance, workload
 from .measure import FdSampler
 from .suite import (
     DEFAULT_SHARD_THRESHOLD,
+    LITELLM_ADAPTER_TIMEOUT,
     OURS_ADAPTER_TIMEOUT,
     OURS_TIMEOUT,
     SEED_ADAPTER_TIMEOUT,
@@ -185,6 +186,26 @@ def seed_table(results: Results) -> str:
     )
 
 
+def _baseline_cells(b: dict[str, Any] | None, tw: float | None, lat: float) -> list[str]:
+    """A baseline's wall, wall / latency, CPU, RSS, runs, correct and wall / ours."""
+    if not b:
+        return ["—"] * 7
+    if "skipped" in b:
+        return [b["skipped"], *["—"] * 6]
+    bw = _wall(b)
+    return [
+        _s(bw) if b.get("finished", True) else f"> {b.get('cap_s', 0):.0f} s (cap)",
+        _x(bw / lat if bw else None),
+        _x(b.get("cpu_ms_per_probe"), 3),
+        _x(b.get("peak_rss_mb"), 0),
+        _runs(b),
+        _ok(b),
+        _ratio(bw, tw)
+        if bw
+        else (f"> {_ratio(b.get('cap_s'), tw)}" if tw and b.get("cap_s") else "—"),
+    ]
+
+
 def _processes(result: dict[str, Any] | None) -> str:
     """1 + the worker processes a row of ours ran with ("—" when not recorded)."""
     if not result or "error" in result or "workers" not in result:
@@ -220,6 +241,7 @@ def scale_table(results: Results) -> str:
                 _ratio(bw, tw)
                 if bw
                 else (f"> {_ratio(b.get('cap_s'), tw)}" if tw and b.get("cap_s") else "—"),
+                *_baseline_cells(row.get("litellm"), tw, lat),
             ]
         )
     lat = results.scale[0]["latency"] if results.scale else 0
@@ -227,7 +249,9 @@ def scale_table(results: Results) -> str:
         f"Every provider answers after {lat:g} s; each run also probes {len(workload.SENTINELS)} "
         "failure-mode sentinels (status 500, 429, 401, key echo, malformed JSON, HTML, wrong shape, "
         "reset, 10 MB body, hang, trickled body), which must come back with their own status and "
-        "failure kind (ours) or unhealthy (the seed design, which has nothing finer). The healthy "
+        "failure kind (ours) or unhealthy (the seed design and LiteLLM's proxy health check, "
+        "which have nothing finer; LiteLLM with its own defaults: chat probes, unbounded "
+        f"concurrency, {LITELLM_ADAPTER_TIMEOUT:g} s per deployment). The healthy "
         "fleet is answered by the lean upstream (`benchmarks/fast_upstream.py`), the sentinels by "
         "the full simulator. Wall is the median of the measured runs; *runs* is warm-up + measured "
         "runs. Ours runs with the default `[checks] workers` (*processes*: the checker and its "
@@ -254,6 +278,13 @@ def scale_table(results: Results) -> str:
                 "runs",
                 "correct",
                 "seed wall / ours",
+                "LiteLLM: wall",
+                "wall / latency",
+                "CPU ms/probe",
+                "peak RSS MB",
+                "runs",
+                "correct",
+                "LiteLLM wall / ours",
             ],
             rows,
         )
@@ -957,6 +988,15 @@ def plot(results: Results, path: Path) -> None:
         color="tab:red",
         label="seed design (asyncio.gather, shared httpx client)",
     )
+    lite = [(r["n"], _wall(r.get("litellm"))) for r in rows if r.get("litellm")]
+    if any(w for _, w in lite):
+        left.plot(
+            [n for n, w in lite if w],
+            [w for _, w in lite if w],
+            "v-",
+            color="tab:green",
+            label="LiteLLM proxy health check (its defaults)",
+        )
     if seed_cap:
         left.plot(
             [n for n, _ in seed_cap],
@@ -1320,6 +1360,50 @@ def reading_seed(results: Results) -> str:
     return " ".join(sentences) or "This run has no rows of the seed design."
 
 
+def reading_litellm(results: Results) -> str:
+    """LiteLLM's proxy health check against ours, row by row of the scale curve."""
+    rows = [r for r in results.scale if r.get("litellm")]
+    skipped = [r["litellm"]["skipped"] for r in rows if "skipped" in r["litellm"]]
+    rows = [r for r in rows if "skipped" not in r["litellm"]]
+    if not rows:
+        return (
+            f"This run did not measure LiteLLM's health check ({skipped[0]})."
+            if skipped
+            else "This run did not measure LiteLLM's health check."
+        )
+    sentences = []
+    right = [
+        r
+        for r in rows
+        if _wall(r["litellm"]) and _wall(r["trio"]) and r["litellm"].get("all_correct")
+    ]
+    if right:
+        walls = [_wall(r["litellm"]) / _wall(r["trio"]) for r in right]  # type: ignore[operator]
+        cpus = [
+            r["litellm"]["cpu_ms_per_probe"] / r["trio"]["cpu_ms_per_probe"]
+            for r in right
+            if r["litellm"].get("cpu_ms_per_probe") and r["trio"].get("cpu_ms_per_probe")
+        ]
+        sentences.append(
+            f"Where it was right (up to {_n(max(r['n'] for r in right))}), LiteLLM's proxy health "
+            f"check took {_span(walls)}x our wall time"
+            + (f" at {_span(cpus, '.1f')}x our CPU per probe" if cpus else "")
+            + "."
+        )
+    for r in rows:
+        b, n = r["litellm"], r["n"]
+        wall = _wall(b)
+        if wall and not b.get("all_correct"):
+            sentences.append(
+                f"At {_n(n)} it finished in {wall:.1f} s ({wall / r['latency']:.1f}x the latency) "
+                f"at {b.get('cpu_ms_per_probe') or 0:.1f} ms of CPU per probe, and was right on "
+                f"{b.get('correct', 0):,}/{b.get('expected', 0):,}."
+            )
+        elif not wall and b.get("cap_s") is not None and "error" not in b:
+            sentences.append(f"At {_n(n)} it did not finish inside its cap of {b['cap_s']:g} s.")
+    return " ".join(sentences) or "No run of LiteLLM's health check finished in this run."
+
+
 def reading_missed(results: Results) -> str:
     """Every target this run missed, by how much, with the CPU each side spent per run."""
     missed = [t for t in targets(results) if not t["met"]]
@@ -1460,6 +1544,7 @@ READINGS = {
     "missed": reading_missed,
     "http": reading_http,
     "workers": reading_workers,
+    "litellm": reading_litellm,
     "upstream": reading_upstream,
 }
 _READING = re.compile(r"\{\{reading:([a-z_]+)\}\}")

@@ -54,6 +54,10 @@ SEED_POOL = httpx._config.DEFAULT_LIMITS.max_connections  # not re-exported sinc
 WARMUP = 1
 #: ``[checks] shard_threshold``'s default: fleets this large get worker processes.
 DEFAULT_SHARD_THRESHOLD = 1000
+#: LiteLLM's health check runs with its own per-deployment bound (HEALTH_CHECK_TIMEOUT_SECONDS).
+LITELLM_ADAPTER_TIMEOUT = 60.0
+#: Building LiteLLM's Router is start-up, not measured: about a minute at 10,000 deployments.
+LITELLM_STARTUP_S = 240.0
 
 
 @dataclass
@@ -84,7 +88,8 @@ class Plan:
     shard_workers: int | str = "auto"
     shard_threshold: int | None = None  # None: the config's default
     unsharded_ns: list[int] = field(default_factory=list)
-    upstream_processes: int = 1  # the lean upstream's processes (SO_REUSEPORT)
+    upstream_processes: int = 2  # the lean upstream's processes (SO_REUSEPORT)
+    litellm_ns: list[int] = field(default_factory=list)  # scale Ns LiteLLM's check runs at
 
     @classmethod
     def full(cls) -> Plan:
@@ -113,6 +118,7 @@ class Plan:
             baseline_cap_s=60.0,
             repeats=3,
             unsharded_ns=[1000, 10000],
+            litellm_ns=[1, 15, 100, 1000, 10000],
         )
 
     @classmethod
@@ -139,6 +145,7 @@ class Plan:
             shard_workers=2,
             shard_threshold=50,
             unsharded_ns=[100],
+            litellm_ns=[15],
         )
 
     def policy_plan(self) -> PolicyPlan:
@@ -164,6 +171,7 @@ class Plan:
             + 4 * len(self.seed_ns)  # ours + baseline, concurrent + sequential
             + 2 * len(self.scale_ns)
             + len([n for n in self.unsharded_ns if n in self.scale_ns])
+            + len([n for n in self.litellm_ns if n in self.scale_ns])
             + 4 * len(self.sequential_ns)
             + len(self.strategies)
             + len(self.strategies_big)
@@ -373,6 +381,29 @@ def _seed(job: dict[str, Any], cap: float) -> dict[str, Any]:
     return _runs(result, job)
 
 
+def _litellm(job: dict[str, Any], cap: float) -> dict[str, Any]:
+    """LiteLLM's own proxy health check on the job's fleet (benchmarks/baselines/litellm_health.py)."""
+    import importlib.util
+
+    if importlib.util.find_spec("litellm") is None:
+        return {"skipped": "litellm is not installed (pip install -e '.[dev]')"}
+    job = {**job, "cap_s": cap, "adapter_timeout": LITELLM_ADAPTER_TIMEOUT}
+    runs = job["warmup"] + job["repeats"]
+    result = _run_worker(
+        "benchmarks.baselines.litellm_health", job, timeout=cap * runs + LITELLM_STARTUP_S
+    )
+    if result.get("timed_out"):  # as the seed design's: a finding, not an error
+        result = {
+            "finished": False,
+            "cap_s": cap,
+            "all_correct": False,
+            "correct": 0,
+            "expected": 0,
+            "walls": [],
+        }
+    return _runs(result, job)
+
+
 def _error(results: Results, where: str, result: dict[str, Any]) -> None:
     if "error" in result:
         results.errors.append(f"{where}: {result['error']}")
@@ -485,6 +516,21 @@ def scale(plan: Plan, results: Results, step: Step) -> None:
                 ),
                 plan.baseline_cap_s if n < 10000 else plan.baseline_cap_s / 2,
             )
+            if n in plan.litellm_ns:
+                step(f"scale N={n}: LiteLLM's health check")
+                row["litellm"] = _litellm(
+                    _job(
+                        up,
+                        n,
+                        latency,
+                        sentinels=True,
+                        concurrent=True,
+                        warmup=WARMUP,
+                        repeats=1 if big else plan.repeats,
+                    ),
+                    plan.baseline_cap_s if n < 10000 else plan.baseline_cap_s / 2,
+                )
+                _error(results, f"scale N={n} LiteLLM", row["litellm"])
             _error(results, f"scale N={n} ours", row["trio"])
             _error(results, f"scale N={n} seed", row["seed"])
             results.scale.append(row)

@@ -104,6 +104,12 @@ def synthetic() -> dict[str, Any]:
         for n in plan.scale_ns
     ]  # fmt: skip
     for row in data["scale"]:
+        n = row["n"]
+        if n in plan.litellm_ns:  # right up to 100, wrong at 1,000, capped at 10,000
+            lite = _seed(n, lat, wall=None if n >= 10000 else lat * (1.31 + n / 29),
+                         right=n < 1000)  # fmt: skip
+            row["litellm"] = {**lite, "impl": "litellm", "cpu_ms_per_probe": 8.7,
+                              "correct": lite["correct"] + (n // 3 if n == 1000 else 0)}  # fmt: skip
         if row["n"] in plan.unsharded_ns:
             n = row["n"]
             row["trio"]["workers_config"] = "auto"
@@ -335,6 +341,8 @@ def test_worker_processes_are_shown_beside_one_process(
     assert "| 10,000 + 11 | workers = 1 | 1 |" in first
     assert "At N = 10,000, 3 processes (the checker and 2 workers) took" in first
     assert "The lean upstream ran as 2 processes" in first
+    assert "LiteLLM's proxy health check took" in first
+    assert "At N = 10,000 it did not finish inside its cap of 30 s." in first
 
 
 def test_the_rss_target_is_on_the_one_process_row() -> None:

@@ -224,3 +224,18 @@ def test_a_row_that_should_shard_and_did_not_is_wrong(scale_upstreams: Any) -> N
     result = _run(scale_upstreams, workers=1, expect_sharded=True)
     assert not result["all_correct"]
     assert any("not sharded" in w for w in result["wrong"])
+
+
+def test_litellms_health_check_finds_the_fleet_healthy_on_the_lean_upstream(
+    scale_upstreams: Any,
+) -> None:
+    # Its probe is a chat completion through the OpenAI SDK: the lean upstream's answer must
+    # parse as one, or the baseline would be measured as wrong for the upstream's sake.
+    from tests.support.litellm import require_litellm
+
+    require_litellm("the lean upstream's LiteLLM test")
+    job = suite._job(scale_upstreams, 8, 0.05, sentinels=True, concurrent=True, warmup=0,
+                     repeats=1)  # fmt: skip
+    result = suite._litellm(job, cap=120)
+    assert "error" not in result and "skipped" not in result, result
+    assert result["finished"] and result["all_correct"], result["wrong"]
