@@ -16,10 +16,12 @@ exchange at any point, and the transport closes the socket it was using.
 from __future__ import annotations
 
 import json
+import os
 import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final, Protocol, runtime_checkable
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -162,23 +164,83 @@ class _StaleConnection(Exception):
 class _Prepared:
     """A request as it goes on the wire, kept while its adapter sends the same one.
 
-    ``key`` holds copies of what the request was made of (the body as the
-    bytes sent), so an adapter that changes a header or a mapping it keeps
-    gets a new one, never a stale one. Its headers and ``wire`` carry the
-    key in clear: the repr shows neither.
+    Its first six fields are copies of what the request was made of (the
+    body as the bytes sent), so an adapter that changes a header or a
+    mapping it keeps gets a new one, never a stale one. What it keeps is
+    small, since a fleet keeps one per adapter: the bytes to send, the
+    origin (shared by the adapters of one host), and the head h11 is told
+    it sent when an answer needs h11 to read it (:func:`_state_head`, shared
+    too) rather than the request's own parsed head. Its headers and
+    ``wire`` carry the key in clear: the repr shows neither.
     """
 
     def __repr__(self) -> str:
-        return f"_Prepared({self.head.method.decode()} {self.origin!r})"
+        return f"_Prepared({self.method} {self.origin!r})"
 
-    key: tuple[Any, ...]
-    origin: _Origin
-    head: h11.Request
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    params: Mapping[str, str]
     body: bytes
+    content_type: str | None
+    origin: _Origin
+    #: What h11 must have seen sent to read the answer (see :func:`_state_head`).
+    state: h11.Request
     #: The bytes h11 writes for it (None: h11 refuses to, and says why at each probe).
     wire: bytes | None
     #: Whether h11's side is DONE once it is sent (no ``Connection: close`` in it).
     keeps_alive: bool
+
+    def matches(self, request: ProbeRequest, body: bytes) -> bool:
+        return (
+            self.url == request.url
+            and self.body == body
+            and self.headers == request.headers
+            and self.params == request.params
+            and self.method == request.method
+            and self.content_type == request.content_type
+        )
+
+
+_NO_PARAMS: Final[Mapping[str, str]] = MappingProxyType({})
+#: Shared small values, so 10,000 adapters of one host keep one origin tuple and
+#: one state head, not 10,000 (bounded: past the cap each keeps its own).
+_SHARED_MAX: Final = 4096
+_ORIGINS: Final[dict[_Origin, _Origin]] = {}
+_STATE_HEADS: Final[dict[tuple[bytes, tuple[tuple[bytes, bytes], ...]], h11.Request]] = {}
+#: The request headers h11's client side acts on (h11/_connection.py: keep-alive,
+#: protocol switch, 100-continue, our body's framing); the rest it only writes.
+_STATE_HEADERS: Final = frozenset(
+    {b"connection", b"upgrade", b"expect", b"content-length", b"transfer-encoding"}
+)
+
+
+def _shared_origin(origin: _Origin) -> _Origin:
+    kept = _ORIGINS.get(origin)
+    if kept is not None:
+        return kept
+    if len(_ORIGINS) < _SHARED_MAX:
+        _ORIGINS[origin] = origin
+    return origin
+
+
+def _state_head(head: h11.Request) -> h11.Request:
+    """A head that leaves an h11 client exactly where sending ``head`` does.
+
+    h11 reads an answer knowing the request's method and the headers in
+    :data:`_STATE_HEADERS`; target, host, auth and the rest change nothing
+    there. Sent (with the same body) on a fresh connection it puts h11 in
+    the same state as the real head, for a fraction of the memory, shared
+    by every adapter sending the same method and framing.
+    """
+    framing = tuple((name, value) for name, value in head.headers if name in _STATE_HEADERS)
+    key = (head.method, framing)
+    state = _STATE_HEADS.get(key)
+    if state is None:
+        state = h11.Request(method=head.method, target=b"/", headers=[(b"Host", b"_"), *framing])
+        if len(_STATE_HEADS) < _SHARED_MAX:
+            _STATE_HEADS[key] = state
+    return state
 
 
 class HttpConnection:
@@ -220,7 +282,9 @@ class HttpConnection:
         stream = await self._take_idle(origin)
         if stream is not None:
             try:
-                return await self._exchange(stream, prepared, max_body_bytes, reused=True)
+                return await self._exchange(
+                    stream, request, prepared, max_body_bytes, reused=True
+                )
             except _StaleConnection:
                 # The server closed it while idle. Once more on a fresh socket,
                 # but never a POST: a billed completion must not be sent twice.
@@ -230,7 +294,7 @@ class HttpConnection:
                         f"({request.method} is not idempotent)"
                     ) from None
         stream = await self._connect(origin)
-        return await self._exchange(stream, prepared, max_body_bytes, reused=False)
+        return await self._exchange(stream, request, prepared, max_body_bytes, reused=False)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -244,17 +308,10 @@ class HttpConnection:
         probe's CPU.
         """
         body = _body_of(request)
-        key = (
-            request.method,
-            request.url,
-            request.headers,
-            request.params,
-            body,
-            request.content_type,
-        )
         prepared = self._prepared
-        if prepared is not None and prepared.key == key:
+        if prepared is not None and prepared.matches(request, body):
             return prepared
+        self._prepared = None  # the old one is garbage now, whatever follows
         origin, target, host_header = _split_url(request.url, request.params)
         head = _request_head(request, target, host_header, body)
         conn = h11.Connection(h11.CLIENT)
@@ -263,10 +320,14 @@ class HttpConnection:
         except h11.ProtocolError:
             wire = None
         self._prepared = prepared = _Prepared(
-            (*key[:2], dict(request.headers), dict(request.params), *key[4:]),
-            origin,
-            head,
+            request.method,
+            request.url,
+            dict(request.headers),
+            dict(request.params) if request.params else _NO_PARAMS,
             body,
+            request.content_type,
+            _shared_origin(origin),
+            _state_head(head),
             wire,
             conn.our_state is h11.DONE,
         )
@@ -351,33 +412,47 @@ class HttpConnection:
     async def _exchange(
         self,
         stream: trio.abc.Stream,
+        request: ProbeRequest,
         prepared: _Prepared,
         max_body_bytes: int,
         *,
         reused: bool,
     ) -> RawResponse:
-        origin, head, body = prepared.origin, prepared.head, prepared.body
+        origin, state, body = prepared.origin, prepared.state, prepared.body
         conn: h11.Connection | None = None
         received_any = False
         keep = False
         try:
             try:
-                if prepared.wire is None:  # h11 refuses it: let it say why, as on every probe
+                # Plain TCP: the socket itself (see _write_some and _read).
+                sock = stream.socket if type(stream) is trio.SocketStream else None
+                wire = prepared.wire
+                if wire is None:  # h11 refuses it: let it say why, as on every probe
+                    _, target, host_header = _split_url(request.url, request.params)
+                    head = _request_head(request, target, host_header, body)
                     conn = h11.Connection(h11.CLIENT)
                     await stream.send_all(_send_request(conn, head, body))
+                elif sock is None:
+                    await stream.send_all(wire)
                 else:
-                    await stream.send_all(prepared.wire)
-                received = bytes(await stream.receive_some(_RECEIVE_SIZE))
+                    sent = _write_some(sock, wire)
+                    if sent < len(wire):
+                        await stream.send_all(memoryview(wire)[sent:])
+                if sock is None:
+                    received = bytes(await stream.receive_some(_RECEIVE_SIZE))
+                else:
+                    received = await _read(sock)
                 received_any = bool(received)
-                whole = _whole_response(received, head.method, max_body_bytes)
+                whole = _whole_response(received, state.method, max_body_bytes)
                 if whole is not None:
                     status, headers, answer, keep_alive = whole
                     keep = keep_alive and prepared.keeps_alive
                     return RawResponse(status, headers, answer, False)
                 if conn is None:
-                    # h11 reads the rest: it learns what was sent (its bytes are out already).
+                    # h11 reads the rest: it learns what was sent (its bytes are out
+                    # already), told through the shared head that leaves it in the same state.
                     conn = h11.Connection(h11.CLIENT)
-                    _send_request(conn, head, body)
+                    _send_request(conn, state, body)
                 conn.receive_data(received)
                 status = 0
                 headers = {}
@@ -386,7 +461,10 @@ class HttpConnection:
                 while True:
                     event = conn.next_event()
                     if event is h11.NEED_DATA:
-                        received = bytes(await stream.receive_some(_RECEIVE_SIZE))
+                        if sock is None:
+                            received = bytes(await stream.receive_some(_RECEIVE_SIZE))
+                        else:
+                            received = await _read(sock)
                         received_any = received_any or bool(received)
                         conn.receive_data(received)
                     elif isinstance(event, h11.Response):
@@ -418,6 +496,36 @@ class HttpConnection:
             # whole for the next probe or closed now.
             if not (keep and self._keep(origin, stream)):
                 await self._close(stream)
+
+
+def _write_some(sock: trio.socket.SocketType, data: bytes) -> int:
+    """Write what the socket's buffer takes of ``data`` now, without a scheduler pass.
+
+    A probe is a few hundred bytes into a socket that sends nothing else:
+    it nearly always goes out whole, here. ``SocketStream.send_all`` costs
+    two checkpoints and a stack of frames and buffer views, alive while the
+    task waits for its turn again: with 10,000 probes in flight that is
+    memory held at the peak, and CPU. The caller sends any rest with it.
+    """
+    try:
+        return os.write(sock.fileno(), data)
+    except BlockingIOError:
+        return 0
+
+
+async def _read(sock: trio.socket.SocketType) -> bytes:
+    """What the socket has (at most ``_RECEIVE_SIZE``), after waiting for it; b"" at EOF.
+
+    ``SocketStream.receive_some`` tries first, then waits, through three
+    frames; an answer to a probe just sent is never there yet, so this waits
+    first, in one. Cancellation and a close while waiting end the wait, as there.
+    """
+    while True:
+        await trio.lowlevel.wait_readable(sock)
+        try:
+            return os.read(sock.fileno(), _RECEIVE_SIZE)
+        except BlockingIOError:  # woken without data (spurious): wait again
+            continue
 
 
 # h11's own grammar (h11/_abnf.py), restricted to what the quick path takes: HTTP/1.1.

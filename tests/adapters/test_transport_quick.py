@@ -15,7 +15,17 @@ import h11
 import pytest
 import trio
 
-from adapters.transport import HttpConnection, ProbeRequest, TransportError, _whole_response
+from adapters.transport import (
+    HttpConnection,
+    ProbeRequest,
+    TransportError,
+    _body_of,
+    _request_head,
+    _send_request,
+    _split_url,
+    _state_head,
+    _whole_response,
+)
 
 CAP = 1 << 20
 
@@ -231,3 +241,93 @@ async def test_a_kept_request_shows_no_key_in_its_repr() -> None:
     assert kept is not None and b"rhtestkey-kept" in (kept.wire or b"")  # it is kept...
     for shown in (repr(kept), str(kept), repr(connection)):
         assert "rhtestkey" not in shown  # ...and never shown
+
+
+# -- what a connection keeps per adapter ---------------------------------------
+
+STATE_REQUESTS = [
+    ProbeRequest("GET", "http://h.example/v1/models", headers={"Authorization": "Bearer k"}),
+    ProbeRequest("POST", "http://h.example/v1/chat/completions", json_body={"model": "m"}),
+    ProbeRequest("GET", "http://h.example/v1/models", headers={"Connection": "close"}),
+    ProbeRequest("POST", "http://h.example/v1/x", json_body={"a": 1}, headers={"Expect": "100-continue"}),
+    ProbeRequest("POST", "http://h.example/v1/x", content=b"abc", headers={"Transfer-Encoding": "chunked"}),
+    ProbeRequest("GET", "http://h.example/v1/ws", headers={"Upgrade": "websocket", "Connection": "upgrade"}),
+]
+STATE_ANSWERS = [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+    b"HTTP/1.0 200 OK\r\n\r\nuntil close",
+    b"HTTP/1.1 204 No Content\r\n\r\n",
+]
+
+
+def _events(conn: h11.Connection, answer: bytes) -> list[object]:
+    conn.receive_data(answer)
+    conn.receive_data(b"")
+    seen: list[object] = []
+    for _ in range(10):
+        try:
+            event = conn.next_event()
+        except h11.ProtocolError as exc:
+            seen.append(type(exc))
+            break
+        seen.append(event)
+        if event is h11.NEED_DATA or event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
+            break
+    return [*seen, conn.our_state, conn.their_state]
+
+
+@pytest.mark.parametrize("request_", STATE_REQUESTS)
+def test_the_kept_state_head_leaves_h11_where_the_real_head_does(request_: ProbeRequest) -> None:
+    # The connection keeps a small head shared by adapters (not each one's own):
+    # h11 must read every answer after it exactly as after the request itself.
+    body = _body_of(request_)
+    _, target, host = _split_url(request_.url, request_.params)
+    real = _request_head(request_, target, host, body)
+    state = _state_head(real)
+    assert state is _state_head(_request_head(request_, target, host, body))  # shared
+    for answer in STATE_ANSWERS:
+        after_real, after_state = h11.Connection(h11.CLIENT), h11.Connection(h11.CLIENT)
+        _send_request(after_real, real, body)
+        _send_request(after_state, state, body)
+        assert _events(after_state, answer) == _events(after_real, answer), answer
+
+
+async def test_an_answer_in_several_reads_after_a_post_is_read_whole_and_kept_alive() -> None:
+    # The slow path: h11 reads, told what was sent through the shared state head.
+    seen: list[bytes] = []
+
+    async def handle(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                seen.append(bytes(data))
+                conn.receive_data(bytes(data))
+            elif isinstance(event, h11.EndOfMessage):
+                out = conn.send(h11.Response(status_code=200, headers=[("Transfer-Encoding", "chunked")]))
+                await stream.send_all(out + conn.send(h11.Data(data=b'{"choices"')))
+                await trio.sleep(0.01)
+                await stream.send_all(conn.send(h11.Data(data=b": [1]}")) + conn.send(h11.EndOfMessage()))
+                conn.start_next_cycle()
+            elif isinstance(event, h11.ConnectionClosed):
+                return
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
+        port = int(listeners[0].socket.getsockname()[1])
+        connection = HttpConnection()
+        request = ProbeRequest(
+            "POST", f"http://127.0.0.1:{port}/v1/chat/completions", json_body={"model": "m"}
+        )
+        answers = [await connection.fetch(request, max_body_bytes=CAP) for _ in range(2)]
+        await connection.aclose()
+        nursery.cancel_scope.cancel()
+    assert [(a.status, a.body) for a in answers] == [(200, b'{"choices": [1]}')] * 2
+    assert connection.connections_opened == 1  # h11 saw both sides done: kept alive
+    assert all(b'{"model":"m"}' in data for data in seen)
