@@ -1159,7 +1159,12 @@ def _measured_results(results: Results) -> list[tuple[str, dict[str, Any]]]:
     found: list[tuple[str, dict[str, Any]]] = []
     for section in ("seed_table", "scale", "sequential"):
         for row in getattr(results, section):
-            for key, who in (("trio", "ours"), ("seed", "seed design")):
+            for key, who in (
+                ("trio", "ours"),
+                ("trio_single", "ours, workers = 1"),
+                ("seed", "seed design"),
+                ("litellm", "LiteLLM"),
+            ):
                 if row.get(key):
                     found.append((f"{section.replace('_', ' ')} {_n(row['n'])}, {who}", row[key]))
     for row in results.strategies:
@@ -1252,7 +1257,12 @@ def reading_fds(results: Results) -> str:
         f"per probe plus the manager's reserve of {FD_RESERVE} for everything else, never above "
         "the process's RLIMIT_NOFILE. "
     )
-    ours = [(where, r) for where, r in _measured_results(results) if "seed design" not in where]
+    theirs = ("seed design", "LiteLLM")
+    ours = [
+        (where, r)
+        for where, r in _measured_results(results)
+        if not any(name in where for name in theirs)
+    ]
     over = [where for where, r in ours if fds_within(r) is False]
     checked = [where for where, r in ours if fds_within(r) is not None]
     if not checked:
