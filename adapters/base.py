@@ -501,9 +501,10 @@ class HttpAdapter:
                 FailureKind.NOT_OPEN,
                 "HTTP client not open: use the AdapterManager as `async with manager:`",
             )
-        request = self.build_request()
+        # The request is not kept in a local: the transport may let it go while the probe waits.
+        fetching = self._client.fetch(self.build_request(), max_body_bytes=self.max_body_bytes)
         try:
-            response = await self._client.fetch(request, max_body_bytes=self.max_body_bytes)
+            response = await fetching
         except TransportError as exc:
             return ProbeOutcome.fail(_transport_failure(exc), self._scrub(str(exc)))
         return self._classify(response)

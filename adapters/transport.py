@@ -40,6 +40,14 @@ __all__ = [
 ]
 
 
+#: No query parameters: one shared (read-only) mapping, not an empty dict per request.
+_NO_PARAMS: Final[Mapping[str, str]] = MappingProxyType({})
+
+
+def _no_params() -> Mapping[str, str]:
+    return _NO_PARAMS
+
+
 @dataclass(frozen=True, slots=True)
 class ProbeRequest:
     """One HTTP request that a provider adapter sends as its probe.
@@ -51,7 +59,7 @@ class ProbeRequest:
     method: str
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
-    params: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=_no_params)
     json_body: Any = None
     content: bytes | None = None
     content_type: str | None = None
@@ -202,7 +210,6 @@ class _Prepared:
         )
 
 
-_NO_PARAMS: Final[Mapping[str, str]] = MappingProxyType({})
 #: Shared small values, so 10,000 adapters of one host keep one origin tuple and
 #: one state head, not 10,000 (bounded: past the cap each keeps its own).
 _SHARED_MAX: Final = 4096
@@ -278,23 +285,27 @@ class HttpConnection:
         if self._closed:
             raise TransportError("the connection was closed by its manager")
         prepared = self._prepare(request)
+        # Only a request h11 refuses is needed past here (to say why): let the
+        # adapter's request go while the probe waits, the prepared one says it all.
+        refused = request if prepared.wire is None else None
+        del request
         origin = prepared.origin
         stream = await self._take_idle(origin)
         if stream is not None:
             try:
                 return await self._exchange(
-                    stream, request, prepared, max_body_bytes, reused=True
+                    stream, refused, prepared, max_body_bytes, reused=True
                 )
             except _StaleConnection:
                 # The server closed it while idle. Once more on a fresh socket,
                 # but never a POST: a billed completion must not be sent twice.
-                if request.method not in ("GET", "HEAD"):
+                if prepared.method not in ("GET", "HEAD"):
                     raise TransportError(
                         "the kept-alive connection was closed by the server; not retried "
-                        f"({request.method} is not idempotent)"
+                        f"({prepared.method} is not idempotent)"
                     ) from None
         stream = await self._connect(origin)
-        return await self._exchange(stream, request, prepared, max_body_bytes, reused=False)
+        return await self._exchange(stream, refused, prepared, max_body_bytes, reused=False)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -412,7 +423,7 @@ class HttpConnection:
     async def _exchange(
         self,
         stream: trio.abc.Stream,
-        request: ProbeRequest,
+        refused: ProbeRequest | None,
         prepared: _Prepared,
         max_body_bytes: int,
         *,
@@ -428,8 +439,9 @@ class HttpConnection:
                 sock = stream.socket if type(stream) is trio.SocketStream else None
                 wire = prepared.wire
                 if wire is None:  # h11 refuses it: let it say why, as on every probe
-                    _, target, host_header = _split_url(request.url, request.params)
-                    head = _request_head(request, target, host_header, body)
+                    assert refused is not None
+                    _, target, host_header = _split_url(refused.url, refused.params)
+                    head = _request_head(refused, target, host_header, body)
                     conn = h11.Connection(h11.CLIENT)
                     await stream.send_all(_send_request(conn, head, body))
                 elif sock is None:
