@@ -58,8 +58,9 @@ class ProbeRequest:
 
     method: str
     url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    params: Mapping[str, str] = field(default_factory=_no_params)
+    #: Carry keys in clear (Authorization, x-api-key...): never in the repr.
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    params: Mapping[str, str] = field(default_factory=_no_params, repr=False)
     json_body: Any = None
     content: bytes | None = None
     content_type: str | None = None

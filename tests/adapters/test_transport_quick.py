@@ -331,3 +331,14 @@ async def test_an_answer_in_several_reads_after_a_post_is_read_whole_and_kept_al
     assert [(a.status, a.body) for a in answers] == [(200, b'{"choices": [1]}')] * 2
     assert connection.connections_opened == 1  # h11 saw both sides done: kept alive
     assert all(b'{"model":"m"}' in data for data in seen)
+
+
+def test_a_probe_request_shows_no_key_in_its_repr() -> None:
+    request = ProbeRequest(
+        "GET",
+        "http://h.example/v1/models",
+        headers={"Authorization": "Bearer rhtestkey-repr-0123456789"},
+        params={"key": "rhtestkey-param-0123456789"},
+    )
+    assert "rhtestkey" not in repr(request) and "h.example" in repr(request)
+    assert ProbeRequest("GET", "http://h.example/").params == {}  # the shared empty default
