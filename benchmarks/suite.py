@@ -694,12 +694,23 @@ def _http_verdicts(body: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
 
 
 def _children(pid: int) -> list[int]:
-    """The live child processes of ``pid`` (the server's shard workers), from /proc."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as handle:
-            return [int(p) for p in handle.read().split()]
-    except OSError:
-        return []
+    """The live child processes of ``pid`` (the server's shard workers), from /proc.
+
+    Every process's parent is read (/proc/N/stat): a task's own ``children`` list
+    misses those a thread started (Trio starts processes from a worker thread).
+    """
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry))
+    return sorted(found)
 
 
 def _http_health(

@@ -239,3 +239,25 @@ def test_litellms_health_check_finds_the_fleet_healthy_on_the_lean_upstream(
     result = suite._litellm(job, cap=120)
     assert "error" not in result and "skipped" not in result, result
     assert result["finished"] and result["all_correct"], result["wrong"]
+
+
+def test_the_http_rows_find_worker_processes_a_thread_started() -> None:
+    # Trio starts processes from a worker thread: the main task's /proc children list misses
+    # them, so the HTTP rows' CPU, RSS and fds would leave the workers out.
+    import threading
+
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        started.append(subprocess.Popen([sys.executable, "-c", "input()"], stdin=subprocess.PIPE))
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    thread.join()
+    (child,) = started
+    try:
+        assert child.pid in suite._children(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
+    assert child.pid not in suite._children(os.getpid())
