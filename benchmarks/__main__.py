@@ -1,7 +1,7 @@
 """``python -m benchmarks [--quick] [--json FILE]``.
 
-A full run (about 30 minutes on 2 cores) writes benchmarks/RESULTS.md
-and benchmarks/scale.png; ``--quick`` (about three minutes, small N, short
+A full run (about 35 minutes on 2 cores, redis-server needed for the cluster
+record) writes benchmarks/RESULTS.md and benchmarks/scale.png; ``--quick`` (about three minutes, small N, short
 latencies and windows) writes neither and exits 1 if any of this project's results is
 wrong (never because something is slow). ``--policies-only`` runs just the
 cost-policy records (benchmarks/policies.py, ~8 minutes in full) and replaces
