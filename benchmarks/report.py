@@ -997,6 +997,20 @@ def plot(results: Results, path: Path) -> None:
             color="tab:green",
             label="LiteLLM proxy health check (its defaults)",
         )
+    lite_cap = [
+        (r["n"], r["litellm"].get("cap_s"))
+        for r in rows
+        if r.get("litellm") and _wall(r["litellm"]) is None and r["litellm"].get("cap_s")
+    ]
+    if lite_cap:
+        left.plot(
+            [n for n, _ in lite_cap],
+            [c for _, c in lite_cap],
+            "+",
+            color="tab:green",
+            markersize=12,
+            label="LiteLLM: unfinished at the cap",
+        )
     if seed_cap:
         left.plot(
             [n for n, _ in seed_cap],
@@ -1045,6 +1059,15 @@ def plot(results: Results, path: Path) -> None:
         color="tab:red",
         label="seed design",
     )
+    if any(w for _, w in lite):
+        by_n = dict(zip(ns, probes, strict=True))
+        right.plot(
+            [n for n, w in lite if w],
+            [by_n[n] * lat / w for n, w in lite if w],
+            "v-",
+            color="tab:green",
+            label="LiteLLM proxy health check",
+        )
     right.plot(ns, probes, "k:", label=f"ideal: N + {sentinels} (every probe at once)")
     for n, (_serial, _conc, sp) in SEED_TABLE.items():
         right.plot(
