@@ -197,6 +197,7 @@ async def _measure(job: dict[str, Any]) -> dict[str, Any]:
     correct_runs: list[int] = []
     wrong: list[str] = []
     fallbacks = 0
+    reasons: list[str] = []  # the first fallback's reason
     async with AdapterManager(config, checker=checker) as manager:
         for _ in range(job["warmup"]):  # connections open, caches fill
             await manager.health_checker.run(manager.model_adapters, concurrent=job["concurrent"])
@@ -217,6 +218,8 @@ async def _measure(job: dict[str, Any]) -> dict[str, Any]:
                 walls.append(time.perf_counter() - start)
                 exec_times.append(report.execution_time)
                 fallbacks += report.fallback
+                if report.fallback and report.fallback_reason and not reasons:
+                    reasons.append(report.fallback_reason)
                 verdicts = {
                     r.provider: (
                         r.status.value,
@@ -241,6 +244,13 @@ async def _measure(job: dict[str, Any]) -> dict[str, Any]:
     requests = (job["n"] if sentinel else len(tabs)) * job["repeats"]
     if job.get("expect_sharded") and not shards:
         wrong = ["not sharded: the row asked for worker processes and got none", *wrong]
+        correct_runs.append(0)
+    if job.get("expect_sharded") and fallbacks:
+        # The verdicts may all be right, finished sequentially in the parent: then this row
+        # measured the fallback, not the sharded pass.
+        why = f": {reasons[0][:200]}" if reasons else ""
+        wrong = [f"the sharded pass fell back in {fallbacks} of {job['repeats']} runs{why}",
+                 *wrong]  # fmt: skip
         correct_runs.append(0)
     if shards_after != shards:
         wrong = [f"worker processes changed during the measured runs: {shards} -> {shards_after}",
