@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 from adapters.base import DEFAULT_MAX_BODY_BYTES
@@ -153,3 +156,27 @@ class ChecksConfig:
         return self.schedule.enabled or any(
             self.schedule_for(m, p).enabled for m, p in self.adapter_schedule
         )
+
+
+#: ``[checks] workers`` may be at most this many times the CPUs available (and at least this many).
+WORKERS_PER_CPU = 4
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, and the cgroup v2 CPU quota when set."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(cpus, 1)
+
+
+def max_workers() -> int:
+    """The most ``[checks] workers`` may say on this machine."""
+    return max(WORKERS_PER_CPU * available_cpus(), WORKERS_PER_CPU)

@@ -8,7 +8,14 @@ from typing import Any
 
 from adapters.base import Secret
 
-from .checks import SCHEDULE_KEYS, CheckSchedule, ChecksConfig
+from .checks import (
+    SCHEDULE_KEYS,
+    WORKERS_PER_CPU,
+    CheckSchedule,
+    ChecksConfig,
+    available_cpus,
+    max_workers,
+)
 from .cluster import (
     CLUSTER_MODES,
     COREDIS_MISSING,
@@ -143,6 +150,12 @@ def _workers(validator: Validator, values: dict[str, Any], workers: object) -> N
     """``workers = "auto" | int``: None (auto, the CPU count) or the number given."""
     if workers == "auto":
         values["workers"] = None
+    elif isinstance(workers, int) and not isinstance(workers, bool) and workers > max_workers():
+        validator.problem(
+            "checks.workers",
+            f"at most {max_workers()} on this machine ({WORKERS_PER_CPU} per CPU available, "
+            f"{available_cpus()} here); use \"auto\" for one per CPU, got {workers!r}",
+        )
     elif isinstance(workers, int) and not isinstance(workers, bool) and workers >= 0:
         values["workers"] = workers
     else:

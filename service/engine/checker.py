@@ -96,11 +96,14 @@ class ShardDispatch(Protocol):
         model_remaining: float,
         run_remaining: float,
         deliver: ShardDelivery,
+        written: Callable[[], None],
     ) -> None:
         """Probe ``items`` in ``worker``, ``deliver``-ing each raw result as it arrives.
 
-        Returns when every item was delivered; raises if the worker fails;
-        when cancelled, the worker's probes are cancelled too.
+        Calls ``written`` once the batch is written whole (its probes may go
+        out from then on). Returns when every item was delivered; raises
+        :class:`ShardError` if the worker fails; when cancelled, the
+        worker's probes are cancelled too.
         """
         ...
 
@@ -108,6 +111,14 @@ class ShardDispatch(Protocol):
 # Exceptions that are not an adapter's business to report: they must reach
 # the caller (cancellation, Ctrl-C, interpreter exit).
 _PROPAGATE = (trio.Cancelled, KeyboardInterrupt, SystemExit, GeneratorExit)
+
+# A worker's result cut by its (earlier) deadline, said again in our words.
+_CUT = (FailureKind.DEADLINE, FailureKind.RESOURCE)
+
+
+class ShardError(Exception):
+    """A worker process failed (exited, or broke the protocol): its batch is probed here."""
+
 
 # A failure the concurrent pass itself may have caused (too many probes at
 # once), so a one-by-one re-check is a fair second opinion.
@@ -167,6 +178,8 @@ class _Run:
         self.listeners = listeners
         self.use_cache = use_cache
         self.id = uuid.uuid4().hex[:12]
+        #: Why part of the run was not probed as planned (a worker process failed).
+        self.fallback_reason: str | None = None
         # Every key we know, to redact from any text about this run: an
         # adapter's error may quote another's key (a shared gateway, user
         # code), including the key of an adapter this selection left out.
@@ -463,6 +476,8 @@ class HealthChecker:
                 await self._sequential_pass(
                     run, run.missing(), model_timeout, run_deadline, fallback=True
                 )
+            if fallback_reason is None:
+                fallback_reason = run.fallback_reason
             if settings.recheck_timeouts:
                 rechecked = await self._recheck_pass(run, start + model_timeout, run_deadline)
                 if rechecked and fallback_reason is None:
@@ -556,7 +571,9 @@ class HealthChecker:
         Budgets go as seconds remaining (the processes' clocks differ), a
         little short so that a worker's own timeout results arrive before
         our deadline; whatever has not arrived by then is a timeout here,
-        as a local probe's would be.
+        as a local probe's would be. A worker that fails fails only its own
+        batch: the other workers go on, and what it left unanswered is
+        probed here, concurrently, within the same deadline.
         """
         start = trio.current_time()
         pending: dict[int, _Dispatched] = {}
@@ -576,39 +593,71 @@ class HealthChecker:
                         entry.adapter.provider,
                         extra={"run_id": run.id, "model": entry.model, "provider": entry.adapter.provider},
                     )
+        # Keys the workers were not given (added since they started): the
+        # workers redacted with all the others at the source.
+        redacted = getattr(shards, "redacted", None)
+        extra_secrets = (
+            run.secrets
+            if redacted is None
+            else prepare_secrets([raw for raw in run.secrets if raw not in redacted])
+        )
 
         def deliver(index: int, raw: ProbeResult, granted: bool) -> None:
             entry = pending.pop(index, None)
             if entry is None:
                 return  # late, or not ours
             self.in_flight -= 1
-            run.record(self._shard_result(run, entry, raw, granted, cut_short))
+            run.record(self._shard_result(run, entry, raw, granted, start, budget, extra_secrets))
 
-        # What a local probe cut by the model's or the run's deadline says: the
-        # worker's own words count from its earlier deadline and clock.
-        limit = "the run's deadline" if budget.model_deadline == budget.run_deadline else "the model's budget"
-        cut_short = f"no answer within {budget.model_deadline - start:.2f} s ({limit})"
         margin = _shard_margin(budget.model_deadline - start)
         self.in_flight += len(pending)
+        # Batches written whole to their worker: only their items may have gone out.
+        written: set[int] = set()
+        failed: list[str] = []
+
+        async def probe_in(worker: int, batch: list[ShardItem]) -> None:
+            try:
+                await shards.probe(
+                    worker,
+                    run.id,
+                    batch,
+                    max(budget.model_deadline - start - margin, 0.0),
+                    max(budget.run_deadline - start - margin, 0.0),
+                    deliver,
+                    lambda: written.add(worker),
+                )
+            except ShardError as exc:
+                failed.append(_describe(exc, run.secrets))
+                logger.warning(
+                    "%s: probing its adapters here for this run", failed[-1], extra={"run_id": run.id}
+                )
+                left = [entry for item in batch if (entry := pending.pop(item[0], None)) is not None]
+                self.in_flight -= len(left)
+                async with trio.open_nursery() as nursery:
+                    for entry in left:
+                        nursery.start_soon(self._probe_dispatched, run, entry, budget)
+
         try:
             with trio.move_on_at(budget.model_deadline):
                 async with trio.open_nursery() as nursery:
                     for worker, batch in items.items():
-                        nursery.start_soon(
-                            shards.probe,
-                            worker,
-                            run.id,
-                            batch,
-                            max(budget.model_deadline - start - margin, 0.0),
-                            max(budget.run_deadline - start - margin, 0.0),
-                            deliver,
-                        )
+                        nursery.start_soon(probe_in, worker, batch)
         except BaseException:
-            for entry in pending.values():  # went out, may be billed
-                self.cost.record(entry.model, entry.sent, None, budget_fallback=entry.budget_fallback)
+            for worker, batch in items.items():  # went out, may be billed
+                if worker in written:
+                    for item in batch:
+                        if (gone := pending.get(item[0])) is not None:
+                            self.cost.record(
+                                gone.model, gone.sent, None, budget_fallback=gone.budget_fallback
+                            )
             raise
         finally:
             self.in_flight -= len(pending)
+            if failed:
+                run.fallback_reason = (
+                    f"{len(failed)} worker process(es) failed ({'; '.join(failed[:3])}); "
+                    "their adapters were probed in the main process"
+                )
         end = trio.current_time()
         for entry in list(pending.values()):
             own_timeout = _adapter_timeout(entry.adapter, self.settings.adapter_timeout)
@@ -630,8 +679,17 @@ class HealthChecker:
                 error=f"no answer within {deadline - start:.2f} s ({limit})",
                 failure=FailureKind.TIMEOUT if own else FailureKind.DEADLINE,
             )
-            run.record(self._shard_result(run, entry, raw, True, None))
+            run.record(self._shard_result(run, entry, raw, True, None, budget, ()))
         pending.clear()
+
+    async def _probe_dispatched(self, run: _Run, entry: _Dispatched, budget: _Budget) -> None:
+        """A probe a failed worker left unanswered, probed here (its checks were done)."""
+        with self.tracing.probe(entry.model, entry.adapter.provider, entry.adapter.adapter_name) as span:
+            result = await self._probe_sent(
+                entry.model, entry.adapter, entry.sent, entry.budget_fallback, budget, fallback=True, run=run
+            )
+            span.record(result)
+        run.record(result)
 
     def _shard_result(
         self,
@@ -639,14 +697,16 @@ class HealthChecker:
         entry: _Dispatched,
         raw: ProbeResult,
         granted: bool,
-        cut_short: str | None,
+        start: float | None,
+        budget: _Budget,
+        extra_secrets: Sequence[str],
     ) -> ProbeResult:
         """A worker's raw result, finished here as :meth:`_probe` finishes a local one."""
-        if cut_short is not None and raw.failure is FailureKind.DEADLINE and raw.status is ProbeStatus.TIMEOUT:
-            raw = dataclasses.replace(raw, error=cut_short)
-        elif raw.error:
-            # A worker knows only its shard's keys; the run knows them all.
-            scrubbed = redact(raw.error, run.secrets)
+        if start is not None and raw.status is ProbeStatus.TIMEOUT and raw.failure in _CUT:
+            raw = self._recut(entry, raw, start, budget)
+        elif raw.error and extra_secrets:
+            # The workers redacted with every key they were given; not these.
+            scrubbed = redact(raw.error, extra_secrets)
             if scrubbed != raw.error:
                 raw = dataclasses.replace(raw, error=scrubbed)
         _log_verdict(None, run, entry.model, entry.adapter, raw)
@@ -658,6 +718,31 @@ class HealthChecker:
             entry.budget_fallback,
             granted_at=None,
             granted=granted,
+        )
+
+    def _recut(self, entry: _Dispatched, raw: ProbeResult, start: float, budget: _Budget) -> ProbeResult:
+        """A worker's deadline result in our words: its deadlines were a little early."""
+        own_timeout = _adapter_timeout(entry.adapter, self.settings.adapter_timeout)
+        deadline = min(start + own_timeout, budget.model_deadline, budget.run_deadline)
+        if deadline == start + own_timeout:
+            limit = f"adapter timeout {own_timeout:g} s"
+        elif deadline == budget.run_deadline:
+            limit = "the run's deadline"
+        else:
+            limit = "the model's budget"
+        if raw.failure is FailureKind.RESOURCE:
+            return dataclasses.replace(
+                raw,
+                error=(
+                    f"no probe slot free within {deadline - start:.2f} s ({limit}); "
+                    "queued behind max_concurrent_probes / the provider's max_concurrent"
+                ),
+            )
+        own = limit.startswith("adapter")
+        return dataclasses.replace(
+            raw,
+            error=f"no answer within {deadline - start:.2f} s ({limit})",
+            failure=FailureKind.TIMEOUT if own else FailureKind.DEADLINE,
         )
 
     async def _sequential_pass(
@@ -779,6 +864,21 @@ class HealthChecker:
         sent, budget_fallback = self._probe_to_send(run, model, adapter)
         if sent is None:
             return self.cost.withheld(model, adapter, fallback=fallback)
+        return await self._probe_sent(
+            model, adapter, sent, budget_fallback, budget, fallback=fallback, run=run
+        )
+
+    async def _probe_sent(
+        self,
+        model: str,
+        adapter: Adapter,
+        sent: Adapter,
+        budget_fallback: bool,
+        budget: _Budget,
+        *,
+        fallback: bool,
+        run: _Run,
+    ) -> ProbeResult:
         wait = SlotWait()
         try:
             result = self._transient(

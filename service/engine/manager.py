@@ -331,7 +331,11 @@ class AdapterManager:
         """Worker processes for a large fleet (:mod:`service.engine.shards`), if it needs them."""
         checker = self.health_checker
         pool = plan_shards(
-            self.config, self.model_adapters, checker.settings, shardable=checker.shardable
+            self.config,
+            self.model_adapters,
+            checker.settings,
+            shardable=checker.shardable,
+            secrets=checker.known_secrets,
         )
         if pool is None:
             return

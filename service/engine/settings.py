@@ -6,7 +6,6 @@ by an embedder; every value is checked when the object is made.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -14,6 +13,7 @@ from typing import Final
 from adapters.base import FailureKind
 
 from ..config import TRANSIENT_KINDS, ChecksConfig
+from ..config.checks import available_cpus
 from ..config.values import check_seconds
 
 __all__ = ["CheckerSettings"]
@@ -79,7 +79,7 @@ class CheckerSettings:
                 for key in checks.adapter_schedule
             },
             max_probe_tokens_per_hour=checks.max_probe_tokens_per_hour,
-            workers=(os.cpu_count() or 1) if checks.workers is None else checks.workers,
+            workers=available_cpus() if checks.workers is None else checks.workers,
             shard_threshold=checks.shard_threshold,
         )
 

@@ -34,10 +34,11 @@ logger = logging.getLogger("router_health.shard_worker")
 
 async def _serve(stdin: trio.abc.ReceiveStream, stdout: trio.abc.SendStream) -> None:
     reader = FrameReader(stdin)
-    config = build_worker_config(await reader.read())
+    config, secrets = build_worker_config(await reader.read())
     outbox_send, outbox = trio.open_memory_channel[tuple[Any, ...]](math.inf)
     manager = AdapterManager(config)
     checker = manager.health_checker
+    checker.add_secrets(secrets)  # the whole fleet's: redacted here, at the source
     adapters = {
         (model, adapter.provider): adapter
         for model, listed in manager.model_adapters.items()

@@ -45,11 +45,11 @@ from typing import Any, Final
 import trio
 
 from adapters.base import Adapter, HttpAdapter
-from adapters.redaction import Secret
+from adapters.redaction import Secret, prepare_secrets
 
 from ..config import Config, ProviderConfig, ServerConfig, StorageConfig
 from ..config.telemetry import TelemetryConfig
-from .checker import ShardDelivery, ShardItem
+from .checker import ShardDelivery, ShardError, ShardItem
 from .report import ProbeResult
 from .settings import CheckerSettings
 
@@ -61,7 +61,7 @@ logger = logging.getLogger("router_health.shards")
 START_TIMEOUT: Final = 60.0
 #: How long a worker has to exit after "stop" and its stdin closing, before it is killed.
 STOP_TIMEOUT: Final = 5.0
-#: How long a "cancel" may take to be written (shielded): a stuck pipe must not hang a run.
+#: How long a "cancel" may take to be written (shielded, bounded): a stuck pipe must not hang a run.
 CANCEL_TIMEOUT: Final = 1.0
 #: How long one frame to a worker may take to be written (it reads all the time).
 SEND_TIMEOUT: Final = 10.0
@@ -69,12 +69,12 @@ SEND_TIMEOUT: Final = 10.0
 MAX_FAILURES: Final = 3
 #: The largest frame either side accepts: a bigger length means a broken stream.
 MAX_FRAME: Final = 1 << 30
+#: The most bytes one read asks for (a frame's length says how many more are due).
+READ_SIZE: Final = 1 << 20
+#: Results the reader hands on between two checkpoints (the event loop's other tasks run).
+DISPATCH_CHUNK: Final = 256
 
 _LENGTH = struct.Struct(">I")
-
-
-class ShardError(Exception):
-    """A worker process failed (exited, or broke the protocol): the run falls back."""
 
 
 # -- frames ----------------------------------------------------------------------------------
@@ -119,7 +119,9 @@ class FrameReader:
 
     async def _fill(self, size: int) -> bool:
         while len(self._buffer) < size:
-            chunk = await self._stream.receive_some(max(65536, size - len(self._buffer)))
+            chunk = await self._stream.receive_some(
+                min(max(65536, size - len(self._buffer)), READ_SIZE)
+            )
             if not chunk:
                 if self._buffer:
                     raise ShardError("the stream ended inside a frame")
@@ -135,9 +137,10 @@ class FrameReader:
             raise ShardError(f"a frame of {length} bytes: the stream is broken")
         if not await self._fill(4 + length):
             raise ShardError("the stream ended inside a frame")
-        data = bytes(self._buffer[4 : 4 + length])
+        with memoryview(self._buffer) as view:
+            obj = pickle.loads(view[4 : 4 + length])
         del self._buffer[: 4 + length]
-        return pickle.loads(data)
+        return obj
 
 
 # -- assignment ----------------------------------------------------------------------------
@@ -172,11 +175,7 @@ def assign(
     when ``adaptive_concurrency`` is on, go to the same worker, so that the
     cap (or the adaptive limit) is one limit, as in one process.
     """
-    groups: dict[object, list[int]] = {}
-    for position, (_, entry, _) in enumerate(candidates):
-        together = settings.adaptive_concurrency or entry.name in settings.provider_max_concurrent
-        key: object = ("provider", entry.name) if together else position
-        groups.setdefault(key, []).append(position)
+    groups = _groups(candidates, settings)
     loads = [(0, worker) for worker in range(workers)]
     heapq.heapify(loads)
     chosen = [0] * len(candidates)
@@ -186,6 +185,18 @@ def assign(
             chosen[position] = worker
         heapq.heappush(loads, (load + len(members), worker))
     return chosen
+
+
+def _groups(
+    candidates: Sequence[tuple[str, ProviderConfig, Adapter]], settings: CheckerSettings
+) -> dict[object, list[int]]:
+    """Candidates that must stay in one worker (a capped provider name), by key."""
+    groups: dict[object, list[int]] = {}
+    for position, (_, entry, _) in enumerate(candidates):
+        together = settings.adaptive_concurrency or entry.name in settings.provider_max_concurrent
+        key: object = ("provider", entry.name) if together else position
+        groups.setdefault(key, []).append(position)
+    return groups
 
 
 def shard_config(
@@ -251,16 +262,24 @@ class _Batch:
 
 
 class _Worker:
-    def __init__(self, index: int, config: Config, env: dict[str, str]) -> None:
+    def __init__(
+        self, index: int, config: Config, env: dict[str, str], secrets: tuple[str, ...] = ()
+    ) -> None:
         self.index = index
         self.config = config
         self.env = env
+        self.secrets = secrets
         self.process: trio.Process | None = None
         self.batches: dict[str, _Batch] = {}
         self.send_lock = trio.Lock()
         self.start_lock = trio.Lock()
         self.ready = trio.Event()
         self.failed: str | None = None  # why the process is no use any more
+        self.usable = False  # started and not failed since: a plain flag, read per adapter
+        self.failures = 0  # failures in a row (a start, a batch)
+        self.restart_scope: trio.CancelScope | None = None
+        self.restart_done = trio.Event()
+        self.restart_done.set()
         self.reader_done = trio.Event()
         self.reader_scope = trio.CancelScope()
 
@@ -281,30 +300,38 @@ class _Worker:
 
     async def start(self) -> None:
         """Start the process, send its config, and wait (bounded) until it is ready."""
+        try:
+            config_frame = encode(("config", self.config, self.secrets), with_secrets=True)
+        except Exception as exc:  # e.g. a value that does not pickle: probe locally
+            raise ShardError(
+                f"{self.describe()} could not be sent its config ({type(exc).__name__})"
+            ) from None
+        self.usable = False
         self.ready = trio.Event()
         self.failed = None
         self.reader_done = trio.Event()
         self.reader_scope = trio.CancelScope()
         try:
             self.process = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "service.engine.shard_worker"],
+                [sys.executable, "-c", BOOTSTRAP],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=self.env,
             )
-        except OSError as exc:
+        except Exception as exc:
             raise ShardError(f"{self.describe()} could not be started: {exc}") from None
         assert self.process.stdin is not None and self.process.stdout is not None
         trio.lowlevel.spawn_system_task(self._read, self.process, name=f"shard-reader-{self.index}")
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             async with self.send_lock:  # a worker that died at once is reported below
-                await write_frame(self.process.stdin, ("config", self.config), with_secrets=True)
+                await self.process.stdin.send_all(config_frame)
         with trio.move_on_after(START_TIMEOUT):
             await self.ready.wait()
         if not self.ready.is_set() or self.failed is not None:
             reason = self.failed or f"not ready within {START_TIMEOUT:g} s"
             await self.stop()
             raise ShardError(f"{self.describe()} did not start: {reason}")
+        self.usable = True
 
     async def _read(self, process: trio.Process) -> None:
         """The reader task (a system task: it outlives whichever task opened the manager)."""
@@ -317,8 +344,10 @@ class _Worker:
                     frame = await reader.read()
                     if frame is None:
                         break
-                    for message in frame:
+                    for count, message in enumerate(frame, 1):
                         self._dispatch(message)
+                        if count % DISPATCH_CHUNK == 0:  # a big frame must not stall the loop
+                            await trio.lowlevel.checkpoint()
         except Exception as exc:  # a system task must never raise: this run's batches fail
             reason = f"protocol error ({type(exc).__name__})"
         finally:
@@ -352,28 +381,44 @@ class _Worker:
         """The process is no use any more: every batch waiting on it fails."""
         if self.failed is None:
             self.failed = reason
+        self.usable = False
         self.ready.set()  # wake a start() waiting for it
         for batch in self.batches.values():
             if batch.error is None:
                 batch.error = ShardError(f"{self.describe()} failed mid-run: {reason}")
             batch.done.set()
 
-    async def send(self, message: object) -> None:
+    async def send(self, message: object, within: float) -> None:
+        """Write one frame within ``within`` seconds (and the caller's own deadline).
+
+        A frame is written whole or the stream is broken: a write cut short
+        (the bound, the run's deadline, a cancellation) fails the worker and
+        kills its process (it is restarted between runs).
+        """
         process = self.process
         if process is None or process.stdin is None:
             raise ShardError(f"{self.describe()} is not running")
-        data = encode(message)
-        # A frame is written whole or the stream is broken: a write cut by a
-        # cancellation would leave half a frame, so it is shielded, and bounded.
-        with trio.CancelScope(shield=True), trio.move_on_after(SEND_TIMEOUT) as bound:
-            try:
+        try:
+            data = encode(message)
+        except Exception as exc:
+            raise ShardError(f"a frame for {self.describe()} ({type(exc).__name__})") from None
+        writing = False
+        try:
+            with trio.move_on_after(within) as bound:
                 async with self.send_lock:
+                    writing = True
                     await process.stdin.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self._fail(f"its input closed ({type(exc).__name__})")
-                raise ShardError(f"{self.describe()} failed: its input closed") from None
+                    writing = False
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            writing = False
+            self._fail(f"its input closed ({type(exc).__name__})")
+            raise ShardError(f"{self.describe()} failed: its input closed") from None
+        finally:
+            if writing:
+                self._fail("a frame to it was cut short")
+                process.kill()
         if bound.cancelled_caught:
-            self._fail(f"it read nothing for {SEND_TIMEOUT:g} s")
+            self._fail(f"it read nothing for {within:g} s")
             process.kill()
             raise ShardError(f"{self.describe()} failed: it stopped reading its input")
 
@@ -384,25 +429,27 @@ class _Worker:
         model_remaining: float,
         run_remaining: float,
         deliver: ShardDelivery,
+        written: Callable[[], None],
     ) -> None:
         batch = _Batch(deliver)
         self.batches[run_id] = batch
         finished = False
         try:
-            await self.send(("batch", run_id, model_remaining, run_remaining, items))
+            await self.send(("batch", run_id, model_remaining, run_remaining, items), SEND_TIMEOUT)
+            written()
             await batch.done.wait()
-            finished = True
             if batch.error is not None:
                 raise batch.error
+            finished = True
         finally:
             del self.batches[run_id]
             if not finished and self.failed is None:
-                # Cancelled (the deadline, a caller gone): every probe of this
-                # run in the worker is cancelled and its socket closed.
-                with trio.move_on_after(CANCEL_TIMEOUT) as scope:
-                    scope.shield = True
+                # Cancelled (the deadline, a caller gone) or a listener failed:
+                # every probe of this run in the worker is cancelled.
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = trio.current_time() + CANCEL_TIMEOUT
                     with contextlib.suppress(ShardError):
-                        await self.send(("cancel", run_id))
+                        await self.send(("cancel", run_id), CANCEL_TIMEOUT)
 
     async def stop(self) -> None:
         """"stop", close stdin, wait (bounded), then kill: never a process left behind."""
@@ -447,6 +494,7 @@ class ShardPool:
         candidates: Sequence[tuple[str, ProviderConfig, Adapter]],
         workers: int,
         settings: CheckerSettings,
+        secrets: Sequence[Secret | str | None] = (),
     ) -> None:
         chosen = assign(candidates, workers, settings)
         self._worker_of: dict[int, int] = {}
@@ -455,13 +503,27 @@ class ShardPool:
             shares[worker].append((model, entry, adapter))
             self._worker_of[id(adapter)] = worker
         env = _worker_env(config)
+        # Every key of the fleet goes to every worker (over the same pipe as
+        # its own): it redacts any of them at the source, and this process
+        # re-redacts only with keys added since (``redacted``).
+        raws = prepare_secrets(
+            [
+                *secrets,
+                *(getattr(adapter, "api_key", None) for _, _, adapter in candidates),
+            ]
+        )
+        self.redacted: frozenset[str] = frozenset(raws)
         self.workers = [
-            _Worker(i, shard_config(config, share, settings, workers), env)
+            _Worker(i, shard_config(config, share, settings, workers), env, tuple(raws))
             for i, share in enumerate(shares)
         ]
         self.sizes = [len(share) for share in shares]
-        self.failures = 0
         self.disabled = False
+
+    @property
+    def failures(self) -> int:
+        """The most failures in a row of any one worker."""
+        return max((worker.failures for worker in self.workers), default=0)
 
     def __repr__(self) -> str:
         return f"ShardPool(workers={len(self.workers)}, adapters={self.sizes})"
@@ -491,9 +553,49 @@ class ShardPool:
         return [pid for worker in self.workers if (pid := worker.pid) is not None]
 
     def worker_of(self, model: str, adapter: Adapter) -> int | None:
+        """``adapter``'s worker, or None: not sharded, or its worker is not running.
+
+        A worker that is not running is restarted in the background; its
+        adapters are probed in this process meanwhile (a start never eats a
+        run's deadline).
+        """
         if self.disabled:
             return None
-        return self._worker_of.get(id(adapter))
+        worker = self._worker_of.get(id(adapter))
+        if worker is None:
+            return None
+        shard = self.workers[worker]
+        if shard.usable:
+            return worker
+        if shard.restart_done.is_set():
+            self._restart_soon(shard)
+        return None
+
+    def _restart_soon(self, shard: _Worker) -> None:
+        shard.restart_scope = trio.CancelScope()
+        shard.restart_done = trio.Event()
+        trio.lowlevel.spawn_system_task(
+            self._restart, shard, shard.restart_scope, name=f"shard-restart-{shard.index}"
+        )
+
+    async def _restart(self, shard: _Worker, scope: trio.CancelScope) -> None:
+        """A system task: never raises; a start that fails or never finishes counts."""
+        try:
+            with scope:
+                try:
+                    async with shard.start_lock:
+                        await shard.stop()
+                        await shard.start()
+                except ShardError as exc:
+                    self._failed(shard, str(exc))
+                except Exception as exc:
+                    self._failed(shard, f"{shard.describe()} did not start ({type(exc).__name__})")
+                else:
+                    logger.info("%s restarted", shard.describe())
+            if scope.cancelled_caught:
+                self._failed(shard, f"{shard.describe()} did not finish starting")
+        finally:
+            shard.restart_done.set()
 
     async def probe(
         self,
@@ -503,37 +605,34 @@ class ShardPool:
         model_remaining: float,
         run_remaining: float,
         deliver: ShardDelivery,
+        written: Callable[[], None],
     ) -> None:
         shard = self.workers[worker]
-        if not shard.alive:
-            async with shard.start_lock:
-                if not shard.alive:
-                    await shard.stop()
-                    try:
-                        await shard.start()
-                    except ShardError:
-                        self._failed()
-                        raise
-                    logger.info("%s restarted", shard.describe())
         try:
-            await shard.probe(run_id, items, model_remaining, run_remaining, deliver)
-        except ShardError:
-            self._failed()
+            await shard.probe(run_id, items, model_remaining, run_remaining, deliver, written)
+        except ShardError as exc:
+            self._failed(shard, str(exc))
             raise
-        self.failures = 0
+        shard.failures = 0
 
-    def _failed(self) -> None:
-        self.failures += 1
-        if self.failures >= MAX_FAILURES and not self.disabled:
+    def _failed(self, shard: _Worker, reason: str) -> None:
+        shard.failures += 1
+        if shard.failures >= MAX_FAILURES and not self.disabled:
             self.disabled = True
             logger.warning(
-                "Worker processes failed %d times in a row: sharding is off until restart; "
+                "%s failed %d times in a row (%s): sharding is off until restart; "
                 "this process probes every adapter itself (see [checks] workers)",
-                self.failures,
+                shard.describe(),
+                shard.failures,
+                reason,
             )
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):
+            for worker in self.workers:
+                if worker.restart_scope is not None:
+                    worker.restart_scope.cancel()
+                await worker.restart_done.wait()
             async with trio.open_nursery() as nursery:
                 for worker in self.workers:
                     nursery.start_soon(worker.stop)
@@ -552,11 +651,34 @@ def _worker_env(config: Config) -> dict[str, str]:
         for name in (entry.api_key_env, *entry.headers_env.values())
         if name
     }
+    # Nor the variables this process's own secrets come from (the server's
+    # tokens, Redis, webhooks, telemetry): a worker never needs them.
+    sections: list[object] = [config.server, config.storage, config.telemetry, *config.alerts]
+    for section in sections:
+        if dataclasses.is_dataclass(section):
+            for field in dataclasses.fields(section):
+                value = getattr(section, field.name, None)
+                if field.name.endswith("_env") and isinstance(value, str) and value:
+                    named.add(value)
     env = {key: value for key, value in os.environ.items() if key not in named}
-    root = str(Path(__file__).resolve().parents[2])
-    path = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = root if not path else os.pathsep.join([root, path])
+    # The package's root goes after the standard library (see shard_worker's
+    # bootstrap), never before it as PYTHONPATH would put it.
+    env[ROOT_VARIABLE] = str(Path(__file__).resolve().parents[2])
     return env
+
+
+#: The variable a worker finds this package's root in (it joins sys.path after the stdlib).
+ROOT_VARIABLE: Final = "ROUTER_HEALTH_SHARD_ROOT"
+#: How a worker starts: the package root joins sys.path before site-packages, after the stdlib.
+BOOTSTRAP: Final = (
+    "import os, sys\n"
+    "root = os.environ.pop('ROUTER_HEALTH_SHARD_ROOT', '')\n"
+    "if root and root not in sys.path:\n"
+    "    at = next((i for i, p in enumerate(sys.path) if 'site-packages' in p or 'dist-packages' in p), len(sys.path))\n"
+    "    sys.path.insert(at, root)\n"
+    "import runpy\n"
+    "runpy.run_module('service.engine.shard_worker', run_name='__main__', alter_sys=True)\n"
+)
 
 
 def plan_shards(
@@ -565,6 +687,7 @@ def plan_shards(
     settings: CheckerSettings,
     *,
     shardable: bool = True,
+    secrets: Sequence[Secret | str | None] = (),
 ) -> ShardPool | None:
     """The pool a fleet needs, or None: too small, workers off, or an outside probe limiter."""
     if settings.workers < 2 or not shardable:
@@ -572,21 +695,24 @@ def plan_shards(
     candidates = shard_candidates(config, model_adapters)
     if len(candidates) < settings.shard_threshold:
         return None
-    workers = min(settings.workers, len(candidates))
+    # Never more workers than groups: an idle process only costs.
+    workers = min(settings.workers, len(_groups(candidates, settings)))
     if workers < 2:
         return None
-    return ShardPool(config, candidates, workers, settings)
+    return ShardPool(config, candidates, workers, settings, secrets)
 
 
 # For the worker module: the one place that reads the first frame.
-def build_worker_config(message: object) -> Config:
+def build_worker_config(message: object) -> tuple[Config, tuple[str, ...]]:
+    """The worker's config, and every key of the fleet (to redact from its texts)."""
     if (
         not isinstance(message, tuple)
-        or len(message) != 2
+        or len(message) != 3
         or message[0] != "config"
         or not isinstance(message[1], Config)
+        or not isinstance(message[2], tuple)
     ):
         raise ShardError("the first frame is not a config")
     config: Config = message[1]
-    return config
-
+    secrets: tuple[str, ...] = message[2]
+    return config, secrets
