@@ -214,3 +214,36 @@ async def test_f11_a_start_failing_with_any_error_leaves_one_warning_and_probes_
     assert report.status.value == "healthy"
     warnings = [r for r in caplog.records if "worker processes" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+
+
+async def test_f6_a_failing_listener_cancels_the_runs_probes_in_its_worker_too() -> None:
+    providers = [SimProvider("fast", "openai", "rhshard-review-key-fast", ["gpt-4o-mini"], Behavior(latency=0.0))]
+    providers += [
+        SimProvider(f"hang{i}", "openai", f"rhshard-review-key-hang{i}", ["gpt-4o-mini"], Behavior(mode="hang"))
+        for i in range(7)
+    ]
+    async with simulator(providers) as sim:
+        document = {
+            "checks": {"workers": 2, "shard_threshold": 4, "timeout": 60, "model_timeout": 60,
+                       "adapter_timeout": 60, "recheck_timeouts": False},
+            "models": [{"name": f"m-{e['name']}", "providers": [e]} for e in sim.provider_entries()],
+        }
+        async with AdapterManager(parse_config(document)) as manager:
+            fired: list[str] = []
+
+            def failing(result: object) -> None:
+                if not fired:
+                    fired.append("once")
+                    raise RuntimeError("a listener's bug")
+
+            manager.health_checker.result_listeners.append(failing)
+            hanging = [f"hang{i}" for i in range(7)]
+            with trio.fail_after(GUARD + 20):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(manager.health_checker.run, manager.select())
+                    # As in one process: every probe the run had sent is cancelled
+                    # (the worker that delivered the failing result included).
+                    await sim.wait_until(
+                        lambda: all(sim.stats(name).disconnected >= 1 for name in hanging)
+                    )
+                    nursery.cancel_scope.cancel()
