@@ -342,3 +342,25 @@ def test_a_probe_request_shows_no_key_in_its_repr() -> None:
     )
     assert "rhtestkey" not in repr(request) and "h.example" in repr(request)
     assert ProbeRequest("GET", "http://h.example/").params == {}  # the shared empty default
+
+
+async def test_an_ip_address_is_connected_to_directly_and_a_refusal_says_so() -> None:
+    # No resolver, no happy-eyeballs nursery for an address; the same errors as through them.
+    seen: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        port = await _echo_server(nursery, seen)
+        connection = HttpConnection()
+        answer = await connection.fetch(
+            ProbeRequest("GET", f"http://127.0.0.1:{port}/v1/models"), max_body_bytes=CAP
+        )
+        await connection.aclose()
+        closed = trio.socket.socket()
+        await closed.bind(("127.0.0.1", 0))
+        refused_port = closed.getsockname()[1]
+        closed.close()  # bound, never listening: nothing will answer there
+        with pytest.raises(TransportError, match=rf"127\.0\.0\.1:{refused_port}: Connection refused"):
+            await HttpConnection().fetch(
+                ProbeRequest("GET", f"http://127.0.0.1:{refused_port}/"), max_body_bytes=CAP
+            )
+        nursery.cancel_scope.cancel()
+    assert (answer.status, answer.body) == (200, b"{}") and len(seen) == 1
