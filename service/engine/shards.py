@@ -519,6 +519,8 @@ class ShardPool:
         ]
         self.sizes = [len(share) for share in shares]
         self.disabled = False
+        self._stopping: trio.Event | None = None
+        self.closing = False
 
     @property
     def failures(self) -> int:
@@ -550,6 +552,8 @@ class ShardPool:
             raise ShardError("; ".join(problems))
 
     def pids(self) -> list[int]:
+        if self.disabled:
+            return []
         return [pid for worker in self.workers if (pid := worker.pid) is not None]
 
     def worker_of(self, model: str, adapter: Adapter) -> int | None:
@@ -592,7 +596,7 @@ class ShardPool:
                     self._failed(shard, f"{shard.describe()} did not start ({type(exc).__name__})")
                 else:
                     logger.info("%s restarted", shard.describe())
-            if scope.cancelled_caught:
+            if scope.cancelled_caught and not self.closing:
                 self._failed(shard, f"{shard.describe()} did not finish starting")
         finally:
             shard.restart_done.set()
@@ -612,12 +616,14 @@ class ShardPool:
             await shard.probe(run_id, items, model_remaining, run_remaining, deliver, written)
         except ShardError as exc:
             self._failed(shard, str(exc))
+            if not self.disabled and shard.restart_done.is_set():
+                self._restart_soon(shard)  # now, in the background: ready for the next run
             raise
         shard.failures = 0
 
     def _failed(self, shard: _Worker, reason: str) -> None:
         shard.failures += 1
-        if shard.failures >= MAX_FAILURES and not self.disabled:
+        if shard.failures >= MAX_FAILURES and not self.disabled and not self.closing:
             self.disabled = True
             logger.warning(
                 "%s failed %d times in a row (%s): sharding is off until restart; "
@@ -626,9 +632,30 @@ class ShardPool:
                 shard.failures,
                 reason,
             )
+            # Idle from now on: stopped in the background (aclose waits for it).
+            self._stopping = trio.Event()
+            trio.lowlevel.spawn_system_task(self._stop_all, self._stopping, name="shard-stop")
+
+    async def _stop_all(self, done: trio.Event) -> None:
+        try:
+            with trio.CancelScope(shield=True):
+                for worker in self.workers:
+                    if worker.restart_scope is not None:
+                        worker.restart_scope.cancel()
+                    await worker.restart_done.wait()
+                async with trio.open_nursery() as nursery:
+                    for worker in self.workers:
+                        nursery.start_soon(worker.stop)
+        except Exception:  # a system task must never raise; aclose stops them again
+            logger.debug("stopping idle worker processes failed", exc_info=True)
+        finally:
+            done.set()
 
     async def aclose(self) -> None:
+        self.closing = True
         with trio.CancelScope(shield=True):
+            if self._stopping is not None:
+                await self._stopping.wait()
             for worker in self.workers:
                 if worker.restart_scope is not None:
                     worker.restart_scope.cancel()

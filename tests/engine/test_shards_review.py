@@ -11,6 +11,7 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from service import AdapterManager, ConfigError, parse_config
 from service.engine.report import HealthReport
 from service.engine.shards import ShardPool, plan_shards, shard_candidates
 from service.testing.simulator import Behavior, SimProvider, Simulator
+from tests.support import eventually
 from tests.support.served import GUARD, deadline_bound
 
 #: A model name long enough that one worker's batch frame (~500 items) is
@@ -247,3 +249,52 @@ async def test_f6_a_failing_listener_cancels_the_runs_probes_in_its_worker_too()
                         lambda: all(sim.stats(name).disconnected >= 1 for name in hanging)
                     )
                     nursery.cancel_scope.cancel()
+
+
+async def test_f10_one_worker_failing_every_run_turns_sharding_off_and_the_idle_workers_stop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from service.engine.shards import MAX_FAILURES
+
+    from .test_shards import process_gone
+
+    providers = [
+        SimProvider(f"p{i}", "openai", f"rhshard-review-key-p{i}", ["gpt-4o-mini"], Behavior(latency=0.0))
+        for i in range(6)
+    ]
+    async with simulator(providers) as sim:
+        document = {
+            "checks": {"workers": 2, "shard_threshold": 4, "timeout": 60, "model_timeout": 60,
+                       "adapter_timeout": 60, "recheck_timeouts": False},
+            "models": [{"name": f"m-{e['name']}", "providers": [e]} for e in sim.provider_entries()],
+        }
+        async with AdapterManager(parse_config(document)) as manager:
+            pool = manager._shards
+            assert pool is not None
+            theirs = worker_share(manager, 0)
+            survivor = pool.workers[1].pid
+            assert survivor is not None
+            with trio.fail_after(GUARD + 60):
+                for _ in range(MAX_FAILURES):
+                    await eventually(lambda: pool.workers[0].usable, within=GUARD + 20)
+                    for name in theirs:
+                        sim.set_behavior(name, mode="hang")
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(partial(manager.health_checker.run, manager.select(), use_cache=False))
+                        await sim.wait_until(
+                            lambda: sum(sim.stats(name).in_flight for name in theirs) == len(theirs)
+                        )
+                        for name in theirs:
+                            sim.set_behavior(name, mode="ok")
+                        victim = pool.workers[0].pid
+                        assert victim is not None
+                        os.kill(victim, signal.SIGKILL)
+                    # The other worker's batches succeeded meanwhile: its successes
+                    # do not reset worker 0's count.
+                    if not pool.disabled:
+                        await eventually(lambda: pool.workers[0].restart_done.is_set(), within=GUARD + 20)
+            assert pool.disabled and manager.shard_pids() == []
+            off = [r for r in caplog.records if "sharding is off" in r.getMessage()]
+            assert len(off) == 1 and off[0].levelname == "WARNING"
+            # No idle process left running until the service closes.
+            await eventually(lambda: process_gone(survivor), within=GUARD + 20)
