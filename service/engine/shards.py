@@ -1,12 +1,14 @@
 """Worker processes a large fleet's concurrent pass is sharded over.
 
 One Python process runs out of CPU somewhere past a thousand concurrent
-probes. With ``[checks] workers`` (default "auto": the CPU count) and a fleet
-of at least ``shard_threshold`` HTTP adapters built from the config, the
-:class:`~service.engine.manager.AdapterManager` starts that many worker
-processes (``python -m service.engine.shard_worker``); each builds and owns
-its share of the adapters, and the checker's concurrent pass sends each one
-batch of probes per run and takes the results back as they come
+probes. With ``[checks] workers`` (default "auto": the CPUs this process may
+use) and a fleet of at least ``shard_threshold`` HTTP adapters built from the
+config, the :class:`~service.engine.manager.AdapterManager` starts that many
+worker processes (never more than groups of adapters):
+:mod:`service.engine.shard_worker`, run by a small ``-c`` bootstrap that puts
+this package's root after the standard library on ``sys.path``. Each builds
+and owns its share of the adapters, and the checker's concurrent pass sends
+each one batch of probes per run and takes the results back as they come
 (:meth:`HealthChecker._sharded_pass <service.engine.checker.HealthChecker>`).
 
 What stays in this process: everything before a probe is sent (reported
