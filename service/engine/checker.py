@@ -160,6 +160,30 @@ class _Budget:
     run_deadline: float
 
 
+def _cut_short(
+    own_timeout: float, start: float, budget: _Budget, *, queued: bool
+) -> tuple[FailureKind, str]:
+    """The failure kind and error of a probe started at ``start`` that a deadline ended.
+
+    The earliest of its own timeout, its model's budget and the run's deadline
+    names it. ``queued``: it never got a probe slot, so our own capacity ran
+    out, not the provider's patience.
+    """
+    deadline = min(start + own_timeout, budget.model_deadline, budget.run_deadline)
+    if deadline == start + own_timeout:
+        limit, failure = f"adapter timeout {own_timeout:g} s", FailureKind.TIMEOUT
+    elif deadline == budget.run_deadline:
+        limit, failure = "the run's deadline", FailureKind.DEADLINE
+    else:
+        limit, failure = "the model's budget", FailureKind.DEADLINE
+    if queued:
+        return FailureKind.RESOURCE, (
+            f"no probe slot free within {deadline - start:.2f} s ({limit}); "
+            "queued behind max_concurrent_probes / the provider's max_concurrent"
+        )
+    return failure, f"no answer within {deadline - start:.2f} s ({limit})"
+
+
 class _Run:
     """Book-keeping for one run: results as they arrive, in config order at the end."""
 
@@ -661,14 +685,7 @@ class HealthChecker:
         end = trio.current_time()
         for entry in list(pending.values()):
             own_timeout = _adapter_timeout(entry.adapter, self.settings.adapter_timeout)
-            deadline = min(start + own_timeout, budget.model_deadline, budget.run_deadline)
-            if deadline == start + own_timeout:
-                limit = f"adapter timeout {own_timeout:g} s"
-            elif deadline == budget.run_deadline:
-                limit = "the run's deadline"
-            else:
-                limit = "the model's budget"
-            own = limit.startswith("adapter")
+            failure, error = _cut_short(own_timeout, start, budget, queued=False)
             raw = ProbeResult(
                 model=entry.model,
                 provider=entry.adapter.provider,
@@ -676,8 +693,8 @@ class HealthChecker:
                 status=ProbeStatus.TIMEOUT,
                 latency_ms=(end - start) * 1000.0,
                 checked_at=time.time(),
-                error=f"no answer within {deadline - start:.2f} s ({limit})",
-                failure=FailureKind.TIMEOUT if own else FailureKind.DEADLINE,
+                error=error,
+                failure=failure,
             )
             run.record(self._shard_result(run, entry, raw, True, None, budget, ()))
         pending.clear()
@@ -723,27 +740,10 @@ class HealthChecker:
     def _recut(self, entry: _Dispatched, raw: ProbeResult, start: float, budget: _Budget) -> ProbeResult:
         """A worker's deadline result in our words: its deadlines were a little early."""
         own_timeout = _adapter_timeout(entry.adapter, self.settings.adapter_timeout)
-        deadline = min(start + own_timeout, budget.model_deadline, budget.run_deadline)
-        if deadline == start + own_timeout:
-            limit = f"adapter timeout {own_timeout:g} s"
-        elif deadline == budget.run_deadline:
-            limit = "the run's deadline"
-        else:
-            limit = "the model's budget"
-        if raw.failure is FailureKind.RESOURCE:
-            return dataclasses.replace(
-                raw,
-                error=(
-                    f"no probe slot free within {deadline - start:.2f} s ({limit}); "
-                    "queued behind max_concurrent_probes / the provider's max_concurrent"
-                ),
-            )
-        own = limit.startswith("adapter")
-        return dataclasses.replace(
-            raw,
-            error=f"no answer within {deadline - start:.2f} s ({limit})",
-            failure=FailureKind.TIMEOUT if own else FailureKind.DEADLINE,
+        failure, error = _cut_short(
+            own_timeout, start, budget, queued=raw.failure is FailureKind.RESOURCE
         )
+        return dataclasses.replace(raw, error=error, failure=failure)
 
     async def _sequential_pass(
         self,
@@ -997,22 +997,9 @@ class HealthChecker:
         if outcome is None or scope.cancel_called:
             # The deadline passed: whatever the adapter produced after that
             # (an error made of its cancellation, a late answer) came too late.
-            if deadline == start + own_timeout:
-                limit = f"adapter timeout {own_timeout:g} s"
-            elif deadline == budget.run_deadline:
-                limit = "the run's deadline"
-            else:
-                limit = "the model's budget"
-            own = limit.startswith("adapter")
-            failure = FailureKind.TIMEOUT if own else FailureKind.DEADLINE
-            error = f"no answer within {deadline - start:.2f} s ({limit})"
-            if wait.granted_at is None:
-                # Our own capacity ran out, not the provider's patience.
-                failure = FailureKind.RESOURCE
-                error = (
-                    f"no probe slot free within {deadline - start:.2f} s ({limit}); "
-                    "queued behind max_concurrent_probes / the provider's max_concurrent"
-                )
+            failure, error = _cut_short(
+                own_timeout, start, budget, queued=wait.granted_at is None
+            )
             result = ProbeResult(
                 model=model,
                 provider=adapter.provider,
