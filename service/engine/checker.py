@@ -889,7 +889,13 @@ class HealthChecker:
                 self.cost.record(model, sent, None, budget_fallback=budget_fallback)
             raise
         return self._settle(
-            model, adapter, sent, result, budget_fallback, granted_at=wait.granted_at
+            model,
+            adapter,
+            sent,
+            result,
+            budget_fallback,
+            granted_at=wait.granted_at,
+            fed_back=wait.fed_back,
         )
 
     def _settle(
@@ -902,6 +908,7 @@ class HealthChecker:
         *,
         granted_at: float | None,
         granted: bool | None = None,
+        fed_back: bool = False,
     ) -> ProbeResult:
         """Count, remember and hold a probe's result (``adapter`` is the key, ``sent`` went out)."""
         if budget_fallback:
@@ -911,7 +918,7 @@ class HealthChecker:
             granted = granted_at is not None
         if granted:  # one that never got a slot says nothing of the provider
             self.recent.remember(model, adapter, result)
-            if granted_at is not None:  # probed here: the slots here learn from it
+            if granted_at is not None and not fed_back:  # probed here: the slots here learn
                 self.slots.feedback(
                     adapter.provider,
                     _signal(result),
@@ -940,7 +947,7 @@ class HealthChecker:
         wait = SlotWait()
         budget = _Budget(min(model_deadline, run_deadline), run_deadline)
         result = await self._probe_once(model, adapter, budget, wait, fallback=False, run=run)
-        if wait.granted_at is not None:
+        if wait.granted_at is not None and not wait.fed_back:
             self.slots.feedback(
                 adapter.provider,
                 _signal(result),
@@ -985,7 +992,7 @@ class HealthChecker:
         self.in_flight += 1
         try:
             with trio.move_on_at(deadline) as scope:
-                outcome = await self._call(adapter, wait, run.secrets)
+                outcome = await self._call(adapter, wait, run.secrets, deadline)
         finally:
             self.in_flight -= 1
         end = trio.current_time()
@@ -1039,7 +1046,7 @@ class HealthChecker:
         return result
 
     async def _call(
-        self, adapter: Adapter, wait: SlotWait, secrets: Sequence[Any]
+        self, adapter: Adapter, wait: SlotWait, secrets: Sequence[Any], deadline: float
     ) -> ProbeOutcome:
         """Run one ``check_health()``, turning anything it raises into an outcome."""
         try:
@@ -1049,6 +1056,18 @@ class HealthChecker:
             else:
                 async with self.slots.slot(adapter.provider, wait):
                     outcome = await adapter.check_health()
+                    if isinstance(outcome, ProbeOutcome) and trio.current_time() < deadline:
+                        # Before the slot is given back: a refusal that lowers the
+                        # limit must bind the probe that gets this slot next, or
+                        # that probe's own refusal counts as a new episode and
+                        # halves the limit again.
+                        self.slots.feedback(
+                            adapter.provider,
+                            _signal_of(outcome.failure, outcome.http_status, outcome.healthy),
+                            wait.granted_at,
+                            local=outcome.failure is FailureKind.RESOURCE,
+                        )
+                        wait.fed_back = True
         except Exception as exc:
             return ProbeOutcome.fail(FailureKind.EXCEPTION, _describe(exc, secrets))
         except BaseException as exc:
@@ -1148,11 +1167,15 @@ def _pushed_back(result: ProbeResult) -> bool:
 
 def _signal(result: ProbeResult) -> Signal:
     """What a probe that held a slot says about its provider's load."""
-    if _pushed_back(result):
+    return _signal_of(result.failure, result.http_status, result.healthy)
+
+
+def _signal_of(failure: FailureKind | None, http_status: int | None, healthy: bool) -> Signal:
+    if failure is FailureKind.RATE_LIMITED or http_status == 503:  # as _pushed_back
         return Signal.REFUSED
-    if result.failure in (FailureKind.TIMEOUT, FailureKind.RESOURCE):
+    if failure in (FailureKind.TIMEOUT, FailureKind.RESOURCE):
         return Signal.CONGESTED
-    if result.http_status is not None or result.healthy:
+    if http_status is not None or healthy:
         return Signal.ANSWERED
     return Signal.NEUTRAL  # refused, raised, cut by the run's budget: not about load
 

@@ -88,6 +88,9 @@ class SlotWait:
     """When a probe got its slots (trio clock); ``None`` while it is still queued."""
 
     granted_at: float | None = None
+    #: The adaptive limits already heard how the probe went, before its slot was
+    #: given back (so a lowered limit binds whoever gets that slot next).
+    fed_back: bool = False
 
 
 class AdaptiveLimit:

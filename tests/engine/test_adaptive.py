@@ -316,6 +316,50 @@ async def test_checker_contains_one_slow_provider(autojump_clock: trio.testing.M
     assert stats["local"]["limit"] == 4
 
 
+async def test_a_refusal_lowers_the_limit_before_its_slot_goes_to_the_next_probe() -> None:
+    """A refused probe's slot must not go to a queued probe at the old limit.
+
+    Otherwise that probe is sent into the same overload, is refused too and,
+    granted after the decrease, counts as a new episode: a second halving per
+    burst (seen in the benchmark as the limit stepping down run after run).
+    """
+    count = INITIAL_LIMIT + 1  # one more probe than the initial limit, one provider name
+    released = {i: trio.Event() for i in range(count)}
+    refused: set[int] = set()
+    started: list[int] = []
+
+    def gate(i: int) -> CallableAdapter:
+        async def check() -> ProbeOutcome:
+            started.append(i)
+            await released[i].wait()
+            if i in refused:
+                return ProbeOutcome.fail(FailureKind.RATE_LIMITED, "HTTP 429", http_status=429)
+            return ProbeOutcome.ok(http_status=200)
+
+        return CallableAdapter("limited", check)
+
+    checker = HealthChecker(settings(adaptive_concurrency=True, adaptive_ceiling=32))
+    plan: dict[str, list[Any]] = {f"m{i}": [gate(i)] for i in range(count)}
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(checker.run, plan)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(started) == INITIAL_LIMIT  # the last one queues
+        (queued,) = set(range(count)) - set(started)
+        first = started[0]
+        refused.add(first)
+        released[first].set()  # the provider refuses one
+        await trio.testing.wait_all_tasks_blocked()
+        stats = checker.slots.statistics()["limited"]
+        assert (stats["limit"], stats["decreases"]) == (INITIAL_LIMIT // 2, 1)
+        # Three still in flight against a limit of two: nobody new goes out.
+        assert queued not in started
+        assert stats["queued"] == 1
+        for event in released.values():
+            event.set()
+    assert sorted(started) == list(range(count))
+    assert checker.slots.statistics()["limited"]["decreases"] == 1
+
+
 async def test_refusals_in_the_same_instant_are_one_episode(
     mock_clock: trio.testing.MockClock,
 ) -> None:
