@@ -59,7 +59,7 @@ With ``[[alerts]]``, per channel (``channel``: its ``name``; never its URL):
 * ``router_health_alert_messages_total{channel,outcome}``: alert messages by
   ``outcome``: delivered, failed (the service refused or errored), timeout
   (abandoned at the channel's ``timeout``), dropped (queue full, or still
-  queued at shutdown), deduplicated (with ``[cluster]``, another replica sent it);
+  queued at shutdown);
 * ``router_health_alert_messages_pending{channel}``: messages queued now.
 
 What probes cost, read at scrape time from the checker's accounting
@@ -378,8 +378,7 @@ def _alert_families(channels: Sequence[ChannelStatistics] | None) -> Iterable[Me
     messages = CounterMetricFamily(
         "router_health_alert_messages",
         "Alert messages per [[alerts]] channel, by outcome: delivered, failed, timeout "
-        "(abandoned at the channel's timeout), dropped (queue full or left at shutdown), "
-        "deduplicated (another [cluster] replica sent it).",
+        "(abandoned at the channel's timeout), dropped (queue full or left at shutdown).",
         labels=("channel", "outcome"),
     )
     pending = GaugeMetricFamily(

@@ -84,7 +84,7 @@ OUTBOX_LIMIT: Final = 100
 #: The state's channel buffer: a whole fleet flipping in one tick must not drop us.
 CHANNEL_BUFFER: Final = 10_000
 #: ``outcome`` label values of the messages counter.
-OUTCOMES: Final = ("delivered", "failed", "timeout", "dropped", "deduplicated")
+OUTCOMES: Final = ("delivered", "failed", "timeout", "dropped")
 
 Key = tuple[str, str]
 
@@ -119,7 +119,6 @@ class ChannelStatistics:
         return {
             "delivered": self.delivered, "failed": self.failed,
             "timeout": self.timeout, "dropped": self.dropped,
-            "deduplicated": self.deduplicated,
         }
 
 
