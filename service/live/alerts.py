@@ -34,18 +34,8 @@ within :attr:`AlertNotifier.final_flush` seconds; what is still queued then
 is dropped and counted, and :meth:`AlertNotifier.run` returns. Spells not yet
 announced are never announced.
 
-With ``[cluster]`` (``claims``: the :class:`~.cluster.ClusterCoordinator`)
-every replica follows the same spells from the same shared results, so the
-sender claims each message's events in Redis first and sends only the ones
-it won (a digest: the events it won; none: the message is counted as
-``deduplicated``, nothing is logged). One replica sends each notification;
-one that dies mid-outage leaves the reminders and the recovery to the
-others, which claim them in turn. While Redis is unreachable each replica
-sends its own (at least once beats never).
-
 Secrets: a channel's URL shows as ``scheme://…`` in every log line, repr and
-statistic; Apprise's and urllib3's records are scrubbed while it runs. Claim
-keys name a channel by a hash, never by its URL.
+statistic; Apprise's and urllib3's records are scrubbed while it runs.
 """
 
 from __future__ import annotations
@@ -65,8 +55,7 @@ from ..config.alerts import AlertChannelConfig
 from ..engine.report import ProbeStatus
 from .alerts_apprise import AlertDeliveryError, AppriseTransport, LogGuard
 from .alerts_messages import AlertMessage, render
-from .alerts_rules import AlertEvent, Batch, ChannelRules
-from .cluster import CLAIM_TTL, Claim, ClusterCoordinator, notifier_id
+from .alerts_rules import ChannelRules
 from .state import HealthState, Transition, level
 
 __all__ = [
@@ -109,9 +98,7 @@ class ChannelStatistics:
     failed: int  # messages it refused or failed on
     timeout: int  # sends abandoned at the channel's timeout
     dropped: int  # messages lost: the queue was full, or still queued at shutdown
-    deduplicated: int  # messages another cluster replica sends (it won their claim)
     pending: int  # messages queued now, the one being sent included
-    following: int  # adapters in a spell of trouble now (announced or not)
     last_error: str | None  # why the last failed send failed, masked; None after a success
 
     def counts(self) -> dict[str, int]:
@@ -127,12 +114,10 @@ class _Channel:
         self.config = config
         self.rules = ChannelRules(config)
         self.transport = transport
-        self.outbox: deque[Batch] = deque()
-        self.sending: Batch | None = None
+        self.outbox: deque[AlertMessage] = deque()
+        self.sending: AlertMessage | None = None
         self.send_scope: trio.CancelScope | None = None  # the send under way, if any
-        self.delivered = self.failed = self.timeout = self.dropped = self.deduplicated = 0
-        # Its name in claim keys: identical on every replica, never the URL.
-        self.claim_id = notifier_id("alerts", config.name, config.url.reveal())
+        self.delivered = self.failed = self.timeout = self.dropped = 0
         self.overflowing = False  # dropping since the last send: logged once
         self.failing = 0  # consecutive failed sends
         self.last_error: str | None = None
@@ -146,9 +131,7 @@ class _Channel:
             failed=self.failed,
             timeout=self.timeout,
             dropped=self.dropped,
-            deduplicated=self.deduplicated,
             pending=len(self.outbox) + (self.sending is not None),
-            following=self.rules.followed,
             last_error=self.last_error,
         )
 
@@ -164,8 +147,7 @@ class AlertNotifier:
     transport (default: Apprise). ``final_flush``: seconds the last messages
     get at shutdown. ``restored_since``: (model, provider) -> unix time the
     level of a restored verdict began (:func:`.storage_spells.restored_spell_starts`);
-    missing: the verdict's ``checked_at``. ``claims``: the cluster's
-    coordinator, when replicas share results (one of them sends each message).
+    missing: the verdict's ``checked_at``.
     """
 
     def __init__(
@@ -178,14 +160,12 @@ class AlertNotifier:
         final_flush: float = 5.0,
         outbox_limit: int = OUTBOX_LIMIT,
         restored_since: Mapping[Key, float] | None = None,
-        claims: ClusterCoordinator | None = None,
     ) -> None:
         if not channels:
             raise ValueError("an AlertNotifier needs at least one channel")
         self._state = state
         self._tags = adapter_tags
         self._restored_since = dict(restored_since or {})
-        self._claims = claims
         secrets = [s for c in channels for s in c.secrets()]
         self._guard = LogGuard(secrets)
         make = transport or (lambda config: AppriseTransport(config, self._guard))
@@ -344,7 +324,8 @@ class AlertNotifier:
     def _enqueue(self, channel: _Channel) -> bool:
         """Render the rules' ready batches into the channel's queue; whether there were any."""
         batches = channel.rules.take()
-        channel.outbox.extend(batches)
+        for batch in batches:
+            channel.outbox.append(render(batch, prefix=channel.config.title))
         excess = len(channel.outbox) - self._outbox_limit
         if not channel.usable:
             excess = len(channel.outbox)
@@ -377,34 +358,12 @@ class AlertNotifier:
                 )
                 self._notify()
                 return
-            batch = channel.sending = channel.outbox.popleft()
+            message = channel.sending = channel.outbox.popleft()
             try:
-                mine = await self._claimed(channel, batch)
-                if mine is None:
-                    channel.deduplicated += 1
-                else:
-                    await self._send(channel, render(mine, prefix=channel.config.title))
+                await self._send(channel, message)
             finally:
                 channel.sending = None
                 self._notify()
-
-    async def _claimed(self, channel: _Channel, batch: Batch) -> Batch | None:
-        """What of ``batch`` this replica sends: all of it without a cluster or
-        while Redis is unreachable; the events whose claim it won; None: none."""
-        if self._claims is None or not batch.events:
-            return batch
-        claims = [_claim(event) for event in batch.events]
-        with trio.move_on_at(self._final_deadline):
-            won = await self._claims.claim(
-                channel.claim_id, claims, ttl=CLAIM_TTL + channel.config.digest
-            )
-            if won is None:
-                return batch
-            events = tuple(e for e, mine in zip(batch.events, won, strict=True) if mine)
-            if not events:
-                return None
-            return batch if len(events) == len(batch.events) else Batch(events, batch.omitted)
-        return batch  # past the final deadline at shutdown: sent (or dropped) as it is
 
     async def _send(self, channel: _Channel, message: AlertMessage) -> None:
         timeout = channel.config.timeout
@@ -447,8 +406,3 @@ class AlertNotifier:
         if not isinstance(exc, AlertDeliveryError):
             text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         return scrub(text, channel.config.secrets(), limit=200)
-
-
-def _claim(event: AlertEvent) -> Claim:
-    """An event's claim: named and dated by what every replica derives alike."""
-    return Claim(event.kind, event.model, event.provider, event.cause_at, event.reminder)

@@ -70,12 +70,6 @@ class AlertEvent:
     duration: float  # seconds from started_at to at
     failure: str | None = None  # the failure kind that started the spell
     error: str | None = None  # what the result (or the latency SLO) said, redacted
-    # What every replica of a cluster derives alike from the shared results, so
-    # that one of them sends it: the shared result's time the event follows
-    # (the spell's first; recovered: the one ending it; 0: none), and a
-    # still_down reminder's number in its spell (1, 2...).
-    cause_at: float = 0.0
-    reminder: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +91,7 @@ class _Spell:
     due: float  # clock: when it is announced, then when the next reminder is; inf: never
     announced: bool = False
 
-    def event(
-        self, kind: str, now: float, status: ProbeStatus | None = None, *,
-        cause_at: float | None = None, reminder: int | None = None,
-    ) -> AlertEvent:
+    def event(self, kind: str, now: float, status: ProbeStatus | None = None) -> AlertEvent:
         return AlertEvent(
             kind=kind,
             model="",
@@ -112,8 +103,6 @@ class _Spell:
             duration=max(now - self.started, 0.0),
             failure=self.failure,
             error=self.error,
-            cause_at=self.started_at if cause_at is None else cause_at,
-            reminder=reminder,
         )
 
 
@@ -143,10 +132,7 @@ class ChannelRules:
         if spell is not None:
             del self._spells[key]
             if spell.announced and new != "down" and (spell.kind == "down" or new == "healthy"):
-                event = spell.event(
-                    "recovered", now, transition.current, cause_at=result.checked_at
-                )
-                self._emit(key, event, now)
+                self._emit(key, spell.event("recovered", now, transition.current), now)
         if self._follows(new):
             error = result.error
             if note is not None:
@@ -220,21 +206,10 @@ class ChannelRules:
                 spell.announced = True
                 self._emit(key, spell.event(spell.kind, now), now)
             else:
-                self._emit(key, spell.event("still_down", now, reminder=self._number(spell)), now)
-            if self._reminds(spell):
-                # On the spell's own grid (min_duration + n x repeat_every from its
-                # start), whatever this wake-up's lateness: the same n on every replica.
-                every = self.config.repeat_every
-                spell.due += (math.floor((now - spell.due) / every) + 1) * every
-            else:
-                spell.due = math.inf
+                self._emit(key, spell.event("still_down", now), now)
+            spell.due = now + self.config.repeat_every if self._reminds(spell) else math.inf
         if self._digest_closes <= now:
             self._close_digest()
-
-    def _number(self, spell: _Spell) -> int:
-        """The number (1, 2...) of the reminder due at ``spell.due``, counted from the spell's start."""
-        since = spell.due - spell.started - self.config.min_duration
-        return max(1, round(since / self.config.repeat_every))
 
     def next_due(self) -> float:
         """The clock time :meth:`advance` has something to do (inf: nothing is scheduled)."""

@@ -46,32 +46,14 @@ attempt with a long traceback; its records are re-levelled to DEBUG here,
 and this module logs one WARNING when Redis becomes unreachable and one
 INFO when it is back (the failures in between at DEBUG).
 
-**One replica notifies.** Every instance records the same shared results,
-so every instance's alert channels and webhook see the same transitions.
-Before sending, a notifier *claims* each notification (:meth:`ClusterCoordinator.claim`):
-one script sets the notification's key unless it already holds a claim of
-the same notification by another instance, and only the winner sends. A
-notification is named by what every instance derives alike from the shared
-results (the channel, the kind, the adapter, a reminder's number) and dated
-by a shared result's ``checked_at``; two claims dated within
-:data:`CLAIM_TOLERANCE` of each other are the same notification (a peer
-re-dates a result its clock sees ahead, by no more than the clocks differ).
-When Redis is unreachable ``claim`` says so and the notifier sends anyway:
-each instance then sends its own copy (at least once beats never).
-
 Keys (``{prefix}`` is ``key_prefix``; model and provider names are
 percent-encoded, so a name cannot break the hash tag that keeps one
-adapter's keys in one Redis Cluster slot; a notifier's claims share one tag,
-so a digest's claims are one script in one slot)::
+adapter's keys in one Redis Cluster slot)::
 
     {prefix}:{<model>:<provider>}:lease    instance id, PX ~ interval
     {prefix}:{<model>:<provider>}:fence    the adapter's latest fencing token
     {prefix}:{<model>:<provider>}:result   the latest result (JSON), PX max_age
     {prefix}:results                       the pub/sub channel
-    {prefix}:{notify:<notifier>}:<kind>:<model>:<provider>[:<n>]
-                                           "<checked_at> <instance id>", PX ttl
-                                           (<notifier>: a hash of the channel's
-                                           name and URL, never the URL itself)
 
 The client is coredis, which runs natively on Trio (through anyio): no
 asyncio bridge. ``redis://`` and ``rediss://`` URLs use its single-node
@@ -84,7 +66,6 @@ for the current primary.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -92,7 +73,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
@@ -109,13 +90,9 @@ from ..engine.report import ProbeResult, ProbeStatus
 from .state import HealthState
 
 __all__ = [
-    "CLAIM_TOLERANCE",
-    "CLAIM_TTL",
     "MAX_CLOCK_SKEW",
-    "Claim",
     "ClusterCoordinator",
     "Lease",
-    "notifier_id",
     "result_from_json",
     "result_to_json",
 ]
@@ -127,13 +104,6 @@ logger = logging.getLogger("router_health.cluster")
 #: kept by NTP agree within far less; a peer outside it is misconfigured
 #: (its results are rejected, counted and logged).
 MAX_CLOCK_SKEW: Final = 300.0
-#: Two claims of one notification name dated within this many seconds are the
-#: same notification (instances' clocks agree within far less under NTP); two
-#: different ones of one adapter are at least two results apart.
-CLAIM_TOLERANCE: Final = 1.0
-#: How long (seconds) a claim is kept: far longer than instances take to derive
-#: the same notification (a notifier adds its own batching delay, e.g. a digest).
-CLAIM_TTL: Final = 3600.0
 #: Rejections are logged at most this often (seconds); the count is live.
 REJECTION_LOG_INTERVAL: Final = 60.0
 #: A shared result is well under 3 KB, or a few hundred with a wildcard's
@@ -197,57 +167,6 @@ if tonumber(redis.call('GET', KEYS[1]) or '0') == tonumber(ARGV[1]) then
 end
 return 0
 """
-
-# Claim notifications (KEYS: one per notification; ARGV: instance id, ttl ms,
-# tolerance s, then one checked_at per key). A key holding another instance's
-# claim dated within the tolerance is lost (0); anything else is taken (1):
-# no claim, an older notification of that name, or our own earlier claim (a retry).
-_CLAIM: Final = """
-local won = {}
-local tolerance = tonumber(ARGV[3])
-for i, key in ipairs(KEYS) do
-  local at = ARGV[i + 3]
-  local take = 1
-  local held = redis.call('GET', key)
-  if held then
-    local space = string.find(held, ' ', 1, true)
-    if space then
-      local held_at = tonumber(string.sub(held, 1, space - 1))
-      local owner = string.sub(held, space + 1)
-      if held_at and owner ~= ARGV[1] and math.abs(held_at - tonumber(at)) <= tolerance then
-        take = 0
-      end
-    end
-  end
-  if take == 1 then
-    redis.call('SET', key, at .. ' ' .. ARGV[1], 'PX', ARGV[2])
-  end
-  won[i] = take
-end
-return won
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """One notification to claim: its ``name`` (identical on every instance) and shared time.
-
-    ``name`` is the key's tail (``<kind>:<model>:<provider>[:<n>]``, names
-    percent-encoded by :meth:`ClusterCoordinator.claim`); ``at`` a shared
-    result's ``checked_at`` that dates it.
-    """
-
-    kind: str
-    model: str
-    provider: str
-    at: float
-    number: int | None = None  # a reminder's number in its spell
-
-
-def notifier_id(*parts: str) -> str:
-    """A notifier's name in claim keys: a hash of what identifies it (its URL holds secrets)."""
-    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()
-    return digest[:20]
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,7 +439,6 @@ class ClusterCoordinator:
         self._client: Any = None
         self._acquire: Any = None
         self._share: Any = None
-        self._claim: Any = None
         self._scope = trio.CancelScope()
         # When another instance last shared a result per adapter (trio clock).
         self._heard: dict[tuple[str, str], float] = {}
@@ -543,8 +461,6 @@ class ClusterCoordinator:
         self.local_probes = 0  # probes made without a lease because Redis was unreachable
         self.shared = 0
         self.received = 0
-        self.claims_won = 0
-        self.claims_lost = 0  # notifications another instance sends
 
     def __repr__(self) -> str:
         state = "reachable" if self._reachable else "unreachable"
@@ -681,7 +597,6 @@ class ClusterCoordinator:
                     self._client = client
                     self._acquire = client.register_script(_ACQUIRE)
                     self._share = client.register_script(_SHARE)
-                    self._claim = client.register_script(_CLAIM)
                     try:
                         await self._load()
                         task_status.started()
@@ -863,39 +778,3 @@ class ClusterCoordinator:
                 lease.token,
             )
         return False
-
-    # -- notifications -------------------------------------------------------------------
-
-    def claim_key(self, notifier: str, claim: Claim) -> str:
-        """The Redis key of ``claim`` for the notifier named ``notifier`` (:func:`notifier_id`)."""
-        name = f"{claim.kind}:{quote(claim.model, safe='')}:{quote(claim.provider, safe='')}"
-        if claim.number is not None:
-            name = f"{name}:{claim.number}"
-        return f"{self.config.key_prefix}:{{notify:{notifier}}}:{name}"
-
-    async def claim(
-        self, notifier: str, claims: Sequence[Claim], ttl: float = CLAIM_TTL
-    ) -> list[bool] | None:
-        """Which of ``claims`` this instance sends (won), in order; None if Redis is unreachable.
-
-        None (the caller sends everything: at least once beats never) also
-        before the first connection and after :meth:`stop`. Never raises but
-        Cancelled; takes at most the Redis deadline.
-        """
-        if not claims:
-            return []
-        keys = [self.claim_key(notifier, claim) for claim in claims]
-        times = [repr(float(claim.at)) for claim in claims]
-        ok, won = await self._call(
-            "claiming notifications",
-            lambda: self._claim(
-                keys=keys,
-                args=[self.instance, max(1, int(ttl * 1000)), CLAIM_TOLERANCE, *times],
-            ),
-        )
-        if not ok or not isinstance(won, list) or len(won) != len(claims):
-            return None
-        taken = [int(each) == 1 for each in won]
-        self.claims_won += sum(taken)
-        self.claims_lost += len(taken) - sum(taken)
-        return taken

@@ -64,16 +64,10 @@ async def open_live(
             return
         await stack.enter_async_context(_forwarding(health, events))
         stack.enter_context(_route_events(config, manager, health, events))
-        # Made here (it runs further in), so the notifiers claim through it.
-        cluster = None
-        if config.cluster is not None:
-            cluster = ClusterCoordinator(
-                config.cluster, health, known={(m, a.provider) for m, a in manager.all_adapters()}
-            )
         webhook = None
         if config.webhook is not None:
             # Subscribed before the first probe, so no first result is missed.
-            webhook = WebhookNotifier(config.webhook, health, claims=cluster)
+            webhook = WebhookNotifier(config.webhook, health)
             await stack.enter_async_context(_webhook_running(webhook))
         storage = None
         if config.storage.active(background=True):
@@ -98,14 +92,17 @@ async def open_live(
                 storage.config.path, health.restored()
             )
             alerts = AlertNotifier(
-                config.alerts, health, manager.adapter_tags, restored_since=since,
-                claims=cluster,
+                config.alerts, health, manager.adapter_tags, restored_since=since
             )
             await stack.enter_async_context(_alerts_running(alerts))
         # Closing the state ends its readers: the forwarding, the webhook
         # after one last POST, and storage after its last write.
         stack.enter_context(contextlib.closing(health))
-        if cluster is not None:
+        cluster = None
+        if config.cluster is not None:
+            cluster = ClusterCoordinator(
+                config.cluster, health, known={(m, a.provider) for m, a in manager.all_adapters()}
+            )
             await stack.enter_async_context(_cluster_running(cluster))
         background = BackgroundChecker(checker, manager.all_adapters(), health, cluster=cluster)
         await stack.enter_async_context(_background_running(background))

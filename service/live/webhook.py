@@ -43,14 +43,6 @@ away and without retries, for what is still pending — the one exception to
 Cancelling it stops everything at once: an in-flight POST is abandoned (its
 transitions stay counted as pending).
 
-With ``[cluster]`` (``claims``: the :class:`~.cluster.ClusterCoordinator`)
-every replica records the same shared results and so sees the same
-transitions: before a POST the sender claims each pending transition in
-Redis (once: a retry keeps what it won) and posts only the ones it won;
-the others are counted as ``deduplicated`` (no POST at all when none is
-left). One replica posts each transition. While Redis is unreachable each
-replica posts its own (at least once beats never).
-
 Secrets: the token (``Authorization: Bearer ...``) and the URL's userinfo and
 query string appear in no log line, exception message or ``repr``; the URL is
 shown as ``scheme://host[:port]/path``. While it runs, the notifier also
@@ -74,7 +66,6 @@ import trio
 from adapters.base import Secret, scrub
 
 from ..config.webhook import WebhookConfig, display_url
-from .cluster import CLAIM_TTL, Claim, ClusterCoordinator, notifier_id
 from .log_scrub import ScrubFilter
 from .state import HealthState, Transition
 
@@ -102,7 +93,6 @@ class WebhookStatistics:
     sent: int  # transitions delivered (in a POST answered 2xx)
     failed: int  # deliveries given up after retries + 1 failed attempts (transitions kept)
     dropped: int  # transitions lost: pending list full (max_pending) or not sent at shutdown
-    deduplicated: int  # transitions another cluster replica posts (it won their claim)
     pending: int  # transitions waiting now, the batch in flight included
     posts: int  # POSTs answered 2xx
     attempts: int  # POSTs started, successful or not
@@ -152,8 +142,6 @@ class WebhookNotifier:
 
     ``client``: an ``httpx.AsyncClient`` to use (its owner closes it);
     without one the notifier creates its own and closes it when ``run`` ends.
-    ``claims``: the cluster's coordinator, when replicas share results (one
-    of them posts each transition).
     """
 
     def __init__(
@@ -162,17 +150,11 @@ class WebhookNotifier:
         state: HealthState,
         *,
         client: httpx.AsyncClient | None = None,
-        claims: ClusterCoordinator | None = None,
     ) -> None:
         self.config = config
         self._state = state
         self._client = client
-        self._claims = claims
         self._url = display_url(config.url)
-        # Its name in claim keys: identical on every replica, never the URL.
-        self._claim_id = notifier_id("webhook", config.url)
-        self._won: set[Transition] = set()  # pending transitions this replica claimed
-        self._deduplicated = 0
         self._secrets = config.secrets()
         self._auth = None if config.token is None else _BearerAuth(config.token)
         self._pending: deque[Transition] = deque()
@@ -204,7 +186,6 @@ class WebhookNotifier:
             sent=self._sent,
             failed=self._failed,
             dropped=self._dropped,
-            deduplicated=self._deduplicated,
             pending=self._pending_count(),
             posts=self._posts,
             attempts=self._attempts,
@@ -296,7 +277,7 @@ class WebhookNotifier:
                 self._url,
             )
         for _ in range(excess):
-            self._won.discard(self._pending.popleft())
+            self._pending.popleft()
         self._dropped += excess
         self._unreported_drops += excess
 
@@ -309,18 +290,12 @@ class WebhookNotifier:
                 with trio.move_on_at(self._next_attempt_at):
                     await self._wait_for(lambda: self._closing)
             final = self._closing
-            await self._claim_pending()
-            if not self._pending:  # other replicas post all of it
-                if final:
-                    return
-                continue
             await self._attempt(client)
             if final:
                 lost = self._pending_count()
                 if lost:
                     self._dropped += lost
                     self._pending.clear()
-                    self._won.clear()
                     logger.warning(
                         "webhook: %d transition(s) not delivered to %s before stopping",
                         lost,
@@ -328,29 +303,6 @@ class WebhookNotifier:
                     )
                     self._notify()
                 return
-
-    async def _claim_pending(self) -> None:
-        """Keep only the pending transitions this replica posts (see the module doc)."""
-        if self._claims is None:
-            return
-        # Again while transitions arrive during a claim: a POST takes only claimed ones.
-        while batch := [t for t in self._pending if t not in self._won]:
-            claims = [
-                Claim(f"webhook-{t.current.value}", t.model, t.provider, t.result.checked_at)
-                for t in batch
-            ]
-            won = await self._claims.claim(
-                self._claim_id, claims, ttl=CLAIM_TTL + self.config.min_interval
-            )
-            if won is None:
-                won = [True] * len(batch)  # Redis unreachable: this replica posts them
-            lost = {t for t, mine in zip(batch, won, strict=True) if not mine}
-            self._won.update(t for t, mine in zip(batch, won, strict=True) if mine)
-            if lost:
-                # The drain may have appended meanwhile: filter what is pending now.
-                self._pending = deque(t for t in self._pending if t not in lost)
-                self._deduplicated += len(lost)
-                self._notify()
 
     async def _attempt(self, client: httpx.AsyncClient) -> None:
         """One POST of everything pending; on failure (or cancellation) it stays pending."""
@@ -366,7 +318,6 @@ class WebhookNotifier:
         finally:
             self._in_flight = []
             if error is None:
-                self._won.difference_update(batch)
                 self._sent += len(batch)
                 self._posts += 1
                 self._unreported_drops -= drops
