@@ -406,6 +406,9 @@ async def test_workers_failing_again_and_again_turn_sharding_off_with_one_warnin
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
         await wait_gone(pids)
+        # ...and the pool has seen them go (their output ended): a run started
+        # before that would send its batches into the dead pipes and fall back.
+        await eventually(lambda: manager.shard_pids() == [], within=EXIT_BOUND)
         reports: list[HealthReport] = []
         with trio.fail_after(GUARD + 30):
             for _ in range(MAX_FAILURES + 1):
