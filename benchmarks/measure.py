@@ -54,10 +54,14 @@ def proc_peak_rss_mb(pid: int) -> float:
 
 
 class FdSampler:
-    """A thread that records the peak number of open fds of ``pid``."""
+    """A thread that records the peak of the open fds summed over ``pids`` ("self": this process).
 
-    def __init__(self, pid: int | str = "self", interval: float = 0.02) -> None:
-        self.pid = pid
+    Several processes at once for a sharded row, whose sockets are in its
+    worker processes.
+    """
+
+    def __init__(self, *pids: int | str, interval: float = 0.02) -> None:
+        self.pids = pids or ("self",)
         self.interval = interval
         self.peak = 0
         self.cpu = 0.0  # CPU seconds this thread used, to subtract from the process's
@@ -68,7 +72,7 @@ class FdSampler:
         start = time.thread_time()
         while True:
             try:
-                self.peak = max(self.peak, open_fds(self.pid))
+                self.peak = max(self.peak, sum(open_fds(pid) for pid in self.pids))
             except OSError:
                 break
             if self._stop.wait(self.interval):

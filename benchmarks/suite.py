@@ -33,7 +33,6 @@ from .cluster import run as run_cluster
 from .policies import PolicyPlan
 from .policies import run as run_policies
 from .upstream import Upstream, fast_upstream, simulator
-from .worker import FdSum
 
 #: The repository root: workers run as ``python -m benchmarks.worker`` from here.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -730,7 +729,7 @@ def _http_health(
             fleet = up.fleet if isinstance(up, Upstreams) else up
             cpu0 = sum(measure.proc_cpu_seconds(int(p)) for p in server)
             sim0 = sum(fleet.cpu_seconds())
-            with FdSum(list(server)) as sampler:  # the server's and its workers' fds
+            with measure.FdSampler(*server) as sampler:  # the server's and its workers' fds
                 for _ in range(repeats):
                     start = time.perf_counter()
                     response = client.get("/v1/health/")

@@ -26,7 +26,6 @@ import logging
 import resource
 import statistics
 import sys
-import threading
 import time
 from typing import Any
 
@@ -127,41 +126,6 @@ def _install_transport(name: str) -> None:
     AdapterManager._new_client = new_client  # type: ignore[method-assign]
 
 
-class FdSum:
-    """A thread recording the peak of the open fds summed over ``pids`` ("self": this process).
-
-    :class:`measure.FdSampler` over several processes at once: a sharded row's
-    sockets are in its worker processes.
-    """
-
-    def __init__(self, pids: list[int | str], interval: float = 0.02) -> None:
-        self.pids = pids
-        self.interval = interval
-        self.peak = 0
-        self.cpu = 0.0  # CPU seconds this thread used, to subtract from the process's
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fd-sampler", daemon=True)
-
-    def _run(self) -> None:
-        start = time.thread_time()
-        while True:
-            try:
-                self.peak = max(self.peak, sum(measure.open_fds(pid) for pid in self.pids))
-            except OSError:
-                break
-            if self._stop.wait(self.interval):
-                break
-        self.cpu = time.thread_time() - start
-
-    def __enter__(self) -> FdSum:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def _shard_pids(manager: AdapterManager) -> list[int]:
     """The manager's worker processes (none when the fleet is not sharded)."""
     pids = getattr(manager, "shard_pids", None)
@@ -208,7 +172,7 @@ async def _measure(job: dict[str, Any]) -> dict[str, Any]:
         up0, sentinel0 = _cpu(upstream), _cpu(sentinel)
         shards = _shard_pids(manager)
         shard0 = _cpu(shards)
-        with FdSum(["self", *shards]) as sampler:
+        with measure.FdSampler("self", *shards) as sampler:
             cpu0 = measure.process_cpu()
             for _ in range(job["repeats"]):
                 start = time.perf_counter()
