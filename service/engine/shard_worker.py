@@ -24,6 +24,7 @@ from typing import Any
 
 import trio
 
+from .cost import free_twin
 from .manager import AdapterManager
 from .shards import FrameReader, build_worker_config, encode
 
@@ -68,8 +69,6 @@ async def _serve(stdin: trio.abc.ReceiveStream, stdout: trio.abc.SendStream) -> 
         async def probe(index: int, model: str, provider: str, free: bool) -> None:
             adapter = adapters[(model, provider)]
             if free:
-                from .cost import free_twin
-
                 adapter = free_twin(adapter)
             result, granted = await checker.probe_in_worker(
                 model, adapter, model_deadline, run_deadline, run
